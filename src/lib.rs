@@ -1,0 +1,2 @@
+//! kubeadm-recover: break-glass recovery for kubeadm control-plane nodes.
+pub mod manifest;
