@@ -207,6 +207,18 @@ fn deletions(text: &str, list: &ArgList, doomed: &[usize]) -> Result<Vec<Splice>
         return flow_deletions(text, list, doomed);
     }
     let mut splices = Vec::new();
+    if doomed.len() == list.items.len() {
+        // An emptied block list would read as null, not as an empty list: say `[]` after the key.
+        let colon = text[list.key_end..list.start.byte]
+            .find(':')
+            .map(|i| list.key_end + i + 1)
+            .ok_or_else(|| unsupported("a list key without a colon", &list.items[0]))?;
+        splices.push(Splice {
+            start: colon,
+            end: colon,
+            with: " []".to_string(),
+        });
+    }
     for &i in doomed {
         let item = &list.items[i];
         block_prefix(text, item)?;

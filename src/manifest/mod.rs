@@ -139,6 +139,8 @@ pub struct ArgList {
     pub flow: bool,
     /// Where the list starts: `[` for a flow list, the first `-` for a block list.
     pub start: Pos,
+    /// Just past the `command`/`args` key, so an emptied block list can become `[]`.
+    pub key_end: usize,
 }
 
 /// The kube-apiserver container of a parsed manifest.
@@ -406,11 +408,24 @@ fn arg_list(container: &Node, key: &str, kind: ListKind) -> Result<Option<ArgLis
             other => return unsupported("a nested list or mapping".into(), other.start()),
         }
     }
+    // The editor slices the source between items: their extents must be ordered and disjoint.
+    let mut cursor = start.byte;
+    for item in &out {
+        if item.start.byte < cursor || item.end < item.start.byte {
+            return unsupported("an item whose extent in the text cannot be located".into(), item.start);
+        }
+        cursor = item.end;
+    }
+    let key_end = match container.key_node(key) {
+        Some(Node::Scalar { end, .. }) => *end,
+        _ => start.byte,
+    };
     Ok(Some(ArgList {
         kind,
         items: out,
         flow,
         start,
+        key_end,
     }))
 }
 
@@ -443,3 +458,29 @@ pub fn image_version(image: &str) -> Option<(u32, u32, u32)> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;
+
+/// The fuzz property, also run by the property tests on stable: parsing and editing any input
+/// never panics, and every edit the engine accepts re-reads to exactly the intended state.
+pub fn check_any_input(text: &str) {
+    let Ok(manifest) = Manifest::parse(text) else {
+        return;
+    };
+    let _ = manifest.extend_tokens();
+    for target in [Target::Set(true), Target::Set(false), Target::Remove] {
+        if let Ok(edit) = edit_extend_tokens(text, target) {
+            let after = Manifest::parse(&edit.new_text)
+                .expect("an accepted edit re-parses")
+                .extend_tokens();
+            match target {
+                Target::Set(value) => assert_eq!(after.state, FlagState::Explicit { value }),
+                Target::Remove => assert!(after.occurrences.is_empty()),
+            }
+            if edit.changed {
+                verify::prove(text, &edit.new_text, target).expect("accepted edits are proved");
+            }
+        }
+    }
+}
