@@ -1,2 +1,47 @@
 //! kubeadm-recover: break-glass recovery for kubeadm control-plane nodes.
+//!
+//! `manifest` is pure; `store` and `change` are the only writers; `commands` orchestrate.
+pub mod change;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod error;
+pub mod kubeconfig;
 pub mod manifest;
+pub mod node;
+pub mod store;
+pub mod ui;
+
+use clap::Parser;
+
+/// Parses the command line, runs the command, and returns the process exit code.
+pub fn main_exit_code() -> i32 {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let json = cli.global.output == cli::Format::Json;
+    match commands::run(cli) {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("error: {err}");
+            if json {
+                let doc = serde_json::json!({
+                    "apiVersion": ui::API_VERSION,
+                    "kind": "Error",
+                    "reason": err.kind(),
+                    "exitCode": err.code(),
+                    "message": err.to_string(),
+                });
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&doc).expect("serializable")
+                );
+            }
+            err.code()
+        }
+    }
+}

@@ -1,3 +1,3 @@
 fn main() {
-    println!("Hello, world!");
+    std::process::exit(kubeadm_recover::main_exit_code());
 }

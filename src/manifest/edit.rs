@@ -6,7 +6,9 @@
 
 use super::flags::{self, EXTEND_TOKEN_EXPIRATION};
 use super::yaml::Style;
-use super::{ArgItem, ArgList, ErrorKind, ExtendTokens, FlagState, ListKind, Manifest, ManifestError};
+use super::{
+    ArgItem, ArgList, ErrorKind, ExtendTokens, FlagState, ListKind, Manifest, ManifestError,
+};
 
 /// What the flag should be after the edit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +41,11 @@ pub fn edit_extend_tokens(text: &str, target: Target) -> Result<Edit, ManifestEr
     let manifest = Manifest::parse(text)?;
     let before = manifest.extend_tokens();
     let mut notes = Vec::new();
-    let lines: Vec<String> = before.occurrences.iter().map(|o| o.line.to_string()).collect();
+    let lines: Vec<String> = before
+        .occurrences
+        .iter()
+        .map(|o| o.line.to_string())
+        .collect();
     let already = match target {
         Target::Set(v) => before.state == FlagState::Explicit { value: v },
         Target::Remove => before.occurrences.is_empty(),
@@ -117,7 +123,8 @@ fn list<'m>(manifest: &'m Manifest, kind: ListKind) -> &'m ArgList {
         ListKind::Command => &manifest.command,
         ListKind::Args => &manifest.args,
     };
-    list.as_ref().expect("occurrences come from an existing list")
+    list.as_ref()
+        .expect("occurrences come from an existing list")
 }
 
 fn quote(value: &str, style: Style) -> String {
@@ -161,7 +168,8 @@ fn line_end(text: &str, at: usize) -> (usize, &str) {
 fn block_prefix<'t>(text: &'t str, item: &ArgItem) -> Result<&'t str, ManifestError> {
     let prefix = &text[line_start(text, item.start.byte)..item.start.byte];
     let trimmed = prefix.trim_start_matches(' ');
-    let ok = trimmed.starts_with('-') && trimmed[1..].chars().all(|c| c == ' ') && trimmed.len() > 1;
+    let ok =
+        trimmed.starts_with('-') && trimmed[1..].chars().all(|c| c == ' ') && trimmed.len() > 1;
     if ok {
         Ok(prefix)
     } else {
@@ -230,7 +238,11 @@ fn deletions(text: &str, list: &ArgList, doomed: &[usize]) -> Result<Vec<Splice>
         if term.is_empty() && start > 0 {
             // Last line without a terminator: take the previous line's terminator instead, so
             // that deleting an appended line gives back the original bytes.
-            let prev_term = if text[..start].ends_with("\r\n") { 2 } else { 1 };
+            let prev_term = if text[..start].ends_with("\r\n") {
+                2
+            } else {
+                1
+            };
             splices.push(Splice {
                 start: start - prev_term,
                 end,
@@ -248,7 +260,11 @@ fn deletions(text: &str, list: &ArgList, doomed: &[usize]) -> Result<Vec<Splice>
 }
 
 /// Deletes runs of adjacent flow items together with one separator, never a comment.
-fn flow_deletions(text: &str, list: &ArgList, doomed: &[usize]) -> Result<Vec<Splice>, ManifestError> {
+fn flow_deletions(
+    text: &str,
+    list: &ArgList,
+    doomed: &[usize],
+) -> Result<Vec<Splice>, ManifestError> {
     let items = &list.items;
     let mut splices = Vec::new();
     let mut runs: Vec<(usize, usize)> = Vec::new();
@@ -260,8 +276,10 @@ fn flow_deletions(text: &str, list: &ArgList, doomed: &[usize]) -> Result<Vec<Sp
     }
     for (first, last) in runs {
         let backward = (first > 0).then(|| (items[first - 1].end, items[last].end));
-        let forward = (last + 1 < items.len()).then(|| (items[first].start.byte, items[last + 1].start.byte));
-        let whole = (first == 0 && last + 1 == items.len()).then(|| (items[0].start.byte, items[last].end));
+        let forward =
+            (last + 1 < items.len()).then(|| (items[first].start.byte, items[last + 1].start.byte));
+        let whole =
+            (first == 0 && last + 1 == items.len()).then(|| (items[0].start.byte, items[last].end));
         let choice = [backward, forward, whole]
             .into_iter()
             .flatten()
@@ -314,7 +332,11 @@ fn insertion(text: &str, manifest: &Manifest, rendered: &str) -> Result<Splice, 
             if sep.contains('#') { ", " } else { sep }
         };
         return Ok(if position == 0 {
-            let sep = if items.len() > 1 { separator(0, 1) } else { ", " };
+            let sep = if items.len() > 1 {
+                separator(0, 1)
+            } else {
+                ", "
+            };
             Splice {
                 start: items[0].start.byte,
                 end: items[0].start.byte,
@@ -358,7 +380,10 @@ fn insertion(text: &str, manifest: &Manifest, rendered: &str) -> Result<Splice, 
         });
     }
     if !rest_of_line_is_free(text, neighbour) {
-        return Err(unsupported("something else shares the item's line", neighbour));
+        return Err(unsupported(
+            "something else shares the item's line",
+            neighbour,
+        ));
     }
     let (at, term) = line_end(text, neighbour.end);
     Ok(Splice {

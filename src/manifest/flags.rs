@@ -54,10 +54,8 @@ pub fn occurrences(args: &[&str], name: &str) -> Vec<usize> {
         if *arg == "--" {
             break;
         }
-        if let Some((flag, _)) = split_flag(arg) {
-            if flag == name {
-                found.push(i);
-            }
+        if split_flag(arg).is_some_and(|(flag, _)| flag == name) {
+            found.push(i);
         }
     }
     found
@@ -116,6 +114,10 @@ mod tests {
         let args = ["--a=1", "--b", "--a_x=2", "--a=3", "--", "--a=4"];
         assert_eq!(occurrences(&args, "a"), vec![0, 3]);
         assert_eq!(last_value(&args, "a"), Some("3"));
-        assert_eq!(occurrences(&args, "a-x"), vec![2], "underscores normalize to dashes");
+        assert_eq!(
+            occurrences(&args, "a-x"),
+            vec![2],
+            "underscores normalize to dashes"
+        );
     }
 }

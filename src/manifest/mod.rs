@@ -63,9 +63,15 @@ impl ManifestError {
     pub fn hint(&self) -> &'static str {
         match self.kind {
             ErrorKind::Empty => "restore the manifest from a backup (kubeadm-recover backups list)",
-            ErrorKind::InvalidYaml(_) => "fix the YAML at that position; the kubelet cannot read it either",
-            ErrorKind::TabIndentation => "YAML indentation must be spaces: replace the tab with spaces",
-            ErrorKind::MultipleDocuments => "a static pod manifest holds one document: remove the extra `---` section",
+            ErrorKind::InvalidYaml(_) => {
+                "fix the YAML at that position; the kubelet cannot read it either"
+            }
+            ErrorKind::TabIndentation => {
+                "YAML indentation must be spaces: replace the tab with spaces"
+            }
+            ErrorKind::MultipleDocuments => {
+                "a static pod manifest holds one document: remove the extra `---` section"
+            }
             ErrorKind::NotAPod(_) => "point the tool at the kube-apiserver static pod manifest",
             ErrorKind::NoContainers | ErrorKind::NoApiserverContainer(_) => {
                 "the pod needs a container named kube-apiserver (or whose command starts with kube-apiserver)"
@@ -106,7 +112,10 @@ impl fmt::Display for ManifestError {
                 write!(f, "unsupported kube-apiserver argument: {what}")
             }
             ErrorKind::NoArgumentList => {
-                write!(f, "the kube-apiserver container has neither command nor args")
+                write!(
+                    f,
+                    "the kube-apiserver container has neither command nor args"
+                )
             }
             ErrorKind::ProofFailed(why) => write!(f, "the edit could not be proved safe: {why}"),
         }
@@ -318,13 +327,16 @@ impl<'t> Manifest<'t> {
             })
             .collect();
         let state = match found.last() {
-            Some(&i) => match flags::bool_value(flags::split_flag(values[i]).and_then(|(_, v)| v))
-            {
-                BoolValue::Valid(value) => FlagState::Explicit { value },
-                BoolValue::Invalid(value) => FlagState::Invalid { value },
-            },
+            Some(&i) => {
+                match flags::bool_value(flags::split_flag(values[i]).and_then(|(_, v)| v)) {
+                    BoolValue::Valid(value) => FlagState::Explicit { value },
+                    BoolValue::Invalid(value) => FlagState::Invalid { value },
+                }
+            }
             None => FlagState::Absent {
-                default: self.version().map(|(major, minor, _)| default_extend(major, minor)),
+                default: self
+                    .version()
+                    .map(|(major, minor, _)| default_extend(major, minor)),
             },
         };
         ExtendTokens { state, occurrences }
@@ -360,7 +372,10 @@ fn arg_list(container: &Node, key: &str, kind: ListKind) -> Result<Option<ArgLis
         return Ok(None);
     };
     let unsupported = |what: String, pos: Pos| {
-        Err(ManifestError::at_pos(ErrorKind::UnsupportedArgument(what), pos))
+        Err(ManifestError::at_pos(
+            ErrorKind::UnsupportedArgument(what),
+            pos,
+        ))
     };
     let (items, flow, start) = match node {
         Node::Seq {
@@ -372,7 +387,9 @@ fn arg_list(container: &Node, key: &str, kind: ListKind) -> Result<Option<ArgLis
             items, flow, start, ..
         } => (items, *flow, *start),
         Node::Alias { start } => return unsupported(format!("an alias as the {key} list"), *start),
-        Node::Scalar { value, start, .. } if value.is_empty() || value == "~" || value == "null" => {
+        Node::Scalar { value, start, .. }
+            if value.is_empty() || value == "~" || value == "null" =>
+        {
             return unsupported(format!("{key} is null"), *start);
         }
         other => return unsupported(format!("{key} is not a list"), other.start()),
@@ -389,7 +406,12 @@ fn arg_list(container: &Node, key: &str, kind: ListKind) -> Result<Option<ArgLis
                 style: Style::Block,
                 start,
                 ..
-            } => return unsupported("a block scalar (| or >) inside the argument list".into(), *start),
+            } => {
+                return unsupported(
+                    "a block scalar (| or >) inside the argument list".into(),
+                    *start,
+                );
+            }
             Node::Scalar {
                 value,
                 style,
@@ -412,7 +434,10 @@ fn arg_list(container: &Node, key: &str, kind: ListKind) -> Result<Option<ArgLis
     let mut cursor = start.byte;
     for item in &out {
         if item.start.byte < cursor || item.end < item.start.byte {
-            return unsupported("an item whose extent in the text cannot be located".into(), item.start);
+            return unsupported(
+                "an item whose extent in the text cannot be located".into(),
+                item.start,
+            );
         }
         cursor = item.end;
     }

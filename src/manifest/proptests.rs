@@ -44,14 +44,18 @@ struct Shape {
 }
 
 fn item(texts: &'static [&'static str]) -> impl Strategy<Value = Item> {
-    (prop::sample::select(texts), 0u8..3, any::<bool>(), prop::bool::weighted(0.2)).prop_map(
-        |(text, quote, comment, comment_line_before)| Item {
+    (
+        prop::sample::select(texts),
+        0u8..3,
+        any::<bool>(),
+        prop::bool::weighted(0.2),
+    )
+        .prop_map(|(text, quote, comment, comment_line_before)| Item {
             text,
             quote,
             comment,
             comment_line_before,
-        },
-    )
+        })
 }
 
 fn shape() -> impl Strategy<Value = Shape> {
@@ -101,12 +105,18 @@ fn quoted(text: &str, quote: u8) -> String {
 fn render(shape: &Shape) -> String {
     let pad = " ".repeat(shape.indent);
     let dash = format!("{pad}-{}", " ".repeat(shape.dash_gap));
-    let mut out = String::from("# kube-apiserver\napiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver # mirror\nspec:\n  containers:\n");
+    let mut out = String::from(
+        "# kube-apiserver\napiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver # mirror\nspec:\n  containers:\n",
+    );
     if shape.sidecar {
         out.push_str("  - name: kms\n    command: [\"/kms\", \"--service-account-extend-token-expiration=false\"]\n");
     }
     out.push_str("  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.30.1\n");
-    let items: Vec<String> = shape.items.iter().map(|i| quoted(i.text, i.quote)).collect();
+    let items: Vec<String> = shape
+        .items
+        .iter()
+        .map(|i| quoted(i.text, i.quote))
+        .collect();
     let list_key = if shape.in_args {
         out.push_str("    command: [kube-apiserver]\n");
         "args"
@@ -129,7 +139,11 @@ fn render(shape: &Shape) -> String {
             if meta.is_some_and(|m| m.comment_line_before) {
                 out.push_str(&format!("    {pad}# note\n"));
             }
-            let comment = if meta.is_some_and(|m| m.comment) { "  # why" } else { "" };
+            let comment = if meta.is_some_and(|m| m.comment) {
+                "  # why"
+            } else {
+                ""
+            };
             out.push_str(&format!("    {dash}{text}{comment}\n"));
         }
     }
@@ -153,27 +167,43 @@ fn assert_minimal(old: &str, new: &str) -> Result<(), TestCaseError> {
         .map(|c| c.value().trim_end().to_string())
         .collect();
     for line in &changed {
-        let is_flag_line = line.contains(EXTEND_TOKEN_EXPIRATION) || line.contains("service_account_extend");
+        let is_flag_line =
+            line.contains(EXTEND_TOKEN_EXPIRATION) || line.contains("service_account_extend");
         let is_flow_line = line.contains('[');
         let emptied_block_list = line.trim() == "args:" || line.trim() == "args: []";
         if emptied_block_list {
             continue;
         }
-        prop_assert!(is_flag_line || is_flow_line, "unexpected changed line {line:?}");
+        prop_assert!(
+            is_flag_line || is_flow_line,
+            "unexpected changed line {line:?}"
+        );
         if is_flow_line {
             let others = |l: &str| -> Vec<String> {
                 let inner = &l[l.find('[').map_or(0, |i| i + 1)..l.rfind(']').unwrap_or(l.len())];
-                inner.split(',')
+                inner
+                    .split(',')
                     .map(|s| s.trim().trim_matches(['[', ']', '"', '\'']).to_string())
                     .filter(|s| !s.is_empty())
-                    .filter(|s| !flags::split_flag(s).is_some_and(|(n, _)| n == EXTEND_TOKEN_EXPIRATION))
+                    .filter(|s| {
+                        flags::split_flag(s).is_none_or(|(n, _)| n != EXTEND_TOKEN_EXPIRATION)
+                    })
                     .collect()
             };
-            let removed: Vec<_> = diff.iter_all_changes().filter(|c| c.tag() == similar::ChangeTag::Delete).collect();
-            let added: Vec<_> = diff.iter_all_changes().filter(|c| c.tag() == similar::ChangeTag::Insert).collect();
+            let removed: Vec<_> = diff
+                .iter_all_changes()
+                .filter(|c| c.tag() == similar::ChangeTag::Delete)
+                .collect();
+            let added: Vec<_> = diff
+                .iter_all_changes()
+                .filter(|c| c.tag() == similar::ChangeTag::Insert)
+                .collect();
             prop_assert_eq!(removed.len(), 1);
             prop_assert_eq!(added.len(), 1);
-            prop_assert_eq!(others(removed[0].value().trim_end()), others(added[0].value().trim_end()));
+            prop_assert_eq!(
+                others(removed[0].value().trim_end()),
+                others(added[0].value().trim_end())
+            );
         }
     }
     Ok(())

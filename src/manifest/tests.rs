@@ -31,10 +31,18 @@ fn kubeadm_manifest_enable_inserts_one_line_in_sorted_position() {
     assert!(edit.changed);
     let (removed, added) = changed_lines(KUBEADM_130, &edit.new_text);
     assert!(removed.is_empty());
-    assert_eq!(added, vec!["    - --service-account-extend-token-expiration=true\n"]);
+    assert_eq!(
+        added,
+        vec!["    - --service-account-extend-token-expiration=true\n"]
+    );
     let before_issuer = "    - --secure-port=6443\n    - --service-account-extend-token-expiration=true\n    - --service-account-issuer=";
     assert!(edit.new_text.contains(before_issuer));
-    assert_eq!(edit.before.state, FlagState::Absent { default: Some(true) });
+    assert_eq!(
+        edit.before.state,
+        FlagState::Absent {
+            default: Some(true)
+        }
+    );
     assert_eq!(edit.after.state, FlagState::Explicit { value: true });
 }
 
@@ -43,8 +51,14 @@ fn disable_then_remove_round_trips_to_the_original_bytes() {
     let disabled = edit_extend_tokens(KUBEADM_130, Target::Set(false)).unwrap();
     let enabled = edit_extend_tokens(&disabled.new_text, Target::Set(true)).unwrap();
     let (removed, added) = changed_lines(&disabled.new_text, &enabled.new_text);
-    assert_eq!(removed, vec!["    - --service-account-extend-token-expiration=false\n"]);
-    assert_eq!(added, vec!["    - --service-account-extend-token-expiration=true\n"]);
+    assert_eq!(
+        removed,
+        vec!["    - --service-account-extend-token-expiration=false\n"]
+    );
+    assert_eq!(
+        added,
+        vec!["    - --service-account-extend-token-expiration=true\n"]
+    );
     let reverted = edit_extend_tokens(&enabled.new_text, Target::Remove).unwrap();
     assert_eq!(reverted.new_text, KUBEADM_130);
 }
@@ -61,17 +75,36 @@ fn setting_the_value_it_already_has_is_a_no_op() {
 
 #[test]
 fn absent_flag_reports_the_default_for_the_image_version() {
-    assert_eq!(state(KUBEADM_130), FlagState::Absent { default: Some(true) });
-    assert_eq!(state(KUBEADM_118), FlagState::Absent { default: Some(false) });
+    assert_eq!(
+        state(KUBEADM_130),
+        FlagState::Absent {
+            default: Some(true)
+        }
+    );
+    assert_eq!(
+        state(KUBEADM_118),
+        FlagState::Absent {
+            default: Some(false)
+        }
+    );
     let untagged = KUBEADM_130.replace("kube-apiserver:v1.30.2", "kube-apiserver:latest");
     assert_eq!(state(&untagged), FlagState::Absent { default: None });
 }
 
 #[test]
 fn image_versions_parse_with_registry_ports_and_digests() {
-    assert_eq!(image_version("registry.k8s.io/kube-apiserver:v1.29.3"), Some((1, 29, 3)));
-    assert_eq!(image_version("localhost:5000/kube-apiserver:v1.30.0-rc.1"), Some((1, 30, 0)));
-    assert_eq!(image_version("k8s.gcr.io/kube-apiserver:v1.19.1@sha256:ab"), Some((1, 19, 1)));
+    assert_eq!(
+        image_version("registry.k8s.io/kube-apiserver:v1.29.3"),
+        Some((1, 29, 3))
+    );
+    assert_eq!(
+        image_version("localhost:5000/kube-apiserver:v1.30.0-rc.1"),
+        Some((1, 30, 0))
+    );
+    assert_eq!(
+        image_version("k8s.gcr.io/kube-apiserver:v1.19.1@sha256:ab"),
+        Some((1, 19, 1))
+    );
     assert_eq!(image_version("localhost:5000/kube-apiserver"), None);
     assert_eq!(image_version("kube-apiserver@sha256:ab"), None);
 }
@@ -82,7 +115,11 @@ fn hand_edited_crlf_manifest_keeps_comments_quotes_and_line_endings() {
     assert_eq!(m.container_index, 1, "the sidecar is not the apiserver");
     let tokens = m.extend_tokens();
     assert_eq!(tokens.occurrences.len(), 2);
-    assert_eq!(tokens.state, FlagState::Explicit { value: true }, "last (bare) occurrence wins");
+    assert_eq!(
+        tokens.state,
+        FlagState::Explicit { value: true },
+        "last (bare) occurrence wins"
+    );
 
     let edit = edit_extend_tokens(HAND_EDITED, Target::Set(false)).unwrap();
     assert!(edit.notes[0].contains("2 times"), "{:?}", edit.notes);
@@ -96,9 +133,14 @@ fn hand_edited_crlf_manifest_keeps_comments_quotes_and_line_endings() {
     );
     assert_eq!(
         added,
-        vec!["        - --service-account-extend-token-expiration=false   # added at 3am, bare means true\r\n"]
+        vec![
+            "        - --service-account-extend-token-expiration=false   # added at 3am, bare means true\r\n"
+        ]
     );
-    assert_eq!(edit.new_text.matches('\n').count(), edit.new_text.matches("\r\n").count());
+    assert_eq!(
+        edit.new_text.matches('\n').count(),
+        edit.new_text.matches("\r\n").count()
+    );
     assert_eq!(state(&edit.new_text), FlagState::Explicit { value: false });
 }
 
@@ -120,7 +162,12 @@ fn json_manifest_stays_json() {
         value["spec"]["containers"][0]["command"][2],
         "--service-account-extend-token-expiration=true"
     );
-    assert_eq!(edit_extend_tokens(&edit.new_text, Target::Remove).unwrap().new_text, POD_JSON);
+    assert_eq!(
+        edit_extend_tokens(&edit.new_text, Target::Remove)
+            .unwrap()
+            .new_text,
+        POD_JSON
+    );
 }
 
 #[test]
@@ -131,7 +178,10 @@ fn flow_deletion_never_eats_a_comment_or_a_neighbour() {
     assert!(edit.new_text.contains("--z=1 # last"));
     assert!(!edit.new_text.contains("token"));
     let set = edit_extend_tokens(text, Target::Set(false)).unwrap();
-    assert!(set.new_text.contains("      --service-account-extend-token-expiration=false,\n      --z=1"));
+    assert!(
+        set.new_text
+            .contains("      --service-account-extend-token-expiration=false,\n      --z=1")
+    );
 }
 
 #[test]
@@ -143,9 +193,19 @@ fn non_indented_and_indented_lists_and_a_file_without_final_newline() {
         let edit = edit_extend_tokens(text, Target::Set(true)).unwrap();
         assert_eq!(state(&edit.new_text), FlagState::Explicit { value: true });
         let last = edit.new_text.lines().last().unwrap();
-        assert!(last.ends_with("- --service-account-extend-token-expiration=true"), "{last}");
-        assert!(last.starts_with(&text.lines().last().unwrap()[..text.lines().last().unwrap().find('-').unwrap()]));
-        assert_eq!(edit_extend_tokens(&edit.new_text, Target::Remove).unwrap().new_text, text);
+        assert!(
+            last.ends_with("- --service-account-extend-token-expiration=true"),
+            "{last}"
+        );
+        assert!(last.starts_with(
+            &text.lines().last().unwrap()[..text.lines().last().unwrap().find('-').unwrap()]
+        ));
+        assert_eq!(
+            edit_extend_tokens(&edit.new_text, Target::Remove)
+                .unwrap()
+                .new_text,
+            text
+        );
     }
 }
 
@@ -155,9 +215,19 @@ fn invalid_value_is_reported_and_can_be_fixed() {
         "    - --secure-port=6443\n",
         "    - --secure-port=6443\n    - --service-account-extend-token-expiration=yes\n",
     );
-    assert_eq!(state(&text), FlagState::Invalid { value: "yes".into() });
+    assert_eq!(
+        state(&text),
+        FlagState::Invalid {
+            value: "yes".into()
+        }
+    );
     let edit = edit_extend_tokens(&text, Target::Set(true)).unwrap();
-    assert_eq!(edit.new_text, edit_extend_tokens(KUBEADM_130, Target::Set(true)).unwrap().new_text);
+    assert_eq!(
+        edit.new_text,
+        edit_extend_tokens(KUBEADM_130, Target::Set(true))
+            .unwrap()
+            .new_text
+    );
 }
 
 #[test]
@@ -165,7 +235,10 @@ fn args_only_container_without_command_counts_every_arg() {
     let text = "kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    args:\n    - --service-account-extend-token-expiration\n";
     assert_eq!(state(text), FlagState::Explicit { value: true });
     let edit = edit_extend_tokens(text, Target::Set(false)).unwrap();
-    assert!(edit.new_text.ends_with("    - --service-account-extend-token-expiration=false\n"));
+    assert!(
+        edit.new_text
+            .ends_with("    - --service-account-extend-token-expiration=false\n")
+    );
 }
 
 #[test]
@@ -190,27 +263,54 @@ fn broken_manifests_are_refused_with_line_and_column() {
     assert!(e.line.is_some());
 
     let e = error("kind: Pod\nspec:\n\tcontainers: []\n");
-    assert_eq!((e.kind.clone(), e.line, e.col), (ErrorKind::TabIndentation, Some(3), Some(1)));
+    assert_eq!(
+        (e.kind.clone(), e.line, e.col),
+        (ErrorKind::TabIndentation, Some(3), Some(1))
+    );
     assert!(e.to_string().starts_with("line 3, column 1: a tab"), "{e}");
 
     let e = error("kind: Pod\n---\nkind: Pod\n");
     assert_eq!((e.kind, e.line), (ErrorKind::MultipleDocuments, Some(2)));
 
     let e = error("apiVersion: v1\nkind: Deployment\n");
-    assert_eq!((e.kind, e.line), (ErrorKind::NotAPod("Deployment".into()), Some(2)));
+    assert_eq!(
+        (e.kind, e.line),
+        (ErrorKind::NotAPod("Deployment".into()), Some(2))
+    );
 
     let e = error("kind: Pod\nspec:\n  containers:\n  - name: etcd\n    command: [etcd]\n");
-    assert_eq!((e.kind, e.line), (ErrorKind::NoApiserverContainer(vec!["etcd".into()]), Some(3)));
+    assert_eq!(
+        (e.kind, e.line),
+        (
+            ErrorKind::NoApiserverContainer(vec!["etcd".into()]),
+            Some(3)
+        )
+    );
 }
 
 #[test]
 fn anchors_aliases_and_tags_in_the_argument_list_are_refused() {
     for (text, line) in [
-        ("kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command:\n    - kube-apiserver\n    - &a --x=1\n", 7),
-        ("x: &a --y\nkind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command:\n    - kube-apiserver\n    - *a\n", 8),
-        ("kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command:\n    - kube-apiserver\n    - !!str --x\n", 7),
-        ("kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command: &cmd\n    - kube-apiserver\n", 5),
-        ("kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command:\n    - kube-apiserver\n    - |\n      --x\n", 8),
+        (
+            "kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command:\n    - kube-apiserver\n    - &a --x=1\n",
+            7,
+        ),
+        (
+            "x: &a --y\nkind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command:\n    - kube-apiserver\n    - *a\n",
+            8,
+        ),
+        (
+            "kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command:\n    - kube-apiserver\n    - !!str --x\n",
+            7,
+        ),
+        (
+            "kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command: &cmd\n    - kube-apiserver\n",
+            5,
+        ),
+        (
+            "kind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command:\n    - kube-apiserver\n    - |\n      --x\n",
+            8,
+        ),
     ] {
         let e = error(text);
         assert!(matches!(e.kind, ErrorKind::UnsupportedArgument(_)), "{e}");

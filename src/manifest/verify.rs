@@ -47,13 +47,19 @@ fn prove_values(mut old: Value, mut new: Value, target: Target) -> Result<(), Ma
     if old_command.first() != new_command.first() {
         return Err(fail("the program name changed"));
     }
-    if without_flag(&old_command) != without_flag(&new_command) || without_flag(&old_args) != without_flag(&new_args) {
+    if without_flag(&old_command) != without_flag(&new_command)
+        || without_flag(&old_args) != without_flag(&new_args)
+    {
         return Err(fail("an argument other than the flag changed"));
     }
 
     let mut arguments: Vec<&str> = Vec::new();
     for value in new_command.iter().skip(1).chain(new_args.iter()) {
-        arguments.push(value.as_str().ok_or_else(|| fail("a non-string argument"))?);
+        arguments.push(
+            value
+                .as_str()
+                .ok_or_else(|| fail("a non-string argument"))?,
+        );
     }
     let found = flags::occurrences(&arguments, EXTEND_TOKEN_EXPIRATION);
     match target {
@@ -68,7 +74,10 @@ fn prove_values(mut old: Value, mut new: Value, target: Target) -> Result<(), Ma
                     Err(fail("the flag does not have the intended value"))
                 }
             }
-            _ => Err(fail(format!("the flag is written {} times, not once", found.len()))),
+            _ => Err(fail(format!(
+                "the flag is written {} times, not once",
+                found.len()
+            ))),
         },
     }
 }

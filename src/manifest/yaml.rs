@@ -135,7 +135,9 @@ pub fn parse_document(text: &str) -> Result<Node, ManifestError> {
         let start = offsets.pos(&span.start);
         builder.event(event, start)?;
     }
-    builder.root.ok_or(ManifestError::new(crate::manifest::ErrorKind::Empty))
+    builder
+        .root
+        .ok_or(ManifestError::new(crate::manifest::ErrorKind::Empty))
 }
 
 enum Open {
@@ -212,7 +214,9 @@ impl Builder<'_> {
                 _ => unreachable!("saphyr emits balanced events"),
             },
             Event::MappingEnd => match self.stack.pop() {
-                Some(Open::Map { entries, start, .. }) => self.push(Node::Map { entries, start })?,
+                Some(Open::Map { entries, start, .. }) => {
+                    self.push(Node::Map { entries, start })?
+                }
                 _ => unreachable!("saphyr emits balanced events"),
             },
             Event::Alias(_) => self.push(Node::Alias { start })?,
@@ -258,9 +262,15 @@ impl Builder<'_> {
             return (style, start.byte);
         }
         let len = match style {
-            Style::DoubleQuoted => quoted_len(rest, '"', |bytes, i| {
-                if bytes[i] == b'\\' { Some(2) } else { None }
-            }),
+            Style::DoubleQuoted => {
+                quoted_len(
+                    rest,
+                    '"',
+                    |bytes, i| {
+                        if bytes[i] == b'\\' { Some(2) } else { None }
+                    },
+                )
+            }
             Style::SingleQuoted => quoted_len(rest, '\'', |bytes, i| {
                 if bytes[i] == b'\'' && bytes.get(i + 1) == Some(&b'\'') {
                     Some(2)

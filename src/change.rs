@@ -1,0 +1,155 @@
+//! The one way the tool changes files on a node: preflight, back up, write atomically, audit.
+//! Used by every mutating command, so the safety rules live in one place.
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::node::NodeLayout;
+use crate::store::atomic::{self, Ownership};
+use crate::store::audit::{self, FileChange};
+use crate::store::backup::{self, Backup, Source};
+use crate::store::sha256_hex;
+use crate::store::strays::{self, Stray};
+
+/// One file to replace: what we read (to detect a change under our feet) and what we write.
+pub struct PlannedWrite {
+    pub path: PathBuf,
+    /// `None`: the file must not exist (restoring a file someone removed).
+    pub old: Option<Vec<u8>>,
+    pub new: Vec<u8>,
+    pub ownership: Option<Ownership>,
+}
+
+pub struct Applied {
+    pub backup: Backup,
+    pub moved_strays: Vec<String>,
+}
+
+/// Refuses (exit 3) when stray copies or editor leftovers sit in the manifest directory, unless
+/// the operator asked to move them away.
+pub fn check_strays(layout: &NodeLayout, move_strays: bool) -> Result<Vec<Stray>> {
+    let found = strays::find(&layout.manifests_dir(), &layout.apiserver_manifest());
+    if found.is_empty() || move_strays {
+        return Ok(found);
+    }
+    let list: Vec<String> = found
+        .iter()
+        .map(|s| format!("  {}: {}", s.path.display(), s.why))
+        .collect();
+    Err(Error::Refused(format!(
+        "the manifest directory holds files that must not be there:\n{}\n  what to do: rerun with --move-strays \
+         to move them into a backup directory first (if a copy is what the kubelet runs now, moving it \
+         restarts kube-apiserver from the real manifest), or move them out of {} yourself",
+        list.join("\n"),
+        layout.manifests_dir().display()
+    )))
+}
+
+/// Backs up, moves strays out, writes every file atomically, and records it in the audit log.
+/// The caller holds the node lock. If a later write fails, earlier ones are put back.
+pub fn apply(
+    layout: &NodeLayout,
+    command: &str,
+    reason: Option<&str>,
+    writes: &[PlannedWrite],
+    strays: &[Stray],
+) -> Result<Applied> {
+    for write in writes {
+        let current = match std::fs::read(&write.path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io("cannot read", &write.path, e)),
+        };
+        if current != write.old {
+            return Err(Error::Failed(format!(
+                "{} changed while this command was running; nothing was written. Run it again",
+                write.path.display()
+            )));
+        }
+    }
+    let mut sources: Vec<Source> = writes
+        .iter()
+        .filter(|w| w.old.is_some())
+        .map(|w| Source {
+            path: &w.path,
+            restorable: true,
+        })
+        .collect();
+    sources.extend(strays.iter().map(|s| Source {
+        path: &s.path,
+        restorable: false,
+    }));
+    let operation = command.replace(' ', "-");
+    let backup = backup::create(layout, &operation, reason, &sources).map_err(|e| {
+        Error::Failed(format!(
+            "could not make the backup, nothing was changed: {e}"
+        ))
+    })?;
+
+    let mut moved_strays = Vec::new();
+    for stray in strays {
+        let name = stray.path.file_name().expect("a file in a directory");
+        let dest = backup.dir.join(format!("moved-{}", name.to_string_lossy()));
+        std::fs::rename(&stray.path, &dest)
+            .map_err(|e| Error::io("could not move the stray file", &stray.path, e))?;
+        moved_strays.push(layout.node_path(&stray.path));
+    }
+    if !strays.is_empty() {
+        let _ = crate::store::sync_dir(&layout.manifests_dir());
+    }
+
+    let mut done: Vec<&PlannedWrite> = Vec::new();
+    for write in writes {
+        if let Err(e) = atomic::replace(&write.path, &layout.tmp_dir(), &write.new, write.ownership)
+        {
+            let failed = format!("writing {} failed: {e}", write.path.display());
+            let mut unrestored = Vec::new();
+            for earlier in &done {
+                let undo = match &earlier.old {
+                    Some(old) => atomic::replace(&earlier.path, &layout.tmp_dir(), old, None),
+                    None => std::fs::remove_file(&earlier.path),
+                };
+                if let Err(e) = undo {
+                    unrestored.push(format!("{}: {e}", earlier.path.display()));
+                }
+            }
+            if unrestored.is_empty() {
+                return Err(Error::Failed(format!("{failed}; the node is as before")));
+            }
+            return Err(Error::ManualActionNeeded(format!(
+                "{failed}, and putting back the files already written failed too: {}.\n  The originals are in {}: \
+                 copy each to a temp file in {} and mv it over the file it came from",
+                unrestored.join("; "),
+                backup.dir.display(),
+                layout.tmp_dir().display()
+            )));
+        }
+        done.push(write);
+    }
+
+    let mut record = audit::Record::new(command, reason, "written");
+    record.backup = Some(layout.node_path(&backup.dir));
+    record.files = writes
+        .iter()
+        .map(|w| FileChange {
+            path: layout.node_path(&w.path),
+            sha256_before: w.old.as_deref().map(sha256_hex),
+            sha256_after: Some(sha256_hex(&w.new)),
+        })
+        .chain(moved_strays.iter().map(|p| FileChange {
+            path: p.clone(),
+            sha256_before: None,
+            sha256_after: None,
+        }))
+        .collect();
+    if let Err(e) = audit::append(&layout.audit_log(), &record) {
+        // The change is made and backed up; a missing audit line must not hide that.
+        eprintln!(
+            "warning: could not write the audit log {}: {e}",
+            layout.audit_log().display()
+        );
+    }
+    Ok(Applied {
+        backup,
+        moved_strays,
+    })
+}

@@ -1,0 +1,63 @@
+//! Time, injectable: `KUBEADM_RECOVER_NOW` (Unix seconds) fixes "now" for tests and rehearsals.
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn now_unix() -> i64 {
+    now_unix_ms().div_euclid(1000)
+}
+
+pub fn now_unix_ms() -> i64 {
+    if let Some(fixed) = std::env::var("KUBEADM_RECOVER_NOW")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+    {
+        return fixed * 1000;
+    }
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn parts(unix: i64) -> (i64, u32, u32, i64, i64, i64) {
+    let (y, mo, d) = civil_from_days(unix.div_euclid(86_400));
+    let secs = unix.rem_euclid(86_400);
+    (y, mo, d, secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// RFC 3339 in UTC: `2026-11-28T17:27:28Z`.
+pub fn rfc3339(unix: i64) -> String {
+    let (y, mo, d, h, mi, s) = parts(unix);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// Compact UTC with milliseconds for directory names, sortable by time: `20261128T172728.123Z`.
+pub fn compact_ms(unix_ms: i64) -> String {
+    let (y, mo, d, h, mi, s) = parts(unix_ms.div_euclid(1000));
+    let ms = unix_ms.rem_euclid(1000);
+    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}.{ms:03}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_887_248), "2026-11-28T17:34:08Z");
+        assert_eq!(compact_ms(951_782_400_007), "20000229T000000.007Z");
+    }
+}

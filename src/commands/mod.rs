@@ -1,0 +1,51 @@
+//! One file per subcommand; orchestration only.
+mod backups;
+mod extend_tokens;
+mod status;
+
+use std::path::Path;
+
+use crate::cli::{Cli, Command};
+use crate::error::{Error, Result};
+use crate::node::NodeLayout;
+use crate::ui::Ui;
+
+/// What every command gets: where the node is, how to talk, why we are here.
+pub struct Context {
+    pub layout: NodeLayout,
+    pub ui: Ui,
+    pub reason: Option<String>,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let ctx = Context {
+        layout: NodeLayout::new(cli.global.root.clone()),
+        ui: Ui::new(&cli.global),
+        reason: cli.global.reason.clone(),
+    };
+    match cli.command {
+        Command::Status => status::run(&ctx),
+        Command::ExtendTokens(action) => extend_tokens::run(&ctx, action),
+        Command::Backups(action) => backups::run(&ctx, action),
+    }
+}
+
+/// The apiserver manifest's text, or a refusal that says why this node cannot be worked on.
+pub fn read_manifest(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::Refused(format!(
+                "{} does not exist: this is not a kubeadm control-plane node (or --root points at the wrong place)",
+                path.display()
+            ))
+        } else {
+            Error::Refused(format!("cannot read {}: {e}", path.display()))
+        }
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        Error::Refused(format!(
+            "{}: not UTF-8 text ({e}); the kubelet cannot read it either",
+            path.display()
+        ))
+    })
+}

@@ -1,0 +1,145 @@
+//! Reading kubeconfig files and the client certificates embedded in them.
+use std::path::Path;
+
+use base64::Engine;
+use serde::Serialize;
+
+/// What `status` tells about one admin credential. Never holds key material.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialInfo {
+    pub path: String,
+    pub user: Option<String>,
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+    pub serial: Option<String>,
+    pub not_after: Option<String>,
+    pub expired: Option<bool>,
+    pub days_left: Option<i64>,
+    /// Set when the file is missing or unreadable; status reports it, it is not fatal.
+    pub problem: Option<String>,
+}
+
+impl CredentialInfo {
+    fn problem(path: &str, problem: String) -> Self {
+        CredentialInfo {
+            path: path.to_string(),
+            user: None,
+            subject: None,
+            issuer: None,
+            serial: None,
+            not_after: None,
+            expired: None,
+            days_left: None,
+            problem: Some(problem),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        if let Some(problem) = &self.problem {
+            return problem.clone();
+        }
+        let when = match (self.expired, self.days_left) {
+            (Some(true), _) => "EXPIRED".to_string(),
+            (_, Some(days)) => format!("expires in {days} days"),
+            _ => "expiry unknown".to_string(),
+        };
+        format!(
+            "{} ({}), not after {}, serial {}",
+            self.subject.as_deref().unwrap_or("?"),
+            when,
+            self.not_after.as_deref().unwrap_or("?"),
+            self.serial.as_deref().unwrap_or("?")
+        )
+    }
+}
+
+/// Reads the client certificate of the current context's user (or the first user).
+pub fn credential_info(path: &Path, node_path: &str, now: i64) -> CredentialInfo {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return CredentialInfo::problem(node_path, "not present".into());
+        }
+        Err(e) => return CredentialInfo::problem(node_path, format!("unreadable: {e}")),
+    };
+    let config: serde_json::Value = match serde_saphyr::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => return CredentialInfo::problem(node_path, format!("not a kubeconfig: {e}")),
+    };
+    let users = config
+        .get("users")
+        .and_then(|u| u.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let current_user = config
+        .get("current-context")
+        .and_then(|c| c.as_str())
+        .and_then(|ctx| {
+            config
+                .get("contexts")?
+                .as_array()?
+                .iter()
+                .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(ctx))
+        })
+        .and_then(|c| c.pointer("/context/user"))
+        .and_then(|u| u.as_str())
+        .map(str::to_string);
+    let user = users
+        .iter()
+        .find(|u| {
+            current_user.is_some()
+                && u.get("name").and_then(|n| n.as_str()) == current_user.as_deref()
+        })
+        .or(users.first());
+    let Some(user) = user else {
+        return CredentialInfo::problem(node_path, "no user in the kubeconfig".into());
+    };
+    let name = user
+        .get("name")
+        .and_then(|n| n.as_str())
+        .map(str::to_string);
+    let Some(data) = user
+        .pointer("/user/client-certificate-data")
+        .and_then(|d| d.as_str())
+    else {
+        return CredentialInfo::problem(
+            node_path,
+            "the user has no embedded client-certificate-data".into(),
+        );
+    };
+    let pem = match base64::engine::general_purpose::STANDARD.decode(data.trim()) {
+        Ok(p) => p,
+        Err(e) => {
+            return CredentialInfo::problem(
+                node_path,
+                format!("client-certificate-data is not base64: {e}"),
+            );
+        }
+    };
+    match certificate_facts(&pem, now) {
+        Ok(mut info) => {
+            info.path = node_path.to_string();
+            info.user = name;
+            info
+        }
+        Err(e) => CredentialInfo::problem(node_path, format!("client certificate unreadable: {e}")),
+    }
+}
+
+fn certificate_facts(pem: &[u8], now: i64) -> Result<CredentialInfo, String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| e.to_string())?;
+    let cert = pem.parse_x509().map_err(|e| e.to_string())?;
+    let not_after = cert.validity().not_after.timestamp();
+    Ok(CredentialInfo {
+        path: String::new(),
+        user: None,
+        subject: Some(cert.subject().to_string()),
+        issuer: Some(cert.issuer().to_string()),
+        serial: Some(cert.raw_serial_as_string()),
+        not_after: Some(crate::clock::rfc3339(not_after)),
+        expired: Some(not_after <= now),
+        days_left: Some((not_after - now).div_euclid(86_400)),
+        problem: None,
+    })
+}

@@ -1,0 +1,112 @@
+//! The kubelet reads every non-dot regular file in the manifest directory, whatever its suffix:
+//! a `kube-apiserver.yaml.bak` is a second definition of the same pod that can silently win
+//! (kubernetes#136962). Editor leftovers mean someone is editing right now.
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stray {
+    pub path: PathBuf,
+    pub why: String,
+}
+
+fn is_editor_leftover(name: &str) -> bool {
+    let swap = [".swp", ".swo", ".swn", ".swx"]
+        .iter()
+        .any(|s| name.ends_with(s));
+    swap || name == "4913" || name.ends_with('~') || (name.starts_with('#') && name.ends_with('#'))
+}
+
+/// The pod a file declares, as `namespace/name`, if it reads as a pod manifest.
+fn declared_pod(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: serde_json::Value = serde_saphyr::from_str(&text)
+        .ok()
+        .or_else(|| serde_json::from_str(&text).ok())?;
+    let name = value.pointer("/metadata/name")?.as_str()?;
+    let namespace = value
+        .pointer("/metadata/namespace")
+        .and_then(|v| v.as_str())
+        .unwrap_or("default");
+    Some(format!("{namespace}/{name}"))
+}
+
+/// Files in `dir`, other than `manifest`, that would confuse the kubelet or the tool.
+pub fn find(dir: &Path, manifest: &Path) -> Vec<Stray> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let ours = declared_pod(manifest).unwrap_or_else(|| "kube-system/kube-apiserver".into());
+    let mut strays = Vec::new();
+    for entry in entries.filter_map(|e| e.ok()) {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path == manifest {
+            continue;
+        }
+        if is_editor_leftover(&name) {
+            strays.push(Stray {
+                path,
+                why: "editor leftover: someone may be editing the manifests right now".into(),
+            });
+            continue;
+        }
+        let regular = entry.file_type().is_ok_and(|t| t.is_file());
+        if name.starts_with('.') || !regular {
+            continue;
+        }
+        let same_pod = declared_pod(&path).is_some_and(|pod| pod == ours);
+        let lookalike = name.starts_with("kube-apiserver") && declared_pod(&path).is_none();
+        if same_pod {
+            strays.push(Stray {
+                path,
+                why: format!("declares the same pod ({ours}); the kubelet reads it too and may run it instead"),
+            });
+        } else if lookalike {
+            strays.push(Stray {
+                path,
+                why: "looks like a copy of the kube-apiserver manifest; the kubelet reads every non-dot file".into(),
+            });
+        }
+    }
+    strays.sort_by(|a, b| a.path.cmp(&b.path));
+    strays
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_copies_and_editor_leftovers_but_not_other_pods_or_dot_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\n  namespace: kube-system\n";
+        let manifest = dir.path().join("kube-apiserver.yaml");
+        std::fs::write(&manifest, pod).unwrap();
+        std::fs::write(dir.path().join("kube-apiserver.yaml.bak"), pod).unwrap();
+        std::fs::write(dir.path().join("old-apiserver"), pod).unwrap();
+        std::fs::write(dir.path().join(".kube-apiserver.yaml.swp"), "x").unwrap();
+        std::fs::write(dir.path().join("4913"), "").unwrap();
+        std::fs::write(dir.path().join(".hidden-copy"), pod).unwrap();
+        std::fs::write(
+            dir.path().join("etcd.yaml"),
+            pod.replace("kube-apiserver", "etcd"),
+        )
+        .unwrap();
+        let names: Vec<String> = find(dir.path(), &manifest)
+            .iter()
+            .map(|s| s.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ".kube-apiserver.yaml.swp",
+                "4913",
+                "kube-apiserver.yaml.bak",
+                "old-apiserver"
+            ]
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! Talking to the operator: reports on stdout (text or JSON), messages on stderr, confirmations.
+use std::io::IsTerminal;
+
+use serde_json::{Value, json};
+
+use crate::cli::{Format, GlobalOptions};
+use crate::error::{Error, Result};
+
+pub const API_VERSION: &str = "kubeadm-recover/v1";
+
+pub struct Ui {
+    pub format: Format,
+    quiet: bool,
+    verbose: bool,
+    interactive: bool,
+    yes: bool,
+}
+
+impl Ui {
+    pub fn new(global: &GlobalOptions) -> Self {
+        Ui {
+            format: global.output,
+            quiet: global.quiet,
+            verbose: global.verbose,
+            interactive: !global.non_interactive
+                && std::io::stdin().is_terminal()
+                && std::io::stderr().is_terminal(),
+            yes: global.yes,
+        }
+    }
+
+    pub fn json(&self) -> bool {
+        self.format == Format::Json
+    }
+
+    /// Progress and advice, on stderr so that stdout stays parseable.
+    pub fn info(&self, message: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", message.as_ref());
+        }
+    }
+
+    pub fn detail(&self, message: impl AsRef<str>) {
+        if self.verbose {
+            eprintln!("{}", message.as_ref());
+        }
+    }
+
+    pub fn warn(&self, message: impl AsRef<str>) {
+        eprintln!("warning: {}", message.as_ref());
+    }
+
+    /// The command's result: a versioned JSON document, or the text for people.
+    pub fn report(&self, kind: &str, mut document: Value, text: impl FnOnce() -> String) {
+        if self.json() {
+            let mut full = json!({ "apiVersion": API_VERSION, "kind": kind });
+            if let (Some(full), Some(doc)) = (full.as_object_mut(), document.as_object_mut()) {
+                full.append(doc);
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&full).expect("serializable")
+            );
+        } else {
+            print!("{}", text());
+        }
+    }
+
+    /// Asks before a change. `--yes` answers; without a terminal the question is an error (exit 2).
+    pub fn confirm(&self, question: &str) -> Result<()> {
+        if self.yes {
+            return Ok(());
+        }
+        if !self.interactive {
+            return Err(Error::Usage(format!(
+                "{question} — a decision is needed and this run is not interactive: pass --yes to proceed"
+            )));
+        }
+        let answer = dialoguer::Confirm::new()
+            .with_prompt(question)
+            .default(false)
+            .interact()
+            .map_err(|e| Error::Usage(format!("no answer: {e}")))?;
+        if answer {
+            Ok(())
+        } else {
+            Err(Error::Usage("cancelled; nothing was changed".into()))
+        }
+    }
+}
+
+/// A unified diff with the node paths as headers.
+pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a{path}"), &format!("b{path}"))
+        .to_string()
+}

@@ -1,0 +1,272 @@
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub const FLAG: &str = "service-account-extend-token-expiration";
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/manifests")
+        .join(name)
+}
+
+/// A sandbox kubeadm node in its own temp dir (parallel-safe).
+pub struct Node {
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    pub fn new() -> Self {
+        Self::with_fixture("kubeadm-1.30.yaml")
+    }
+
+    pub fn with_fixture(name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sandbox-node.sh"))
+            .arg(dir.path())
+            .arg(fixture(name))
+            .status()
+            .unwrap();
+        assert!(status.success(), "sandbox-node.sh failed");
+        Node { dir }
+    }
+
+    pub fn with_manifest_text(text: &str) -> Self {
+        let node = Self::new();
+        node.write_manifest(text);
+        node
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, node_path: &str) -> PathBuf {
+        self.root().join(node_path.trim_start_matches('/'))
+    }
+
+    pub fn manifest_path(&self) -> PathBuf {
+        self.path("/etc/kubernetes/manifests/kube-apiserver.yaml")
+    }
+
+    pub fn manifest(&self) -> String {
+        std::fs::read_to_string(self.manifest_path()).unwrap()
+    }
+
+    pub fn write_manifest(&self, text: &str) {
+        std::fs::write(self.manifest_path(), text).unwrap();
+    }
+
+    /// The names in the manifest directory: the kubelet reads every one of them.
+    pub fn manifest_dir_entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.path("/etc/kubernetes/manifests"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Every file and directory under the root with a hash of its content and its mode:
+    /// "nothing changed" is two snapshots being equal (compare with `assert_same`).
+    pub fn snapshot(&self) -> Snapshot {
+        fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<PathBuf, (String, u32)>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let meta = std::fs::symlink_metadata(&path).unwrap();
+                let rel = path.strip_prefix(root).unwrap().to_path_buf();
+                if meta.is_dir() {
+                    out.insert(rel, (String::new(), meta.mode()));
+                    walk(&path, root, out);
+                } else {
+                    let hash = kubeadm_recover::store::sha256_hex(&std::fs::read(&path).unwrap());
+                    out.insert(rel, (hash, meta.mode()));
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(self.root(), self.root(), &mut out);
+        Snapshot(out)
+    }
+
+    pub fn backup_dirs(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.path("/etc/kubernetes/tmp")) else {
+            return Vec::new();
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("kubeadm-recover-backup-")
+            })
+            .collect();
+        dirs.sort();
+        dirs
+    }
+
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.path("/var/log/kubeadm-recover/audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The binary with `--root` pointing here.
+    pub fn run(&self) -> Run {
+        Run::new().arg("--root").arg(self.root().to_str().unwrap())
+    }
+}
+
+#[derive(PartialEq, Eq)]
+pub struct Snapshot(BTreeMap<PathBuf, (String, u32)>);
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (path, (hash, mode)) in &self.0 {
+            writeln!(
+                f,
+                "{:o} {} {}",
+                mode,
+                &hash.get(..12).unwrap_or("dir"),
+                path.display()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A fluent builder over the built binary (just-style).
+pub struct Run {
+    command: Command,
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn new() -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kubeadm-recover"));
+        command
+            .env_remove("KUBEADM_RECOVER_ROOT")
+            .stdin(Stdio::null());
+        Run { command }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.arg(arg);
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(mut self, args: I) -> Self {
+        self.command.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn output(mut self) -> Output {
+        let out = self.command.output().unwrap();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs and asserts the exit code, showing both streams when it differs.
+    pub fn code(self, expected: i32) -> Output {
+        let out = self.output();
+        assert_eq!(
+            out.code, expected,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            out.stdout, out.stderr
+        );
+        out
+    }
+
+    pub fn ok(self) -> Output {
+        self.code(0)
+    }
+}
+
+impl Output {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// A line with every item of the flag cut out (`, "--flag=x"` in flow lists); a block-list line
+/// that is the flag's own item (`- --flag=x  # why`) becomes empty.
+fn without_flag_items(line: &str) -> String {
+    let spellings = [FLAG.to_string(), FLAG.replace('-', "_")];
+    if line.trim_start().starts_with('-')
+        && spellings.iter().any(|f| line.contains(f.as_str()))
+        && !line.contains('[')
+    {
+        return String::new();
+    }
+    let mut out = line.to_string();
+    for spelling in &spellings {
+        while let Some(at) = out.find(&format!("--{spelling}")) {
+            let mut start = at;
+            let bytes = out.as_bytes();
+            if start > 0 && matches!(bytes[start - 1], b'"' | b'\'') {
+                start -= 1;
+            }
+            let mut end = at + 2 + spelling.len();
+            while end < out.len()
+                && !matches!(out.as_bytes()[end], b',' | b']' | b'"' | b'\'' | b' ')
+            {
+                end += 1;
+            }
+            if end < out.len() && matches!(out.as_bytes()[end], b'"' | b'\'') {
+                end += 1;
+            }
+            let before = out[..start].trim_end();
+            if let Some(stripped) = before.strip_suffix(',') {
+                start = stripped.len();
+            } else if out[end..].trim_start().starts_with(',') {
+                end += out[end..].find(',').unwrap() + 1;
+                end += out[end..].len() - out[end..].trim_start().len();
+            }
+            out.replace_range(start..end, "");
+        }
+    }
+    out
+}
+
+/// Asserts that the edit changed nothing but the flag's own list items.
+pub fn assert_only_flag_changed(old: &str, new: &str, context: &str) {
+    let diff = similar::TextDiff::from_lines(old, new);
+    let mut removed: Vec<String> = Vec::new();
+    let mut added: Vec<String> = Vec::new();
+    for change in diff.iter_all_changes() {
+        let line = without_flag_items(change.value());
+        if line.trim().is_empty() {
+            continue;
+        }
+        match change.tag() {
+            similar::ChangeTag::Delete => removed.push(line),
+            similar::ChangeTag::Insert => added.push(line),
+            similar::ChangeTag::Equal => {}
+        }
+    }
+    assert_eq!(
+        removed,
+        added,
+        "{context}: more than the flag changed\n{}",
+        diff.unified_diff()
+    );
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real binary against sandbox nodes laid out by tests/sandbox-node.sh
+//! (real openssl). One test binary, ripgrep-style; `harness` is the small fluent builder.
+mod harness;
+
+mod backups;
+mod extend_tokens;
+mod status;
