@@ -9,6 +9,7 @@ use crate::store::audit::{self, FileChange};
 use crate::store::backup::{self, Backup, Source};
 use crate::store::sha256_hex;
 use crate::store::strays::{self, Stray};
+use crate::ui::Ui;
 
 /// One file to replace: what we read (to detect a change under our feet) and what we write.
 pub struct PlannedWrite {
@@ -48,6 +49,7 @@ pub fn check_strays(layout: &NodeLayout, move_strays: bool) -> Result<Vec<Stray>
 /// The caller holds the node lock. If a later write fails, earlier ones are put back.
 pub fn apply(
     layout: &NodeLayout,
+    ui: &Ui,
     command: &str,
     reason: Option<&str>,
     writes: &[PlannedWrite],
@@ -123,6 +125,11 @@ pub fn apply(
                 layout.tmp_dir().display()
             )));
         }
+        ui.detail(format!(
+            "wrote {} (rename from {})",
+            write.path.display(),
+            layout.tmp_dir().display()
+        ));
         done.push(write);
     }
 

@@ -163,6 +163,7 @@ fn restore(ctx: &Context, id: &str, options: &ChangeOptions) -> Result<()> {
     let _lock = lock::acquire(&layout.lock_file())?;
     let applied = change::apply(
         layout,
+        ui,
         "backups restore",
         ctx.reason.as_deref(),
         &writes,

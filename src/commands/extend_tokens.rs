@@ -84,6 +84,7 @@ fn change_flag(ctx: &Context, enable: bool, options: &ChangeOptions) -> Result<(
     let _lock = lock::acquire(&layout.lock_file())?;
     let applied = change::apply(
         layout,
+        ui,
         &format!("extend-tokens {verb}"),
         ctx.reason.as_deref(),
         &[PlannedWrite {
