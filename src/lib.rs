@@ -14,8 +14,18 @@ pub mod ui;
 
 use clap::Parser;
 
-/// Parses the command line, runs the command, and returns the process exit code.
+/// Parses the command line, runs the command, and returns the process exit code. Started as
+/// `kube-apiserver` or `kubelet`, the binary is the simulated component (see `sim`).
 pub fn main_exit_code() -> i32 {
+    let args: Vec<String> = std::env::args().collect();
+    let program = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string());
+    match program.as_deref() {
+        Some("kube-apiserver") => return sim::apiserver::main(args),
+        Some("kubelet") => return sim::kubelet::main(),
+        _ => {}
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -45,3 +55,5 @@ pub fn main_exit_code() -> i32 {
         }
     }
 }
+pub mod pki;
+pub mod sim;

@@ -1,0 +1,208 @@
+//! Keys and certificates in the formats kubeadm writes: PKCS#1 RSA (`RSA PRIVATE KEY`) by
+//! default, SEC1 EC (`EC PRIVATE KEY`) for ECDSA; certificates signed by the cluster CA.
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
+};
+use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+use time::OffsetDateTime;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    Rsa2048,
+    EcdsaP256,
+}
+
+/// A private key, usable for signing, with the PEM kubeadm would have written for it.
+pub struct Key {
+    pub pair: KeyPair,
+    pub pem: String,
+    pub key_type: KeyType,
+}
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+impl Key {
+    pub fn generate(key_type: KeyType) -> Result<Key, Error> {
+        match key_type {
+            KeyType::Rsa2048 => {
+                let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)?;
+                let pem = key.to_pkcs1_pem(LineEnding::LF)?.to_string();
+                let der = key.to_pkcs8_der()?;
+                let pair = KeyPair::from_pkcs8_der_and_sign_algo(
+                    &der.as_bytes().to_vec().into(),
+                    &rcgen::PKCS_RSA_SHA256,
+                )?;
+                Ok(Key {
+                    pair,
+                    pem,
+                    key_type,
+                })
+            }
+            KeyType::EcdsaP256 => {
+                let pair = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+                let secret = p256::SecretKey::from_pkcs8_der(&pair.serialize_der())?;
+                let pem = secret.to_sec1_pem(LineEnding::LF)?.to_string();
+                Ok(Key {
+                    pair,
+                    pem,
+                    key_type,
+                })
+            }
+        }
+    }
+
+    /// Reads a key in any format kubeadm writes: PKCS#1 RSA, SEC1 EC, or PKCS#8.
+    pub fn from_pem(pem: &str) -> Result<Key, Error> {
+        if pem.contains("BEGIN RSA PRIVATE KEY") {
+            let key = rsa::RsaPrivateKey::from_pkcs1_pem(pem)?;
+            return Self::from_rsa(key, pem);
+        }
+        if pem.contains("BEGIN EC PRIVATE KEY") {
+            let secret = p256::SecretKey::from_sec1_pem(pem)?;
+            let der = secret.to_pkcs8_der()?;
+            let pair = KeyPair::from_pkcs8_der_and_sign_algo(
+                &der.as_bytes().to_vec().into(),
+                &rcgen::PKCS_ECDSA_P256_SHA256,
+            )?;
+            return Ok(Key {
+                pair,
+                pem: pem.to_string(),
+                key_type: KeyType::EcdsaP256,
+            });
+        }
+        if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_pem(pem) {
+            return Self::from_rsa(key, pem);
+        }
+        let pair = KeyPair::from_pem(pem)?;
+        Ok(Key {
+            pair,
+            pem: pem.to_string(),
+            key_type: KeyType::EcdsaP256,
+        })
+    }
+
+    fn from_rsa(key: rsa::RsaPrivateKey, pem: &str) -> Result<Key, Error> {
+        let der = key.to_pkcs8_der()?;
+        let pair = KeyPair::from_pkcs8_der_and_sign_algo(
+            &der.as_bytes().to_vec().into(),
+            &rcgen::PKCS_RSA_SHA256,
+        )?;
+        Ok(Key {
+            pair,
+            pem: pem.to_string(),
+            key_type: KeyType::Rsa2048,
+        })
+    }
+
+    /// The public key as PEM (`PUBLIC KEY`, SubjectPublicKeyInfo), as kubeadm writes `sa.pub`.
+    pub fn public_pem(&self) -> String {
+        self.pair.public_key_pem()
+    }
+}
+
+/// What a certificate is for.
+pub enum Profile<'a> {
+    Ca,
+    Server { sans: &'a [String] },
+    Client,
+}
+
+/// A certificate to issue. Validity is counted from `now`; not-before is backdated 5 minutes
+/// like kubeadm does, to tolerate clock skew.
+pub struct Request<'a> {
+    pub common_name: &'a str,
+    pub organizations: &'a [&'a str],
+    pub profile: Profile<'a>,
+    pub now: OffsetDateTime,
+    pub validity: Duration,
+}
+
+pub struct Issued {
+    pub pem: String,
+    pub der: Vec<u8>,
+}
+
+fn params(request: &Request) -> Result<CertificateParams, Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    for org in request.organizations {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, *org);
+    }
+    params
+        .distinguished_name
+        .push(DnType::CommonName, request.common_name);
+    params.not_before = request.now - time::Duration::minutes(5);
+    params.not_after = request.now + request.validity;
+    let mut serial = [0u8; 16];
+    rand::Rng::fill(&mut rand::rngs::OsRng, &mut serial[..]);
+    serial[0] &= 0x7f;
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    match &request.profile {
+        Profile::Ca => {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+                KeyUsagePurpose::KeyCertSign,
+            ];
+        }
+        Profile::Server { sans } => {
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            for san in *sans {
+                params.subject_alt_names.push(match san.parse() {
+                    Ok(ip) => SanType::IpAddress(ip),
+                    Err(_) => SanType::DnsName(san.clone().try_into()?),
+                });
+            }
+            params.use_authority_key_identifier_extension = true;
+        }
+        Profile::Client => {
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            params.use_authority_key_identifier_extension = true;
+        }
+    }
+    Ok(params)
+}
+
+pub fn self_signed_ca(key: &Key, request: &Request) -> Result<Issued, Error> {
+    let cert = params(request)?.self_signed(&key.pair)?;
+    Ok(Issued {
+        pem: cert.pem(),
+        der: cert.der().to_vec(),
+    })
+}
+
+/// Signs a certificate for `subject_key` with the CA (its certificate PEM and key).
+pub fn issue(
+    ca_pem: &str,
+    ca_key: &Key,
+    subject_key: &Key,
+    request: &Request,
+) -> Result<Issued, Error> {
+    let issuer = Issuer::from_ca_cert_pem(ca_pem, &ca_key.pair)?;
+    let cert = params(request)?.signed_by(&subject_key.pair, &issuer)?;
+    Ok(Issued {
+        pem: cert.pem(),
+        der: cert.der().to_vec(),
+    })
+}
+
+pub fn now() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(crate::clock::now_unix())
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+pub const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);

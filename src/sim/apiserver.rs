@@ -1,0 +1,665 @@
+//! The simulated kube-apiserver: a real process named `kube-apiserver`, started by the simulated
+//! kubelet with exactly the manifest's command line. It parses its flags like the real one
+//! (an invalid boolean stops it at start-up), serves HTTPS with the node's certificates, and
+//! authenticates client certificates against `--client-ca-file` in the handler (so an expired
+//! certificate gets 401, as from the real one). Paths in flags resolve under
+//! `KUBEADM_RECOVER_SIM_ROOT`.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+use super::config::SimConfig;
+use crate::manifest::flags;
+
+/// Boolean flags the simulation validates like pflag does.
+const BOOL_FLAGS: &[&str] = &[
+    flags::EXTEND_TOKEN_EXPIRATION,
+    "allow-privileged",
+    "enable-bootstrap-token-auth",
+    "anonymous-auth",
+    "enable-aggregator-routing",
+];
+/// kube-apiserver's `ExpirationExtensionSeconds`: one year.
+const EXTENSION_SECONDS: i64 = 24 * 365 * 60 * 60;
+/// The lifetime admission asks for on projected tokens; only these get extended.
+const WARN_AFTER_SECONDS: i64 = 3607;
+
+struct Settings {
+    port: u16,
+    extend: bool,
+    max_expiration: Option<i64>,
+    issuer: String,
+    version: String,
+    audit_log: Option<PathBuf>,
+    root: PathBuf,
+    node_name: String,
+}
+
+struct State {
+    settings: Settings,
+    client_ca_der: Vec<u8>,
+    signing_key: ring::signature::RsaKeyPair,
+    verify_key_der: Vec<u8>,
+    stale_tokens: AtomicU64,
+    valid_tokens: AtomicU64,
+}
+
+fn under(root: &Path, path: &str) -> PathBuf {
+    root.join(path.trim_start_matches('/'))
+}
+
+fn fail(message: String) -> i32 {
+    eprintln!("Error: {message}");
+    1
+}
+
+/// Entry point when this binary runs as `kube-apiserver`.
+pub fn main(args: Vec<String>) -> i32 {
+    let root =
+        PathBuf::from(std::env::var("KUBEADM_RECOVER_SIM_ROOT").unwrap_or_else(|_| "/".into()));
+    let config = SimConfig::load(&root);
+    let args: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    for arg in &args {
+        if config.reject_args.iter().any(|r| r == arg) {
+            return fail(format!(
+                "invalid argument {arg:?}: rejected by this simulated apiserver"
+            ));
+        }
+        if let Some((name, value)) = flags::split_flag(arg) {
+            if BOOL_FLAGS.contains(&name.as_str()) {
+                if let flags::BoolValue::Invalid(v) = flags::bool_value(value) {
+                    return fail(format!(
+                        "invalid argument {v:?} for \"--{name}\" flag: strconv.ParseBool: parsing {v:?}: invalid syntax"
+                    ));
+                }
+            }
+        } else if !arg.is_empty() {
+            return fail(format!(
+                "\"kube-apiserver\" does not take any arguments, got [{arg:?}]"
+            ));
+        }
+    }
+    let last = |name: &str| flags::last_value(&args, name).map(str::to_string);
+    let required = |name: &str| last(name).ok_or_else(|| format!("--{name} is required"));
+    let settings = match (|| -> Result<Settings, String> {
+        let extend = match flags::occurrences(&args, flags::EXTEND_TOKEN_EXPIRATION).last() {
+            Some(&i) => flags::split_flag(args[i])
+                .and_then(|(_, v)| v)
+                .map_or(true, |v| flags::parse_go_bool(v) == Some(true)),
+            None => true,
+        };
+        Ok(Settings {
+            port: required("secure-port")?
+                .parse()
+                .map_err(|e| format!("--secure-port: {e}"))?,
+            extend,
+            max_expiration: last("service-account-max-token-expiration")
+                .and_then(|d| parse_seconds(&d))
+                .filter(|s| *s > 0),
+            issuer: last("service-account-issuer")
+                .unwrap_or_else(|| "https://kubernetes.default.svc.cluster.local".into()),
+            version: std::env::var("KUBEADM_RECOVER_SIM_IMAGE")
+                .ok()
+                .and_then(|i| crate::manifest::image_version(&i))
+                .map_or("v1.30.0".into(), |(a, b, c)| format!("v{a}.{b}.{c}")),
+            audit_log: last("audit-log-path").map(|p| under(&root, &p)),
+            root: root.clone(),
+            node_name: config.node_name.clone(),
+        })
+    })() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let load = |flag: &str| -> Result<Vec<u8>, String> {
+        let path = under(&root, &required(flag)?);
+        std::fs::read(&path).map_err(|e| format!("--{flag} {}: {e}", path.display()))
+    };
+    let (cert_pem, key_pem, ca_pem, sa_key_pem, sa_pub_pem) = match (|| {
+        Ok::<_, String>((
+            load("tls-cert-file")?,
+            load("tls-private-key-file")?,
+            load("client-ca-file")?,
+            load("service-account-signing-key-file")?,
+            load("service-account-key-file")?,
+        ))
+    })() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+
+    std::thread::sleep(std::time::Duration::from_millis(config.startup_delay_ms));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match runtime.block_on(serve(
+        settings, cert_pem, key_pem, ca_pem, sa_key_pem, sa_pub_pem,
+    )) {
+        Ok(()) => 0,
+        Err(e) => fail(e),
+    }
+}
+
+/// "1h", "30m", "3600s", "1h30m" → seconds.
+fn parse_seconds(duration: &str) -> Option<i64> {
+    let mut total = 0i64;
+    let mut number = String::new();
+    for c in duration.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+        } else {
+            let n: i64 = number.parse().ok()?;
+            number.clear();
+            total += n * match c {
+                'h' => 3600,
+                'm' => 60,
+                's' => 1,
+                _ => return None,
+            };
+        }
+    }
+    if !number.is_empty() {
+        return None;
+    }
+    Some(total)
+}
+
+fn pem_blocks(pem: &[u8], label: &str) -> Vec<Vec<u8>> {
+    let text = String::from_utf8_lossy(pem);
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    text.split(&begin)
+        .skip(1)
+        .filter_map(|rest| rest.split(&end).next())
+        .filter_map(|b64| {
+            let clean: String = b64.chars().filter(|c| !c.is_whitespace()).collect();
+            base64::engine::general_purpose::STANDARD.decode(clean).ok()
+        })
+        .collect()
+}
+
+async fn serve(
+    settings: Settings,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    ca_pem: Vec<u8>,
+    sa_key_pem: Vec<u8>,
+    sa_pub_pem: Vec<u8>,
+) -> Result<(), String> {
+    let certs: Vec<rustls::pki_types::CertificateDer<'static>> =
+        pem_blocks(&cert_pem, "CERTIFICATE")
+            .into_iter()
+            .map(Into::into)
+            .collect();
+    let key_text = String::from_utf8_lossy(&key_pem).to_string();
+    let tls_key =
+        crate::pki::Key::from_pem(&key_text).map_err(|e| format!("--tls-private-key-file: {e}"))?;
+    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(tls_key.pair.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server_config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(Arc::new(AcceptAnyClientCert))
+        .with_single_cert(certs, key_der)
+        .map_err(|e| format!("TLS: {e}"))?;
+    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+
+    let sa_key = crate::pki::Key::from_pem(&String::from_utf8_lossy(&sa_key_pem))
+        .map_err(|e| format!("sa key: {e}"))?;
+    let signing_key = ring::signature::RsaKeyPair::from_pkcs8(&sa_key.pair.serialize_der())
+        .map_err(|e| format!("--service-account-signing-key-file: {e}"))?;
+    let spki = pem_blocks(&sa_pub_pem, "PUBLIC KEY")
+        .into_iter()
+        .next()
+        .ok_or("--service-account-key-file: no PUBLIC KEY")?;
+    let verify_key_der = rsa_public_key(&spki)?;
+    let state = Arc::new(State {
+        client_ca_der: pem_blocks(&ca_pem, "CERTIFICATE")
+            .into_iter()
+            .next()
+            .ok_or("--client-ca-file: no certificate")?,
+        signing_key,
+        verify_key_der,
+        settings,
+        stale_tokens: AtomicU64::new(0),
+        valid_tokens: AtomicU64::new(0),
+    });
+
+    // Loopback only: nothing here is ever reachable from outside the machine.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", state.settings.port))
+        .await
+        .map_err(|e| format!("failed to listen on 127.0.0.1:{}: {e}", state.settings.port))?;
+    eprintln!(
+        "serving securely on 127.0.0.1:{} at {}",
+        state.settings.port,
+        crate::clock::now_unix_ms()
+    );
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let peer = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.to_vec());
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                let peer = peer.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(handle(&state, peer.as_deref(), req).await)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
+
+/// The raw RSA public key (PKCS#1) inside a SubjectPublicKeyInfo, as ring wants it.
+fn rsa_public_key(spki_der: &[u8]) -> Result<Vec<u8>, String> {
+    use x509_parser::prelude::FromDer;
+    let (_, spki) =
+        x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| e.to_string())?;
+    Ok(spki.subject_public_key.data.to_vec())
+}
+
+/// The TLS layer asks for a client certificate but leaves judging it to the authenticator,
+/// like kube-apiserver (`tls.RequestClientCert`).
+#[derive(Debug)]
+struct AcceptAnyClientCert;
+
+impl rustls::server::danger::ClientCertVerifier for AcceptAnyClientCert {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+struct User {
+    name: String,
+    groups: Vec<String>,
+}
+
+fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("valid response")
+}
+
+fn status_error(code: StatusCode, reason: &str, message: &str) -> Response<Full<Bytes>> {
+    reply(
+        code,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": message, "reason": reason, "code": code.as_u16()}),
+    )
+}
+
+/// Client certificate → user, checked against the client CA and the clock.
+fn authenticate_cert(state: &State, der: &[u8]) -> Result<User, String> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+    let (_, ca) = X509Certificate::from_der(&state.client_ca_der).map_err(|e| e.to_string())?;
+    cert.verify_signature(Some(ca.public_key()))
+        .map_err(|_| "x509: certificate signed by unknown authority".to_string())?;
+    let now = crate::clock::now_unix();
+    let validity = cert.validity();
+    if now < validity.not_before.timestamp() || now > validity.not_after.timestamp() {
+        return Err("x509: certificate has expired or is not yet valid".into());
+    }
+    let name = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|c| c.as_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let mut groups: Vec<String> = cert
+        .subject()
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .map(str::to_string)
+        .collect();
+    groups.push("system:authenticated".into());
+    Ok(User { name, groups })
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn sign_jwt(state: &State, claims: &Value) -> String {
+    let header = b64url(json!({"alg": "RS256", "kid": "sim"}).to_string().as_bytes());
+    let payload = b64url(claims.to_string().as_bytes());
+    let signing_input = format!("{header}.{payload}");
+    let mut signature = vec![0; state.signing_key.public().modulus_len()];
+    state
+        .signing_key
+        .sign(
+            &ring::signature::RSA_PKCS1_SHA256,
+            &ring::rand::SystemRandom::new(),
+            signing_input.as_bytes(),
+            &mut signature,
+        )
+        .expect("RSA signing");
+    format!("{signing_input}.{}", b64url(&signature))
+}
+
+/// Verifies a service-account JWT; returns its claims.
+fn verify_jwt(state: &State, token: &str) -> Result<Value, String> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("not a JWT".into());
+    };
+    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| "bad signature encoding")?;
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        &state.verify_key_der,
+    )
+    .verify(format!("{h}.{p}").as_bytes(), &signature)
+    .map_err(|_| "invalid bearer token".to_string())?;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p)
+            .map_err(|_| "bad payload encoding")?,
+    )
+    .map_err(|e| e.to_string())?;
+    if claims["iss"] != state.settings.issuer.as_str() {
+        return Err("invalid bearer token: wrong issuer".into());
+    }
+    let now = crate::clock::now_unix();
+    if claims["exp"].as_i64().is_none_or(|exp| exp < now) {
+        return Err("invalid bearer token: token has expired".into());
+    }
+    state.valid_tokens.fetch_add(1, Ordering::Relaxed);
+    if let Some(warn_after) = claims
+        .pointer("/kubernetes.io/warnafter")
+        .and_then(Value::as_i64)
+    {
+        if now > warn_after {
+            state.stale_tokens.fetch_add(1, Ordering::Relaxed);
+            audit_stale(state, &claims, now - warn_after);
+        }
+    }
+    Ok(claims)
+}
+
+/// The audit annotation the real apiserver adds when a stale token is used.
+fn audit_stale(state: &State, claims: &Value, seconds: i64) {
+    let Some(path) = &state.settings.audit_log else {
+        return;
+    };
+    let sub = claims["sub"].as_str().unwrap_or_default();
+    let event = json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+        "stageTimestamp": crate::clock::rfc3339(crate::clock::now_unix()),
+        "user": {"username": sub},
+        "annotations": {"authentication.k8s.io/stale-token": format!("subject: {sub}, seconds after warning threshold: {seconds}")},
+    });
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{event}");
+    }
+}
+
+async fn handle(
+    state: &State,
+    peer: Option<&[u8]>,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let path = parts.uri.path().to_string();
+
+    // Health and version are public (system:public-info-viewer), like the real defaults.
+    match (&parts.method, path.as_str()) {
+        (&Method::GET, "/livez" | "/readyz" | "/healthz") => {
+            return Response::new(Full::new(Bytes::from_static(b"ok")));
+        }
+        (&Method::GET, "/version") => {
+            let v = &state.settings.version;
+            let mut it = v.trim_start_matches('v').split('.');
+            return reply(
+                StatusCode::OK,
+                json!({"major": it.next(), "minor": it.next(), "gitVersion": v, "platform": "linux/amd64"}),
+            );
+        }
+        _ => {}
+    }
+
+    let bearer = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let user = match (bearer, peer) {
+        (Some(token), _) => verify_jwt(state, &token).map(|claims| User {
+            name: claims["sub"].as_str().unwrap_or_default().to_string(),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                "system:authenticated".into(),
+            ],
+        }),
+        (None, Some(der)) => authenticate_cert(state, der),
+        (None, None) => Err("anonymous".into()),
+    };
+    let user = match user {
+        Ok(u) => u,
+        Err(e) if e == "anonymous" => {
+            return status_error(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &format!("forbidden: User \"system:anonymous\" cannot get path \"{path}\""),
+            );
+        }
+        Err(e) => {
+            return status_error(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                &format!("Unauthorized: {e}"),
+            );
+        }
+    };
+
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (&parts.method, segments.as_slice()) {
+        (&Method::GET, ["metrics"]) => Response::new(Full::new(Bytes::from(format!(
+            "# HELP serviceaccount_stale_tokens_total [ALPHA] Cumulative stale projected service account tokens used\n\
+             # TYPE serviceaccount_stale_tokens_total counter\nserviceaccount_stale_tokens_total {}\n\
+             # HELP serviceaccount_valid_tokens_total [ALPHA] Cumulative valid projected service account tokens used\n\
+             # TYPE serviceaccount_valid_tokens_total counter\nserviceaccount_valid_tokens_total {}\n",
+            state.stale_tokens.load(Ordering::Relaxed),
+            state.valid_tokens.load(Ordering::Relaxed)
+        )))),
+        (&Method::POST, ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"]) => reply(
+            StatusCode::CREATED,
+            json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1", "metadata": {},
+                   "status": {"userInfo": {"username": user.name, "groups": user.groups}}}),
+        ),
+        (&Method::POST, ["apis", "authentication.k8s.io", "v1", "tokenreviews"]) => {
+            let token = body
+                .pointer("/spec/token")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let status = match verify_jwt(state, token) {
+                Ok(claims) => json!({"authenticated": true, "audiences": claims["aud"],
+                    "user": {"username": claims["sub"], "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{}", claims.pointer("/kubernetes.io/namespace").and_then(Value::as_str).unwrap_or_default()), "system:authenticated"]}}),
+                Err(e) => json!({"authenticated": false, "error": e}),
+            };
+            reply(
+                StatusCode::CREATED,
+                json!({"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1", "metadata": {}, "spec": {}, "status": status}),
+            )
+        }
+        (
+            &Method::POST,
+            [
+                "api",
+                "v1",
+                "namespaces",
+                ns,
+                "serviceaccounts",
+                sa,
+                "token",
+            ],
+        ) => token_request(state, ns, sa, &body),
+        (&Method::GET, ["api", "v1", "namespaces", ns, "pods", name]) => {
+            let mirror = super::kubelet::mirror_pod_path(&state.settings.root, ns, name);
+            match std::fs::read(&mirror)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            {
+                Some(pod)
+                    if *name == format!("kube-apiserver-{}", state.settings.node_name)
+                        || pod["metadata"]["name"] == *name =>
+                {
+                    reply(StatusCode::OK, pod)
+                }
+                _ => status_error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("pods \"{name}\" not found"),
+                ),
+            }
+        }
+        _ => status_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
+    }
+}
+
+/// TokenRequest, honouring the 3607-second rule and `--service-account-extend-token-expiration`.
+fn token_request(state: &State, ns: &str, sa: &str, body: &Value) -> Response<Full<Bytes>> {
+    let now = crate::clock::now_unix();
+    let mut requested = body
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(3600);
+    if requested < 600 {
+        return status_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "spec.expirationSeconds: may not specify a duration less than 10 minutes",
+        );
+    }
+    let bound_pod = body
+        .pointer("/spec/boundObjectRef/kind")
+        .and_then(Value::as_str)
+        == Some("Pod");
+    let extend = state.settings.extend && bound_pod && requested == WARN_AFTER_SECONDS;
+    if let Some(max) = state.settings.max_expiration {
+        if !extend {
+            requested = requested.min(max);
+        }
+    }
+    let exp = if extend {
+        now + EXTENSION_SECONDS
+    } else {
+        now + requested
+    };
+    let audiences = body
+        .pointer("/spec/audiences")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+        .cloned()
+        .unwrap_or_else(|| vec![json!(state.settings.issuer)]);
+    let mut k8s =
+        json!({"namespace": ns, "serviceaccount": {"name": sa, "uid": format!("sim-{ns}-{sa}")}});
+    if bound_pod {
+        let pod = body
+            .pointer("/spec/boundObjectRef/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        k8s["pod"] = json!({"name": pod, "uid": format!("sim-pod-{pod}")});
+    }
+    if extend {
+        k8s["warnafter"] = json!(now + WARN_AFTER_SECONDS);
+    }
+    let claims = json!({
+        "aud": audiences, "exp": exp, "iat": now, "nbf": now, "iss": state.settings.issuer,
+        "kubernetes.io": k8s, "sub": format!("system:serviceaccount:{ns}:{sa}"),
+    });
+    reply(
+        StatusCode::CREATED,
+        json!({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1", "metadata": {"name": sa, "namespace": ns},
+               "spec": body.get("spec").cloned().unwrap_or(json!({})),
+               "status": {"token": sign_jwt(state, &claims), "expirationTimestamp": crate::clock::rfc3339(now + requested)}}),
+    )
+}

@@ -1,0 +1,61 @@
+//! Knobs of the simulation, in a file under the sandbox so that tests can turn them while the
+//! simulated kubelet and apiserver run. The tool under test never reads this file.
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SimConfig {
+    pub node_name: String,
+    /// How long a new apiserver takes before it serves (ms).
+    pub startup_delay_ms: u64,
+    /// Arguments the simulated apiserver refuses at start-up, as if they were invalid.
+    pub reject_args: Vec<String>,
+    /// The kubelet's full relist period (ms); the real kubelet's is 20 s.
+    pub relist_ms: u64,
+    /// Whether the kubelet watches the directory with inotify (the real one does).
+    pub inotify: bool,
+    /// A kubelet that never restarts anything: for the nudge-and-rollback path.
+    pub frozen: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            node_name: "sim-cp-1".into(),
+            startup_delay_ms: 300,
+            reject_args: Vec::new(),
+            relist_ms: 20_000,
+            inotify: true,
+            frozen: false,
+        }
+    }
+}
+
+pub fn sim_dir(root: &Path) -> PathBuf {
+    root.join("var/lib/kubeadm-recover-sim")
+}
+
+pub fn path(root: &Path) -> PathBuf {
+    sim_dir(root).join("config.json")
+}
+
+impl SimConfig {
+    pub fn load(root: &Path) -> SimConfig {
+        std::fs::read(path(root))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, root: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(sim_dir(root))?;
+        let tmp = sim_dir(root).join(".config.json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(tmp, path(root))
+    }
+}

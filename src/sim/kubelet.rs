@@ -1,0 +1,363 @@
+//! The simulated kubelet: watches the static pod directory like the real one (every non-dot
+//! regular file, inotify plus a periodic full relist), keys pods by namespace/name, hashes the
+//! parsed pod, and on a semantic change stops the old apiserver and starts a new one from the
+//! manifest's command and args. A manifest that does not parse leaves the old pod running. A
+//! container that exits is restarted with a back-off, like CrashLoopBackOff.
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::signal::{self, SigHandler, Signal};
+use serde_json::{Value, json};
+
+use super::config::{SimConfig, sim_dir};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(_: i32) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+pub fn mirror_pod_path(root: &Path, ns: &str, name: &str) -> PathBuf {
+    sim_dir(root)
+        .join("mirror")
+        .join(format!("{ns}_{name}.json"))
+}
+
+fn bin_dir(root: &Path) -> PathBuf {
+    sim_dir(root).join("bin")
+}
+
+/// Starts the simulated kubelet for the node at `root`, as a process named `kubelet`. `exe` is
+/// the kubeadm-recover binary, which plays `kubelet` and `kube-apiserver` when started under
+/// those names (busybox-style), so /proc shows them as the real ones would be shown.
+pub fn spawn(root: &Path, exe: &Path) -> std::io::Result<Child> {
+    let bin = bin_dir(root);
+    std::fs::create_dir_all(&bin)?;
+    for name in ["kubelet", "kube-apiserver"] {
+        let link = bin.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(exe, &link)?;
+    }
+    let logs = sim_dir(root).join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs.join("kubelet.log"))?;
+    let mut command = Command::new(bin.join("kubelet"));
+    command
+        .arg0("kubelet")
+        .arg(format!(
+            "--root-dir={}",
+            root.join("var/lib/kubelet").display()
+        ))
+        .arg(format!(
+            "--pod-manifest-path={}",
+            root.join("etc/kubernetes/manifests").display()
+        ))
+        .env("KUBEADM_RECOVER_SIM_ROOT", root)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: prctl is async-signal-safe; it only ties the child's life to ours.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
+        });
+    }
+    command.spawn()
+}
+
+struct Running {
+    hash: String,
+    pod: Value,
+    child: Option<Child>,
+    started: Instant,
+    exited_at: Option<Instant>,
+    restarts: u32,
+}
+
+/// Canonical JSON (sorted keys), so that only semantic changes change the hash.
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let sorted: BTreeMap<&String, Value> =
+                map.iter().map(|(k, v)| (k, canonical(v))).collect();
+            Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+fn config_hash(pod: &Value) -> String {
+    crate::store::sha256_hex(canonical(pod).to_string().as_bytes())[..16].to_string()
+}
+
+/// (pods by namespace/name, whether some file failed to parse).
+fn scan(dir: &Path) -> (BTreeMap<String, Value>, bool) {
+    let mut pods = BTreeMap::new();
+    let mut broken = false;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (pods, true);
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            broken = true;
+            continue;
+        };
+        let parsed: Option<Value> = serde_saphyr::from_str(&text)
+            .ok()
+            .or_else(|| serde_json::from_str(&text).ok());
+        match parsed {
+            Some(pod) if pod["kind"] == "Pod" => {
+                let ns = pod
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default");
+                let name = pod
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                pods.insert(format!("{ns}/{name}"), pod);
+            }
+            _ => {
+                eprintln!(
+                    "kubelet: could not read {} as a pod; keeping what runs",
+                    file.display()
+                );
+                broken = true;
+            }
+        }
+    }
+    (pods, broken)
+}
+
+fn apiserver_container(pod: &Value) -> Option<&Value> {
+    pod.pointer("/spec/containers")?
+        .as_array()?
+        .iter()
+        .find(|c| {
+            c["name"] == "kube-apiserver"
+                || c.pointer("/command/0")
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| p.ends_with("kube-apiserver"))
+        })
+}
+
+fn start(root: &Path, pod: &Value) -> Option<Child> {
+    let container = apiserver_container(pod)?;
+    let strings = |key: &str| -> Vec<String> {
+        container[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let command = strings("command");
+    let args: Vec<String> = command
+        .iter()
+        .skip(1)
+        .cloned()
+        .chain(strings("args"))
+        .collect();
+    let log_path = sim_dir(root).join("logs/kube-apiserver.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .ok()?;
+    let mut cmd = Command::new(bin_dir(root).join("kube-apiserver"));
+    cmd.arg0(command.first().map_or("kube-apiserver", String::as_str))
+        .args(args)
+        .env("KUBEADM_RECOVER_SIM_ROOT", root)
+        .env(
+            "KUBEADM_RECOVER_SIM_IMAGE",
+            container["image"].as_str().unwrap_or_default(),
+        )
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().ok()?)
+        .stderr(log);
+    // SAFETY: prctl only; a container does not outlive the simulated kubelet.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+    cmd.spawn().ok()
+}
+
+fn stop(child: &mut Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = signal::kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn write_mirror(root: &Path, config: &SimConfig, key: &str, hash: &str, pod: &Value) {
+    let (ns, name) = key.split_once('/').unwrap_or(("default", key));
+    let mirror_name = format!("{name}-{}", config.node_name);
+    let mut mirror = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": mirror_name, "namespace": ns,
+            "annotations": {
+                "kubernetes.io/config.hash": hash, "kubernetes.io/config.mirror": hash,
+                "kubernetes.io/config.source": "file",
+                "kubernetes.io/config.seen": crate::clock::rfc3339(crate::clock::now_unix()),
+            },
+            "labels": pod.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
+        },
+        "spec": pod["spec"].clone(),
+        "status": {"phase": "Running"},
+    });
+    mirror["spec"]["nodeName"] = json!(config.node_name);
+    let path = mirror_pod_path(root, ns, &mirror_name);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, mirror.to_string()).is_ok() {
+        let _ = std::fs::rename(tmp, path);
+    }
+}
+
+/// Entry point when this binary runs as `kubelet`.
+pub fn main() -> i32 {
+    let Some(root) = std::env::var_os("KUBEADM_RECOVER_SIM_ROOT").map(PathBuf::from) else {
+        eprintln!(
+            "kubelet: this is the kubeadm-recover simulation; it needs KUBEADM_RECOVER_SIM_ROOT"
+        );
+        return 2;
+    };
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic.
+        let _ = unsafe { signal::signal(sig, SigHandler::Handler(on_term)) };
+    }
+    let manifests = root.join("etc/kubernetes/manifests");
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok();
+    if let Some(fd) = &inotify {
+        let _ = fd.add_watch(
+            &manifests,
+            AddWatchFlags::IN_CREATE
+                | AddWatchFlags::IN_DELETE
+                | AddWatchFlags::IN_CLOSE_WRITE
+                | AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_MOVED_FROM
+                | AddWatchFlags::IN_MODIFY
+                | AddWatchFlags::IN_ATTRIB,
+        );
+    }
+    let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    let mut last_sync: Option<Instant> = None;
+    eprintln!("kubelet: watching {}", manifests.display());
+    while !STOP.load(Ordering::SeqCst) && root.join("etc/kubernetes").is_dir() {
+        let config = SimConfig::load(&root);
+        let notified = config.inotify
+            && inotify
+                .as_ref()
+                .is_some_and(|fd| fd.read_events().is_ok_and(|e| !e.is_empty()));
+        let relist =
+            last_sync.is_none_or(|t| t.elapsed() >= Duration::from_millis(config.relist_ms));
+        if (notified || relist) && !config.frozen {
+            last_sync = Some(Instant::now());
+            let (pods, broken) = scan(&manifests);
+            for (key, pod) in &pods {
+                if apiserver_container(pod).is_none() {
+                    continue;
+                }
+                let hash = config_hash(pod);
+                if running.get(key).is_some_and(|r| r.hash == hash) {
+                    continue;
+                }
+                if let Some(mut old) = running.remove(key) {
+                    eprintln!(
+                        "kubelet: {key} changed ({} -> {hash}); restarting",
+                        old.hash
+                    );
+                    if let Some(child) = old.child.as_mut() {
+                        stop(child);
+                    }
+                }
+                eprintln!("kubelet: starting {key} ({hash})");
+                write_mirror(&root, &config, key, &hash, pod);
+                running.insert(
+                    key.clone(),
+                    Running {
+                        hash,
+                        pod: pod.clone(),
+                        child: start(&root, pod),
+                        started: Instant::now(),
+                        exited_at: None,
+                        restarts: 0,
+                    },
+                );
+            }
+            if !broken {
+                let gone: Vec<String> = running
+                    .keys()
+                    .filter(|k| !pods.contains_key(*k))
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    eprintln!("kubelet: {key} removed; stopping it");
+                    if let Some(mut old) = running.remove(&key) {
+                        if let Some(child) = old.child.as_mut() {
+                            stop(child);
+                        }
+                    }
+                }
+            }
+        }
+        // CrashLoopBackOff, shortened: 1 s, 2 s, 4 s, then every 5 s.
+        for pod in running.values_mut() {
+            let exited = match pod.child.as_mut() {
+                Some(child) => matches!(child.try_wait(), Ok(Some(_))),
+                None => true,
+            };
+            if !exited {
+                if pod.started.elapsed() > Duration::from_secs(10) {
+                    pod.restarts = 0;
+                }
+                continue;
+            }
+            let at = *pod.exited_at.get_or_insert_with(Instant::now);
+            let backoff = Duration::from_secs((1u64 << pod.restarts.min(3)).min(5));
+            if at.elapsed() >= backoff && !config.frozen {
+                pod.restarts += 1;
+                pod.exited_at = None;
+                pod.started = Instant::now();
+                pod.child = start(&root, &pod.pod);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for pod in running.values_mut() {
+        if let Some(child) = pod.child.as_mut() {
+            stop(child);
+        }
+    }
+    0
+}
