@@ -1,5 +1,6 @@
 //! Command-line definitions: the only place that knows flags.
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -41,6 +42,36 @@ pub struct GlobalOptions {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// How long to wait for the apiserver to restart and be healthy (e.g. 90s, 5m).
+    #[arg(long, global = true, value_parser = parse_duration, default_value = "5m", value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+/// "300ms", "90s", "5m", "1h", "1m30s".
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration: write e.g. 90s, 5m or 1m30s");
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        total += match &rest[..unit_len] {
+            "ms" => Duration::from_millis(number),
+            "s" => Duration::from_secs(number),
+            "m" => Duration::from_secs(number * 60),
+            "h" => Duration::from_secs(number * 3600),
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -59,6 +90,49 @@ pub enum Command {
     /// The backups this tool made, and putting one back.
     #[command(subcommand)]
     Backups(Backups),
+    /// Rehearse the break-glass flow end to end on a simulated node in a temp dir: no cluster,
+    /// no root needed.
+    Rehearse(RehearseOptions),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RehearseOptions {
+    /// Keep the sandbox afterwards and print how to point the tool at it.
+    #[arg(long)]
+    pub keep: bool,
+    /// Print how long each wait took and how soon after the apiserver was ready the tool noticed.
+    #[arg(long)]
+    pub timings: bool,
+    /// Repeat the enable/disable cycle this many times (for --timings).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub rounds: u32,
+    /// Kubernetes version of the simulated node.
+    #[arg(long = "kubernetes-version", default_value = "1.30.2", value_name = "X.Y.Z")]
+    pub kubernetes_version: String,
+    /// Key type of the simulated node's certificates.
+    #[arg(long, value_enum, default_value_t = KeyTypeArg::Rsa2048)]
+    pub key_type: KeyTypeArg,
+    /// Use (and keep) this directory for the sandbox instead of a temp dir.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// With --dir of a kept sandbox: run its simulated kubelet and apiserver until interrupted.
+    #[arg(long, requires = "dir")]
+    pub serve: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyTypeArg {
+    Rsa2048,
+    EcdsaP256,
+}
+
+impl From<KeyTypeArg> for crate::pki::KeyType {
+    fn from(k: KeyTypeArg) -> Self {
+        match k {
+            KeyTypeArg::Rsa2048 => crate::pki::KeyType::Rsa2048,
+            KeyTypeArg::EcdsaP256 => crate::pki::KeyType::EcdsaP256,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,9 +148,13 @@ pub struct ChangeOptions {
     /// Show the plan and the exact diff; write nothing, not even a backup.
     #[arg(long)]
     pub dry_run: bool,
-    /// Write the change and return; the kubelet restarts the apiserver on its own.
+    /// Write the change and return, without waiting for and proving the restart.
     #[arg(long)]
     pub no_wait: bool,
+    /// If the kubelet has not restarted the apiserver after this long (its relist is 20 s),
+    /// nudge it: crictl stop, or move the manifest out and back.
+    #[arg(long, value_parser = parse_duration, default_value = "40s", value_name = "DURATION")]
+    pub nudge_after: Duration,
     /// Move stray copies and editor leftovers out of the manifest directory into a backup first.
     #[arg(long)]
     pub move_strays: bool,
@@ -93,4 +171,20 @@ pub enum Backups {
         #[command(flatten)]
         options: ChangeOptions,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go_durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "5", "m", "5x", "-1s", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 }

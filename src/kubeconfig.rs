@@ -143,3 +143,17 @@ fn certificate_facts(pem: &[u8], now: i64) -> Result<CredentialInfo, String> {
         problem: None,
     })
 }
+
+/// The embedded client certificate and key (base64, as stored) of the current user, for
+/// authenticating health checks when anonymous access is refused. Never printed.
+pub fn client_credentials(path: &Path) -> Option<(String, secrecy::SecretString)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let config: serde_json::Value = serde_saphyr::from_str(&text).ok()?;
+    let user = config.get("users")?.as_array()?.first()?;
+    let cert = user
+        .pointer("/user/client-certificate-data")?
+        .as_str()?
+        .to_string();
+    let key = user.pointer("/user/client-key-data")?.as_str()?.to_string();
+    Some((cert, secrecy::SecretString::from(key)))
+}

@@ -1,6 +1,7 @@
 //! kubeadm-recover: break-glass recovery for kubeadm control-plane nodes.
 //!
 //! `manifest` is pure; `store` and `change` are the only writers; `commands` orchestrate.
+pub mod apiserver;
 pub mod change;
 pub mod cli;
 pub mod clock;
@@ -9,6 +10,7 @@ pub mod error;
 pub mod kubeconfig;
 pub mod manifest;
 pub mod node;
+pub mod pem;
 pub mod store;
 pub mod ui;
 
@@ -56,4 +58,5 @@ pub fn main_exit_code() -> i32 {
     }
 }
 pub mod pki;
+pub mod restart;
 pub mod sim;

@@ -5,6 +5,7 @@ use super::Context;
 use crate::change::{self, PlannedWrite};
 use crate::cli::{Backups, ChangeOptions};
 use crate::error::{Error, Result};
+use crate::restart;
 use crate::store::backup::{self, Backup};
 use crate::store::lock;
 use crate::ui::unified_diff;
@@ -149,13 +150,9 @@ fn restore(ctx: &Context, id: &str, options: &ChangeOptions) -> Result<()> {
         });
         return Ok(());
     }
-    let touches_manifest = writes.iter().any(|w| w.path == layout.apiserver_manifest());
-    if touches_manifest && !options.no_wait {
-        return Err(Error::Usage(
-            "waiting for the kubelet to restart kube-apiserver is not available in this version; \
-             pass --no-wait to restore and let the kubelet restart the apiserver on its own"
-                .into(),
-        ));
+    let wait = writes.iter().any(|w| w.path == layout.apiserver_manifest()) && !options.no_wait;
+    if wait {
+        restart::require_kubelet(layout)?;
     }
     let strays = change::check_strays(layout, options.move_strays)?;
     ui.info(&diffs);

@@ -6,6 +6,7 @@ use crate::change::{self, PlannedWrite};
 use crate::cli::{ChangeOptions, ExtendTokens};
 use crate::error::{Error, Result};
 use crate::manifest::{Target, edit_extend_tokens};
+use crate::restart;
 use crate::store::lock;
 use crate::ui::unified_diff;
 
@@ -70,29 +71,52 @@ fn change_flag(ctx: &Context, enable: bool, options: &ChangeOptions) -> Result<(
         return Ok(());
     }
     if !options.no_wait {
-        return Err(Error::Usage(
-            "waiting for the kubelet to restart kube-apiserver is not available in this version; \
-             pass --no-wait to write the change and let the kubelet restart the apiserver on its own \
-             (or --dry-run to see the change)"
-                .into(),
-        ));
+        restart::require_kubelet(layout)?;
     }
-
     let strays = change::check_strays(layout, options.move_strays)?;
     ui.info(format!("{plan}{diff}"));
     ui.confirm(&format!("{verb} token extension on this node?"))?;
     let _lock = lock::acquire(&layout.lock_file())?;
+    let command = format!("extend-tokens {verb}");
+    let writes = [PlannedWrite {
+        path: path.clone(),
+        old: Some(text.into_bytes()),
+        new: edit.new_text.into_bytes(),
+        ownership: None,
+    }];
+    if !options.no_wait {
+        let proved = restart::apply_and_prove(
+            layout,
+            ui,
+            &command,
+            ctx.reason.as_deref(),
+            &writes,
+            &strays,
+            ctx.wait_options(options),
+        )?;
+        let backup_path = layout.node_path(&proved.applied.backup.dir);
+        document["backup"] = json!({ "id": proved.applied.backup.id, "path": backup_path });
+        document["movedStrays"] = json!(proved.applied.moved_strays);
+        document["restart"] = json!("proved");
+        document["before"]["process"] = json!(proved.before);
+        document["proof"] = json!(proved.proof);
+        ui.report("ExtendTokensResult", document, || {
+            format!(
+                "token extension {done} and proved: kube-apiserver pid {} runs the new manifest and is healthy ({:.1}s{})\n  backup: {backup_path} (id {})\n",
+                proved.proof.pid,
+                proved.proof.waited_ms as f64 / 1000.0,
+                if proved.proof.nudged { ", after a nudge" } else { "" },
+                proved.applied.backup.id
+            )
+        });
+        return Ok(());
+    }
     let applied = change::apply(
         layout,
         ui,
-        &format!("extend-tokens {verb}"),
+        &command,
         ctx.reason.as_deref(),
-        &[PlannedWrite {
-            path: path.clone(),
-            old: Some(text.into_bytes()),
-            new: edit.new_text.into_bytes(),
-            ownership: None,
-        }],
+        &writes,
         &strays,
     )?;
     let backup_path = layout.node_path(&applied.backup.dir);

@@ -1,6 +1,7 @@
 //! One file per subcommand; orchestration only.
 mod backups;
 mod extend_tokens;
+mod rehearse;
 mod status;
 
 use std::path::Path;
@@ -15,6 +16,16 @@ pub struct Context {
     pub layout: NodeLayout,
     pub ui: Ui,
     pub reason: Option<String>,
+    pub timeout: std::time::Duration,
+}
+
+impl Context {
+    pub fn wait_options(&self, options: &crate::cli::ChangeOptions) -> crate::restart::WaitOptions {
+        crate::restart::WaitOptions {
+            timeout: self.timeout,
+            nudge_after: options.nudge_after,
+        }
+    }
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -22,11 +33,13 @@ pub fn run(cli: Cli) -> Result<()> {
         layout: NodeLayout::new(cli.global.root.clone()),
         ui: Ui::new(&cli.global),
         reason: cli.global.reason.clone(),
+        timeout: cli.global.timeout,
     };
     match cli.command {
         Command::Status => status::run(&ctx),
         Command::ExtendTokens(action) => extend_tokens::run(&ctx, action),
         Command::Backups(action) => backups::run(&ctx, action),
+        Command::Rehearse(options) => rehearse::run(&ctx, &options),
     }
 }
 

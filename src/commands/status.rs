@@ -14,6 +14,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     let now = crate::clock::now_unix();
 
     let mut flag = None;
+    let mut running = json!(null);
     let manifest = match super::read_manifest(&path) {
         Err(e) => json!({ "path": node_path, "error": e.to_string() }),
         Ok(text) => match Manifest::parse(&text) {
@@ -26,6 +27,7 @@ pub fn run(ctx: &Context) -> Result<()> {
             }),
             Ok(m) => {
                 flag = Some(m.extend_tokens());
+                running = running_apiserver(layout, &m);
                 json!({
                     "path": node_path,
                     "container": m.container_name,
@@ -61,6 +63,8 @@ pub fn run(ctx: &Context) -> Result<()> {
     let document = json!({
         "root": layout.root(),
         "manifest": manifest,
+        "apiserver": running,
+        "kubeletRunning": crate::apiserver::process::kubelet_running(layout.root()),
         "strays": strays,
         "backups": backups,
         "credentials": credentials,
@@ -108,6 +112,32 @@ fn render_text(
             ));
         }
     }
+    let a = &doc["apiserver"];
+    if a["pid"].is_null() {
+        out.push_str(&format!(
+            "apiserver no kube-apiserver process serves port {} (kubelet {})\n",
+            a["port"],
+            if doc["kubeletRunning"] == true { "running" } else { "NOT running" }
+        ));
+    } else {
+        out.push_str(&format!(
+            "apiserver pid {}, started {}, {}\n",
+            a["pid"],
+            a["started"].as_str().unwrap_or("?"),
+            match a["health"].as_str() {
+                Some("ok") => "healthy (/livez, /readyz ok)".to_string(),
+                Some(other) => format!("NOT healthy: {other}"),
+                None => "health unknown".to_string(),
+            }
+        ));
+        out.push_str(&format!(
+            "  --service-account-extend-token-expiration in its command line: {}\n",
+            a["extendTokenExpirationDescription"].as_str().unwrap_or("?")
+        ));
+        if a["matchesManifest"] == false {
+            out.push_str("  its command line differs from the manifest: a restart is pending (or the kubelet is not picking it up)\n");
+        }
+    }
     let strays = doc["strays"].as_array().map_or(&[][..], |v| v);
     if strays.is_empty() {
         out.push_str("strays    none\n");
@@ -142,4 +172,35 @@ fn render_text(
         out.push_str(&format!("  {}: {}\n", c.path, c.describe()));
     }
     out
+}
+
+/// The running apiserver for this manifest: pid, start, health, and the flag in its command line.
+fn running_apiserver(layout: &crate::node::NodeLayout, manifest: &Manifest) -> serde_json::Value {
+    use crate::apiserver::{client::ApiClient, client::Endpoint, process};
+    let port = manifest.secure_port();
+    let Some(found) = process::find_apiserver(port) else {
+        return json!({ "port": port, "pid": null });
+    };
+    let args = found.args.get(1..).unwrap_or_default();
+    let flag = crate::manifest::extend_tokens_of_process(args, manifest.version());
+    let (host, probe_port) = manifest.probe_endpoint();
+    let health = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(async {
+                let client = ApiClient::new(layout, &Endpoint { host, port: probe_port })?;
+                client.healthy().await.map_err(|e| e.to_string())
+            })
+        });
+    json!({
+        "port": port,
+        "pid": found.identity.pid,
+        "started": process::started_unix(&found.identity).map(crate::clock::rfc3339),
+        "health": match &health { Ok(()) => "ok".to_string(), Err(e) => e.clone() },
+        "extendTokenExpiration": flag,
+        "extendTokenExpirationDescription": flag.state.describe(),
+        "matchesManifest": args == manifest.argument_values().as_slice(),
+    })
 }

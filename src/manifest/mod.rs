@@ -161,6 +161,10 @@ pub struct Manifest<'t> {
     pub image: Option<String>,
     pub command: Option<ArgList>,
     pub args: Option<ArgList>,
+    /// The first httpGet probe's host and port, where the kubelet checks the apiserver.
+    pub probe: Option<(Option<String>, String)>,
+    /// kubeadm's `kube-apiserver.advertise-address.endpoint` annotation, naming this node's pod.
+    pub advertise_endpoint: Option<String>,
 }
 
 /// The flag's state as written in the manifest.
@@ -277,6 +281,22 @@ impl<'t> Manifest<'t> {
                 .map(str::to_string),
             command: arg_list(container, "command", ListKind::Command)?,
             args: arg_list(container, "args", ListKind::Args)?,
+            probe: ["livenessProbe", "readinessProbe", "startupProbe"]
+                .iter()
+                .find_map(|probe| {
+                    let http = container.get(probe)?.get("httpGet")?;
+                    let port = http.get("port")?.as_str()?.to_string();
+                    let host = http.get("host").and_then(Node::as_str).map(str::to_string);
+                    Some((host, port))
+                }),
+            advertise_endpoint: root
+                .get("metadata")
+                .and_then(|m| m.get("annotations"))
+                .and_then(|a| {
+                    a.get("kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint")
+                })
+                .and_then(Node::as_str)
+                .map(str::to_string),
         })
     }
 
@@ -314,33 +334,80 @@ impl<'t> Manifest<'t> {
         self.image.as_deref().and_then(image_version)
     }
 
-    pub fn extend_tokens(&self) -> ExtendTokens {
-        let arguments = self.arguments();
-        let values: Vec<&str> = arguments.iter().map(|(_, _, i)| i.value.as_str()).collect();
-        let found = flags::occurrences(&values, EXTEND_TOKEN_EXPIRATION);
-        let occurrences = found
-            .iter()
-            .map(|&i| Occurrence {
-                list: arguments[i].0,
-                line: arguments[i].2.start.line,
-                text: arguments[i].2.value.clone(),
-            })
-            .collect();
-        let state = match found.last() {
-            Some(&i) => {
-                match flags::bool_value(flags::split_flag(values[i]).and_then(|(_, v)| v)) {
-                    BoolValue::Valid(value) => FlagState::Explicit { value },
-                    BoolValue::Invalid(value) => FlagState::Invalid { value },
-                }
-            }
-            None => FlagState::Absent {
-                default: self
-                    .version()
-                    .map(|(major, minor, _)| default_extend(major, minor)),
-            },
-        };
-        ExtendTokens { state, occurrences }
+    /// The port the apiserver serves on: its last `--secure-port`, or 6443.
+    pub fn secure_port(&self) -> u16 {
+        self.flag("secure-port")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(6443)
     }
+
+    /// Where to probe the apiserver: the manifest's probe host and port (numeric), falling
+    /// back to 127.0.0.1 and `--secure-port`.
+    pub fn probe_endpoint(&self) -> (String, u16) {
+        let (host, port) = match &self.probe {
+            Some((host, port)) => (host.clone(), port.parse().ok()),
+            None => (None, None),
+        };
+        (
+            host.unwrap_or_else(|| "127.0.0.1".into()),
+            port.unwrap_or_else(|| self.secure_port()),
+        )
+    }
+
+    pub fn extend_tokens(&self) -> ExtendTokens {
+        extend_tokens_in(&self.arguments(), self.version())
+    }
+}
+
+/// The flag's state in an argument list as the apiserver sees it (also a running process's
+/// command line, where lines are argument positions).
+pub fn extend_tokens_of_process(args: &[String], version: Option<(u32, u32, u32)>) -> ExtendTokens {
+    let items: Vec<ArgItem> = args
+        .iter()
+        .enumerate()
+        .map(|(i, value)| ArgItem {
+            value: value.clone(),
+            style: Style::Plain,
+            start: Pos {
+                byte: 0,
+                line: i + 1,
+                col: 1,
+            },
+            end: 0,
+        })
+        .collect();
+    let arguments: Vec<(ListKind, usize, &ArgItem)> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (ListKind::Command, i, item))
+        .collect();
+    extend_tokens_in(&arguments, version)
+}
+
+fn extend_tokens_in(
+    arguments: &[(ListKind, usize, &ArgItem)],
+    version: Option<(u32, u32, u32)>,
+) -> ExtendTokens {
+    let values: Vec<&str> = arguments.iter().map(|(_, _, i)| i.value.as_str()).collect();
+    let found = flags::occurrences(&values, EXTEND_TOKEN_EXPIRATION);
+    let occurrences = found
+        .iter()
+        .map(|&i| Occurrence {
+            list: arguments[i].0,
+            line: arguments[i].2.start.line,
+            text: arguments[i].2.value.clone(),
+        })
+        .collect();
+    let state = match found.last() {
+        Some(&i) => match flags::bool_value(flags::split_flag(values[i]).and_then(|(_, v)| v)) {
+            BoolValue::Valid(value) => FlagState::Explicit { value },
+            BoolValue::Invalid(value) => FlagState::Invalid { value },
+        },
+        None => FlagState::Absent {
+            default: version.map(|(major, minor, _)| default_extend(major, minor)),
+        },
+    };
+    ExtendTokens { state, occurrences }
 }
 
 /// `--service-account-extend-token-expiration` defaults to true from 1.20 on (DESIGN.md §1).

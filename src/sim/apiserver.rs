@@ -171,17 +171,7 @@ fn parse_seconds(duration: &str) -> Option<i64> {
 }
 
 fn pem_blocks(pem: &[u8], label: &str) -> Vec<Vec<u8>> {
-    let text = String::from_utf8_lossy(pem);
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    text.split(&begin)
-        .skip(1)
-        .filter_map(|rest| rest.split(&end).next())
-        .filter_map(|b64| {
-            let clean: String = b64.chars().filter(|c| !c.is_whitespace()).collect();
-            base64::engine::general_purpose::STANDARD.decode(clean).ok()
-        })
-        .collect()
+    crate::pem::blocks(&String::from_utf8_lossy(pem), label)
 }
 
 async fn serve(
@@ -578,6 +568,29 @@ async fn handle(
                 "token",
             ],
         ) => token_request(state, ns, sa, &body),
+        (&Method::GET, ["api", "v1", "namespaces", ns, "pods"]) => {
+            let dir = super::kubelet::mirror_pod_path(&state.settings.root, ns, "x");
+            let mut items = Vec::new();
+            for entry in std::fs::read_dir(dir.parent().expect("mirror dir"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&format!("{ns}_")) && name.ends_with(".json") {
+                    if let Some(pod) = std::fs::read(entry.path())
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                    {
+                        items.push(pod);
+                    }
+                }
+            }
+            reply(
+                StatusCode::OK,
+                json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}),
+            )
+        }
         (&Method::GET, ["api", "v1", "namespaces", ns, "pods", name]) => {
             let mirror = super::kubelet::mirror_pod_path(&state.settings.root, ns, name);
             match std::fs::read(&mirror)

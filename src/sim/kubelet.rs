@@ -75,6 +75,7 @@ pub fn spawn(root: &Path, exe: &Path) -> std::io::Result<Child> {
 
 struct Running {
     hash: String,
+    attempt: u32,
     pod: Value,
     child: Option<Child>,
     started: Instant,
@@ -157,7 +158,36 @@ fn apiserver_container(pod: &Value) -> Option<&Value> {
         })
 }
 
-fn start(root: &Path, pod: &Value) -> Option<Child> {
+/// Container logs where the real kubelet keeps them: one file per attempt, in a directory named
+/// after the pod (for a static pod the UID is its config hash).
+fn log_file(
+    root: &Path,
+    config: &SimConfig,
+    pod: &Value,
+    hash: &str,
+    attempt: u32,
+) -> Option<std::fs::File> {
+    let ns = pod
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let dir = root.join(format!(
+        "var/log/pods/{ns}_{name}-{}_{hash}/kube-apiserver",
+        config.node_name
+    ));
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{attempt}.log")))
+        .ok()
+}
+
+fn start(root: &Path, pod: &Value, log: Option<std::fs::File>) -> Option<Child> {
     let container = apiserver_container(pod)?;
     let strings = |key: &str| -> Vec<String> {
         container[key]
@@ -176,12 +206,7 @@ fn start(root: &Path, pod: &Value) -> Option<Child> {
         .cloned()
         .chain(strings("args"))
         .collect();
-    let log_path = sim_dir(root).join("logs/kube-apiserver.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path)
-        .ok()?;
+    let log = log?;
     let mut cmd = Command::new(bin_dir(root).join("kube-apiserver"));
     cmd.arg0(command.first().map_or("kube-apiserver", String::as_str))
         .args(args)
@@ -219,15 +244,20 @@ fn stop(child: &mut Child) {
 fn write_mirror(root: &Path, config: &SimConfig, key: &str, hash: &str, pod: &Value) {
     let (ns, name) = key.split_once('/').unwrap_or(("default", key));
     let mirror_name = format!("{name}-{}", config.node_name);
+    let mut annotations = pod
+        .pointer("/metadata/annotations")
+        .cloned()
+        .unwrap_or(json!({}));
+    annotations["kubernetes.io/config.hash"] = json!(hash);
+    annotations["kubernetes.io/config.mirror"] = json!(hash);
+    annotations["kubernetes.io/config.source"] = json!("file");
+    annotations["kubernetes.io/config.seen"] =
+        json!(crate::clock::rfc3339(crate::clock::now_unix()));
     let mut mirror = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
             "name": mirror_name, "namespace": ns,
-            "annotations": {
-                "kubernetes.io/config.hash": hash, "kubernetes.io/config.mirror": hash,
-                "kubernetes.io/config.source": "file",
-                "kubernetes.io/config.seen": crate::clock::rfc3339(crate::clock::now_unix()),
-            },
+            "annotations": annotations,
             "labels": pod.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
         },
         "spec": pod["spec"].clone(),
@@ -306,9 +336,10 @@ pub fn main() -> i32 {
                 running.insert(
                     key.clone(),
                     Running {
+                        child: start(&root, pod, log_file(&root, &config, pod, &hash, 0)),
                         hash,
+                        attempt: 0,
                         pod: pod.clone(),
-                        child: start(&root, pod),
                         started: Instant::now(),
                         exited_at: None,
                         restarts: 0,
@@ -347,9 +378,14 @@ pub fn main() -> i32 {
             let backoff = Duration::from_secs((1u64 << pod.restarts.min(3)).min(5));
             if at.elapsed() >= backoff && !config.frozen {
                 pod.restarts += 1;
+                pod.attempt += 1;
                 pod.exited_at = None;
                 pod.started = Instant::now();
-                pod.child = start(&root, &pod.pod);
+                pod.child = start(
+                    &root,
+                    &pod.pod,
+                    log_file(&root, &config, &pod.pod, &pod.hash, pod.attempt),
+                );
             }
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -1,0 +1,132 @@
+//! Talking to the apiserver over TLS verified with the cluster CA (kube, rustls): health probes
+//! as the kubelet's probes do them, authenticated with the admin client certificate only where
+//! anonymous access is refused.
+use std::time::Duration;
+
+use kube::config::AuthInfo;
+
+use crate::node::NodeLayout;
+
+/// Where the kubelet's probes reach the apiserver (the manifest's probe host and port).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    pub fn url(&self) -> String {
+        if self.host.contains(':') {
+            format!("https://[{}]:{}", self.host, self.port)
+        } else {
+            format!("https://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+pub struct ApiClient {
+    anonymous: kube::Client,
+    admin: Option<kube::Client>,
+}
+
+#[derive(Debug)]
+pub enum ProbeError {
+    /// Nothing answered: connection refused, TLS failure, timeout.
+    Unreachable(String),
+    /// The server answered with an error status.
+    Status(u16, String),
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeError::Unreachable(e) => write!(f, "unreachable: {e}"),
+            ProbeError::Status(code, msg) => write!(f, "HTTP {code}: {msg}"),
+        }
+    }
+}
+
+fn config(endpoint: &Endpoint, ca_pem: &str, auth: AuthInfo) -> Result<kube::Config, String> {
+    let uri = endpoint
+        .url()
+        .parse()
+        .map_err(|e| format!("{}: {e}", endpoint.url()))?;
+    let mut config = kube::Config::new(uri);
+    config.root_cert = Some(crate::pem::certificates(ca_pem));
+    config.connect_timeout = Some(Duration::from_secs(1));
+    config.read_timeout = Some(Duration::from_secs(2));
+    config.write_timeout = Some(Duration::from_secs(2));
+    config.default_retry = false;
+    config.auth_info = auth;
+    Ok(config)
+}
+
+impl ApiClient {
+    pub fn new(layout: &NodeLayout, endpoint: &Endpoint) -> Result<Self, String> {
+        let ca_path = layout.path("/etc/kubernetes/pki/ca.crt");
+        let ca_pem =
+            std::fs::read_to_string(&ca_path).map_err(|e| format!("{}: {e}", ca_path.display()))?;
+        let anonymous = kube::Client::try_from(config(endpoint, &ca_pem, AuthInfo::default())?)
+            .map_err(|e| e.to_string())?;
+        let admin = crate::kubeconfig::client_credentials(&layout.admin_conf())
+            .map(|(cert, key)| AuthInfo {
+                client_certificate_data: Some(cert),
+                client_key_data: Some(key),
+                ..AuthInfo::default()
+            })
+            .and_then(|auth| config(endpoint, &ca_pem, auth).ok())
+            .and_then(|c| kube::Client::try_from(c).ok());
+        Ok(ApiClient { anonymous, admin })
+    }
+
+    async fn get_with(client: &kube::Client, path: &str) -> Result<String, ProbeError> {
+        let request = http::Request::get(path)
+            .body(Vec::new())
+            .expect("valid request");
+        client.request_text(request).await.map_err(|e| match e {
+            kube::Error::Api(status) => ProbeError::Status(status.code, status.message),
+            other => ProbeError::Unreachable(other.to_string()),
+        })
+    }
+
+    /// GET `path`, anonymously first; with the admin certificate when that is refused.
+    pub async fn get(&self, path: &str) -> Result<String, ProbeError> {
+        match Self::get_with(&self.anonymous, path).await {
+            Err(ProbeError::Status(401 | 403, msg)) => match &self.admin {
+                Some(admin) => Self::get_with(admin, path).await,
+                None => Err(ProbeError::Status(401, msg)),
+            },
+            other => other,
+        }
+    }
+
+    /// `/livez` then `/readyz`, both "ok".
+    pub async fn healthy(&self) -> Result<(), ProbeError> {
+        for path in ["/livez", "/readyz"] {
+            let body = self.get(path).await?;
+            if body.trim() != "ok" {
+                return Err(ProbeError::Status(200, format!("{path} said {body:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The mirror pod's `kubernetes.io/config.hash`: the kube-apiserver pod in kube-system
+    /// whose advertise-address annotation is this node's.
+    pub async fn mirror_config_hash(&self, advertise_endpoint: Option<&str>) -> Option<String> {
+        let list = self
+            .get("/api/v1/namespaces/kube-system/pods?labelSelector=component%3Dkube-apiserver")
+            .await
+            .ok()?;
+        let list: serde_json::Value = serde_json::from_str(&list).ok()?;
+        let key = "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint";
+        list["items"]
+            .as_array()?
+            .iter()
+            .find(|pod| {
+                advertise_endpoint.is_none_or(|ep| pod["metadata"]["annotations"][key] == ep)
+            })
+            .and_then(|pod| pod["metadata"]["annotations"]["kubernetes.io/config.hash"].as_str())
+            .map(str::to_string)
+    }
+}

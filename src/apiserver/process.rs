@@ -1,0 +1,108 @@
+//! The running apiserver and kubelet, as /proc shows them. Nothing here knows about the
+//! simulation: a real kube-apiserver in a container is a host process like any other.
+use std::path::Path;
+
+/// Who is serving: changes when, and only when, the apiserver process is replaced.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessIdentity {
+    pub pid: i32,
+    /// Start time in clock ticks since boot (/proc/PID/stat field 22): with the pid, unique.
+    pub start_ticks: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiserverProcess {
+    pub identity: ProcessIdentity,
+    /// The full command line, program name first.
+    pub args: Vec<String>,
+}
+
+fn read_cmdline(pid: &str) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect(),
+    )
+}
+
+fn start_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+fn processes_named(name: &str) -> Vec<(String, Vec<String>)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .filter_map(|pid| read_cmdline(&pid).map(|args| (pid, args)))
+        .collect()
+}
+
+/// The `kube-apiserver` process serving `port` (its last `--secure-port`, default 6443).
+pub fn find_apiserver(port: u16) -> Option<ApiserverProcess> {
+    processes_named("kube-apiserver")
+        .into_iter()
+        .find_map(|(pid, args)| {
+            let values: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+            let serving = crate::manifest::flags::last_value(&values, "secure-port")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(6443u16);
+            if serving != port {
+                return None;
+            }
+            Some(ApiserverProcess {
+                identity: ProcessIdentity {
+                    pid: pid.parse().ok()?,
+                    start_ticks: start_ticks(&pid)?,
+                },
+                args,
+            })
+        })
+}
+
+/// Whether a kubelet runs for this node. On a sandbox (`--root`), only a kubelet whose command
+/// line names that root counts, so parallel sandboxes do not vouch for each other.
+pub fn kubelet_running(root: &Path) -> bool {
+    let root_text = root.to_string_lossy();
+    processes_named("kubelet").iter().any(|(_, args)| {
+        root == Path::new("/") || args.iter().any(|a| a.contains(root_text.as_ref()))
+    })
+}
+
+/// Seconds since the epoch when a process started, from its start ticks.
+pub fn started_unix(identity: &ProcessIdentity) -> Option<i64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let boot: i64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    Some(boot + identity.start_ticks as i64 / ticks)
+}
+
+/// The CRI container id of the apiserver, where `crictl` is installed.
+pub fn crictl_container_id() -> Option<String> {
+    let out = duct::cmd!("crictl", "ps", "--name", "kube-apiserver", "-q")
+        .stderr_null()
+        .unchecked()
+        .read()
+        .ok()?;
+    out.lines()
+        .next()
+        .map(str::to_string)
+        .filter(|s| !s.is_empty())
+}

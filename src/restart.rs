@@ -1,0 +1,474 @@
+//! Restart, prove, roll back. After the manifest is written, the kubelet must replace the
+//! apiserver; this proves that the NEW process runs the NEW argument list and is healthy, or
+//! puts the old files back and proves the OLD apiserver healthy again.
+//!
+//! "Restarted" is proved, not assumed: the identity of the `kube-apiserver` process serving the
+//! manifest's port (pid + start time) must change, its command line must be exactly the
+//! manifest's argument list, and `/livez` then `/readyz` must answer ok over TLS verified with
+//! the cluster CA.
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::apiserver::client::{ApiClient, Endpoint};
+use crate::apiserver::logs;
+use crate::apiserver::process::{self, ProcessIdentity};
+use crate::change::{self, Applied, PlannedWrite};
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::node::NodeLayout;
+use crate::store::atomic;
+use crate::store::audit;
+use crate::store::strays::Stray;
+use crate::ui::Ui;
+
+const POLL: Duration = Duration::from_millis(250);
+
+/// How long to wait, and when to nudge a kubelet that has not reacted.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitOptions {
+    pub timeout: Duration,
+    pub nudge_after: Duration,
+}
+
+/// What the manifest says the running apiserver must look like.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    /// The arguments after the program name, exactly as the manifest gives them.
+    pub args: Vec<String>,
+    pub port: u16,
+    pub endpoint: Endpoint,
+    pub advertise_endpoint: Option<String>,
+}
+
+impl Expected {
+    pub fn from_manifest(
+        text: &str,
+    ) -> std::result::Result<Expected, crate::manifest::ManifestError> {
+        let manifest = Manifest::parse(text)?;
+        let (host, port) = manifest.probe_endpoint();
+        Ok(Expected {
+            args: manifest
+                .argument_values()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            port: manifest.secure_port(),
+            endpoint: Endpoint { host, port },
+            advertise_endpoint: manifest.advertise_endpoint.clone(),
+        })
+    }
+
+    fn matches(&self, process: &process::ApiserverProcess) -> bool {
+        process
+            .args
+            .get(1..)
+            .is_some_and(|args| args == self.args.as_slice())
+    }
+}
+
+/// The apiserver as it was before the change.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Before {
+    pub process: Option<ProcessIdentity>,
+    pub container_id: Option<String>,
+    pub config_hash: Option<String>,
+}
+
+/// Evidence that the intended apiserver runs and is healthy.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Proof {
+    pub pid: i32,
+    pub started: Option<String>,
+    pub container_id: Option<String>,
+    pub config_hash: Option<String>,
+    /// How long the wait took, from the write to "healthy".
+    pub waited_ms: u64,
+    /// When the tool saw /readyz answer ok (Unix ms), for measuring its reaction time.
+    pub noticed_unix_ms: i64,
+    pub nudged: bool,
+}
+
+#[derive(Debug)]
+enum WaitFailure {
+    Timeout(String),
+    CrashLoop(String),
+}
+
+impl std::fmt::Display for WaitFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitFailure::Timeout(last) => write!(f, "timed out; last seen: {last}"),
+            WaitFailure::CrashLoop(last) => write!(f, "the new apiserver keeps exiting ({last})"),
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Refuses to change the manifest when no kubelet would act on it.
+pub fn require_kubelet(layout: &NodeLayout) -> Result<()> {
+    if process::kubelet_running(layout.root()) {
+        return Ok(());
+    }
+    Err(Error::Refused(
+        "the kubelet is not running, so nothing would restart kube-apiserver after the change.\n  \
+         what to do: start it (systemctl start kubelet; journalctl -u kubelet to see why it stopped), \
+         or pass --no-wait to only edit the file"
+            .into(),
+    ))
+}
+
+pub fn observe_before(layout: &NodeLayout, expected: &Expected) -> Before {
+    let process = process::find_apiserver(expected.port).map(|p| p.identity);
+    let config_hash = runtime().block_on(async {
+        let client = ApiClient::new(layout, &expected.endpoint).ok()?;
+        client
+            .mirror_config_hash(expected.advertise_endpoint.as_deref())
+            .await
+    });
+    Before {
+        process,
+        container_id: process::crictl_container_id(),
+        config_hash,
+    }
+}
+
+/// Progress on stderr: a spinner on a terminal, a log line per phase otherwise.
+struct Progress<'a> {
+    ui: &'a Ui,
+    tty: bool,
+    phase: String,
+    started: Instant,
+}
+
+impl<'a> Progress<'a> {
+    fn new(ui: &'a Ui) -> Self {
+        Progress {
+            ui,
+            tty: std::io::stderr().is_terminal() && !ui.json(),
+            phase: String::new(),
+            started: Instant::now(),
+        }
+    }
+
+    fn show(&mut self, phase: String) {
+        let elapsed = self.started.elapsed().as_secs_f32();
+        if self.tty {
+            const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
+            let frame = FRAMES[(self.started.elapsed().as_millis() / 250 % 4) as usize];
+            eprint!("\r\x1b[2K{frame} {phase} ({elapsed:.1}s)");
+            let _ = std::io::stderr().flush();
+        } else if phase != self.phase {
+            self.ui.info(format!("[{elapsed:5.1}s] {phase}"));
+        }
+        self.phase = phase;
+    }
+
+    fn done(&self) {
+        if self.tty {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+/// Moves the manifest out of the kubelet's sight and back, as kubeadm's documentation
+/// recommends for restarting a static pod; or stops the container through crictl.
+fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant) {
+    if let Some(id) = process::crictl_container_id() {
+        ui.info(format!("nudging the kubelet: crictl stop {id}"));
+        let _ = duct::cmd!("crictl", "stop", &id)
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run();
+        return;
+    }
+    let manifest = layout.apiserver_manifest();
+    let parked = layout
+        .tmp_dir()
+        .join("kube-apiserver.yaml.kubeadm-recover-nudge");
+    ui.info(format!(
+        "nudging the kubelet: moving the manifest to {} and back (if this is interrupted: mv {} {})",
+        parked.display(),
+        parked.display(),
+        manifest.display()
+    ));
+    if std::fs::rename(&manifest, &parked).is_err() {
+        return;
+    }
+    // The kubelet relists every 20 s: give it that and a little, but never past our deadline.
+    let deadline = deadline.min(Instant::now() + Duration::from_secs(25));
+    while Instant::now() < deadline && process::find_apiserver(expected_port).is_some() {
+        std::thread::sleep(POLL);
+    }
+    if let Err(e) = std::fs::rename(&parked, &manifest) {
+        ui.warn(format!(
+            "could not move the manifest back ({e}): run mv {} {}",
+            parked.display(),
+            manifest.display()
+        ));
+    }
+    let _ = crate::store::sync_dir(&layout.manifests_dir());
+}
+
+/// Waits for an apiserver running `expected` that is healthy. With `replacing`, the process
+/// must not be that one (a restart must have happened).
+fn wait_for(
+    layout: &NodeLayout,
+    ui: &Ui,
+    expected: &Expected,
+    replacing: Option<&ProcessIdentity>,
+    options: WaitOptions,
+    allow_nudge: bool,
+) -> std::result::Result<Proof, WaitFailure> {
+    let started = Instant::now();
+    let deadline = started + options.timeout;
+    let mut progress = Progress::new(ui);
+    let mut nudged = false;
+    let mut seen_new: Vec<ProcessIdentity> = Vec::new();
+    let logs_before = logs::attempt_files(layout);
+    let why = |attempts: &[std::path::PathBuf]| {
+        attempts
+            .last()
+            .map(|log| format!("; its log {} ends:\n{}", log.display(), logs::tail(log, 5)))
+            .unwrap_or_default()
+    };
+    let runtime = runtime();
+    let client = runtime.block_on(async { ApiClient::new(layout, &expected.endpoint) });
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => return Err(WaitFailure::Timeout(format!("cannot build a client: {e}"))),
+    };
+    let result = loop {
+        let now = Instant::now();
+        let attempts = logs::new_attempts(layout, &logs_before);
+        if now >= deadline {
+            break Err(WaitFailure::Timeout(format!(
+                "{}{}",
+                progress.phase,
+                why(&attempts)
+            )));
+        }
+        match process::find_apiserver(expected.port) {
+            Some(p) if Some(&p.identity) == replacing => {
+                if allow_nudge && !nudged && started.elapsed() >= options.nudge_after {
+                    progress.done();
+                    ui.warn(format!(
+                        "the kubelet has not restarted kube-apiserver (pid {}) after {}s",
+                        p.identity.pid,
+                        started.elapsed().as_secs()
+                    ));
+                    nudge(layout, ui, expected.port, deadline);
+                    nudged = true;
+                }
+                progress.show(format!(
+                    "waiting for the kubelet to replace kube-apiserver (pid {})",
+                    p.identity.pid
+                ));
+            }
+            Some(p) if !expected.matches(&p) => {
+                progress.show(format!(
+                    "kube-apiserver pid {} runs other arguments than the manifest's",
+                    p.identity.pid
+                ));
+            }
+            Some(p) => {
+                if !seen_new.contains(&p.identity) {
+                    seen_new.push(p.identity.clone());
+                }
+                let health = runtime.block_on(client.healthy());
+                match health {
+                    Ok(()) => {
+                        let config_hash = runtime.block_on(
+                            client.mirror_config_hash(expected.advertise_endpoint.as_deref()),
+                        );
+                        break Ok(Proof {
+                            pid: p.identity.pid,
+                            started: process::started_unix(&p.identity).map(crate::clock::rfc3339),
+                            container_id: process::crictl_container_id(),
+                            config_hash,
+                            waited_ms: started.elapsed().as_millis() as u64,
+                            noticed_unix_ms: crate::clock::now_unix_ms(),
+                            nudged,
+                        });
+                    }
+                    Err(e) => progress.show(format!(
+                        "kube-apiserver pid {} started; not healthy yet ({e})",
+                        p.identity.pid
+                    )),
+                }
+            }
+            None => {
+                if attempts.len() >= 3 || seen_new.len() >= 3 {
+                    let count = attempts.len().max(seen_new.len());
+                    break Err(WaitFailure::CrashLoop(format!(
+                        "{count} attempts exited{}",
+                        why(&attempts)
+                    )));
+                }
+                progress.show(match attempts.len() {
+                    0 => "no kube-apiserver process on the port yet".to_string(),
+                    n => format!(
+                        "no kube-apiserver on the port; the kubelet has made {n} attempt(s)"
+                    ),
+                });
+            }
+        }
+        std::thread::sleep(POLL.saturating_sub(now.elapsed()));
+    };
+    progress.done();
+    result
+}
+
+/// What a proved change reports.
+pub struct Proved {
+    pub applied: Applied,
+    pub before: Before,
+    pub proof: Proof,
+}
+
+/// Writes the files (backed up, atomically, audited), then proves the restart; on failure puts
+/// the files back and proves the old apiserver healthy. `writes` must include the manifest.
+pub fn apply_and_prove(
+    layout: &NodeLayout,
+    ui: &Ui,
+    command: &str,
+    reason: Option<&str>,
+    writes: &[PlannedWrite],
+    strays: &[Stray],
+    options: WaitOptions,
+) -> Result<Proved> {
+    let manifest_path = layout.apiserver_manifest();
+    let text = |bytes: Option<&Vec<u8>>| {
+        String::from_utf8_lossy(bytes.map_or(&[][..], |b| b)).into_owned()
+    };
+    let manifest_write = writes
+        .iter()
+        .find(|w| w.path == manifest_path)
+        .expect("the manifest is written");
+    let old_text = text(manifest_write.old.as_ref());
+    let new_expected = Expected::from_manifest(&text(Some(&manifest_write.new)))
+        .map_err(|e| Error::manifest(&manifest_path, &e))?;
+    let old_expected = Expected::from_manifest(&old_text).ok();
+
+    let before = old_expected.as_ref().map_or(
+        Before {
+            process: None,
+            container_id: None,
+            config_hash: None,
+        },
+        |old| observe_before(layout, old),
+    );
+    if before.process.is_none() {
+        ui.warn("no kube-apiserver is running for this manifest right now; the change will be proved by the one the kubelet starts");
+    }
+
+    let applied = change::apply(layout, ui, command, reason, writes, strays)?;
+    ui.info("waiting for the kubelet to restart kube-apiserver with the new manifest");
+    match wait_for(
+        layout,
+        ui,
+        &new_expected,
+        before.process.as_ref(),
+        options,
+        true,
+    ) {
+        Ok(proof) => {
+            record(layout, command, reason, "proved", &applied);
+            Ok(Proved {
+                applied,
+                before,
+                proof,
+            })
+        }
+        Err(failure) => Err(roll_back(
+            layout,
+            ui,
+            command,
+            reason,
+            writes,
+            &applied,
+            old_expected.as_ref(),
+            options,
+            failure,
+        )),
+    }
+}
+
+fn record(
+    layout: &NodeLayout,
+    command: &str,
+    reason: Option<&str>,
+    outcome: &str,
+    applied: &Applied,
+) {
+    let mut record = audit::Record::new(command, reason, outcome);
+    record.backup = Some(layout.node_path(&applied.backup.dir));
+    if let Err(e) = audit::append(&layout.audit_log(), &record) {
+        eprintln!("warning: could not write the audit log: {e}");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn roll_back(
+    layout: &NodeLayout,
+    ui: &Ui,
+    command: &str,
+    reason: Option<&str>,
+    writes: &[PlannedWrite],
+    applied: &Applied,
+    old_expected: Option<&Expected>,
+    options: WaitOptions,
+    failure: WaitFailure,
+) -> Error {
+    let backup = applied.backup.dir.display().to_string();
+    ui.warn(format!(
+        "the change was not proved: {failure}; rolling back from {backup}"
+    ));
+    let mut unrestored = Vec::new();
+    for write in writes {
+        let result = match &write.old {
+            Some(old) => atomic::replace(&write.path, &layout.tmp_dir(), old, None),
+            None => std::fs::remove_file(&write.path),
+        };
+        if let Err(e) = result {
+            unrestored.push(format!("{}: {e}", write.path.display()));
+        }
+    }
+    let manual = |what: String| {
+        record(layout, command, reason, "rollback failed", applied);
+        Error::ManualActionNeeded(format!(
+            "{failure}, and the rollback failed: {what}.\n  The original files are in {backup} (backup.json says where each belongs).\n  \
+             Put each back: cp <backup>/<name> /etc/kubernetes/tmp/<name>.new && mv /etc/kubernetes/tmp/<name>.new <original path>\n  \
+             then watch: crictl ps --name kube-apiserver; and check: kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz"
+        ))
+    };
+    if !unrestored.is_empty() {
+        return manual(format!("could not write {}", unrestored.join("; ")));
+    }
+    let Some(old_expected) = old_expected else {
+        return manual("the original manifest does not describe an apiserver to wait for".into());
+    };
+    ui.info("original files restored; waiting for the old kube-apiserver to be healthy again");
+    match wait_for(layout, ui, old_expected, None, options, false) {
+        Ok(_) => {
+            record(layout, command, reason, "rolled back", applied);
+            Error::Failed(format!(
+                "{failure}.\n  Rolled back: the original files are in place and the old kube-apiserver is healthy again; the node is as before.\n  \
+                 The file as it was before the attempt is in {backup}."
+            ))
+        }
+        Err(e) => manual(format!(
+            "the old kube-apiserver did not become healthy either ({e})"
+        )),
+    }
+}
