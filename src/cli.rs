@@ -107,7 +107,11 @@ pub struct RehearseOptions {
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub rounds: u32,
     /// Kubernetes version of the simulated node.
-    #[arg(long = "kubernetes-version", default_value = "1.30.2", value_name = "X.Y.Z")]
+    #[arg(
+        long = "kubernetes-version",
+        default_value = "1.30.2",
+        value_name = "X.Y.Z"
+    )]
     pub kubernetes_version: String,
     /// Key type of the simulated node's certificates.
     #[arg(long, value_enum, default_value_t = KeyTypeArg::Rsa2048)]

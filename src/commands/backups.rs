@@ -158,14 +158,35 @@ fn restore(ctx: &Context, id: &str, options: &ChangeOptions) -> Result<()> {
     ui.info(&diffs);
     ui.confirm(&format!("restore backup {}?", backup.id))?;
     let _lock = lock::acquire(&layout.lock_file())?;
-    let applied = change::apply(
-        layout,
-        ui,
-        "backups restore",
-        ctx.reason.as_deref(),
-        &writes,
-        &strays,
-    )?;
+    let applied = if wait {
+        let proved = restart::apply_and_prove(
+            layout,
+            ui,
+            "backups restore",
+            ctx.reason.as_deref(),
+            &writes,
+            &strays,
+            ctx.wait_options(options),
+        )?;
+        document["restart"] = json!("proved");
+        document["proof"] = json!(proved.proof);
+        proved.applied
+    } else {
+        let touches_manifest = writes.iter().any(|w| w.path == layout.apiserver_manifest());
+        document["restart"] = json!(if touches_manifest {
+            "pending"
+        } else {
+            "notNeeded"
+        });
+        change::apply(
+            layout,
+            ui,
+            "backups restore",
+            ctx.reason.as_deref(),
+            &writes,
+            &strays,
+        )?
+    };
     let pre_restore = layout.node_path(&applied.backup.dir);
     document["backup"] = json!({ "id": applied.backup.id, "path": pre_restore });
     ui.report("RestoreResult", document, || {

@@ -23,13 +23,16 @@ struct Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         if let Some(mut kubelet) = self.kubelet.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(kubelet.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(kubelet.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let _ = kubelet.wait();
         }
-        if self.keep {
-            if let Some(temp) = self._temp.take() {
-                let _ = temp.keep();
-            }
+        if self.keep
+            && let Some(temp) = self._temp.take()
+        {
+            let _ = temp.keep();
         }
     }
 }
@@ -49,7 +52,8 @@ struct Timings {
 }
 
 fn exe() -> Result<PathBuf> {
-    std::env::current_exe().map_err(|e| Error::Failed(format!("cannot find this program's path: {e}")))
+    std::env::current_exe()
+        .map_err(|e| Error::Failed(format!("cannot find this program's path: {e}")))
 }
 
 /// Runs this binary against the sandbox with `-o json`; returns (exit code, JSON, stderr).
@@ -64,23 +68,35 @@ fn tool(root: &Path, args: &[&str]) -> Result<(i32, Value, String)> {
         .output()
         .map_err(|e| Error::Failed(format!("cannot run kubeadm-recover: {e}")))?;
     let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    Ok((out.status.code().unwrap_or(-1), doc, String::from_utf8_lossy(&out.stderr).into_owned()))
+    Ok((
+        out.status.code().unwrap_or(-1),
+        doc,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 /// When the newest simulated apiserver started serving (the simulation's own log line), to
 /// measure how quickly the tool noticed. The tool under test never reads this.
 fn ready_at_ms(root: &Path) -> Option<i64> {
-    let logs = crate::apiserver::logs::attempt_files(&crate::node::NodeLayout::new(Some(root.to_path_buf())));
-    let newest = logs.iter().max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())?;
+    let logs = crate::apiserver::logs::attempt_files(&crate::node::NodeLayout::new(Some(
+        root.to_path_buf(),
+    )));
+    let newest = logs
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())?;
     let text = std::fs::read_to_string(newest).ok()?;
-    text.lines().rev().find_map(|l| l.rsplit(" at ").next()?.trim().parse().ok())
+    text.lines()
+        .rev()
+        .find_map(|l| l.rsplit(" at ").next()?.trim().parse().ok())
 }
 
 fn expect(step: &str, code: i32, want: i32, stderr: &str) -> Result<()> {
     if code == want {
         Ok(())
     } else {
-        Err(Error::Failed(format!("rehearsal step {step:?} exited {code}, expected {want}:\n{stderr}")))
+        Err(Error::Failed(format!(
+            "rehearsal step {step:?} exited {code}, expected {want}:\n{stderr}"
+        )))
     }
 }
 
@@ -92,26 +108,54 @@ fn change_step(root: &Path, name: &str, args: &[&str], want: i32) -> Result<Step
     let proof = &doc["proof"];
     let timings = proof["waitedMs"].as_u64().map(|waited_ms| Timings {
         waited_ms,
-        noticed_after_ready_ms: proof["noticedUnixMs"].as_i64().zip(ready_at_ms(root)).map(|(n, r)| n - r),
+        noticed_after_ready_ms: proof["noticedUnixMs"]
+            .as_i64()
+            .zip(ready_at_ms(root))
+            .map(|(n, r)| n - r),
         overhead_ms: (elapsed.as_millis() as u64).saturating_sub(waited_ms),
     });
     let detail = if code == 0 {
-        format!("proved: kube-apiserver pid {} healthy with the new flag", proof["pid"])
+        format!(
+            "proved: kube-apiserver pid {} healthy with the new flag",
+            proof["pid"]
+        )
     } else {
-        let first = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or("failed");
+        let first = stderr
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or("failed");
         let why = first.trim_start_matches("error: ");
-        format!("exit {code}, rolled back: {}", why.split("; its log").next().unwrap_or(why))
+        format!(
+            "exit {code}, rolled back: {}",
+            why.split("; its log").next().unwrap_or(why)
+        )
     };
-    Ok(Step { name: name.into(), elapsed, detail, timings })
+    Ok(Step {
+        name: name.into(),
+        elapsed,
+        detail,
+        timings,
+    })
+}
+
+fn record(ctx: &Context, steps: &mut Vec<Step>, show_timings: bool, step: Step) {
+    print_step(ctx, &step, show_timings);
+    steps.push(step);
 }
 
 fn print_step(ctx: &Context, step: &Step, show_timings: bool) {
-    let mut line = format!("  ok  {:<58} {:>6.2}s  {}", step.name, step.elapsed.as_secs_f64(), step.detail);
+    let mut line = format!(
+        "  ok  {:<58} {:>6.2}s  {}",
+        step.name,
+        step.elapsed.as_secs_f64(),
+        step.detail
+    );
     if let (true, Some(t)) = (show_timings, step.timings) {
         line.push_str(&format!(
             "\n      wait {} ms; noticed {} after the apiserver was ready; tool overhead {} ms",
             t.waited_ms,
-            t.noticed_after_ready_ms.map_or("?".into(), |ms| format!("{ms} ms")),
+            t.noticed_after_ready_ms
+                .map_or("?".into(), |ms| format!("{ms} ms")),
             t.overhead_ms
         ));
     }
@@ -131,7 +175,12 @@ fn start_sandbox(options: &RehearseOptions) -> Result<Sandbox> {
             (temp.path().to_path_buf(), Some(temp))
         }
     };
-    Ok(Sandbox { root, kubelet: None, keep: options.keep || options.dir.is_some(), _temp: temp })
+    Ok(Sandbox {
+        root,
+        kubelet: None,
+        keep: options.keep || options.dir.is_some(),
+        _temp: temp,
+    })
 }
 
 fn wait_until_serving(root: &Path, timeout: Duration) -> Result<()> {
@@ -143,7 +192,9 @@ fn wait_until_serving(root: &Path, timeout: Duration) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    Err(Error::Failed("the simulated kube-apiserver did not come up".into()))
+    Err(Error::Failed(
+        "the simulated kube-apiserver did not come up".into(),
+    ))
 }
 
 fn median(values: &mut [i64]) -> Option<i64> {
@@ -155,17 +206,20 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
     let mut sandbox = start_sandbox(options)?;
     let root = sandbox.root.clone();
     let mut steps: Vec<Step> = Vec::new();
-    let mut record = |ctx: &Context, step: Step| {
-        print_step(ctx, &step, options.timings);
-        steps.push(step);
-    };
+
     if !ctx.ui.json() {
-        println!("rehearsal on a simulated kubeadm node in {}", root.display());
+        println!(
+            "rehearsal on a simulated kubeadm node in {}",
+            root.display()
+        );
     }
 
     if options.serve {
         if !root.join("etc/kubernetes/manifests").is_dir() {
-            return Err(Error::Usage(format!("{} is not a sandbox node: run `kubeadm-recover rehearse --keep` first", root.display())));
+            return Err(Error::Usage(format!(
+                "{} is not a sandbox node: run `kubeadm-recover rehearse --keep` first",
+                root.display()
+            )));
         }
     } else {
         let started = Instant::now();
@@ -173,19 +227,52 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
             version: options.kubernetes_version.clone(),
             key_type: options.key_type.into(),
             admin_expired: false,
-            config: SimConfig { relist_ms: 20_000, ..SimConfig::default() },
+            config: SimConfig {
+                relist_ms: 20_000,
+                ..SimConfig::default()
+            },
         };
-        node::build(&root, &node_options).map_err(|e| Error::Failed(format!("building the simulated node: {e}")))?;
-        record(ctx, Step { name: format!("build a kubeadm v{} node (CA, certificates, kubeconfigs, manifest)", options.kubernetes_version), elapsed: started.elapsed(), detail: String::new(), timings: None });
+        node::build(&root, &node_options)
+            .map_err(|e| Error::Failed(format!("building the simulated node: {e}")))?;
+        record(
+            ctx,
+            &mut steps,
+            options.timings,
+            Step {
+                name: format!(
+                    "build a kubeadm v{} node (CA, certificates, kubeconfigs, manifest)",
+                    options.kubernetes_version
+                ),
+                elapsed: started.elapsed(),
+                detail: String::new(),
+                timings: None,
+            },
+        );
     }
 
     let started = Instant::now();
-    sandbox.kubelet = Some(crate::sim::kubelet::spawn(&root, &exe()?).map_err(|e| Error::Failed(format!("starting the simulated kubelet: {e}")))?);
+    sandbox.kubelet = Some(
+        crate::sim::kubelet::spawn(&root, &exe()?)
+            .map_err(|e| Error::Failed(format!("starting the simulated kubelet: {e}")))?,
+    );
     wait_until_serving(&root, Duration::from_secs(30))?;
-    record(ctx, Step { name: "start the simulated kubelet; kube-apiserver comes up".into(), elapsed: started.elapsed(), detail: String::new(), timings: None });
+    record(
+        ctx,
+        &mut steps,
+        options.timings,
+        Step {
+            name: "start the simulated kubelet; kube-apiserver comes up".into(),
+            elapsed: started.elapsed(),
+            detail: String::new(),
+            timings: None,
+        },
+    );
 
     if options.serve {
-        println!("serving: point the tool at it with `kubeadm-recover --root {} status`; Ctrl-C stops it", root.display());
+        println!(
+            "serving: point the tool at it with `kubeadm-recover --root {} status`; Ctrl-C stops it",
+            root.display()
+        );
         let _ = sandbox.kubelet.as_mut().map(|k| k.wait());
         return Ok(());
     }
@@ -193,56 +280,96 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
     let started = Instant::now();
     let (code, doc, stderr) = tool(&root, &["status"])?;
     expect("status", code, 0, &stderr)?;
-    record(ctx, Step {
-        name: "status".into(),
-        elapsed: started.elapsed(),
-        detail: format!(
-            "flag {}; kube-apiserver pid {} healthy: {}",
-            doc["manifest"]["extendTokenExpiration"]["state"].as_str().unwrap_or("?"),
-            doc["apiserver"]["pid"],
-            doc["apiserver"]["health"].as_str().unwrap_or("?")
-        ),
-        timings: None,
-    });
+    record(
+        ctx,
+        &mut steps,
+        options.timings,
+        Step {
+            name: "status".into(),
+            elapsed: started.elapsed(),
+            detail: format!(
+                "flag {}; kube-apiserver pid {} healthy: {}",
+                doc["manifest"]["extendTokenExpiration"]["state"]
+                    .as_str()
+                    .unwrap_or("?"),
+                doc["apiserver"]["pid"],
+                doc["apiserver"]["health"].as_str().unwrap_or("?")
+            ),
+            timings: None,
+        },
+    );
 
     let mut noticed = Vec::new();
     let mut overhead = Vec::new();
     for round in 0..options.rounds.max(1) {
-        let suffix = if options.rounds > 1 { format!(" (round {})", round + 1) } else { String::new() };
+        let suffix = if options.rounds > 1 {
+            format!(" (round {})", round + 1)
+        } else {
+            String::new()
+        };
         for verb in ["enable", "disable"] {
-            let step = change_step(&root, &format!("extend-tokens {verb}{suffix}"), &["extend-tokens", verb, "--yes", "--reason", "rehearsal"], 0)?;
+            let step = change_step(
+                &root,
+                &format!("extend-tokens {verb}{suffix}"),
+                &["extend-tokens", verb, "--yes", "--reason", "rehearsal"],
+                0,
+            )?;
             if let Some(t) = step.timings {
                 noticed.extend(t.noticed_after_ready_ms);
                 overhead.push(t.overhead_ms as i64);
             }
-            record(ctx, step);
+            record(ctx, &mut steps, options.timings, step);
         }
     }
 
     // A change the apiserver refuses at start-up must be rolled back by the tool itself.
     let manifest_path = root.join("etc/kubernetes/manifests/kube-apiserver.yaml");
-    let before = std::fs::read(&manifest_path).map_err(|e| Error::io("cannot read", &manifest_path, e))?;
+    let before =
+        std::fs::read(&manifest_path).map_err(|e| Error::io("cannot read", &manifest_path, e))?;
     let mut config = SimConfig::load(&root);
     config.reject_args = vec!["--service-account-extend-token-expiration=true".into()];
-    config.save(&root).map_err(|e| Error::io("cannot write", &root, e))?;
-    let step = change_step(&root, "a change the new apiserver rejects is rolled back", &["extend-tokens", "enable", "--yes", "--timeout", "60s"], 1)?;
+    config
+        .save(&root)
+        .map_err(|e| Error::io("cannot write", &root, e))?;
+    let step = change_step(
+        &root,
+        "a change the new apiserver rejects is rolled back",
+        &["extend-tokens", "enable", "--yes", "--timeout", "60s"],
+        1,
+    )?;
     config.reject_args.clear();
-    config.save(&root).map_err(|e| Error::io("cannot write", &root, e))?;
-    let after = std::fs::read(&manifest_path).map_err(|e| Error::io("cannot read", &manifest_path, e))?;
+    config
+        .save(&root)
+        .map_err(|e| Error::io("cannot write", &root, e))?;
+    let after =
+        std::fs::read(&manifest_path).map_err(|e| Error::io("cannot read", &manifest_path, e))?;
     if after != before {
-        return Err(Error::Failed("the rolled-back manifest differs from the original".into()));
+        return Err(Error::Failed(
+            "the rolled-back manifest differs from the original".into(),
+        ));
     }
-    record(ctx, step);
+    record(ctx, &mut steps, options.timings, step);
 
     let (_, doc, _) = tool(&root, &["status"])?;
     if doc["apiserver"]["health"] != "ok" {
-        return Err(Error::Failed("after the rollback the apiserver is not healthy".into()));
+        return Err(Error::Failed(
+            "after the rollback the apiserver is not healthy".into(),
+        ));
     }
     let (_, doc, _) = tool(&root, &["backups", "list"])?;
     let count = doc["backups"].as_array().map_or(0, Vec::len);
-    record(ctx, Step { name: "after the rollback: manifest byte-identical, apiserver healthy".into(), elapsed: Duration::ZERO, detail: format!("{count} backups, all with checksums"), timings: None });
+    record(
+        ctx,
+        &mut steps,
+        options.timings,
+        Step {
+            name: "after the rollback: manifest byte-identical, apiserver healthy".into(),
+            elapsed: Duration::ZERO,
+            detail: format!("{count} backups, all with checksums"),
+            timings: None,
+        },
+    );
 
-    drop(record);
     let summary = json!({
         "root": root,
         "kept": sandbox.keep,
@@ -270,6 +397,8 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
         String::new()
     };
     drop(sandbox);
-    ctx.ui.report("Rehearsal", summary, || format!("rehearsal passed.\n{timing_note}{keep_note}"));
+    ctx.ui.report("Rehearsal", summary, || {
+        format!("rehearsal passed.\n{timing_note}{keep_note}")
+    });
     Ok(())
 }

@@ -117,7 +117,11 @@ fn render_text(
         out.push_str(&format!(
             "apiserver no kube-apiserver process serves port {} (kubelet {})\n",
             a["port"],
-            if doc["kubeletRunning"] == true { "running" } else { "NOT running" }
+            if doc["kubeletRunning"] == true {
+                "running"
+            } else {
+                "NOT running"
+            }
         ));
     } else {
         out.push_str(&format!(
@@ -132,7 +136,9 @@ fn render_text(
         ));
         out.push_str(&format!(
             "  --service-account-extend-token-expiration in its command line: {}\n",
-            a["extendTokenExpirationDescription"].as_str().unwrap_or("?")
+            a["extendTokenExpirationDescription"]
+                .as_str()
+                .unwrap_or("?")
         ));
         if a["matchesManifest"] == false {
             out.push_str("  its command line differs from the manifest: a restart is pending (or the kubelet is not picking it up)\n");
@@ -190,7 +196,13 @@ fn running_apiserver(layout: &crate::node::NodeLayout, manifest: &Manifest) -> s
         .map_err(|e| e.to_string())
         .and_then(|rt| {
             rt.block_on(async {
-                let client = ApiClient::new(layout, &Endpoint { host, port: probe_port })?;
+                let client = ApiClient::new(
+                    layout,
+                    &Endpoint {
+                        host,
+                        port: probe_port,
+                    },
+                )?;
                 client.healthy().await.map_err(|e| e.to_string())
             })
         });

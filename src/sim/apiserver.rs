@@ -72,12 +72,12 @@ pub fn main(args: Vec<String>) -> i32 {
             ));
         }
         if let Some((name, value)) = flags::split_flag(arg) {
-            if BOOL_FLAGS.contains(&name.as_str()) {
-                if let flags::BoolValue::Invalid(v) = flags::bool_value(value) {
-                    return fail(format!(
-                        "invalid argument {v:?} for \"--{name}\" flag: strconv.ParseBool: parsing {v:?}: invalid syntax"
-                    ));
-                }
+            if BOOL_FLAGS.contains(&name.as_str())
+                && let flags::BoolValue::Invalid(v) = flags::bool_value(value)
+            {
+                return fail(format!(
+                    "invalid argument {v:?} for \"--{name}\" flag: strconv.ParseBool: parsing {v:?}: invalid syntax"
+                ));
             }
         } else if !arg.is_empty() {
             return fail(format!(
@@ -91,7 +91,7 @@ pub fn main(args: Vec<String>) -> i32 {
         let extend = match flags::occurrences(&args, flags::EXTEND_TOKEN_EXPIRATION).last() {
             Some(&i) => flags::split_flag(args[i])
                 .and_then(|(_, v)| v)
-                .map_or(true, |v| flags::parse_go_bool(v) == Some(true)),
+                .is_none_or(|v| flags::parse_go_bool(v) == Some(true)),
             None => true,
         };
         Ok(Settings {
@@ -427,11 +427,10 @@ fn verify_jwt(state: &State, token: &str) -> Result<Value, String> {
     if let Some(warn_after) = claims
         .pointer("/kubernetes.io/warnafter")
         .and_then(Value::as_i64)
+        && now > warn_after
     {
-        if now > warn_after {
-            state.stale_tokens.fetch_add(1, Ordering::Relaxed);
-            audit_stale(state, &claims, now - warn_after);
-        }
+        state.stale_tokens.fetch_add(1, Ordering::Relaxed);
+        audit_stale(state, &claims, now - warn_after);
     }
     Ok(claims)
 }
@@ -577,13 +576,13 @@ async fn handle(
                 .flatten()
             {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with(&format!("{ns}_")) && name.ends_with(".json") {
-                    if let Some(pod) = std::fs::read(entry.path())
+                if name.starts_with(&format!("{ns}_"))
+                    && name.ends_with(".json")
+                    && let Some(pod) = std::fs::read(entry.path())
                         .ok()
                         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                    {
-                        items.push(pod);
-                    }
+                {
+                    items.push(pod);
                 }
             }
             reply(
@@ -637,10 +636,10 @@ fn token_request(state: &State, ns: &str, sa: &str, body: &Value) -> Response<Fu
         .and_then(Value::as_str)
         == Some("Pod");
     let extend = state.settings.extend && bound_pod && requested == WARN_AFTER_SECONDS;
-    if let Some(max) = state.settings.max_expiration {
-        if !extend {
-            requested = requested.min(max);
-        }
+    if let Some(max) = state.settings.max_expiration
+        && !extend
+    {
+        requested = requested.min(max);
     }
     let exp = if extend {
         now + EXTENSION_SECONDS

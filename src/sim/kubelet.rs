@@ -354,10 +354,10 @@ pub fn main() -> i32 {
                     .collect();
                 for key in gone {
                     eprintln!("kubelet: {key} removed; stopping it");
-                    if let Some(mut old) = running.remove(&key) {
-                        if let Some(child) = old.child.as_mut() {
-                            stop(child);
-                        }
+                    if let Some(mut old) = running.remove(&key)
+                        && let Some(child) = old.child.as_mut()
+                    {
+                        stop(child);
                     }
                 }
             }

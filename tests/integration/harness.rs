@@ -270,3 +270,112 @@ pub fn assert_only_flag_changed(old: &str, new: &str, context: &str) {
         diff.unified_diff()
     );
 }
+
+/// A simulated node with its kubelet (and so its apiserver) running; stopped on drop.
+pub struct SimNode {
+    dir: tempfile::TempDir,
+    kubelet: Option<std::process::Child>,
+    pub port: u16,
+}
+
+impl SimNode {
+    pub fn start() -> Self {
+        Self::with(kubeadm_recover::sim::node::NodeOptions::default())
+    }
+
+    pub fn with(options: kubeadm_recover::sim::node::NodeOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let node = kubeadm_recover::sim::node::build(dir.path(), &options).unwrap();
+        let kubelet = kubeadm_recover::sim::kubelet::spawn(
+            dir.path(),
+            Path::new(env!("CARGO_BIN_EXE_kubeadm-recover")),
+        )
+        .unwrap();
+        let sim = SimNode {
+            dir,
+            kubelet: Some(kubelet),
+            port: node.port,
+        };
+        sim.wait_healthy();
+        sim
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, node_path: &str) -> PathBuf {
+        self.root().join(node_path.trim_start_matches('/'))
+    }
+
+    pub fn manifest_path(&self) -> PathBuf {
+        self.path("/etc/kubernetes/manifests/kube-apiserver.yaml")
+    }
+
+    pub fn manifest(&self) -> String {
+        std::fs::read_to_string(self.manifest_path()).unwrap()
+    }
+
+    pub fn run(&self) -> Run {
+        Run::new().arg("--root").arg(self.root().to_str().unwrap())
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        self.run().args(["status", "-o", "json"]).ok().json()
+    }
+
+    /// Waits (bounded) until the apiserver answers healthy.
+    pub fn wait_healthy(&self) {
+        for _ in 0..150 {
+            if self.status()["apiserver"]["health"] == "ok" {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "the simulated apiserver did not come up:\n{}",
+            self.status()
+        );
+    }
+
+    /// Changes the simulation's knobs while it runs.
+    pub fn configure(&self, change: impl FnOnce(&mut kubeadm_recover::sim::config::SimConfig)) {
+        let mut config = kubeadm_recover::sim::config::SimConfig::load(self.root());
+        change(&mut config);
+        config.save(self.root()).unwrap();
+    }
+
+    pub fn manifest_dir_entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.path("/etc/kubernetes/manifests"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub fn audit_outcomes(&self) -> Vec<String> {
+        std::fs::read_to_string(self.path("/var/log/kubeadm-recover/audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["outcome"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+impl Drop for SimNode {
+    fn drop(&mut self) {
+        if let Some(mut kubelet) = self.kubelet.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(kubelet.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = kubelet.wait();
+        }
+    }
+}

@@ -4,4 +4,5 @@ mod harness;
 
 mod backups;
 mod extend_tokens;
+mod restart;
 mod status;
