@@ -335,3 +335,32 @@ fn detection_has_no_side_channel_from_the_simulation() {
         );
     }
 }
+
+#[test]
+fn when_the_old_apiserver_does_not_come_back_either_the_tool_says_what_to_do_with_exit_4() {
+    let sim = SimNode::start();
+    let original = sim.manifest();
+    // Both the new and the old argument lists carry this, so neither apiserver can start.
+    sim.configure(|c| c.reject_args = vec!["--allow-privileged=true".into()]);
+    let out = sim
+        .run()
+        .args(["extend-tokens", "disable", "--yes", "--timeout", "30s"])
+        .code(4);
+    assert!(out.stderr.contains("the rollback failed"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("kubeadm-recover-backup-"),
+        "names the backup: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("crictl ps --name kube-apiserver"),
+        "says what to run: {}",
+        out.stderr
+    );
+    assert_eq!(
+        sim.manifest(),
+        original,
+        "the original file is back in place"
+    );
+    assert_eq!(sim.audit_outcomes(), vec!["written", "rollback failed"]);
+}
