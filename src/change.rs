@@ -104,16 +104,7 @@ pub fn apply(
         if let Err(e) = atomic::replace(&write.path, &layout.tmp_dir(), &write.new, write.ownership)
         {
             let failed = format!("writing {} failed: {e}", write.path.display());
-            let mut unrestored = Vec::new();
-            for earlier in &done {
-                let undo = match &earlier.old {
-                    Some(old) => atomic::replace(&earlier.path, &layout.tmp_dir(), old, None),
-                    None => std::fs::remove_file(&earlier.path),
-                };
-                if let Err(e) = undo {
-                    unrestored.push(format!("{}: {e}", earlier.path.display()));
-                }
-            }
+            let unrestored = put_back(layout, done.iter().copied());
             if unrestored.is_empty() {
                 return Err(Error::Failed(format!("{failed}; the node is as before")));
             }
@@ -159,4 +150,26 @@ pub fn apply(
         backup,
         moved_strays,
     })
+}
+
+/// Puts each written file back as it was (atomically; removes files that did not exist).
+/// Returns what could not be put back.
+pub fn put_back<'a>(
+    layout: &NodeLayout,
+    writes: impl IntoIterator<Item = &'a PlannedWrite>,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    for write in writes {
+        let result = match &write.old {
+            Some(old) => atomic::replace(&write.path, &layout.tmp_dir(), old, None),
+            None => match std::fs::remove_file(&write.path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            },
+        };
+        if let Err(e) = result {
+            failed.push(format!("{}: {e}", write.path.display()));
+        }
+    }
+    failed
 }

@@ -90,9 +90,62 @@ pub enum Command {
     /// The backups this tool made, and putting one back.
     #[command(subcommand)]
     Backups(Backups),
+    /// Re-issue the admin credentials from the cluster CA, keeping their identity, and prove them.
+    #[command(subcommand)]
+    AdminConf(AdminConf),
     /// Rehearse the break-glass flow end to end on a simulated node in a temp dir: no cluster,
     /// no root needed.
     Rehearse(RehearseOptions),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminConf {
+    /// Re-issue admin.conf (and/or super-admin.conf), verify it with SelfSubjectReview.
+    Regenerate(RegenerateOptions),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Method {
+    /// native when the CA key is on the node, else kubeadm when it is installed.
+    Auto,
+    /// Sign with /etc/kubernetes/pki/ca.key, on the node, with no apiserver needed.
+    Native,
+    /// `kubeadm certs renew admin.conf`.
+    Kubeadm,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RegenerateOptions {
+    #[arg(long, value_enum, default_value_t = Method::Auto)]
+    pub method: Method,
+    /// How long the new certificate is valid; never past the CA's own expiry.
+    #[arg(long, value_parser = parse_duration, default_value = "8760h", value_name = "DURATION")]
+    pub validity: Duration,
+    /// Also regenerate super-admin.conf (CN=kubernetes-super-admin, O=system:masters).
+    #[arg(long)]
+    pub super_admin: bool,
+    /// Regenerate only super-admin.conf.
+    #[arg(long, conflicts_with = "super_admin")]
+    pub only_super_admin: bool,
+    /// Key type of the new credential; default: the old credential's (RSA when unknown).
+    #[arg(long, value_enum)]
+    pub key_type: Option<KeyTypeArg>,
+    /// Also update kubeconfigs that hold the old credential (/root/.kube/config,
+    /// /home/*/.kube/config, $SUDO_USER's, and --copy paths): only that user's data changes.
+    #[arg(long)]
+    pub update_copies: bool,
+    /// Another kubeconfig to check with --update-copies (repeatable).
+    #[arg(long = "copy", value_name = "PATH")]
+    pub copies: Vec<PathBuf>,
+    /// Write ~USER/.kube/config (owned by USER, 0600) when it does not exist.
+    #[arg(long, value_name = "USER")]
+    pub install_for: Option<String>,
+    /// Do not verify against the apiserver (for a node whose apiserver is down).
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Show what would be issued and written; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -126,7 +179,9 @@ pub struct RehearseOptions {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KeyTypeArg {
+    #[value(name = "rsa-2048")]
     Rsa2048,
+    #[value(name = "ecdsa-p256")]
     EcdsaP256,
 }
 

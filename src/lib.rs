@@ -6,6 +6,7 @@ pub mod change;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod credentials;
 pub mod error;
 pub mod kubeconfig;
 pub mod manifest;

@@ -45,7 +45,7 @@ impl Key {
             KeyType::EcdsaP256 => {
                 let pair = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
                 let secret = p256::SecretKey::from_pkcs8_der(&pair.serialize_der())?;
-                let pem = secret.to_sec1_pem(LineEnding::LF)?.to_string();
+                let pem = sec1_pem(&secret);
                 Ok(Key {
                     pair,
                     pem,
@@ -104,6 +104,34 @@ impl Key {
     }
 }
 
+/// SEC1 `EC PRIVATE KEY` with the named-curve parameters and the public key, exactly as Go's
+/// `x509.MarshalECPrivateKey` (and so kubeadm) writes it; Go and OpenSSL need the curve OID.
+fn sec1_pem(secret: &p256::SecretKey) -> String {
+    use base64::Engine;
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    const SECP256R1: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    let private = secret.to_bytes();
+    let public = secret.public_key().to_encoded_point(false);
+    let mut body = vec![0x02, 0x01, 0x01, 0x04, 0x20];
+    body.extend_from_slice(&private);
+    body.extend_from_slice(&[0xa0, SECP256R1.len() as u8]);
+    body.extend_from_slice(&SECP256R1);
+    body.extend_from_slice(&[0xa1, 0x44, 0x03, 0x42, 0x00]);
+    body.extend_from_slice(public.as_bytes());
+    let mut der = vec![0x30, body.len() as u8];
+    der.extend(body);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+        .collect();
+    format!(
+        "-----BEGIN EC PRIVATE KEY-----\n{}\n-----END EC PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
 /// What a certificate is for.
 pub enum Profile<'a> {
     Ca,
@@ -128,6 +156,8 @@ pub struct Issued {
 
 fn params(request: &Request) -> Result<CertificateParams, Error> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
+    // The default DN holds a placeholder CN; start empty so the order is kubeadm's: O, then CN.
+    params.distinguished_name = rcgen::DistinguishedName::new();
     for org in request.organizations {
         params
             .distinguished_name
@@ -206,3 +236,32 @@ pub fn now() -> OffsetDateTime {
 }
 
 pub const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecdsa_keys_are_sec1_with_the_curve_and_read_back() {
+        let key = Key::generate(KeyType::EcdsaP256).unwrap();
+        assert!(key.pem.starts_with("-----BEGIN EC PRIVATE KEY-----\n"));
+        let again = Key::from_pem(&key.pem).unwrap();
+        assert_eq!(again.pair.public_key_pem(), key.pair.public_key_pem());
+        let der = crate::pem::blocks(&key.pem, "EC PRIVATE KEY").remove(0);
+        assert!(
+            der.windows(8)
+                .any(|w| w == [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]),
+            "names prime256v1"
+        );
+    }
+
+    #[test]
+    fn rsa_keys_are_pkcs1_and_read_back() {
+        let key = Key::generate(KeyType::Rsa2048).unwrap();
+        assert!(key.pem.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"));
+        assert_eq!(
+            Key::from_pem(&key.pem).unwrap().pair.public_key_pem(),
+            key.pair.public_key_pem()
+        );
+    }
+}

@@ -18,7 +18,6 @@ use crate::change::{self, Applied, PlannedWrite};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::node::NodeLayout;
-use crate::store::atomic;
 use crate::store::audit;
 use crate::store::strays::Stray;
 use crate::ui::Ui;
@@ -434,16 +433,7 @@ fn roll_back(
     ui.warn(format!(
         "the change was not proved: {failure}; rolling back from {backup}"
     ));
-    let mut unrestored = Vec::new();
-    for write in writes {
-        let result = match &write.old {
-            Some(old) => atomic::replace(&write.path, &layout.tmp_dir(), old, None),
-            None => std::fs::remove_file(&write.path),
-        };
-        if let Err(e) = result {
-            unrestored.push(format!("{}: {e}", write.path.display()));
-        }
-    }
+    let unrestored = change::put_back(layout, writes);
     let manual = |what: String| {
         record(layout, command, reason, "rollback failed", applied);
         Error::ManualActionNeeded(format!(

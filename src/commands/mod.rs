@@ -1,4 +1,5 @@
 //! One file per subcommand; orchestration only.
+mod admin_conf;
 mod backups;
 mod extend_tokens;
 mod rehearse;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Status => status::run(&ctx),
         Command::ExtendTokens(action) => extend_tokens::run(&ctx, action),
         Command::Backups(action) => backups::run(&ctx, action),
+        Command::AdminConf(action) => admin_conf::run(&ctx, action),
         Command::Rehearse(options) => rehearse::run(&ctx, &options),
     }
 }

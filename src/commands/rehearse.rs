@@ -226,7 +226,7 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
         let node_options = NodeOptions {
             version: options.kubernetes_version.clone(),
             key_type: options.key_type.into(),
-            admin_expired: false,
+            admin_expired: true,
             config: SimConfig {
                 relist_ms: 20_000,
                 ..SimConfig::default()
@@ -280,6 +280,7 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
     let started = Instant::now();
     let (code, doc, stderr) = tool(&root, &["status"])?;
     expect("status", code, 0, &stderr)?;
+    let admin = &doc["credentials"][0];
     record(
         ctx,
         &mut steps,
@@ -288,12 +289,48 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
             name: "status".into(),
             elapsed: started.elapsed(),
             detail: format!(
-                "flag {}; kube-apiserver pid {} healthy: {}",
+                "flag {}; kube-apiserver pid {} healthy: {}; admin.conf {}",
                 doc["manifest"]["extendTokenExpiration"]["state"]
                     .as_str()
                     .unwrap_or("?"),
                 doc["apiserver"]["pid"],
-                doc["apiserver"]["health"].as_str().unwrap_or("?")
+                doc["apiserver"]["health"].as_str().unwrap_or("?"),
+                if admin["expired"] == true {
+                    "EXPIRED"
+                } else {
+                    "valid"
+                }
+            ),
+            timings: None,
+        },
+    );
+
+    // The node starts locked out: admin.conf expired. Re-issue it and prove it.
+    let started = Instant::now();
+    let (code, doc, stderr) = tool(
+        &root,
+        &["admin-conf", "regenerate", "--yes", "--reason", "rehearsal"],
+    )?;
+    expect("admin-conf regenerate", code, 0, &stderr)?;
+    let who = &doc["credentials"][0]["verifiedAs"];
+    record(
+        ctx,
+        &mut steps,
+        options.timings,
+        Step {
+            name: "admin-conf regenerate (admin.conf had expired)".into(),
+            elapsed: started.elapsed(),
+            detail: format!(
+                "proved by SelfSubjectReview: {} in {}",
+                who["username"].as_str().unwrap_or("?"),
+                who["groups"]
+                    .as_array()
+                    .map(|g| g
+                        .iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default()
             ),
             timings: None,
         },

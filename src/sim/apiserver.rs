@@ -535,10 +535,18 @@ async fn handle(
             state.stale_tokens.load(Ordering::Relaxed),
             state.valid_tokens.load(Ordering::Relaxed)
         )))),
-        (&Method::POST, ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"]) => reply(
+        (
+            &Method::POST,
+            [
+                "apis",
+                "authentication.k8s.io",
+                version,
+                "selfsubjectreviews",
+            ],
+        ) if self_subject_review_served(&state.settings.version, version) => reply(
             StatusCode::CREATED,
-            json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1", "metadata": {},
-                   "status": {"userInfo": {"username": user.name, "groups": user.groups}}}),
+            json!({"kind": "SelfSubjectReview", "apiVersion": format!("authentication.k8s.io/{version}"), "metadata": {},
+                       "status": {"userInfo": {"username": user.name, "groups": user.groups}}}),
         ),
         (&Method::POST, ["apis", "authentication.k8s.io", "v1", "tokenreviews"]) => {
             let token = body
@@ -674,4 +682,20 @@ fn token_request(state: &State, ns: &str, sa: &str, body: &Value) -> Response<Fu
                "spec": body.get("spec").cloned().unwrap_or(json!({})),
                "status": {"token": sign_jwt(state, &claims), "expirationTimestamp": crate::clock::rfc3339(now + requested)}}),
     )
+}
+
+/// SelfSubjectReview went alpha in 1.26, beta in 1.27 and GA in 1.28; older servers 404.
+fn self_subject_review_served(server_version: &str, api_version: &str) -> bool {
+    let minor: u32 = server_version
+        .trim_start_matches('v')
+        .split('.')
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    match api_version {
+        "v1" => minor >= 28,
+        "v1beta1" => minor >= 27,
+        "v1alpha1" => minor >= 26,
+        _ => false,
+    }
 }

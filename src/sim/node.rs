@@ -4,8 +4,6 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-
 use super::config::SimConfig;
 use crate::pki::{self, Key, KeyType, Profile, Request, YEAR};
 
@@ -198,7 +196,13 @@ pub fn build(root: &Path, options: &NodeOptions) -> Result<SimNode, pki::Error> 
     )?;
     write(
         &k8s.join("admin.conf"),
-        &kubeconfig(&ca.pem, &server, "kubernetes-admin", &cert, &key_pem),
+        &crate::credentials::kubeconfig_edit::kubeadm_kubeconfig(
+            &ca.pem,
+            &server,
+            "kubernetes-admin",
+            &cert,
+            &key_pem,
+        ),
         0o600,
     )?;
     if (major, minor_version) >= (1, 29) {
@@ -211,7 +215,13 @@ pub fn build(root: &Path, options: &NodeOptions) -> Result<SimNode, pki::Error> 
         )?;
         write(
             &k8s.join("super-admin.conf"),
-            &kubeconfig(&ca.pem, &server, "kubernetes-super-admin", &cert, &key_pem),
+            &crate::credentials::kubeconfig_edit::kubeadm_kubeconfig(
+                &ca.pem,
+                &server,
+                "kubernetes-super-admin",
+                &cert,
+                &key_pem,
+            ),
             0o600,
         )?;
     }
@@ -225,18 +235,4 @@ pub fn build(root: &Path, options: &NodeOptions) -> Result<SimNode, pki::Error> 
         root: root.to_path_buf(),
         port,
     })
-}
-
-/// A kubeconfig shaped exactly like kubeadm's (names, embedded data).
-pub fn kubeconfig(ca_pem: &str, server: &str, user: &str, cert_pem: &str, key_pem: &str) -> String {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    format!(
-        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {server}\n  name: kubernetes\n\
-         contexts:\n- context:\n    cluster: kubernetes\n    user: {user}\n  name: {user}@kubernetes\n\
-         current-context: {user}@kubernetes\nkind: Config\npreferences: {{}}\nusers:\n- name: {user}\n  user:\n    \
-         client-certificate-data: {}\n    client-key-data: {}\n",
-        b64(ca_pem),
-        b64(cert_pem),
-        b64(key_pem)
-    )
 }

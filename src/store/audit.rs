@@ -22,6 +22,9 @@ pub struct Record {
     pub outcome: String,
     pub files: Vec<FileChange>,
     pub backup: Option<String>,
+    /// Certificates issued: subject, serial, validity, fingerprint. Never a key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<crate::credentials::issue::CertFacts>,
 }
 
 impl Record {
@@ -39,6 +42,7 @@ impl Record {
             outcome: outcome.into(),
             files: Vec::new(),
             backup: None,
+            certificates: Vec::new(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (real openssl). One test binary, ripgrep-style; `harness` is the small fluent builder.
 mod harness;
 
+mod admin_conf;
 mod backups;
 mod extend_tokens;
 mod restart;

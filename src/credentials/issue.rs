@@ -1,0 +1,197 @@
+//! Issuing an admin client certificate from the cluster CA on the node itself, with the identity
+//! of the old one (or kubeadm's defaults), and describing certificates without their keys.
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use serde::Serialize;
+use sha2::Digest;
+use x509_parser::prelude::*;
+
+use crate::pki::{self, Key, KeyType, Profile, Request};
+
+/// The identity a credential carries: CN is the user, every O a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Subject {
+    pub common_name: String,
+    pub organizations: Vec<String>,
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CN={}", self.common_name)?;
+        for o in &self.organizations {
+            write!(f, ", O={o}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Which kubeadm credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Admin,
+    SuperAdmin,
+}
+
+impl Kind {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Kind::Admin => "admin.conf",
+            Kind::SuperAdmin => "super-admin.conf",
+        }
+    }
+
+    pub fn user_name(self) -> &'static str {
+        match self {
+            Kind::Admin => "kubernetes-admin",
+            Kind::SuperAdmin => "kubernetes-super-admin",
+        }
+    }
+
+    /// kubeadm's subject: admin is in kubeadm:cluster-admins from 1.29 on (system:masters
+    /// before); super-admin is always system:masters.
+    pub fn default_subject(self, v129_or_later: bool) -> Subject {
+        let group = match (self, v129_or_later) {
+            (Kind::Admin, true) => "kubeadm:cluster-admins",
+            _ => "system:masters",
+        };
+        Subject {
+            common_name: self.user_name().into(),
+            organizations: vec![group.into()],
+        }
+    }
+}
+
+/// What is recorded about a certificate: never the key.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertFacts {
+    pub subject: String,
+    pub serial: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub sha256_fingerprint: String,
+    pub system_masters: bool,
+}
+
+pub fn facts(der: &[u8]) -> Result<CertFacts, String> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+    let fingerprint = sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    Ok(CertFacts {
+        subject: cert.subject().to_string(),
+        serial: cert.raw_serial_as_string(),
+        not_before: crate::clock::rfc3339(cert.validity().not_before.timestamp()),
+        not_after: crate::clock::rfc3339(cert.validity().not_after.timestamp()),
+        sha256_fingerprint: fingerprint,
+        system_masters: cert
+            .subject()
+            .iter_organization()
+            .any(|o| o.as_str() == Ok("system:masters")),
+    })
+}
+
+/// Subject and key type of a certificate (base64 of PEM, as kubeconfigs embed it), even expired.
+pub fn read_certificate(cert_b64: &str) -> Option<(Subject, KeyType, Vec<u8>)> {
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(cert_b64.trim())
+        .ok()?;
+    let der = crate::pem::certificates(&String::from_utf8_lossy(&pem))
+        .into_iter()
+        .next()?;
+    let (_, cert) = X509Certificate::from_der(&der).ok()?;
+    let common_name = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let organizations = cert
+        .subject()
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .map(str::to_string)
+        .collect();
+    let key_type = match cert.public_key().parsed() {
+        Ok(x509_parser::public_key::PublicKey::EC(_)) => KeyType::EcdsaP256,
+        _ => KeyType::Rsa2048,
+    };
+    Some((
+        Subject {
+            common_name,
+            organizations,
+        },
+        key_type,
+        der,
+    ))
+}
+
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub facts: CertFacts,
+    /// The validity was shortened to end with the CA.
+    pub capped_to_ca: bool,
+}
+
+/// Signs a new client certificate with the CA in `pki_dir` (ca.crt + ca.key in any format
+/// kubeadm writes). The validity never runs past the CA's own.
+pub fn issue(
+    pki_dir: &Path,
+    subject: &Subject,
+    key_type: KeyType,
+    validity: Duration,
+) -> Result<Issued, String> {
+    let ca_pem = std::fs::read_to_string(pki_dir.join("ca.crt"))
+        .map_err(|e| format!("{}: {e}", pki_dir.join("ca.crt").display()))?;
+    let ca_key_pem = std::fs::read_to_string(pki_dir.join("ca.key"))
+        .map_err(|e| format!("{}: {e}", pki_dir.join("ca.key").display()))?;
+    let ca_key = Key::from_pem(&ca_key_pem)
+        .map_err(|e| format!("{}: {e}", pki_dir.join("ca.key").display()))?;
+    let ca_der = crate::pem::certificates(&ca_pem)
+        .into_iter()
+        .next()
+        .ok_or("ca.crt holds no certificate")?;
+    let (_, ca) = X509Certificate::from_der(&ca_der).map_err(|e| e.to_string())?;
+    let now = pki::now();
+    let ca_end = ca.validity().not_after.timestamp();
+    let wanted_end = now.unix_timestamp() + validity.as_secs() as i64;
+    let capped_to_ca = wanted_end > ca_end;
+    let validity = if capped_to_ca {
+        Duration::from_secs((ca_end - now.unix_timestamp()).max(0) as u64)
+    } else {
+        validity
+    };
+    if validity.is_zero() {
+        return Err(
+            "the cluster CA has expired: renew the CA first (kubeadm cannot do that either)".into(),
+        );
+    }
+    let key = Key::generate(key_type).map_err(|e| e.to_string())?;
+    let orgs: Vec<&str> = subject.organizations.iter().map(String::as_str).collect();
+    let cert = pki::issue(
+        &ca_pem,
+        &ca_key,
+        &key,
+        &Request {
+            common_name: &subject.common_name,
+            organizations: &orgs,
+            profile: Profile::Client,
+            now,
+            validity,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(Issued {
+        facts: facts(&cert.der)?,
+        cert_pem: cert.pem,
+        key_pem: key.pem,
+        capped_to_ca,
+    })
+}

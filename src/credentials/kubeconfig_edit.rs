@@ -1,0 +1,205 @@
+//! Replacing one user's embedded client certificate and key in a kubeconfig, as a minimal text
+//! edit: every other byte (other clusters, contexts, users, comments, order) stays.
+use base64::Engine;
+
+use crate::manifest::yaml::{self, Node};
+
+pub const CERT_KEY: &str = "client-certificate-data";
+pub const KEY_KEY: &str = "client-key-data";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCredential {
+    pub name: String,
+    pub cert_b64: Option<String>,
+    pub key_present: bool,
+}
+
+fn users(root: &Node) -> Vec<&Node> {
+    match root.get("users") {
+        Some(Node::Seq { items, .. }) => items.iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Every user entry with its embedded certificate (base64) and whether a key is embedded.
+pub fn user_credentials(text: &str) -> Result<Vec<UserCredential>, String> {
+    let root = yaml::parse_document(text).map_err(|e| e.to_string())?;
+    Ok(users(&root)
+        .into_iter()
+        .filter_map(|u| {
+            let name = u.get("name")?.as_str()?.to_string();
+            let user = u.get("user");
+            Some(UserCredential {
+                name,
+                cert_b64: user
+                    .and_then(|x| x.get(CERT_KEY))
+                    .and_then(Node::as_str)
+                    .map(str::to_string),
+                key_present: user.and_then(|x| x.get(KEY_KEY)).is_some(),
+            })
+        })
+        .collect())
+}
+
+/// The user of the current context, else the only/first user.
+pub fn current_user(text: &str) -> Option<String> {
+    let root = yaml::parse_document(text).ok()?;
+    let context = root.get("current-context")?.as_str()?;
+    match root.get("contexts") {
+        Some(Node::Seq { items, .. }) => items
+            .iter()
+            .find(|c| c.get("name").and_then(Node::as_str) == Some(context))
+            .and_then(|c| c.get("context")?.get("user")?.as_str().map(str::to_string)),
+        _ => None,
+    }
+    .or_else(|| {
+        users(&root)
+            .first()
+            .and_then(|u| u.get("name")?.as_str().map(str::to_string))
+    })
+}
+
+fn scalar_span(node: &Node) -> Option<(usize, usize)> {
+    match node {
+        Node::Scalar {
+            start,
+            end,
+            has_properties: false,
+            ..
+        } => Some((start.byte, *end)),
+        _ => None,
+    }
+}
+
+/// Replaces `user`'s embedded certificate and key. A missing key line is added after the
+/// certificate line with the same indentation. Fails when the user or its certificate
+/// line is missing, or a value is not a plain scalar the edit can replace.
+pub fn replace_credential(
+    text: &str,
+    user: &str,
+    cert_b64: &str,
+    key_b64: &str,
+) -> Result<String, String> {
+    let root = yaml::parse_document(text).map_err(|e| e.to_string())?;
+    let entry = users(&root)
+        .into_iter()
+        .find(|u| u.get("name").and_then(Node::as_str) == Some(user))
+        .ok_or_else(|| format!("no user {user:?} in the kubeconfig"))?;
+    let body = entry
+        .get("user")
+        .ok_or_else(|| format!("user {user:?} has no `user:` section"))?;
+    let cert = body
+        .get(CERT_KEY)
+        .ok_or_else(|| format!("user {user:?} has no embedded {CERT_KEY}"))?;
+    let (cert_start, cert_end) = scalar_span(cert).ok_or("the certificate is not a plain value")?;
+    let mut splices: Vec<(usize, usize, String)> =
+        vec![(cert_start, cert_end, cert_b64.to_string())];
+    match body.get(KEY_KEY) {
+        Some(key) => {
+            let (s, e) = scalar_span(key).ok_or("the key is not a plain value")?;
+            splices.push((s, e, key_b64.to_string()));
+        }
+        None => {
+            let key_node = body.key_node(CERT_KEY).expect("cert key exists");
+            let line_start = text[..key_node.start().byte]
+                .rfind('\n')
+                .map_or(0, |i| i + 1);
+            let indent = &text[line_start..key_node.start().byte];
+            let line_end = text[cert_end..]
+                .find('\n')
+                .map_or(text.len(), |i| cert_end + i + 1);
+            let eol = if text[..line_end].ends_with("\r\n") {
+                "\r\n"
+            } else {
+                "\n"
+            };
+            let prefix = if text[..line_end].ends_with('\n') {
+                ""
+            } else {
+                eol
+            };
+            splices.push((
+                line_end,
+                line_end,
+                format!("{prefix}{indent}{KEY_KEY}: {key_b64}{eol}"),
+            ));
+        }
+    }
+    splices.sort_by_key(|s| s.0);
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut cursor = 0;
+    for (start, end, with) in splices {
+        out.push_str(&text[cursor..start]);
+        out.push_str(&with);
+        cursor = end;
+    }
+    out.push_str(&text[cursor..]);
+    // Prove it: the same users, and only this user's two values differ.
+    let before = user_credentials(text)?;
+    let after = user_credentials(&out)?;
+    let same_others = before.len() == after.len()
+        && before
+            .iter()
+            .zip(&after)
+            .all(|(b, a)| b.name == a.name && (b.name == user || b == a));
+    let ours = after.iter().find(|u| u.name == user);
+    if !same_others
+        || ours.is_none_or(|u| u.cert_b64.as_deref() != Some(cert_b64) || !u.key_present)
+    {
+        return Err("the edit could not be proved to touch only this user's credential".into());
+    }
+    Ok(out)
+}
+
+/// A kubeconfig shaped exactly like kubeadm's (names, embedded data).
+pub fn kubeadm_kubeconfig(
+    ca_pem: &str,
+    server: &str,
+    user: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {server}\n  name: kubernetes\n\
+         contexts:\n- context:\n    cluster: kubernetes\n    user: {user}\n  name: {user}@kubernetes\n\
+         current-context: {user}@kubernetes\nkind: Config\npreferences: {{}}\nusers:\n- name: {user}\n  user:\n    \
+         client-certificate-data: {}\n    client-key-data: {}\n",
+        b64(ca_pem),
+        b64(cert_pem),
+        b64(key_pem)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://a:6443\n  name: a\n# keep me\ncontexts: []\nusers:\n- name: other\n  user:\n    client-certificate-data: T1RIRVI=\n    client-key-data: T0s=\n- name: kubernetes-admin\n  user:\n    client-certificate-data: T0xE\n    client-key-data: T0xES0VZ\n";
+
+    #[test]
+    fn only_the_users_two_values_change() {
+        let out = replace_credential(CONFIG, "kubernetes-admin", "TkVX", "TkVXS0VZ").unwrap();
+        assert_eq!(
+            out,
+            CONFIG
+                .replace("T0xES0VZ", "TkVXS0VZ")
+                .replace("T0xE\n", "TkVX\n")
+        );
+    }
+
+    #[test]
+    fn a_missing_key_line_is_added_with_the_same_indentation() {
+        let text = CONFIG.replace("    client-key-data: T0xES0VZ\n", "");
+        let out = replace_credential(&text, "kubernetes-admin", "TkVX", "TkVXS0VZ").unwrap();
+        assert!(
+            out.ends_with("    client-certificate-data: TkVX\n    client-key-data: TkVXS0VZ\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn unknown_user_is_an_error() {
+        assert!(replace_credential(CONFIG, "nobody", "A", "B").is_err());
+    }
+}

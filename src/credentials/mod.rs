@@ -1,0 +1,6 @@
+//! Admin credentials: re-issue `admin.conf` / `super-admin.conf` from the cluster CA, keep their
+//! identity, prove them against the apiserver, and fix the copies people made.
+pub mod copies;
+pub mod issue;
+pub mod kubeconfig_edit;
+pub mod verify;
