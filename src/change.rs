@@ -55,6 +55,20 @@ pub fn apply(
     writes: &[PlannedWrite],
     strays: &[Stray],
 ) -> Result<Applied> {
+    let prepared = prepare(layout, ui, command, reason, writes, strays)?;
+    commit(layout, ui, command, reason, writes, prepared)
+}
+
+/// Checks the files did not change since they were read, backs them (and the strays) up and
+/// moves the strays out. Nothing the kubelet reads has changed yet, except strays moved away.
+pub fn prepare(
+    layout: &NodeLayout,
+    ui: &Ui,
+    command: &str,
+    reason: Option<&str>,
+    writes: &[PlannedWrite],
+    strays: &[Stray],
+) -> Result<Applied> {
     for write in writes {
         let current = match std::fs::read(&write.path) {
             Ok(bytes) => Some(bytes),
@@ -98,7 +112,28 @@ pub fn apply(
     if !strays.is_empty() {
         let _ = crate::store::sync_dir(&layout.manifests_dir());
     }
+    ui.detail(format!("backed up to {}", backup.dir.display()));
+    crate::failpoint!("after-backup");
+    Ok(Applied {
+        backup,
+        moved_strays,
+    })
+}
 
+/// Writes every file atomically (putting back the ones written if a later one fails) and
+/// records the change in the audit log.
+pub fn commit(
+    layout: &NodeLayout,
+    ui: &Ui,
+    command: &str,
+    reason: Option<&str>,
+    writes: &[PlannedWrite],
+    prepared: Applied,
+) -> Result<Applied> {
+    let Applied {
+        backup,
+        moved_strays,
+    } = prepared;
     let mut done: Vec<&PlannedWrite> = Vec::new();
     for write in writes {
         if let Err(e) = atomic::replace(&write.path, &layout.tmp_dir(), &write.new, write.ownership)
@@ -124,6 +159,7 @@ pub fn apply(
         done.push(write);
     }
 
+    crate::failpoint!("after-rename");
     let mut record = audit::Record::new(command, reason, "written");
     record.backup = Some(layout.node_path(&backup.dir));
     record.files = writes
@@ -141,10 +177,10 @@ pub fn apply(
         .collect();
     if let Err(e) = audit::append(&layout.audit_log(), &record) {
         // The change is made and backed up; a missing audit line must not hide that.
-        eprintln!(
+        crate::ui::stderr_line(&format!(
             "warning: could not write the audit log {}: {e}",
             layout.audit_log().display()
-        );
+        ));
     }
     Ok(Applied {
         backup,

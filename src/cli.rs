@@ -90,12 +90,33 @@ pub enum Command {
     /// The backups this tool made, and putting one back.
     #[command(subcommand)]
     Backups(Backups),
+    /// Put back what a recorded change did (after the migration), and prove it.
+    Revert {
+        #[command(flatten)]
+        session: SessionOptions,
+        #[command(flatten)]
+        options: ChangeOptions,
+    },
+    /// Finish an unfinished change (after a crash or a kill) and prove it.
+    Resume {
+        #[command(flatten)]
+        session: SessionOptions,
+        #[command(flatten)]
+        options: ChangeOptions,
+    },
     /// Re-issue the admin credentials from the cluster CA, keeping their identity, and prove them.
     #[command(subcommand)]
     AdminConf(AdminConf),
     /// Rehearse the break-glass flow end to end on a simulated node in a temp dir: no cluster,
     /// no root needed.
     Rehearse(RehearseOptions),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SessionOptions {
+    /// The session to act on (see `status`); default: the unfinished one, else the latest change.
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,6 +238,15 @@ pub struct ChangeOptions {
     /// Move stray copies and editor leftovers out of the manifest directory into a backup first.
     #[arg(long)]
     pub move_strays: bool,
+    /// On SIGINT/SIGTERM/SIGHUP during the change: roll back (exit 130), or continue and finish.
+    #[arg(long, value_enum, default_value_t = crate::restart::OnInterrupt::Rollback)]
+    pub on_interrupt: crate::restart::OnInterrupt,
+    /// Turn token extension off even though stale tokens are still in use.
+    #[arg(long)]
+    pub accept_stale_tokens: bool,
+    /// How long to watch serviceaccount_stale_tokens_total for new stale-token use.
+    #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
+    pub stale_window: Duration,
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,6 +17,9 @@ pub enum Error {
     /// The operation failed AND putting things back failed: a person must act.
     #[error("{0}")]
     ManualActionNeeded(String),
+    /// Stopped by SIGINT/SIGTERM/SIGHUP; what was started was put back (or finished).
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -29,6 +32,7 @@ impl Error {
             Error::Usage(_) => 2,
             Error::Refused(_) => 3,
             Error::ManualActionNeeded(_) => 4,
+            Error::Interrupted(_) => 130,
         }
     }
 
@@ -38,6 +42,7 @@ impl Error {
             Error::Usage(_) => "Usage",
             Error::Refused(_) => "Refused",
             Error::ManualActionNeeded(_) => "ManualActionNeeded",
+            Error::Interrupted(_) => "Interrupted",
         }
     }
 

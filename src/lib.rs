@@ -8,8 +8,12 @@ pub mod clock;
 pub mod commands;
 pub mod credentials;
 pub mod error;
+pub mod failpoints;
+pub mod interrupt;
+pub mod journal;
 pub mod kubeconfig;
 pub mod manifest;
+pub mod migration;
 pub mod node;
 pub mod pem;
 pub mod store;
@@ -29,6 +33,8 @@ pub fn main_exit_code() -> i32 {
         Some("kubelet") => return sim::kubelet::main(),
         _ => {}
     }
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -40,7 +46,7 @@ pub fn main_exit_code() -> i32 {
     match commands::run(cli) {
         Ok(()) => 0,
         Err(err) => {
-            eprintln!("error: {err}");
+            ui::stderr_line(&format!("error: {err}"));
             if json {
                 let doc = serde_json::json!({
                     "apiVersion": ui::API_VERSION,
@@ -49,10 +55,10 @@ pub fn main_exit_code() -> i32 {
                     "exitCode": err.code(),
                     "message": err.to_string(),
                 });
-                println!(
-                    "{}",
+                ui::stdout_write(&format!(
+                    "{}\n",
                     serde_json::to_string_pretty(&doc).expect("serializable")
-                );
+                ));
             }
             err.code()
         }

@@ -6,7 +6,7 @@
 //! manifest's port (pid + start time) must change, its command line must be exactly the
 //! manifest's argument list, and `/livez` then `/readyz` must answer ok over TLS verified with
 //! the cluster CA.
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -16,6 +16,8 @@ use crate::apiserver::logs;
 use crate::apiserver::process::{self, ProcessIdentity};
 use crate::change::{self, Applied, PlannedWrite};
 use crate::error::{Error, Result};
+use crate::interrupt;
+use crate::journal::{self, State};
 use crate::manifest::Manifest;
 use crate::node::NodeLayout;
 use crate::store::audit;
@@ -95,6 +97,8 @@ pub struct Proof {
 enum WaitFailure {
     Timeout(String),
     CrashLoop(String),
+    Interrupted,
+    Injected(String),
 }
 
 impl std::fmt::Display for WaitFailure {
@@ -102,6 +106,8 @@ impl std::fmt::Display for WaitFailure {
         match self {
             WaitFailure::Timeout(last) => write!(f, "timed out; last seen: {last}"),
             WaitFailure::CrashLoop(last) => write!(f, "the new apiserver keeps exiting ({last})"),
+            WaitFailure::Interrupted => write!(f, "interrupted by a signal"),
+            WaitFailure::Injected(what) => write!(f, "{what}"),
         }
     }
 }
@@ -128,11 +134,13 @@ pub fn require_kubelet(layout: &NodeLayout) -> Result<()> {
 
 pub fn observe_before(layout: &NodeLayout, expected: &Expected) -> Before {
     let process = process::find_apiserver(expected.port).map(|p| p.identity);
-    let config_hash = runtime().block_on(async {
-        let client = ApiClient::new(layout, &expected.endpoint).ok()?;
-        client
-            .mirror_config_hash(expected.advertise_endpoint.as_deref())
-            .await
+    let config_hash = process.as_ref().and_then(|_| {
+        runtime().block_on(async {
+            let client = ApiClient::new(layout, &expected.endpoint).ok()?;
+            client
+                .mirror_config_hash(expected.advertise_endpoint.as_deref())
+                .await
+        })
     });
     Before {
         process,
@@ -164,8 +172,7 @@ impl<'a> Progress<'a> {
         if self.tty {
             const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
             let frame = FRAMES[(self.started.elapsed().as_millis() / 250 % 4) as usize];
-            eprint!("\r\x1b[2K{frame} {phase} ({elapsed:.1}s)");
-            let _ = std::io::stderr().flush();
+            crate::ui::stderr_raw(&format!("\r\x1b[2K{frame} {phase} ({elapsed:.1}s)"));
         } else if phase != self.phase {
             self.ui.info(format!("[{elapsed:5.1}s] {phase}"));
         }
@@ -174,7 +181,7 @@ impl<'a> Progress<'a> {
 
     fn done(&self) {
         if self.tty {
-            eprint!("\r\x1b[2K");
+            crate::ui::stderr_raw("\r\x1b[2K");
         }
     }
 }
@@ -247,8 +254,14 @@ fn wait_for(
         Ok(c) => c,
         Err(e) => return Err(WaitFailure::Timeout(format!("cannot build a client: {e}"))),
     };
+    if let (true, Err(e)) = (allow_nudge, injected_during_wait()) {
+        return Err(WaitFailure::Injected(e.to_string()));
+    }
     let result = loop {
         let now = Instant::now();
+        if allow_nudge && interrupt::interrupted() {
+            break Err(WaitFailure::Interrupted);
+        }
         let attempts = logs::new_attempts(layout, &logs_before);
         if now >= deadline {
             break Err(WaitFailure::Timeout(format!(
@@ -328,78 +341,259 @@ fn wait_for(
     result
 }
 
-/// What a proved change reports.
-pub struct Proved {
-    pub applied: Applied,
-    pub before: Before,
-    pub proof: Proof,
-}
-
-/// Writes the files (backed up, atomically, audited), then proves the restart; on failure puts
-/// the files back and proves the old apiserver healthy. `writes` must include the manifest.
-pub fn apply_and_prove(
+/// Proves that an apiserver running `manifest_text` is up and healthy (no restart required):
+/// for `resume`, and for a revert that finds the original already in place.
+pub fn prove_running(
     layout: &NodeLayout,
     ui: &Ui,
-    command: &str,
-    reason: Option<&str>,
-    writes: &[PlannedWrite],
-    strays: &[Stray],
+    manifest_text: &str,
     options: WaitOptions,
-) -> Result<Proved> {
+) -> Result<Proof> {
+    let expected = Expected::from_manifest(manifest_text)
+        .map_err(|e| Error::manifest(&layout.apiserver_manifest(), &e))?;
+    wait_for(layout, ui, &expected, None, options, true).map_err(|e| Error::Failed(e.to_string()))
+}
+
+/// What to do on SIGINT/SIGTERM/SIGHUP while a change is under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnInterrupt {
+    /// Put the original back, prove the old apiserver healthy, exit 130.
+    Rollback,
+    /// Finish the change and prove it (an SSH session dropping must not leave it half-done).
+    Continue,
+}
+
+/// A change of the manifest (and maybe other files), journaled step by step.
+pub struct Change<'a> {
+    pub command: &'a str,
+    pub reason: Option<&'a str>,
+    pub writes: &'a [PlannedWrite],
+    pub strays: &'a [Stray],
+    /// None: write and return (`--no-wait`).
+    pub wait: Option<WaitOptions>,
+    pub on_interrupt: OnInterrupt,
+    /// The session this change reverts, if it is a revert.
+    pub reverts: Option<String>,
+    pub stale_tokens_at_start: Option<u64>,
+}
+
+/// What a change reports.
+pub struct Outcome {
+    pub applied: Applied,
+    pub before: Before,
+    pub proof: Option<Proof>,
+    pub session: String,
+}
+
+fn text_of(bytes: Option<&Vec<u8>>) -> String {
+    String::from_utf8_lossy(bytes.map_or(&[][..], |b| b)).into_owned()
+}
+
+/// Journal, back up, write atomically, then (unless `--no-wait`) prove the restart; on failure
+/// or interrupt put the files back and prove the old apiserver healthy. The caller holds the lock.
+pub fn execute(layout: &NodeLayout, ui: &Ui, change: Change) -> Result<Outcome> {
     let manifest_path = layout.apiserver_manifest();
-    let text = |bytes: Option<&Vec<u8>>| {
-        String::from_utf8_lossy(bytes.map_or(&[][..], |b| b)).into_owned()
-    };
-    let manifest_write = writes
+    let manifest_write = change
+        .writes
         .iter()
         .find(|w| w.path == manifest_path)
         .expect("the manifest is written");
-    let old_text = text(manifest_write.old.as_ref());
-    let new_expected = Expected::from_manifest(&text(Some(&manifest_write.new)))
-        .map_err(|e| Error::manifest(&manifest_path, &e))?;
+    let new_text = text_of(Some(&manifest_write.new));
+    let old_text = text_of(manifest_write.old.as_ref());
+    let new_expected =
+        Expected::from_manifest(&new_text).map_err(|e| Error::manifest(&manifest_path, &e))?;
     let old_expected = Expected::from_manifest(&old_text).ok();
-
-    let before = old_expected.as_ref().map_or(
-        Before {
+    let before = match (&change.wait, &old_expected) {
+        (Some(_), Some(old)) => observe_before(layout, old),
+        _ => Before {
             process: None,
             container_id: None,
             config_hash: None,
         },
-        |old| observe_before(layout, old),
-    );
-    if before.process.is_none() {
+    };
+    if change.wait.is_some() && before.process.is_none() {
         ui.warn("no kube-apiserver is running for this manifest right now; the change will be proved by the one the kubelet starts");
     }
 
-    let applied = change::apply(layout, ui, command, reason, writes, strays)?;
+    let mut session = journal::new_session(
+        change.command,
+        change.reason,
+        manifest_write.old.as_deref().unwrap_or_default(),
+        &new_text,
+    );
+    session.reverts = change.reverts.clone();
+    session.stale_tokens_at_start = change.stale_tokens_at_start;
+    let recorder = journal::Recorder::begin(layout, session)?;
+    crate::failpoint!("after-lock");
+    if interrupt::interrupted() {
+        recorder.finish(State::RolledBack, "interrupted before any change")?;
+        return Err(Error::Interrupted(
+            "interrupted before anything was changed; the node is as before".into(),
+        ));
+    }
+
+    let prepared = match change::prepare(
+        layout,
+        ui,
+        change.command,
+        change.reason,
+        change.writes,
+        change.strays,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            recorder.finish(State::RolledBack, "failed before writing")?;
+            return Err(e);
+        }
+    };
+    let backup_id = prepared.backup.id.clone();
+    let backup_path = layout.node_path(&prepared.backup.dir);
+    recorder.update(|s| {
+        s.backup_id = Some(backup_id.clone());
+        s.backup = Some(backup_path.clone());
+        s.step = "backed-up".into();
+    })?;
+    let applied = match change::commit(
+        layout,
+        ui,
+        change.command,
+        change.reason,
+        change.writes,
+        prepared,
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            return Err(settle_failed_write(
+                layout,
+                ui,
+                &recorder,
+                &change,
+                old_expected.as_ref(),
+                &backup_path,
+                e,
+            ));
+        }
+    };
+    recorder.step("written")?;
+    let Some(options) = change.wait else {
+        recorder.finish(State::Done, "written; restart pending (--no-wait)")?;
+        return Ok(Outcome {
+            applied,
+            before,
+            proof: None,
+            session: recorder.id.clone(),
+        });
+    };
+
+    recorder.step("waiting")?;
     ui.info("waiting for the kubelet to restart kube-apiserver with the new manifest");
-    match wait_for(
+    let mut result = wait_for(
         layout,
         ui,
         &new_expected,
         before.process.as_ref(),
         options,
         true,
-    ) {
-        Ok(proof) => {
-            record(layout, command, reason, "proved", &applied);
-            Ok(Proved {
-                applied,
-                before,
-                proof,
-            })
-        }
-        Err(failure) => Err(roll_back(
+    );
+    while matches!(result, Err(WaitFailure::Interrupted))
+        && change.on_interrupt == OnInterrupt::Continue
+    {
+        ui.warn("interrupted: finishing the change first (--on-interrupt continue)");
+        interrupt::clear();
+        result = wait_for(
             layout,
             ui,
-            command,
-            reason,
-            writes,
-            &applied,
-            old_expected.as_ref(),
+            &new_expected,
+            before.process.as_ref(),
             options,
-            failure,
+            true,
+        );
+    }
+    match result {
+        Ok(proof) => {
+            recorder.finish(State::Done, "proved")?;
+            record(layout, change.command, change.reason, "proved", &applied);
+            if interrupt::interrupted() && change.on_interrupt == OnInterrupt::Continue {
+                ui.warn("the change was finished and proved before stopping");
+            }
+            Ok(Outcome {
+                applied,
+                before,
+                proof: Some(proof),
+                session: recorder.id.clone(),
+            })
+        }
+        Err(failure) => {
+            recorder.step("rolling-back")?;
+            let interrupted = matches!(failure, WaitFailure::Interrupted);
+            let error = roll_back(
+                layout,
+                ui,
+                &change,
+                &applied,
+                old_expected.as_ref(),
+                options,
+                failure,
+            );
+            let (state, step) = match &error {
+                Error::ManualActionNeeded(_) => (State::Failed, "rollback failed"),
+                _ => (State::RolledBack, "rolled back and proved"),
+            };
+            recorder.finish(state, step)?;
+            Err(match (interrupted, error) {
+                (true, Error::Failed(msg)) => Error::Interrupted(msg),
+                (_, e) => e,
+            })
+        }
+    }
+}
+
+fn injected_during_wait() -> Result<()> {
+    crate::failpoint!("during-wait");
+    Ok(())
+}
+
+fn injected_during_rollback() -> Result<()> {
+    crate::failpoint!("during-rollback");
+    Ok(())
+}
+
+/// A write failed half-way (an error, not a crash): put back what was written and, if the
+/// apiserver may have seen the new manifest, prove the old one healthy again.
+fn settle_failed_write(
+    layout: &NodeLayout,
+    ui: &Ui,
+    recorder: &journal::Recorder,
+    change: &Change,
+    old_expected: Option<&Expected>,
+    backup: &str,
+    error: Error,
+) -> Error {
+    let failed = change::put_back(layout, change.writes);
+    if !failed.is_empty() {
+        let _ = recorder.finish(State::Failed, "write failed and could not be put back");
+        return Error::ManualActionNeeded(format!(
+            "{error}; putting the files back failed too: {}. The originals are in {backup}",
+            failed.join("; ")
+        ));
+    }
+    if let (Some(options), Some(old)) = (change.wait, old_expected)
+        && let Err(e) = wait_for(layout, ui, old, None, options, false)
+    {
+        let _ = recorder.finish(
+            State::Failed,
+            "write failed; the old apiserver is not healthy",
+        );
+        return Error::ManualActionNeeded(format!(
+            "{error}; the files are back, but the old kube-apiserver is not healthy ({e}). The originals are in {backup}"
+        ));
+    }
+    let _ = recorder.finish(State::RolledBack, "write failed; put back");
+    match error {
+        Error::Failed(msg) => Error::Failed(format!(
+            "{msg}; the files are put back, the node is as before"
         )),
+        other => other,
     }
 }
 
@@ -413,33 +607,35 @@ fn record(
     let mut record = audit::Record::new(command, reason, outcome);
     record.backup = Some(layout.node_path(&applied.backup.dir));
     if let Err(e) = audit::append(&layout.audit_log(), &record) {
-        eprintln!("warning: could not write the audit log: {e}");
+        crate::ui::stderr_line(&format!("warning: could not write the audit log: {e}"));
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn roll_back(
     layout: &NodeLayout,
     ui: &Ui,
-    command: &str,
-    reason: Option<&str>,
-    writes: &[PlannedWrite],
+    change: &Change,
     applied: &Applied,
     old_expected: Option<&Expected>,
     options: WaitOptions,
     failure: WaitFailure,
 ) -> Error {
+    let (command, reason) = (change.command, change.reason);
     let backup = applied.backup.dir.display().to_string();
     ui.warn(format!(
         "the change was not proved: {failure}; rolling back from {backup}"
     ));
-    let unrestored = change::put_back(layout, writes);
+    let unrestored = match injected_during_rollback() {
+        Ok(()) => change::put_back(layout, change.writes),
+        Err(e) => vec![e.to_string()],
+    };
     let manual = |what: String| {
         record(layout, command, reason, "rollback failed", applied);
         Error::ManualActionNeeded(format!(
             "{failure}, and the rollback failed: {what}.\n  The original files are in {backup} (backup.json says where each belongs).\n  \
              Put each back: cp <backup>/<name> /etc/kubernetes/tmp/<name>.new && mv /etc/kubernetes/tmp/<name>.new <original path>\n  \
-             then watch: crictl ps --name kube-apiserver; and check: kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz"
+             then watch: crictl ps --name kube-apiserver; and check: kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz\n  \
+             or run `kubeadm-recover revert`, which does exactly that and proves it"
         ))
     };
     if !unrestored.is_empty() {
@@ -449,6 +645,7 @@ fn roll_back(
         return manual("the original manifest does not describe an apiserver to wait for".into());
     };
     ui.info("original files restored; waiting for the old kube-apiserver to be healthy again");
+    // The rollback itself is not interruptible: it is how an interrupt is handled.
     match wait_for(layout, ui, old_expected, None, options, false) {
         Ok(_) => {
             record(layout, command, reason, "rolled back", applied);

@@ -1,5 +1,5 @@
 //! Talking to the operator: reports on stdout (text or JSON), messages on stderr, confirmations.
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use serde_json::{Value, json};
 
@@ -7,6 +7,24 @@ use crate::cli::{Format, GlobalOptions};
 use crate::error::{Error, Result};
 
 pub const API_VERSION: &str = "kubeadm-recover/v1";
+
+/// Writes never panic: when the SSH session drops mid-change, stdout and stderr go away
+/// (EPIPE/EIO), and the change must still be finished or rolled back.
+pub fn stderr_line(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+pub fn stderr_raw(text: &str) {
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{text}");
+    let _ = err.flush();
+}
+
+pub fn stdout_write(text: &str) {
+    let mut out = std::io::stdout();
+    let _ = write!(out, "{text}");
+    let _ = out.flush();
+}
 
 pub struct Ui {
     pub format: Format,
@@ -36,18 +54,18 @@ impl Ui {
     /// Progress and advice, on stderr so that stdout stays parseable.
     pub fn info(&self, message: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("{}", message.as_ref());
+            stderr_line(message.as_ref());
         }
     }
 
     pub fn detail(&self, message: impl AsRef<str>) {
         if self.verbose {
-            eprintln!("{}", message.as_ref());
+            stderr_line(message.as_ref());
         }
     }
 
     pub fn warn(&self, message: impl AsRef<str>) {
-        eprintln!("warning: {}", message.as_ref());
+        stderr_line(&format!("warning: {}", message.as_ref()));
     }
 
     /// The command's result: a versioned JSON document, or the text for people.
@@ -57,12 +75,30 @@ impl Ui {
             if let (Some(full), Some(doc)) = (full.as_object_mut(), document.as_object_mut()) {
                 full.append(doc);
             }
-            println!(
-                "{}",
+            stdout_write(&format!(
+                "{}\n",
                 serde_json::to_string_pretty(&full).expect("serializable")
-            );
+            ));
         } else {
-            print!("{}", text());
+            stdout_write(&text());
+        }
+    }
+
+    /// A decision `--yes` does not make: a person answers at the terminal; without one,
+    /// `refusal` is returned (a flag of its own must say yes).
+    pub fn decide(&self, question: &str, refusal: impl FnOnce() -> Error) -> Result<()> {
+        if !self.interactive {
+            return Err(refusal());
+        }
+        let answer = dialoguer::Confirm::new()
+            .with_prompt(question)
+            .default(false)
+            .interact()
+            .map_err(|e| Error::Usage(format!("no answer: {e}")))?;
+        if answer {
+            Ok(())
+        } else {
+            Err(Error::Usage("cancelled; nothing was changed".into()))
         }
     }
 

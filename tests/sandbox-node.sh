@@ -38,7 +38,7 @@ apiVersion: v1
 clusters:
 - cluster:
     certificate-authority-data: $(b64 "$pki/ca.crt")
-    server: https://10.0.0.10:6443
+    server: https://127.0.0.1:6443
   name: kubernetes
 contexts:
 - context:

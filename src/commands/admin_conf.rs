@@ -67,6 +67,7 @@ fn regenerate(ctx: &Context, options: &RegenerateOptions) -> Result<()> {
     let (ui, layout) = (&ctx.ui, &ctx.layout);
     if !options.dry_run {
         layout.require_privileges()?;
+        crate::journal::refuse_if_unfinished(layout)?;
     }
     let kinds: Vec<Kind> = if options.only_super_admin {
         vec![Kind::SuperAdmin]
@@ -263,6 +264,19 @@ fn regenerate(ctx: &Context, options: &RegenerateOptions) -> Result<()> {
         .filter_map(|p| p.issued.as_ref().map(|i| i.facts.clone()))
         .collect();
     let _ = audit::append(&layout.audit_log(), &record);
+    // A break-glass session in effect remembers the credentials issued during it.
+    if let Some(session) = crate::journal::Journal::load(layout)
+        .ok()
+        .and_then(|j| j.revertable().map(|s| s.id.clone()))
+    {
+        let serials: Vec<String> = record
+            .certificates
+            .iter()
+            .map(|c| c.serial.clone())
+            .collect();
+        let _ = crate::journal::Recorder::attach(layout, &session)
+            .update(|s| s.credentials_issued.extend(serials));
+    }
     document["backup"] =
         json!({ "id": applied.backup.id, "path": layout.node_path(&applied.backup.dir) });
 

@@ -5,10 +5,11 @@ use super::Context;
 use crate::change::{self, PlannedWrite};
 use crate::cli::{Backups, ChangeOptions};
 use crate::error::{Error, Result};
-use crate::restart;
+use crate::restart::{self, Change};
 use crate::store::backup::{self, Backup};
 use crate::store::lock;
 use crate::ui::unified_diff;
+use crate::{interrupt, journal};
 
 pub fn run(ctx: &Context, action: Backups) -> Result<()> {
     match action {
@@ -150,34 +151,41 @@ fn restore(ctx: &Context, id: &str, options: &ChangeOptions) -> Result<()> {
         });
         return Ok(());
     }
-    let wait = writes.iter().any(|w| w.path == layout.apiserver_manifest()) && !options.no_wait;
-    if wait {
+    let touches_manifest = writes.iter().any(|w| w.path == layout.apiserver_manifest());
+    if touches_manifest && !options.no_wait {
         restart::require_kubelet(layout)?;
     }
+    journal::refuse_if_unfinished(layout)?;
     let strays = change::check_strays(layout, options.move_strays)?;
     ui.info(&diffs);
     ui.confirm(&format!("restore backup {}?", backup.id))?;
     let _lock = lock::acquire(&layout.lock_file())?;
-    let applied = if wait {
-        let proved = restart::apply_and_prove(
+    let applied = if touches_manifest {
+        interrupt::install();
+        let outcome = restart::execute(
             layout,
             ui,
-            "backups restore",
-            ctx.reason.as_deref(),
-            &writes,
-            &strays,
-            ctx.wait_options(options),
+            Change {
+                command: "backups restore",
+                reason: ctx.reason.as_deref(),
+                writes: &writes,
+                strays: &strays,
+                wait: (!options.no_wait).then(|| ctx.wait_options(options)),
+                on_interrupt: options.on_interrupt,
+                reverts: None,
+                stale_tokens_at_start: None,
+            },
         )?;
-        document["restart"] = json!("proved");
-        document["proof"] = json!(proved.proof);
-        proved.applied
-    } else {
-        let touches_manifest = writes.iter().any(|w| w.path == layout.apiserver_manifest());
-        document["restart"] = json!(if touches_manifest {
-            "pending"
+        document["session"] = json!(outcome.session);
+        document["restart"] = json!(if outcome.proof.is_some() {
+            "proved"
         } else {
-            "notNeeded"
+            "pending"
         });
+        document["proof"] = json!(outcome.proof);
+        outcome.applied
+    } else {
+        document["restart"] = json!("notNeeded");
         change::apply(
             layout,
             ui,

@@ -3,6 +3,7 @@ mod admin_conf;
 mod backups;
 mod extend_tokens;
 mod rehearse;
+mod revert;
 mod status;
 
 use std::path::Path;
@@ -41,6 +42,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::ExtendTokens(action) => extend_tokens::run(&ctx, action),
         Command::Backups(action) => backups::run(&ctx, action),
         Command::AdminConf(action) => admin_conf::run(&ctx, action),
+        Command::Revert { session, options } => revert::revert(&ctx, &session, &options),
+        Command::Resume { session, options } => revert::resume(&ctx, &session, &options),
         Command::Rehearse(options) => rehearse::run(&ctx, &options),
     }
 }

@@ -227,6 +227,7 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
             version: options.kubernetes_version.clone(),
             key_type: options.key_type.into(),
             admin_expired: true,
+            extra_args: Vec::new(),
             config: SimConfig {
                 relist_ms: 20_000,
                 ..SimConfig::default()

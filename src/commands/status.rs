@@ -60,8 +60,22 @@ pub fn run(ctx: &Context) -> Result<()> {
         .map(|p| credential_info(p, &layout.node_path(p), now))
         .collect();
 
+    let journal = crate::journal::Journal::load(layout).unwrap_or_default();
+    let session = journal
+        .unfinished()
+        .map(|s| (s, true))
+        .or_else(|| journal.revertable().map(|s| (s, false)));
+    let session_json = session.map(|(s, unfinished)| {
+        json!({
+            "id": s.id, "command": s.command, "state": s.state, "step": s.step, "started": s.started,
+            "ageSeconds": now - s.started_unix, "uid": s.uid, "sudoUser": s.sudo_user, "reason": s.reason,
+            "unfinished": unfinished, "credentialsIssued": s.credentials_issued,
+            "message": if unfinished { crate::journal::unfinished_message(layout, s) } else { describe_session(s, now) },
+        })
+    });
     let document = json!({
         "root": layout.root(),
+        "session": session_json,
         "manifest": manifest,
         "apiserver": running,
         "kubeletRunning": crate::apiserver::process::kubelet_running(layout.root()),
@@ -111,6 +125,17 @@ fn render_text(
                 lines.join(", ")
             ));
         }
+    }
+    if let Some(message) = doc["session"]["message"].as_str() {
+        let label = if doc["session"]["unfinished"] == true {
+            "UNFINISHED"
+        } else {
+            "session"
+        };
+        out.push_str(&format!(
+            "{label:<9} {}\n",
+            message.replace('\n', "\n          ")
+        ));
     }
     let a = &doc["apiserver"];
     if a["pid"].is_null() {
@@ -215,4 +240,36 @@ fn running_apiserver(layout: &crate::node::NodeLayout, manifest: &Manifest) -> s
         "extendTokenExpirationDescription": flag.state.describe(),
         "matchesManifest": args == manifest.argument_values().as_slice(),
     })
+}
+
+fn age(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s} seconds"),
+        s if s < 2 * 3600 => format!("{} minutes", s / 60),
+        s if s < 2 * 86_400 => format!("{} hours", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
+/// "token extension enabled 3 days ago by root (sudo alice), reason: ...; revert with: ..."
+fn describe_session(s: &crate::journal::Session, now: i64) -> String {
+    let what = match s.command.as_str() {
+        "extend-tokens enable" => "token extension enabled".to_string(),
+        "extend-tokens disable" => "token extension disabled".to_string(),
+        other => other.to_string(),
+    };
+    let who = match (&s.sudo_user, s.uid) {
+        (Some(user), _) => format!("{user} (via sudo)"),
+        (None, 0) => "root".to_string(),
+        (None, uid) => format!("uid {uid}"),
+    };
+    let reason = s
+        .reason
+        .as_deref()
+        .map(|r| format!(", reason: {r}"))
+        .unwrap_or_default();
+    format!(
+        "{what} {} ago by {who}{reason}; revert with: kubeadm-recover revert",
+        age(now - s.started_unix)
+    )
 }

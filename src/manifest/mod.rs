@@ -168,7 +168,7 @@ pub struct Manifest<'t> {
 }
 
 /// The flag's state as written in the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "state", rename_all = "camelCase")]
 pub enum FlagState {
     /// The last occurrence sets a valid boolean.

@@ -5,7 +5,7 @@ use super::flags::EXTEND_TOKEN_EXPIRATION;
 use super::*;
 
 const OTHER_FLAGS: &[&str] = &[
-    "--advertise-address=10.0.0.10",
+    "--advertise-address=127.0.0.1",
     "--authorization-mode=Node,RBAC",
     "--secure-port=6443",
     "--service-account-issuer=https://kubernetes.default.svc.cluster.local",

@@ -148,7 +148,7 @@ fn hand_edited_crlf_manifest_keeps_comments_quotes_and_line_endings() {
 fn flow_args_list_gets_a_quoted_item_with_the_same_separator() {
     let edit = edit_extend_tokens(ARGS_FLOW, Target::Set(false)).unwrap();
     assert!(edit.new_text.contains(
-        r#"args: ["--advertise-address=10.0.0.10", "--secure-port=6443", "--service-account-extend-token-expiration=false", "--tls-cert-file"#
+        r#"args: ["--advertise-address=127.0.0.1", "--secure-port=6443", "--service-account-extend-token-expiration=false", "--tls-cert-file"#
     ));
     let back = edit_extend_tokens(&edit.new_text, Target::Remove).unwrap();
     assert_eq!(back.new_text, ARGS_FLOW);

@@ -419,7 +419,7 @@ fn verify_jwt(state: &State, token: &str) -> Result<Value, String> {
     if claims["iss"] != state.settings.issuer.as_str() {
         return Err("invalid bearer token: wrong issuer".into());
     }
-    let now = crate::clock::now_unix();
+    let now = crate::clock::now_unix() + SimConfig::load(&state.settings.root).clock_offset_seconds;
     if claims["exp"].as_i64().is_none_or(|exp| exp < now) {
         return Err("invalid bearer token: token has expired".into());
     }
@@ -437,6 +437,7 @@ fn verify_jwt(state: &State, token: &str) -> Result<Value, String> {
 
 /// The audit annotation the real apiserver adds when a stale token is used.
 fn audit_stale(state: &State, claims: &Value, seconds: i64) {
+    // Audit events are stamped with the real time, as the real apiserver does.
     let Some(path) = &state.settings.audit_log else {
         return;
     };

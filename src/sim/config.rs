@@ -18,6 +18,9 @@ pub struct SimConfig {
     pub inotify: bool,
     /// A kubelet that never restarts anything: for the nudge-and-rollback path.
     pub frozen: bool,
+    /// Added to the simulated apiserver's clock when it checks tokens: makes tokens stale
+    /// without waiting an hour.
+    pub clock_offset_seconds: i64,
 }
 
 impl Default for SimConfig {
@@ -29,6 +32,7 @@ impl Default for SimConfig {
             relist_ms: 20_000,
             inotify: true,
             frozen: false,
+            clock_offset_seconds: 0,
         }
     }
 }

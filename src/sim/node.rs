@@ -14,6 +14,8 @@ pub struct NodeOptions {
     pub key_type: KeyType,
     /// admin.conf (and super-admin.conf) expired a year ago.
     pub admin_expired: bool,
+    /// Extra apiserver flags for the manifest, e.g. `--audit-log-path=/var/log/kubernetes/audit.log`.
+    pub extra_args: Vec<String>,
     pub config: SimConfig,
 }
 
@@ -23,6 +25,7 @@ impl Default for NodeOptions {
             version: "1.30.2".into(),
             key_type: KeyType::Rsa2048,
             admin_expired: false,
+            extra_args: Vec::new(),
             config: SimConfig::default(),
         }
     }
@@ -226,9 +229,18 @@ pub fn build(root: &Path, options: &NodeOptions) -> Result<SimNode, pki::Error> 
         )?;
     }
 
+    let extra: String = options
+        .extra_args
+        .iter()
+        .map(|a| format!("    - {a}\n"))
+        .collect();
     let manifest = include_str!("manifest.yaml")
         .replace("{{PORT}}", &port.to_string())
-        .replace("{{VERSION}}", &options.version);
+        .replace("{{VERSION}}", &options.version)
+        .replace(
+            "    - --advertise-address=127.0.0.1\n",
+            &format!("    - --advertise-address=127.0.0.1\n{extra}"),
+        );
     write(&k8s.join("manifests/kube-apiserver.yaml"), &manifest, 0o600)?;
     options.config.save(root)?;
     Ok(SimNode {

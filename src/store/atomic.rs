@@ -68,6 +68,7 @@ pub fn replace(
         )?;
     }
     file.sync_all()?;
+    crate::failpoint_io!("after-temp-write");
     // persist() is rename(2): it fails rather than copy across filesystems.
     temp.persist(target).map_err(|e| e.error)?;
     if let Some(dir) = target.parent() {

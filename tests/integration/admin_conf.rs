@@ -437,7 +437,11 @@ fn the_kubeadm_method_runs_kubeadm_or_says_it_is_missing() {
 fn a_pkcs8_ca_key_key_type_override_custom_copy_and_validity_capped_at_the_ca() {
     let sim = SimNode::with(expired());
     let ca_key = sim.path("/etc/kubernetes/pki/ca.key");
-    let pkcs8 = Command::new("openssl").args(["pkcs8", "-topk8", "-nocrypt", "-in"]).arg(&ca_key).output().unwrap();
+    let pkcs8 = Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-nocrypt", "-in"])
+        .arg(&ca_key)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&pkcs8.stdout).starts_with("-----BEGIN PRIVATE KEY-----"));
     std::fs::write(&ca_key, &pkcs8.stdout).unwrap();
     let copy = sim.path("/srv/ops/admin-copy.conf");
@@ -446,17 +450,51 @@ fn a_pkcs8_ca_key_key_type_override_custom_copy_and_validity_capped_at_the_ca() 
 
     let doc = sim
         .run()
-        .args(["admin-conf", "regenerate", "--key-type", "ecdsa-p256", "--validity", "200000h", "--update-copies", "--copy", "/srv/ops/admin-copy.conf", "--yes", "-o", "json"])
+        .args([
+            "admin-conf",
+            "regenerate",
+            "--key-type",
+            "ecdsa-p256",
+            "--validity",
+            "200000h",
+            "--update-copies",
+            "--copy",
+            "/srv/ops/admin-copy.conf",
+            "--yes",
+            "-o",
+            "json",
+        ])
         .ok()
         .json();
-    assert_eq!(doc["credentials"][0]["cappedToCaExpiry"], true, "never past the CA's expiry");
+    assert_eq!(
+        doc["credentials"][0]["cappedToCaExpiry"], true,
+        "never past the CA's expiry"
+    );
     assert_eq!(doc["copiesUpdated"][0], "/srv/ops/admin-copy.conf");
-    assert!(embedded(&sim, "/etc/kubernetes/admin.conf", "client-key-data").starts_with("-----BEGIN EC PRIVATE KEY-----"));
-    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(sim.path("/etc/kubernetes/admin.conf")).unwrap());
+    assert!(
+        embedded(&sim, "/etc/kubernetes/admin.conf", "client-key-data")
+            .starts_with("-----BEGIN EC PRIVATE KEY-----")
+    );
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        std::fs::read(sim.path("/etc/kubernetes/admin.conf")).unwrap()
+    );
 
     let cert = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(cert.path(), embedded(&sim, "/etc/kubernetes/admin.conf", "client-certificate-data")).unwrap();
-    let text = Command::new("openssl").args(["x509", "-noout", "-text", "-in"]).arg(cert.path()).output().unwrap();
+    std::fs::write(
+        cert.path(),
+        embedded(
+            &sim,
+            "/etc/kubernetes/admin.conf",
+            "client-certificate-data",
+        ),
+    )
+    .unwrap();
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(cert.path())
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("TLS Web Client Authentication"), "{text}");
     assert!(text.contains("Authority Key Identifier"), "{text}");

@@ -6,4 +6,5 @@ mod admin_conf;
 mod backups;
 mod extend_tokens;
 mod restart;
+mod sessions;
 mod status;

@@ -1,0 +1,284 @@
+//! The recovery journal, `/var/lib/kubeadm-recover/journal.json`: one session per change of the
+//! manifest, rewritten atomically after each step, so that a run killed at any instant can be
+//! finished (`resume`) or undone (`revert`) by the next one.
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::manifest::FlagState;
+use crate::node::NodeLayout;
+use crate::store::atomic::{self, Ownership};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    InProgress,
+    Done,
+    RolledBack,
+    Reverted,
+    /// Failed and could not be put back: a person must act.
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestVersion {
+    pub sha256: String,
+    /// The flag as that version writes it (absent / explicit / invalid).
+    pub flag: Option<FlagState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRecord {
+    pub step: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub id: String,
+    pub command: String,
+    pub reason: Option<String>,
+    pub uid: u32,
+    pub sudo_user: Option<String>,
+    pub started: String,
+    pub started_unix: i64,
+    pub updated: String,
+    pub state: State,
+    pub step: String,
+    pub original: ManifestVersion,
+    pub intended: ManifestVersion,
+    /// The text the change writes, so that `resume` can finish a write that never happened.
+    pub intended_text: String,
+    /// The backup holding the original bytes (id and node path).
+    pub backup_id: Option<String>,
+    pub backup: Option<String>,
+    /// The session this one reverts, for `revert` sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reverts: Option<String>,
+    #[serde(default)]
+    pub credentials_issued: Vec<String>,
+    pub stale_tokens_at_start: Option<u64>,
+    pub history: Vec<StepRecord>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Journal {
+    #[serde(default)]
+    pub sessions: Vec<Session>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Document<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    sessions: &'a [Session],
+}
+
+pub fn path(layout: &NodeLayout) -> std::path::PathBuf {
+    layout.state_dir().join("journal.json")
+}
+
+impl Journal {
+    pub fn load(layout: &NodeLayout) -> Result<Journal> {
+        let path = path(layout);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Refused(format!(
+                    "{} is unreadable ({e}); move it aside after checking the node by hand",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Journal::default()),
+            Err(e) => Err(Error::io("cannot read", &path, e)),
+        }
+    }
+
+    /// Rewrites the journal atomically (temp file in the state dir, fsync, rename).
+    pub fn save(&self, layout: &NodeLayout) -> Result<()> {
+        crate::failpoint!("before-journal-write");
+        let dir = layout.state_dir();
+        crate::store::private_dir(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+        let document = Document {
+            api_version: crate::ui::API_VERSION,
+            kind: "Journal",
+            sessions: &self.sessions,
+        };
+        let bytes = serde_json::to_vec_pretty(&document).expect("serializable");
+        let me = Ownership {
+            mode: 0o600,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        };
+        atomic::replace(&path(layout), &dir, &bytes, Some(me))
+            .map_err(|e| Error::io("cannot write the journal", &path(layout), e))?;
+        crate::failpoint!("after-journal-write");
+        Ok(())
+    }
+
+    pub fn unfinished(&self) -> Option<&Session> {
+        self.sessions
+            .iter()
+            .rev()
+            .find(|s| s.state == State::InProgress)
+    }
+
+    /// The latest completed change that has not been reverted (what `revert` undoes).
+    pub fn revertable(&self) -> Option<&Session> {
+        self.sessions
+            .iter()
+            .rev()
+            .find(|s| s.state == State::Done && s.reverts.is_none())
+    }
+
+    pub fn find(&self, id: &str) -> Option<&Session> {
+        self.sessions.iter().find(|s| s.id == id)
+    }
+
+    fn find_mut(&mut self, id: &str) -> Option<&mut Session> {
+        self.sessions.iter_mut().find(|s| s.id == id)
+    }
+}
+
+/// Records a session's progress: every call rewrites the journal before the step it names.
+pub struct Recorder<'a> {
+    layout: &'a NodeLayout,
+    pub id: String,
+}
+
+impl<'a> Recorder<'a> {
+    pub fn begin(layout: &'a NodeLayout, mut session: Session) -> Result<Recorder<'a>> {
+        let mut journal = Journal::load(layout)?;
+        let now = crate::clock::now_unix();
+        session.started = crate::clock::rfc3339(now);
+        session.started_unix = now;
+        session.updated = session.started.clone();
+        session.history = vec![StepRecord {
+            step: session.step.clone(),
+            at: session.started.clone(),
+        }];
+        let id = session.id.clone();
+        journal.sessions.push(session);
+        journal.save(layout)?;
+        Ok(Recorder { layout, id })
+    }
+
+    /// Resumes recording an existing session.
+    pub fn attach(layout: &'a NodeLayout, id: &str) -> Recorder<'a> {
+        Recorder {
+            layout,
+            id: id.to_string(),
+        }
+    }
+
+    pub fn update(&self, change: impl FnOnce(&mut Session)) -> Result<()> {
+        let mut journal = Journal::load(self.layout)?;
+        let session = journal.find_mut(&self.id).ok_or_else(|| {
+            Error::Failed(format!("session {} vanished from the journal", self.id))
+        })?;
+        change(session);
+        session.updated = crate::clock::rfc3339(crate::clock::now_unix());
+        journal.save(self.layout)
+    }
+
+    pub fn step(&self, step: &str) -> Result<()> {
+        self.update(|s| {
+            s.step = step.to_string();
+            s.history.push(StepRecord {
+                step: step.to_string(),
+                at: crate::clock::rfc3339(crate::clock::now_unix()),
+            });
+        })
+    }
+
+    pub fn finish(&self, state: State, step: &str) -> Result<()> {
+        self.update(|s| {
+            s.state = state;
+            s.step = step.to_string();
+            s.history.push(StepRecord {
+                step: step.to_string(),
+                at: crate::clock::rfc3339(crate::clock::now_unix()),
+            });
+        })
+    }
+}
+
+/// Builds a new in-progress session for a manifest change.
+pub fn new_session(
+    command: &str,
+    reason: Option<&str>,
+    original: &[u8],
+    intended: &str,
+) -> Session {
+    let flag_of = |text: &str| {
+        crate::manifest::Manifest::parse(text)
+            .ok()
+            .map(|m| m.extend_tokens().state)
+    };
+    let stamp = crate::clock::compact_ms(crate::clock::now_unix_ms());
+    Session {
+        id: format!("{stamp}-{}", command.replace(' ', "-")),
+        command: command.to_string(),
+        reason: reason.map(str::to_string),
+        uid: nix::unistd::getuid().as_raw(),
+        sudo_user: std::env::var("SUDO_USER").ok(),
+        started: String::new(),
+        started_unix: 0,
+        updated: String::new(),
+        state: State::InProgress,
+        step: "started".into(),
+        original: ManifestVersion {
+            sha256: crate::store::sha256_hex(original),
+            flag: flag_of(&String::from_utf8_lossy(original)),
+        },
+        intended: ManifestVersion {
+            sha256: crate::store::sha256_hex(intended.as_bytes()),
+            flag: flag_of(intended),
+        },
+        intended_text: intended.to_string(),
+        backup_id: None,
+        backup: None,
+        reverts: None,
+        credentials_issued: Vec::new(),
+        stale_tokens_at_start: None,
+        history: Vec::new(),
+    }
+}
+
+/// Refuses (exit 3) to start a change while an earlier one is unfinished, and says what to do.
+pub fn refuse_if_unfinished(layout: &NodeLayout) -> Result<()> {
+    let journal = Journal::load(layout)?;
+    let Some(session) = journal.unfinished() else {
+        return Ok(());
+    };
+    // A running process holds the lock: that is "busy", not "unfinished".
+    drop(crate::store::lock::acquire(&layout.lock_file())?);
+    Err(Error::Refused(unfinished_message(layout, session)))
+}
+
+pub fn unfinished_message(layout: &NodeLayout, session: &Session) -> String {
+    let manifest = std::fs::read(layout.apiserver_manifest()).ok();
+    let now = manifest.as_deref().map(crate::store::sha256_hex);
+    let where_ = if now.as_deref() == Some(session.intended.sha256.as_str()) {
+        "the manifest holds the new version"
+    } else if now.as_deref() == Some(session.original.sha256.as_str()) {
+        "the manifest is still the original"
+    } else {
+        "the manifest is neither the original nor the intended version (changed by someone else)"
+    };
+    format!(
+        "an earlier change did not finish: session {} ({}), stopped at step {:?}; {where_}.\n  \
+         what to do: `kubeadm-recover resume` finishes it and proves the restart, or \
+         `kubeadm-recover revert` goes back to the original and proves that",
+        session.id, session.command, session.step
+    )
+}
+
+pub fn exists(layout: &NodeLayout) -> bool {
+    Path::new(&path(layout)).exists()
+}

@@ -1,0 +1,231 @@
+//! Before token extension is turned off: who still uses stale tokens? The apiserver counts them
+//! in `serviceaccount_stale_tokens_total` and, when it has an audit log, annotates each use with
+//! `authentication.k8s.io/stale-token: "subject: <sub>, seconds after warning threshold: <n>"`.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::apiserver::client::{ApiClient, Endpoint};
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::node::NodeLayout;
+use crate::ui::Ui;
+
+pub const ANNOTATION: &str = "authentication.k8s.io/stale-token";
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StaleUser {
+    /// namespace/serviceaccount (or the raw subject when it is not a service account).
+    pub subject: String,
+    pub count: u64,
+    pub last_seen: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    pub metric_at_start: Option<u64>,
+    pub metric_before_window: Option<u64>,
+    pub metric_now: Option<u64>,
+    pub audit_log: Option<String>,
+    pub users: Vec<StaleUser>,
+    pub in_use: bool,
+}
+
+fn endpoint(manifest: &Manifest) -> Endpoint {
+    let (host, port) = manifest.probe_endpoint();
+    Endpoint { host, port }
+}
+
+/// The apiserver's `serviceaccount_stale_tokens_total`, when it answers.
+pub fn stale_tokens_total(layout: &NodeLayout, manifest: &Manifest) -> Option<u64> {
+    // Ask only an apiserver that is there: no connection to an address nothing serves.
+    crate::apiserver::process::find_apiserver(manifest.secure_port())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    runtime.block_on(async {
+        let client = ApiClient::new(layout, &endpoint(manifest)).ok()?;
+        let metrics = client.get("/metrics").await.ok()?;
+        parse_metric(&metrics, "serviceaccount_stale_tokens_total")
+    })
+}
+
+/// Sums a counter over its label sets in Prometheus text format.
+pub fn parse_metric(text: &str, name: &str) -> Option<u64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        let value = rest.rsplit(' ').next()?.parse::<f64>().ok()?;
+        *found.get_or_insert(0) += value as u64;
+    }
+    found
+}
+
+/// Stale-token uses in the audit log since `since` (Unix seconds), by subject.
+pub fn audit_users(log: &str, since: i64) -> Vec<StaleUser> {
+    let mut users: BTreeMap<String, StaleUser> = BTreeMap::new();
+    for line in log.lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let Some(note) = event["annotations"][ANNOTATION].as_str() else {
+            continue;
+        };
+        let when = event["stageTimestamp"]
+            .as_str()
+            .or(event["requestReceivedTimestamp"].as_str())
+            .unwrap_or_default();
+        if crate::clock::parse_rfc3339(when).is_some_and(|t| t < since) {
+            continue;
+        }
+        let subject = note
+            .strip_prefix("subject: ")
+            .and_then(|s| s.split(',').next())
+            .unwrap_or(note)
+            .trim();
+        let subject = match subject.strip_prefix("system:serviceaccount:") {
+            Some(sa) => sa.replacen(':', "/", 1),
+            None => subject.to_string(),
+        };
+        let entry = users.entry(subject.clone()).or_insert(StaleUser {
+            subject,
+            count: 0,
+            last_seen: String::new(),
+        });
+        entry.count += 1;
+        if when > entry.last_seen.as_str() {
+            entry.last_seen = when.to_string();
+        }
+    }
+    let mut list: Vec<StaleUser> = users.into_values().collect();
+    list.sort_by(|a, b| b.count.cmp(&a.count).then(a.subject.cmp(&b.subject)));
+    list
+}
+
+/// Reads the metric (against the value at the session's start, and over `window`) and the
+/// audit log named by `--audit-log-path` (since the session started, else the last 24 h).
+pub fn check(
+    layout: &NodeLayout,
+    manifest: &Manifest,
+    session: Option<(i64, Option<u64>)>,
+    window: Duration,
+) -> Check {
+    let before = stale_tokens_total(layout, manifest);
+    if !window.is_zero() {
+        std::thread::sleep(window);
+    }
+    let now = stale_tokens_total(layout, manifest);
+    let since = session.map_or(crate::clock::now_unix() - 24 * 3600, |(started, _)| started);
+    let audit_path = manifest.flag("audit-log-path").filter(|p| p != "-");
+    let users = audit_path
+        .as_deref()
+        .and_then(|p| std::fs::read_to_string(layout.path(p)).ok())
+        .map(|log| audit_users(&log, since))
+        .unwrap_or_default();
+    let at_start = session.and_then(|(_, n)| n);
+    let grew = |a: Option<u64>, b: Option<u64>| a.zip(b).is_some_and(|(a, b)| b > a);
+    Check {
+        in_use: !users.is_empty() || grew(before, now) || grew(at_start, now),
+        metric_at_start: at_start,
+        metric_before_window: before,
+        metric_now: now,
+        audit_log: audit_path,
+        users,
+    }
+}
+
+fn describe(check: &Check) -> String {
+    let mut out = String::from("stale service-account tokens are still in use:\n");
+    for user in &check.users {
+        out.push_str(&format!(
+            "  {:<40} {:>6} uses, last {}\n",
+            user.subject, user.count, user.last_seen
+        ));
+    }
+    if let (Some(start), Some(now)) = (check.metric_at_start, check.metric_now) {
+        out.push_str(&format!(
+            "  serviceaccount_stale_tokens_total: {start} when the change was made, {now} now\n"
+        ));
+    }
+    if let (Some(before), Some(now)) = (check.metric_before_window, check.metric_now)
+        && now > before
+    {
+        out.push_str(&format!(
+            "  serviceaccount_stale_tokens_total rose from {before} to {now} while watching\n"
+        ));
+    }
+    if check.users.is_empty() && check.audit_log.is_none() {
+        out.push_str("  (no --audit-log-path in the manifest, so the users cannot be named)\n");
+    }
+    out.push_str("  Turning extension off makes their tokens expire (401 'invalid bearer token'): restart those pods first");
+    out
+}
+
+/// Stale tokens in use: a person decides; a script gets exit 3 unless `--accept-stale-tokens`.
+pub fn confirm_or_refuse(ui: &Ui, check: &Check, accept: bool) -> Result<()> {
+    if !check.in_use {
+        ui.info("migration check: no stale service-account tokens in use");
+        return Ok(());
+    }
+    let text = describe(check);
+    if accept {
+        ui.warn(format!("{text}\n  --accept-stale-tokens: going ahead"));
+        return Ok(());
+    }
+    ui.decide(&format!("{text}\nturn token extension off anyway?"), || {
+        Error::Refused(format!(
+            "{text}.\n  what to do: migrate them, or pass --accept-stale-tokens"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_summed_and_other_metrics_ignored() {
+        let text = "# HELP x\nserviceaccount_stale_tokens_total 3\nserviceaccount_stale_tokens_total_x 9\nserviceaccount_stale_tokens_total{a=\"b\"} 2\n";
+        assert_eq!(
+            parse_metric(text, "serviceaccount_stale_tokens_total"),
+            Some(5)
+        );
+        assert_eq!(
+            parse_metric("up 1\n", "serviceaccount_stale_tokens_total"),
+            None
+        );
+    }
+
+    #[test]
+    fn audit_annotations_are_grouped_by_service_account() {
+        let line = |sub: &str, at: &str| {
+            format!(
+                "{{\"stageTimestamp\":\"{at}\",\"annotations\":{{\"{ANNOTATION}\":\"subject: {sub}, seconds after warning threshold: 10\"}}}}\n"
+            )
+        };
+        let log = line("system:serviceaccount:web:frontend", "2026-11-28T10:00:00Z")
+            + &line(
+                "system:serviceaccount:web:frontend",
+                "2026-11-28T11:00:00.5Z",
+            )
+            + &line("system:serviceaccount:ops:bot", "2026-11-27T09:00:00Z")
+            + "{\"annotations\":{}}\nnot json\n";
+        let since = crate::clock::parse_rfc3339("2026-11-28T00:00:00Z").unwrap();
+        let users = audit_users(&log, since);
+        assert_eq!(users.len(), 1);
+        assert_eq!(
+            (users[0].subject.as_str(), users[0].count),
+            ("web/frontend", 2)
+        );
+        assert_eq!(users[0].last_seen, "2026-11-28T11:00:00.5Z");
+    }
+}
