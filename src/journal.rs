@@ -121,11 +121,12 @@ impl Journal {
         Ok(())
     }
 
+    /// A change that stopped half-way, or failed and could not be put back.
     pub fn unfinished(&self) -> Option<&Session> {
         self.sessions
             .iter()
             .rev()
-            .find(|s| s.state == State::InProgress)
+            .find(|s| matches!(s.state, State::InProgress | State::Failed))
     }
 
     /// The latest completed change that has not been reverted (what `revert` undoes).

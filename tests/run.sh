@@ -26,3 +26,7 @@ if ! command -v kubectl >/dev/null; then
 fi
 
 cargo test --locked "$@"
+# The failure-point matrix: the same end-to-end tests' crash cases, in a build with failure points.
+if [ $# -eq 0 ]; then
+  cargo test --locked --features failpoints --test integration crash
+fi

@@ -90,6 +90,11 @@ fn ready_at_ms(root: &Path) -> Option<i64> {
         .find_map(|l| l.rsplit(" at ").next()?.trim().parse().ok())
 }
 
+fn read_manifest(root: &Path) -> Result<Vec<u8>> {
+    let path = root.join("etc/kubernetes/manifests/kube-apiserver.yaml");
+    std::fs::read(&path).map_err(|e| Error::io("cannot read", &path, e))
+}
+
 fn expect(step: &str, code: i32, want: i32, stderr: &str) -> Result<()> {
     if code == want {
         Ok(())
@@ -116,7 +121,7 @@ fn change_step(root: &Path, name: &str, args: &[&str], want: i32) -> Result<Step
     });
     let detail = if code == 0 {
         format!(
-            "proved: kube-apiserver pid {} healthy with the new flag",
+            "proved: kube-apiserver pid {} runs the new manifest, healthy",
             proof["pid"]
         )
     } else {
@@ -345,18 +350,29 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
         } else {
             String::new()
         };
-        for verb in ["enable", "disable"] {
-            let step = change_step(
-                &root,
-                &format!("extend-tokens {verb}{suffix}"),
-                &["extend-tokens", verb, "--yes", "--reason", "rehearsal"],
-                0,
-            )?;
+        // Break glass, then, after the migration, put the node back exactly as it was.
+        let before_round = read_manifest(&root)?;
+        for (name, args) in [
+            (
+                "extend-tokens enable",
+                &["extend-tokens", "enable", "--yes", "--reason", "rehearsal"][..],
+            ),
+            (
+                "revert (after the migration)",
+                &["revert", "--yes", "--stale-window", "0s"][..],
+            ),
+        ] {
+            let step = change_step(&root, &format!("{name}{suffix}"), args, 0)?;
             if let Some(t) = step.timings {
                 noticed.extend(t.noticed_after_ready_ms);
                 overhead.push(t.overhead_ms as i64);
             }
             record(ctx, &mut steps, options.timings, step);
+        }
+        if read_manifest(&root)? != before_round {
+            return Err(Error::Failed(
+                "after revert the manifest differs from the original".into(),
+            ));
         }
     }
 

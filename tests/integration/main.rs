@@ -4,6 +4,7 @@ mod harness;
 
 mod admin_conf;
 mod backups;
+mod crash;
 mod extend_tokens;
 mod restart;
 mod sessions;

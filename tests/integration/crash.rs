@@ -1,0 +1,167 @@
+//! The failure-point matrix (`cargo test --features failpoints`): at every step boundary, make
+//! the step fail, and kill the process there with SIGKILL. Afterwards the manifest is
+//! byte-for-byte the original or the intended file, nothing else is in the manifest directory,
+//! and an unfinished change is refused by the next run, shown by status, and undone by revert.
+#![cfg(feature = "failpoints")]
+
+use kubeadm_recover::manifest::{Target, edit_extend_tokens};
+
+use crate::harness::*;
+
+const POINTS: &[&str] = &[
+    "before-journal-write",
+    "after-journal-write",
+    "after-lock",
+    "after-backup",
+    "after-temp-write",
+    "after-rename",
+    "during-wait",
+    "during-rollback",
+];
+
+fn unfinished(sim: &SimNode) -> bool {
+    let Ok(bytes) = std::fs::read(sim.path("/var/lib/kubeadm-recover/journal.json")) else {
+        return false;
+    };
+    let journal: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    journal["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["state"] == "in-progress" || s["state"] == "failed")
+}
+
+fn wait_until_matching(sim: &SimNode) {
+    for _ in 0..200 {
+        let status = sim.status();
+        if status["apiserver"]["health"] == "ok" && status["apiserver"]["matchesManifest"] == true {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the apiserver does not run the manifest:\n{}", sim.status());
+}
+
+fn case(sim: &SimNode, point: &str, action: &str) {
+    let context = format!("{point}={action}");
+    let original = sim.manifest();
+    let intended = edit_extend_tokens(&original, Target::Set(false))
+        .unwrap()
+        .new_text;
+    let out = sim
+        .run()
+        .args([
+            "extend-tokens",
+            "disable",
+            "--yes",
+            "--stale-window",
+            "0s",
+            "--timeout",
+            "40s",
+        ])
+        .env("FAILPOINTS", &context)
+        .output();
+    if action.contains("kill") {
+        assert_eq!(out.code, -1, "{context}: killed by SIGKILL\n{}", out.stderr);
+    } else {
+        assert!(
+            [1, 4].contains(&out.code),
+            "{context}: exit {}\n{}",
+            out.code,
+            out.stderr
+        );
+    }
+    let now = sim.manifest();
+    assert!(
+        now == original || now == intended,
+        "{context}: the manifest is neither the original nor the intended file"
+    );
+    assert_eq!(
+        sim.manifest_dir_entries(),
+        vec!["kube-apiserver.yaml"],
+        "{context}"
+    );
+
+    if unfinished(sim) {
+        let journal =
+            std::fs::read_to_string(sim.path("/var/lib/kubeadm-recover/journal.json")).unwrap();
+        let next = sim
+            .run()
+            .args(["extend-tokens", "enable", "--yes"])
+            .output();
+        assert_eq!(next.code, 3, "{context}: {}\n{journal}", next.stderr);
+        assert!(
+            next.stderr.contains("kubeadm-recover resume")
+                && next.stderr.contains("kubeadm-recover revert"),
+            "{context}: {}",
+            next.stderr
+        );
+        let status = sim.run().arg("status").ok().stdout;
+        assert!(status.contains("UNFINISHED"), "{context}: {status}");
+        sim.run()
+            .args(["revert", "--yes", "--stale-window", "0s"])
+            .ok();
+    } else {
+        assert_eq!(
+            now, original,
+            "{context}: a handled failure leaves the node as before"
+        );
+    }
+    assert_eq!(sim.manifest(), original, "{context}");
+    assert!(!unfinished(sim), "{context}: revert finished the session");
+    wait_until_matching(sim);
+}
+
+fn matrix(points: &[&str]) {
+    for point in points {
+        let sim = SimNode::start();
+        if *point == "during-rollback" {
+            // A rollback happens only when the new apiserver fails.
+            sim.configure(|c| {
+                c.reject_args = vec!["--service-account-extend-token-expiration=false".into()]
+            });
+        }
+        case(&sim, point, "return");
+        case(&sim, point, "return(kill)");
+    }
+}
+
+// Split in two so the two test threads share the work.
+#[test]
+fn failure_points_before_the_write() {
+    matrix(&POINTS[..4]);
+}
+
+#[test]
+fn failure_points_from_the_write_on() {
+    matrix(&POINTS[4..]);
+}
+
+#[test]
+fn resume_finishes_a_killed_change_whether_or_not_the_write_happened() {
+    let sim = SimNode::start();
+    let original = sim.manifest();
+    let intended = edit_extend_tokens(&original, Target::Set(true))
+        .unwrap()
+        .new_text;
+    for point in ["after-backup", "after-rename"] {
+        let out = sim
+            .run()
+            .args(["extend-tokens", "enable", "--yes"])
+            .env("FAILPOINTS", &format!("{point}=return(kill)"))
+            .output();
+        assert_eq!(out.code, -1, "{point}");
+        assert!(unfinished(&sim), "{point}");
+        let doc = sim
+            .run()
+            .args(["resume", "--yes", "-o", "json"])
+            .ok()
+            .json();
+        assert!(doc["proof"]["pid"].is_i64(), "{point}: proved: {doc}");
+        assert_eq!(sim.manifest(), intended, "{point}");
+        assert!(!unfinished(&sim), "{point}");
+        wait_until_matching(&sim);
+        sim.run().args(["revert", "--yes"]).ok();
+        assert_eq!(sim.manifest(), original, "{point}");
+    }
+}
