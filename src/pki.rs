@@ -31,16 +31,7 @@ impl Key {
             KeyType::Rsa2048 => {
                 let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)?;
                 let pem = key.to_pkcs1_pem(LineEnding::LF)?.to_string();
-                let der = key.to_pkcs8_der()?;
-                let pair = KeyPair::from_pkcs8_der_and_sign_algo(
-                    &der.as_bytes().to_vec().into(),
-                    &rcgen::PKCS_RSA_SHA256,
-                )?;
-                Ok(Key {
-                    pair,
-                    pem,
-                    key_type,
-                })
+                Self::from_rsa(key, &pem)
             }
             KeyType::EcdsaP256 => {
                 let pair = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;

@@ -90,16 +90,7 @@ impl Ui {
         if !self.interactive {
             return Err(refusal());
         }
-        let answer = dialoguer::Confirm::new()
-            .with_prompt(question)
-            .default(false)
-            .interact()
-            .map_err(|e| Error::Usage(format!("no answer: {e}")))?;
-        if answer {
-            Ok(())
-        } else {
-            Err(Error::Usage("cancelled; nothing was changed".into()))
-        }
+        Self::ask(question)
     }
 
     /// Asks before a change. `--yes` answers; without a terminal the question is an error (exit 2).
@@ -112,6 +103,11 @@ impl Ui {
                 "{question} — a decision is needed and this run is not interactive: pass --yes to proceed"
             )));
         }
+        Self::ask(question)
+    }
+
+    /// A yes/no prompt that defaults to no.
+    fn ask(question: &str) -> Result<()> {
         let answer = dialoguer::Confirm::new()
             .with_prompt(question)
             .default(false)

@@ -11,6 +11,50 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// What every sandbox node offers: its files under a temp dir, and the binary pointed at it.
+pub trait Sandbox {
+    fn root(&self) -> &Path;
+
+    fn path(&self, node_path: &str) -> PathBuf {
+        self.root().join(node_path.trim_start_matches('/'))
+    }
+
+    fn manifest_path(&self) -> PathBuf {
+        self.path("/etc/kubernetes/manifests/kube-apiserver.yaml")
+    }
+
+    fn manifest(&self) -> String {
+        std::fs::read_to_string(self.manifest_path()).unwrap()
+    }
+
+    /// The names in the manifest directory: the kubelet reads every one of them.
+    fn manifest_dir_entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.path("/etc/kubernetes/manifests"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The binary with `--root` pointing here.
+    fn run(&self) -> Run {
+        Run::new().arg("--root").arg(self.root().to_str().unwrap())
+    }
+}
+
+impl Sandbox for Node {
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Sandbox for SimNode {
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
 /// A sandbox kubeadm node in its own temp dir (parallel-safe).
 pub struct Node {
     dir: tempfile::TempDir,
@@ -39,34 +83,8 @@ impl Node {
         node
     }
 
-    pub fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn path(&self, node_path: &str) -> PathBuf {
-        self.root().join(node_path.trim_start_matches('/'))
-    }
-
-    pub fn manifest_path(&self) -> PathBuf {
-        self.path("/etc/kubernetes/manifests/kube-apiserver.yaml")
-    }
-
-    pub fn manifest(&self) -> String {
-        std::fs::read_to_string(self.manifest_path()).unwrap()
-    }
-
     pub fn write_manifest(&self, text: &str) {
         std::fs::write(self.manifest_path(), text).unwrap();
-    }
-
-    /// The names in the manifest directory: the kubelet reads every one of them.
-    pub fn manifest_dir_entries(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.path("/etc/kubernetes/manifests"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
     }
 
     /// Every file and directory under the root with a hash of its content and its mode:
@@ -114,11 +132,6 @@ impl Node {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
-    }
-
-    /// The binary with `--root` pointing here.
-    pub fn run(&self) -> Run {
-        Run::new().arg("--root").arg(self.root().to_str().unwrap())
     }
 }
 
@@ -300,26 +313,6 @@ impl SimNode {
         sim
     }
 
-    pub fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn path(&self, node_path: &str) -> PathBuf {
-        self.root().join(node_path.trim_start_matches('/'))
-    }
-
-    pub fn manifest_path(&self) -> PathBuf {
-        self.path("/etc/kubernetes/manifests/kube-apiserver.yaml")
-    }
-
-    pub fn manifest(&self) -> String {
-        std::fs::read_to_string(self.manifest_path()).unwrap()
-    }
-
-    pub fn run(&self) -> Run {
-        Run::new().arg("--root").arg(self.root().to_str().unwrap())
-    }
-
     pub fn status(&self) -> serde_json::Value {
         self.run().args(["status", "-o", "json"]).ok().json()
     }
@@ -343,15 +336,6 @@ impl SimNode {
         let mut config = kubeadm_recover::sim::config::SimConfig::load(self.root());
         change(&mut config);
         config.save(self.root()).unwrap();
-    }
-
-    pub fn manifest_dir_entries(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.path("/etc/kubernetes/manifests"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
     }
 
     pub fn audit_outcomes(&self) -> Vec<String> {
