@@ -1,8 +1,6 @@
 //! The recovery journal, `/var/lib/kubeadm-recover/journal.json`: one session per change of the
 //! manifest, rewritten atomically after each step, so that a run killed at any instant can be
 //! finished (`resume`) or undone (`revert`) by the next one.
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -278,8 +276,4 @@ pub fn unfinished_message(layout: &NodeLayout, session: &Session) -> String {
          `kubeadm-recover revert` goes back to the original and proves that",
         session.id, session.command, session.step
     )
-}
-
-pub fn exists(layout: &NodeLayout) -> bool {
-    Path::new(&path(layout)).exists()
 }
