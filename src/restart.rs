@@ -199,9 +199,7 @@ fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant) {
         return;
     }
     let manifest = layout.apiserver_manifest();
-    let parked = layout
-        .tmp_dir()
-        .join("kube-apiserver.yaml.kubeadm-recover-nudge");
+    let parked = parked_path(layout);
     ui.info(format!(
         "nudging the kubelet: moving the manifest to {} and back (if this is interrupted: mv {} {})",
         parked.display(),
@@ -211,6 +209,8 @@ fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant) {
     if std::fs::rename(&manifest, &parked).is_err() {
         return;
     }
+    let _ = crate::store::sync_dir(&layout.manifests_dir());
+    injected_during_nudge();
     // The kubelet relists every 20 s: give it that and a little, but never past our deadline.
     let deadline = deadline.min(Instant::now() + Duration::from_secs(25));
     while Instant::now() < deadline && process::find_apiserver(expected_port).is_some() {
@@ -224,6 +224,39 @@ fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant) {
         ));
     }
     let _ = crate::store::sync_dir(&layout.manifests_dir());
+}
+
+/// Where a nudge parks the manifest while the kubelet notices it is gone (same filesystem).
+pub fn parked_path(layout: &NodeLayout) -> std::path::PathBuf {
+    layout
+        .tmp_dir()
+        .join("kube-apiserver.yaml.kubeadm-recover-nudge")
+}
+
+/// A run killed during a nudge leaves the manifest parked: every command that changes the node
+/// first puts it back (the nudge would have done the same a moment later).
+pub fn unpark_manifest(layout: &NodeLayout, ui: &Ui) -> Result<()> {
+    let parked = parked_path(layout);
+    let manifest = layout.apiserver_manifest();
+    if !parked.exists() {
+        return Ok(());
+    }
+    if manifest.exists() {
+        return Err(Error::Refused(format!(
+            "{} exists and so does {} (parked by an interrupted nudge): compare them and remove the one that is wrong",
+            manifest.display(),
+            parked.display()
+        )));
+    }
+    std::fs::rename(&parked, &manifest)
+        .map_err(|e| Error::io("cannot move back the parked manifest", &parked, e))?;
+    let _ = crate::store::sync_dir(&layout.manifests_dir());
+    ui.warn(format!(
+        "an interrupted nudge had parked the manifest in {}; it is back in {}",
+        parked.display(),
+        manifest.display()
+    ));
+    Ok(())
 }
 
 /// Waits for an apiserver running `expected` that is healthy. With `replacing`, the process
@@ -550,6 +583,16 @@ pub fn execute(layout: &NodeLayout, ui: &Ui, change: Change) -> Result<Outcome> 
 
 fn injected_during_wait() -> Result<()> {
     crate::failpoint!("during-wait");
+    Ok(())
+}
+
+/// Only the kill form matters here: the nudge has no error path to take.
+fn injected_during_nudge() {
+    let _ = nudge_failpoint();
+}
+
+fn nudge_failpoint() -> Result<()> {
+    crate::failpoint!("during-nudge");
     Ok(())
 }
 

@@ -67,6 +67,7 @@ fn regenerate(ctx: &Context, options: &RegenerateOptions) -> Result<()> {
     let (ui, layout) = (&ctx.ui, &ctx.layout);
     if !options.dry_run {
         layout.require_privileges()?;
+        crate::restart::unpark_manifest(layout, ui)?;
         crate::journal::refuse_if_unfinished(layout)?;
     }
     let kinds: Vec<Kind> = if options.only_super_admin {

@@ -79,6 +79,7 @@ fn restore(ctx: &Context, id: &str, options: &ChangeOptions) -> Result<()> {
     let (ui, layout) = (&ctx.ui, &ctx.layout);
     if !options.dry_run {
         layout.require_privileges()?;
+        restart::unpark_manifest(layout, ui)?;
     }
     let backup = load(ctx, id)?;
     let problems = backup.verify();

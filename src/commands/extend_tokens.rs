@@ -26,6 +26,7 @@ fn change_flag(ctx: &Context, enable: bool, options: &ChangeOptions) -> Result<(
     let done = if enable { "enabled" } else { "disabled" };
     if !options.dry_run {
         layout.require_privileges()?;
+        crate::restart::unpark_manifest(layout, ui)?;
         journal::refuse_if_unfinished(layout)?;
     }
     let path = layout.apiserver_manifest();

@@ -51,7 +51,15 @@ pub fn run(cli: Cli) -> Result<()> {
 /// The apiserver manifest's text, or a refusal that says why this node cannot be worked on.
 pub fn read_manifest(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
+        let parked = path.parent().and_then(|m| m.parent()).map(|k| k.join("tmp/kube-apiserver.yaml.kubeadm-recover-nudge"));
+        if e.kind() == std::io::ErrorKind::NotFound && parked.as_ref().is_some_and(|p| p.exists()) {
+            Error::Refused(format!(
+                "{} is parked at {} by an interrupted nudge; any kubeadm-recover command that changes the node \
+                 (resume, revert) moves it back first",
+                path.display(),
+                parked.expect("checked").display()
+            ))
+        } else if e.kind() == std::io::ErrorKind::NotFound {
             Error::Refused(format!(
                 "{} does not exist: this is not a kubeadm control-plane node (or --root points at the wrong place)",
                 path.display()

@@ -66,6 +66,9 @@ pub fn revert(ctx: &Context, session: &SessionOptions, options: &ChangeOptions) 
     if !options.dry_run {
         layout.require_privileges()?;
     }
+    if !options.dry_run {
+        restart::unpark_manifest(layout, ui)?;
+    }
     let journal = Journal::load(layout)?;
     let target = pick(
         &journal,
@@ -244,6 +247,7 @@ pub fn revert(ctx: &Context, session: &SessionOptions, options: &ChangeOptions) 
 pub fn resume(ctx: &Context, session: &SessionOptions, options: &ChangeOptions) -> Result<()> {
     let (ui, layout) = (&ctx.ui, &ctx.layout);
     layout.require_privileges()?;
+    restart::unpark_manifest(layout, ui)?;
     let journal = Journal::load(layout)?;
     let target = pick(
         &journal,

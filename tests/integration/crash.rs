@@ -165,3 +165,49 @@ fn resume_finishes_a_killed_change_whether_or_not_the_write_happened() {
         assert_eq!(sim.manifest(), original, "{point}");
     }
 }
+
+#[test]
+fn a_kill_during_the_nudge_leaves_the_manifest_parked_and_the_next_run_puts_it_back() {
+    let sim = SimNode::start();
+    let original = sim.manifest();
+    sim.configure(|c| c.frozen = true);
+    let out = sim
+        .run()
+        .args([
+            "extend-tokens",
+            "disable",
+            "--yes",
+            "--stale-window",
+            "0s",
+            "--nudge-after",
+            "1s",
+            "--timeout",
+            "30s",
+        ])
+        .env("FAILPOINTS", "during-nudge=return(kill)")
+        .output();
+    assert_eq!(out.code, -1, "killed in the nudge: {}", out.stderr);
+    assert!(
+        sim.manifest_dir_entries().is_empty(),
+        "the manifest is parked"
+    );
+    let parked = sim.path("/etc/kubernetes/tmp/kube-apiserver.yaml.kubeadm-recover-nudge");
+    assert!(parked.exists());
+    let status = sim.run().arg("status").ok();
+    assert!(
+        status.stdout.contains("parked"),
+        "status says where it is: {}",
+        status.stdout
+    );
+
+    sim.configure(|c| c.frozen = false);
+    let revert = sim
+        .run()
+        .args(["revert", "--yes", "--stale-window", "0s"])
+        .ok();
+    assert!(revert.stderr.contains("it is back in"), "{}", revert.stderr);
+    assert!(!parked.exists());
+    assert_eq!(sim.manifest(), original);
+    assert_eq!(sim.manifest_dir_entries(), vec!["kube-apiserver.yaml"]);
+    wait_until_matching(&sim);
+}
