@@ -83,6 +83,19 @@ struct Running {
     restarts: u32,
 }
 
+/// A static pod's namespace ("default" when unset, as the kubelet does) and name.
+fn namespace_and_name(pod: &Value) -> (String, String) {
+    let field = |path: &str| {
+        pod.pointer(path)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    (
+        field("/metadata/namespace").unwrap_or_else(|| "default".into()),
+        field("/metadata/name").unwrap_or_default(),
+    )
+}
+
 /// Canonical JSON (sorted keys), so that only semantic changes change the hash.
 fn canonical(value: &Value) -> Value {
     match value {
@@ -124,14 +137,7 @@ fn scan(dir: &Path) -> (BTreeMap<String, Value>, bool) {
             .or_else(|| serde_json::from_str(&text).ok());
         match parsed {
             Some(pod) if pod["kind"] == "Pod" => {
-                let ns = pod
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or("default");
-                let name = pod
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let (ns, name) = namespace_and_name(&pod);
                 pods.insert(format!("{ns}/{name}"), pod);
             }
             _ => {
@@ -167,14 +173,7 @@ fn log_file(
     hash: &str,
     attempt: u32,
 ) -> Option<std::fs::File> {
-    let ns = pod
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("default");
-    let name = pod
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let (ns, name) = namespace_and_name(pod);
     let dir = root.join(format!(
         "var/log/pods/{ns}_{name}-{}_{hash}/kube-apiserver",
         config.node_name
