@@ -31,7 +31,7 @@ fn change_flag(ctx: &Context, enable: bool, options: &ChangeOptions) -> Result<(
     }
     let path = layout.apiserver_manifest();
     let node_path = layout.node_path(&path);
-    let text = read_manifest(&path)?;
+    let text = read_manifest(layout)?;
     let edit =
         edit_extend_tokens(&text, Target::Set(enable)).map_err(|e| Error::manifest(&path, &e))?;
     for note in &edit.notes {

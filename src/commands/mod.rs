@@ -6,8 +6,6 @@ mod rehearse;
 mod revert;
 mod status;
 
-use std::path::Path;
-
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Result};
 use crate::node::NodeLayout;
@@ -49,15 +47,16 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 /// The apiserver manifest's text, or a refusal that says why this node cannot be worked on.
-pub fn read_manifest(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        let parked = path.parent().and_then(|m| m.parent()).map(|k| k.join("tmp/kube-apiserver.yaml.kubeadm-recover-nudge"));
-        if e.kind() == std::io::ErrorKind::NotFound && parked.as_ref().is_some_and(|p| p.exists()) {
+pub fn read_manifest(layout: &NodeLayout) -> Result<String> {
+    let path = layout.apiserver_manifest();
+    let bytes = std::fs::read(&path).map_err(|e| {
+        let parked = crate::restart::parked_path(layout);
+        if e.kind() == std::io::ErrorKind::NotFound && parked.exists() {
             Error::Refused(format!(
                 "{} is parked at {} by an interrupted nudge; any kubeadm-recover command that changes the node \
                  (resume, revert) moves it back first",
                 path.display(),
-                parked.expect("checked").display()
+                parked.display()
             ))
         } else if e.kind() == std::io::ErrorKind::NotFound {
             Error::Refused(format!(

@@ -79,7 +79,7 @@ pub fn revert(ctx: &Context, session: &SessionOptions, options: &ChangeOptions) 
     .clone();
     let path = layout.apiserver_manifest();
     let node_path = layout.node_path(&path);
-    let current = read_manifest(&path)?;
+    let current = read_manifest(layout)?;
     let current_sha = sha256_hex(current.as_bytes());
     let unfinished = matches!(target.state, State::InProgress | State::Failed);
     if !unfinished && target.state != State::Done {
@@ -263,7 +263,7 @@ pub fn resume(ctx: &Context, session: &SessionOptions, options: &ChangeOptions) 
         )));
     }
     let path = layout.apiserver_manifest();
-    let current = read_manifest(&path)?;
+    let current = read_manifest(layout)?;
     let current_sha = sha256_hex(current.as_bytes());
     let record_on_target = Recorder::attach(layout, &target.id);
     ui.confirm(&format!(

@@ -15,7 +15,7 @@ pub fn run(ctx: &Context) -> Result<()> {
 
     let mut flag = None;
     let mut running = json!(null);
-    let manifest = match super::read_manifest(&path) {
+    let manifest = match super::read_manifest(layout) {
         Err(e) => json!({ "path": node_path, "error": e.to_string() }),
         Ok(text) => match Manifest::parse(&text) {
             Err(e) => json!({
