@@ -43,11 +43,7 @@ fn endpoint(manifest: &Manifest) -> Endpoint {
 pub fn stale_tokens_total(layout: &NodeLayout, manifest: &Manifest) -> Option<u64> {
     // Ask only an apiserver that is there: no connection to an address nothing serves.
     crate::apiserver::process::find_apiserver(manifest.secure_port())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    runtime.block_on(async {
+    crate::apiserver::runtime().block_on(async {
         let client = ApiClient::new(layout, &endpoint(manifest)).ok()?;
         let metrics = client.get("/metrics").await.ok()?;
         parse_metric(&metrics, "serviceaccount_stale_tokens_total")

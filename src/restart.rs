@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::apiserver::client::{ApiClient, Endpoint};
-use crate::apiserver::logs;
 use crate::apiserver::process::{self, ProcessIdentity};
+use crate::apiserver::{logs, runtime};
 use crate::change::{self, Applied, PlannedWrite};
 use crate::error::{Error, Result};
 use crate::interrupt;
@@ -110,13 +110,6 @@ impl std::fmt::Display for WaitFailure {
             WaitFailure::Injected(what) => write!(f, "{what}"),
         }
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
 }
 
 /// Refuses to change the manifest when no kubelet would act on it.

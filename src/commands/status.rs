@@ -215,22 +215,16 @@ fn running_apiserver(layout: &crate::node::NodeLayout, manifest: &Manifest) -> s
     let args = found.args.get(1..).unwrap_or_default();
     let flag = crate::manifest::extend_tokens_of_process(args, manifest.version());
     let (host, probe_port) = manifest.probe_endpoint();
-    let health = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| {
-            rt.block_on(async {
-                let client = ApiClient::new(
-                    layout,
-                    &Endpoint {
-                        host,
-                        port: probe_port,
-                    },
-                )?;
-                client.healthy().await.map_err(|e| e.to_string())
-            })
-        });
+    let health = crate::apiserver::runtime().block_on(async {
+        let client = ApiClient::new(
+            layout,
+            &Endpoint {
+                host,
+                port: probe_port,
+            },
+        )?;
+        client.healthy().await.map_err(|e| e.to_string())
+    });
     json!({
         "port": port,
         "pid": found.identity.pid,

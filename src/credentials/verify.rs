@@ -12,11 +12,7 @@ pub struct Verified {
 
 /// Connects exactly as kubectl would with this kubeconfig text.
 pub fn verify(kubeconfig_text: &str, subject: &super::issue::Subject) -> Result<Verified, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
+    crate::apiserver::runtime().block_on(async {
         let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig_text).map_err(|e| format!("the kubeconfig does not load: {e}"))?;
         let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
             .await
