@@ -67,32 +67,7 @@ pub fn credential_info(path: &Path, node_path: &str, now: i64) -> CredentialInfo
         Ok(v) => v,
         Err(e) => return CredentialInfo::problem(node_path, format!("not a kubeconfig: {e}")),
     };
-    let users = config
-        .get("users")
-        .and_then(|u| u.as_array())
-        .cloned()
-        .unwrap_or_default();
-    let current_user = config
-        .get("current-context")
-        .and_then(|c| c.as_str())
-        .and_then(|ctx| {
-            config
-                .get("contexts")?
-                .as_array()?
-                .iter()
-                .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(ctx))
-        })
-        .and_then(|c| c.pointer("/context/user"))
-        .and_then(|u| u.as_str())
-        .map(str::to_string);
-    let user = users
-        .iter()
-        .find(|u| {
-            current_user.is_some()
-                && u.get("name").and_then(|n| n.as_str()) == current_user.as_deref()
-        })
-        .or(users.first());
-    let Some(user) = user else {
+    let Some(user) = current_user_entry(&config) else {
         return CredentialInfo::problem(node_path, "no user in the kubeconfig".into());
     };
     let name = user
@@ -149,11 +124,52 @@ fn certificate_facts(pem: &[u8], now: i64) -> Result<CredentialInfo, String> {
 pub fn client_credentials(path: &Path) -> Option<(String, secrecy::SecretString)> {
     let text = std::fs::read_to_string(path).ok()?;
     let config: serde_json::Value = serde_saphyr::from_str(&text).ok()?;
-    let user = config.get("users")?.as_array()?.first()?;
+    let user = current_user_entry(&config)?;
     let cert = user
         .pointer("/user/client-certificate-data")?
         .as_str()?
         .to_string();
     let key = user.pointer("/user/client-key-data")?.as_str()?.to_string();
     Some((cert, secrecy::SecretString::from(key)))
+}
+
+/// The `users` entry of the current context's user, else the first user, as kubectl picks it.
+fn current_user_entry(config: &serde_json::Value) -> Option<&serde_json::Value> {
+    let users = config.get("users")?.as_array()?;
+    let current = config
+        .get("current-context")
+        .and_then(|c| c.as_str())
+        .and_then(|ctx| {
+            config
+                .get("contexts")?
+                .as_array()?
+                .iter()
+                .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(ctx))
+        })
+        .and_then(|c| c.pointer("/context/user"))
+        .and_then(|u| u.as_str());
+    users
+        .iter()
+        .find(|u| current.is_some() && u.get("name").and_then(|n| n.as_str()) == current)
+        .or(users.first())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_checks_authenticate_as_the_current_contexts_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(
+            &path,
+            "current-context: admin@k\ncontexts:\n- name: admin@k\n  context: {user: admin}\nusers:\n\
+             - name: other\n  user: {client-certificate-data: T1RIRVI=, client-key-data: T0s=}\n\
+             - name: admin\n  user: {client-certificate-data: QURNSU4=, client-key-data: QUs=}\n",
+        )
+        .unwrap();
+        let (cert, _) = client_credentials(&path).unwrap();
+        assert_eq!(cert, "QURNSU4=");
+    }
 }
