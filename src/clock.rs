@@ -1,4 +1,6 @@
-//! Time, injectable: `KUBEADM_RECOVER_NOW` (Unix seconds) fixes "now" for tests and rehearsals.
+//! Time, injectable in test builds: with the `test-clock` feature, `KUBEADM_RECOVER_NOW` (Unix
+//! seconds) fixes "now". Release builds have no such knob: nobody can make a root-run tool on a
+//! real node misjudge certificate expiry through its environment.
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub fn now_unix() -> i64 {
@@ -6,6 +8,7 @@ pub fn now_unix() -> i64 {
 }
 
 pub fn now_unix_ms() -> i64 {
+    #[cfg(feature = "test-clock")]
     if let Some(fixed) = std::env::var("KUBEADM_RECOVER_NOW")
         .ok()
         .and_then(|v| v.parse::<i64>().ok())

@@ -21,17 +21,27 @@ pub mod ui;
 
 use clap::Parser;
 
-/// Parses the command line, runs the command, and returns the process exit code. Started as
-/// `kube-apiserver` or `kubelet`, the binary is the simulated component (see `sim`).
+/// Parses the command line, runs the command, and returns the process exit code.
 pub fn main_exit_code() -> i32 {
-    let args: Vec<String> = std::env::args().collect();
-    let program = args
-        .first()
-        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string());
-    match program.as_deref() {
-        Some("kube-apiserver") => return sim::apiserver::main(args),
-        Some("kubelet") => return sim::kubelet::main(),
-        _ => {}
+    // A symlink or a copy named like a control-plane component must not be mistaken for one
+    // (nor mistake its arguments for ours): this binary is only ever kubeadm-recover.
+    const COMPONENTS: [&str; 5] = [
+        "kube-apiserver",
+        "kubelet",
+        "etcd",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ];
+    let program = std::env::args_os().next().and_then(|a| {
+        std::path::Path::new(&a)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+    });
+    if let Some(name) = program.filter(|n| COMPONENTS.contains(&n.as_str())) {
+        ui::stderr_line(&format!(
+            "{name}: this is kubeadm-recover, not {name}; run it under its own name"
+        ));
+        return 2;
     }
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
@@ -66,4 +76,3 @@ pub fn main_exit_code() -> i32 {
 }
 pub mod pki;
 pub mod restart;
-pub mod sim;

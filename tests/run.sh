@@ -25,8 +25,9 @@ if ! command -v kubectl >/dev/null; then
   export PATH="$tools/bin:$PATH"
 fi
 
-cargo test --locked "$@"
+# The whole workspace (the product and the simulator), with the test clock compiled in.
+cargo test --locked --workspace --features test-clock "$@"
 # The failure-point matrix: the same end-to-end tests' crash cases, in a build with failure points.
 if [ $# -eq 0 ]; then
-  cargo test --locked --features failpoints --test integration crash
+  cargo test --locked --features test-clock,failpoints --test integration crash
 fi

@@ -1,4 +1,5 @@
-//! `rehearse`: the break-glass flow end to end on a simulated node in a temp dir. Each step
+//! `rehearse`: the break-glass flow end to end on a simulated node in a temp dir. The node (its
+//! files, kubelet and apiserver) comes from the separate `kubeadm-recover-sim` binary; each step
 //! runs this very binary as an operator would (`--root <sandbox> ... -o json`), so what is
 //! rehearsed is what runs on a real node.
 use std::path::{Path, PathBuf};
@@ -10,8 +11,6 @@ use serde_json::{Value, json};
 use super::Context;
 use crate::cli::RehearseOptions;
 use crate::error::{Error, Result};
-use crate::sim::config::SimConfig;
-use crate::sim::node::{self, NodeOptions};
 
 struct Sandbox {
     root: PathBuf,
@@ -54,6 +53,76 @@ struct Timings {
 fn exe() -> Result<PathBuf> {
     std::env::current_exe()
         .map_err(|e| Error::Failed(format!("cannot find this program's path: {e}")))
+}
+
+pub const SIMULATOR: &str = "kubeadm-recover-sim";
+
+/// The simulator: next to this binary (a cargo build, or an unpacked release), else on PATH.
+fn simulator() -> Result<PathBuf> {
+    let beside = exe()?.with_file_name(SIMULATOR);
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(SIMULATOR))
+                .find(|p| p.is_file())
+        })
+        .ok_or_else(|| {
+            Error::Refused(format!(
+                "rehearse needs the simulator `{SIMULATOR}`, which is neither next to {} nor on PATH.\n  \
+                 what to do: build it with `cargo build --release` in the source tree (it builds both binaries), \
+                 or `cargo install --path sim`. It is a separate binary so that the tool installed on \
+                 real nodes carries no simulated apiserver",
+                exe().map(|e| e.display().to_string()).unwrap_or_default()
+            ))
+        })
+}
+
+/// Runs the simulator to completion; its stdout.
+fn simulate(args: &[&std::ffi::OsStr]) -> Result<String> {
+    let out = Command::new(simulator()?)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::Failed(format!("cannot run {SIMULATOR}: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Failed(format!(
+            "{SIMULATOR} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Sets the simulation's knobs (`KEY=JSON`) while it runs.
+fn configure(root: &Path, settings: &[&str]) -> Result<()> {
+    let mut args: Vec<&std::ffi::OsStr> =
+        vec!["config".as_ref(), "--root".as_ref(), root.as_os_str()];
+    args.extend(settings.iter().map(std::ffi::OsStr::new));
+    simulate(&args).map(drop)
+}
+
+/// Starts the node's simulated kubelet; it dies with us.
+fn spawn_kubelet(root: &Path) -> Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(simulator()?);
+    command
+        .arg("kubelet")
+        .arg("--root")
+        .arg(root)
+        .stdin(Stdio::null());
+    // SAFETY: prctl is async-signal-safe; it only ties the child's life to ours.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
+    command
+        .spawn()
+        .map_err(|e| Error::Failed(format!("starting the simulated kubelet: {e}")))
 }
 
 /// Runs this binary against the sandbox with `-o json`; returns (exit code, JSON, stderr).
@@ -228,18 +297,20 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
         }
     } else {
         let started = Instant::now();
-        let node_options = NodeOptions {
-            version: options.kubernetes_version.clone(),
-            key_type: options.key_type.into(),
-            admin_expired: true,
-            extra_args: Vec::new(),
-            config: SimConfig {
-                relist_ms: 20_000,
-                ..SimConfig::default()
-            },
-        };
-        node::build(&root, &node_options)
-            .map_err(|e| Error::Failed(format!("building the simulated node: {e}")))?;
+        let key_type = clap::ValueEnum::to_possible_value(&options.key_type)
+            .expect("every key type has a name")
+            .get_name()
+            .to_string();
+        simulate(&[
+            "node".as_ref(),
+            "--root".as_ref(),
+            root.as_os_str(),
+            "--kubernetes-version".as_ref(),
+            options.kubernetes_version.as_ref(),
+            "--key-type".as_ref(),
+            key_type.as_ref(),
+            "--admin-expired".as_ref(),
+        ])?;
         record(
             ctx,
             &mut steps,
@@ -257,10 +328,7 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
     }
 
     let started = Instant::now();
-    sandbox.kubelet = Some(
-        crate::sim::kubelet::spawn(&root, &exe()?)
-            .map_err(|e| Error::Failed(format!("starting the simulated kubelet: {e}")))?,
-    );
+    sandbox.kubelet = Some(spawn_kubelet(&root)?);
     wait_until_serving(&root, Duration::from_secs(30))?;
     record(
         ctx,
@@ -380,21 +448,17 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
     let manifest_path = root.join("etc/kubernetes/manifests/kube-apiserver.yaml");
     let before =
         std::fs::read(&manifest_path).map_err(|e| Error::io("cannot read", &manifest_path, e))?;
-    let mut config = SimConfig::load(&root);
-    config.reject_args = vec!["--service-account-extend-token-expiration=true".into()];
-    config
-        .save(&root)
-        .map_err(|e| Error::io("cannot write", &root, e))?;
+    configure(
+        &root,
+        &[r#"rejectArgs=["--service-account-extend-token-expiration=true"]"#],
+    )?;
     let step = change_step(
         &root,
         "a change the new apiserver rejects is rolled back",
         &["extend-tokens", "enable", "--yes", "--timeout", "60s"],
         1,
     )?;
-    config.reject_args.clear();
-    config
-        .save(&root)
-        .map_err(|e| Error::io("cannot write", &root, e))?;
+    configure(&root, &["rejectArgs=[]"])?;
     let after =
         std::fs::read(&manifest_path).map_err(|e| Error::io("cannot read", &manifest_path, e))?;
     if after != before {

@@ -1,8 +1,6 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 
-use kubeadm_recover::sim::node::NodeOptions;
-
 use crate::harness::*;
 
 fn expired() -> NodeOptions {

@@ -3,7 +3,22 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub use kubeadm_recover_sim::config::SimConfig;
+pub use kubeadm_recover_sim::node::NodeOptions;
+
 pub const FLAG: &str = "service-account-extend-token-expiration";
+
+/// The simulator binary, built beside the product binary by `cargo test` (a workspace member).
+pub fn simulator() -> PathBuf {
+    let path =
+        Path::new(env!("CARGO_BIN_EXE_kubeadm-recover")).with_file_name("kubeadm-recover-sim");
+    assert!(
+        path.is_file(),
+        "{} is missing: run the tests from the workspace root (`cargo test`), which builds it",
+        path.display()
+    );
+    path
+}
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -293,17 +308,18 @@ pub struct SimNode {
 
 impl SimNode {
     pub fn start() -> Self {
-        Self::with(kubeadm_recover::sim::node::NodeOptions::default())
+        Self::with(NodeOptions::default())
     }
 
-    pub fn with(options: kubeadm_recover::sim::node::NodeOptions) -> Self {
+    pub fn with(options: NodeOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let node = kubeadm_recover::sim::node::build(dir.path(), &options).unwrap();
-        let kubelet = kubeadm_recover::sim::kubelet::spawn(
-            dir.path(),
-            Path::new(env!("CARGO_BIN_EXE_kubeadm-recover")),
-        )
-        .unwrap();
+        let node = kubeadm_recover_sim::node::build(dir.path(), &options).unwrap();
+        let kubelet = Command::new(simulator())
+            .args(["kubelet", "--root"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
         let sim = SimNode {
             dir,
             kubelet: Some(kubelet),
@@ -332,8 +348,8 @@ impl SimNode {
     }
 
     /// Changes the simulation's knobs while it runs.
-    pub fn configure(&self, change: impl FnOnce(&mut kubeadm_recover::sim::config::SimConfig)) {
-        let mut config = kubeadm_recover::sim::config::SimConfig::load(self.root());
+    pub fn configure(&self, change: impl FnOnce(&mut SimConfig)) {
+        let mut config = SimConfig::load(self.root());
         change(&mut config);
         config.save(self.root()).unwrap();
     }

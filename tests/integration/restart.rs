@@ -273,7 +273,7 @@ fn the_admin_conf_of_a_simulated_node_works_with_real_kubectl_and_openssl() {
 
 #[test]
 fn ecdsa_nodes_and_old_versions_simulate_too() {
-    let sim = SimNode::with(kubeadm_recover::sim::node::NodeOptions {
+    let sim = SimNode::with(NodeOptions {
         version: "1.27.9".into(),
         key_type: kubeadm_recover::pki::KeyType::EcdsaP256,
         ..Default::default()
@@ -311,29 +311,35 @@ fn rehearse_passes_and_leaves_nothing_behind() {
     assert_eq!(leftovers, 0, "no simulated process left running");
 }
 
-/// The tool must work against an apiserver it did not start: the code that finds and checks
-/// the apiserver may not reach into the simulation.
+/// The binary that runs as root on real nodes carries no simulated apiserver: started under a
+/// component's name it refuses, and never serves.
 #[test]
-fn detection_has_no_side_channel_from_the_simulation() {
-    for file in [
-        "src/restart.rs",
-        "src/apiserver/process.rs",
-        "src/apiserver/client.rs",
-        "src/apiserver/logs.rs",
-        "src/commands/extend_tokens.rs",
-        "src/commands/status.rs",
-        "src/commands/backups.rs",
-    ] {
-        let text =
-            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
-                .unwrap();
+fn the_product_binary_is_never_a_control_plane_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for name in ["kube-apiserver", "kubelet"] {
+        let link = dir.path().join(name);
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kubeadm-recover"), &link).unwrap();
+        let out = std::process::Command::new(&link)
+            .arg(format!("--secure-port={port}"))
+            .env("KUBEADM_RECOVER_SIM_ROOT", dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
         assert!(
-            !text.contains("sim::")
-                && !text.contains("kubeadm-recover-sim")
-                && !text.contains("KUBEADM_RECOVER_SIM"),
-            "{file} reaches into the simulation"
+            String::from_utf8_lossy(&out.stderr).contains("this is kubeadm-recover"),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing serves"
+    );
 }
 
 #[test]

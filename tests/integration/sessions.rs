@@ -1,8 +1,6 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use kubeadm_recover::sim::node::NodeOptions;
-
 use crate::harness::*;
 
 fn journal(sim: &SimNode) -> serde_json::Value {

@@ -43,6 +43,10 @@ fn status_json_is_a_versioned_document_on_stdout() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-clock"),
+    ignore = "needs the test clock: run tests/run.sh (--features test-clock)"
+)]
 fn status_reports_expired_credentials_and_old_defaults() {
     let node = Node::with_fixture("kubeadm-1.18.yaml");
     let two_years_later = (std::time::SystemTime::now()

@@ -32,16 +32,25 @@ fn bin_dir(root: &Path) -> PathBuf {
     sim_dir(root).join("bin")
 }
 
-/// Starts the simulated kubelet for the node at `root`, as a process named `kubelet`. `exe` is
-/// the kubeadm-recover binary, which plays `kubelet` and `kube-apiserver` when started under
-/// those names (busybox-style), so /proc shows them as the real ones would be shown.
-pub fn spawn(root: &Path, exe: &Path) -> std::io::Result<Child> {
+/// Becomes the simulated kubelet for the node at `root` (exec, so the caller's child is the
+/// kubelet itself), running as a process named `kubelet`. The simulator binary plays `kubelet`
+/// and `kube-apiserver` when started under those names (busybox-style, through symlinks in the
+/// sandbox), so /proc shows them as the real ones would be shown. Returns only on failure.
+pub fn exec(root: &Path) -> std::io::Error {
+    match prepare_exec(root) {
+        Ok(mut command) => command.exec(),
+        Err(e) => e,
+    }
+}
+
+fn prepare_exec(root: &Path) -> std::io::Result<Command> {
+    let exe = std::env::current_exe()?;
     let bin = bin_dir(root);
     std::fs::create_dir_all(&bin)?;
     for name in ["kubelet", "kube-apiserver"] {
         let link = bin.join(name);
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(exe, &link)?;
+        std::os::unix::fs::symlink(&exe, &link)?;
     }
     let logs = sim_dir(root).join("logs");
     std::fs::create_dir_all(&logs)?;
@@ -60,17 +69,11 @@ pub fn spawn(root: &Path, exe: &Path) -> std::io::Result<Child> {
             "--pod-manifest-path={}",
             root.join("etc/kubernetes/manifests").display()
         ))
-        .env("KUBEADM_RECOVER_SIM_ROOT", root)
+        .env(crate::ROOT_ENV, root)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // SAFETY: prctl is async-signal-safe; it only ties the child's life to ours.
-    unsafe {
-        command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
-        });
-    }
-    command.spawn()
+    Ok(command)
 }
 
 struct Running {
@@ -110,7 +113,7 @@ fn canonical(value: &Value) -> Value {
 }
 
 fn config_hash(pod: &Value) -> String {
-    crate::store::sha256_hex(canonical(pod).to_string().as_bytes())[..16].to_string()
+    kubeadm_recover::store::sha256_hex(canonical(pod).to_string().as_bytes())[..16].to_string()
 }
 
 /// (pods by namespace/name, whether some file failed to parse).
@@ -209,7 +212,7 @@ fn start(root: &Path, pod: &Value, log: Option<std::fs::File>) -> Option<Child> 
     let mut cmd = Command::new(bin_dir(root).join("kube-apiserver"));
     cmd.arg0(command.first().map_or("kube-apiserver", String::as_str))
         .args(args)
-        .env("KUBEADM_RECOVER_SIM_ROOT", root)
+        .env(crate::ROOT_ENV, root)
         .env(
             "KUBEADM_RECOVER_SIM_IMAGE",
             container["image"].as_str().unwrap_or_default(),
@@ -251,7 +254,7 @@ fn write_mirror(root: &Path, config: &SimConfig, key: &str, hash: &str, pod: &Va
     annotations["kubernetes.io/config.mirror"] = json!(hash);
     annotations["kubernetes.io/config.source"] = json!("file");
     annotations["kubernetes.io/config.seen"] =
-        json!(crate::clock::rfc3339(crate::clock::now_unix()));
+        json!(kubeadm_recover::clock::rfc3339(crate::now_unix()));
     let mut mirror = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
@@ -275,11 +278,12 @@ fn write_mirror(root: &Path, config: &SimConfig, key: &str, hash: &str, pod: &Va
 
 /// Entry point when this binary runs as `kubelet`.
 pub fn main() -> i32 {
-    let Some(root) = std::env::var_os("KUBEADM_RECOVER_SIM_ROOT").map(PathBuf::from) else {
-        eprintln!(
-            "kubelet: this is the kubeadm-recover simulation; it needs KUBEADM_RECOVER_SIM_ROOT"
-        );
-        return 2;
+    let root = match crate::persona_root("kubelet") {
+        Ok(root) => root,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
     };
     for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         // SAFETY: the handler only stores to an atomic.

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
 use super::config::SimConfig;
-use crate::manifest::flags;
+use kubeadm_recover::manifest::flags;
 
 /// Boolean flags the simulation validates like pflag does.
 const BOOL_FLAGS: &[&str] = &[
@@ -61,8 +61,10 @@ fn fail(message: String) -> i32 {
 
 /// Entry point when this binary runs as `kube-apiserver`.
 pub fn main(args: Vec<String>) -> i32 {
-    let root =
-        PathBuf::from(std::env::var("KUBEADM_RECOVER_SIM_ROOT").unwrap_or_else(|_| "/".into()));
+    let root = match crate::persona_root("kube-apiserver") {
+        Ok(root) => root,
+        Err(e) => return fail(e),
+    };
     let config = SimConfig::load(&root);
     let args: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
     for arg in &args {
@@ -106,7 +108,7 @@ pub fn main(args: Vec<String>) -> i32 {
                 .unwrap_or_else(|| "https://kubernetes.default.svc.cluster.local".into()),
             version: std::env::var("KUBEADM_RECOVER_SIM_IMAGE")
                 .ok()
-                .and_then(|i| crate::manifest::image_version(&i))
+                .and_then(|i| kubeadm_recover::manifest::image_version(&i))
                 .map_or("v1.30.0".into(), |(a, b, c)| format!("v{a}.{b}.{c}")),
             audit_log: last("audit-log-path").map(|p| under(&root, &p)),
             root: root.clone(),
@@ -171,7 +173,7 @@ fn parse_seconds(duration: &str) -> Option<i64> {
 }
 
 fn pem_blocks(pem: &[u8], label: &str) -> Vec<Vec<u8>> {
-    crate::pem::blocks(&String::from_utf8_lossy(pem), label)
+    kubeadm_recover::pem::blocks(&String::from_utf8_lossy(pem), label)
 }
 
 async fn serve(
@@ -188,8 +190,8 @@ async fn serve(
             .map(Into::into)
             .collect();
     let key_text = String::from_utf8_lossy(&key_pem).to_string();
-    let tls_key =
-        crate::pki::Key::from_pem(&key_text).map_err(|e| format!("--tls-private-key-file: {e}"))?;
+    let tls_key = kubeadm_recover::pki::Key::from_pem(&key_text)
+        .map_err(|e| format!("--tls-private-key-file: {e}"))?;
     let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(tls_key.pair.serialize_der().into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut server_config = rustls::ServerConfig::builder_with_provider(provider)
@@ -201,7 +203,7 @@ async fn serve(
     server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
 
-    let sa_key = crate::pki::Key::from_pem(&String::from_utf8_lossy(&sa_key_pem))
+    let sa_key = kubeadm_recover::pki::Key::from_pem(&String::from_utf8_lossy(&sa_key_pem))
         .map_err(|e| format!("sa key: {e}"))?;
     let signing_key = ring::signature::RsaKeyPair::from_pkcs8(&sa_key.pair.serialize_der())
         .map_err(|e| format!("--service-account-signing-key-file: {e}"))?;
@@ -229,7 +231,7 @@ async fn serve(
     eprintln!(
         "serving securely on 127.0.0.1:{} at {}",
         state.settings.port,
-        crate::clock::now_unix_ms()
+        crate::now_unix_ms()
     );
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -350,7 +352,7 @@ fn authenticate_cert(state: &State, der: &[u8]) -> Result<User, String> {
     let (_, ca) = X509Certificate::from_der(&state.client_ca_der).map_err(|e| e.to_string())?;
     cert.verify_signature(Some(ca.public_key()))
         .map_err(|_| "x509: certificate signed by unknown authority".to_string())?;
-    let now = crate::clock::now_unix();
+    let now = crate::now_unix();
     let validity = cert.validity();
     if now < validity.not_before.timestamp() || now > validity.not_after.timestamp() {
         return Err("x509: certificate has expired or is not yet valid".into());
@@ -419,7 +421,7 @@ fn verify_jwt(state: &State, token: &str) -> Result<Value, String> {
     if claims["iss"] != state.settings.issuer.as_str() {
         return Err("invalid bearer token: wrong issuer".into());
     }
-    let now = crate::clock::now_unix() + SimConfig::load(&state.settings.root).clock_offset_seconds;
+    let now = crate::now_unix() + SimConfig::load(&state.settings.root).clock_offset_seconds;
     if claims["exp"].as_i64().is_none_or(|exp| exp < now) {
         return Err("invalid bearer token: token has expired".into());
     }
@@ -444,7 +446,7 @@ fn audit_stale(state: &State, claims: &Value, seconds: i64) {
     let sub = claims["sub"].as_str().unwrap_or_default();
     let event = json!({
         "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
-        "stageTimestamp": crate::clock::rfc3339(crate::clock::now_unix()),
+        "stageTimestamp": kubeadm_recover::clock::rfc3339(crate::now_unix()),
         "user": {"username": sub},
         "annotations": {"authentication.k8s.io/stale-token": format!("subject: {sub}, seconds after warning threshold: {seconds}")},
     });
@@ -628,7 +630,7 @@ async fn handle(
 
 /// TokenRequest, honouring the 3607-second rule and `--service-account-extend-token-expiration`.
 fn token_request(state: &State, ns: &str, sa: &str, body: &Value) -> Response<Full<Bytes>> {
-    let now = crate::clock::now_unix();
+    let now = crate::now_unix();
     let mut requested = body
         .pointer("/spec/expirationSeconds")
         .and_then(Value::as_i64)
@@ -681,7 +683,7 @@ fn token_request(state: &State, ns: &str, sa: &str, body: &Value) -> Response<Fu
         StatusCode::CREATED,
         json!({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1", "metadata": {"name": sa, "namespace": ns},
                "spec": body.get("spec").cloned().unwrap_or(json!({})),
-               "status": {"token": sign_jwt(state, &claims), "expirationTimestamp": crate::clock::rfc3339(now + requested)}}),
+               "status": {"token": sign_jwt(state, &claims), "expirationTimestamp": kubeadm_recover::clock::rfc3339(now + requested)}}),
     )
 }
 

@@ -1,0 +1,155 @@
+//! `kubeadm-recover-sim`: builds and runs simulated kubeadm nodes for `kubeadm-recover rehearse`
+//! and the tests. Started as `kubelet` or `kube-apiserver` (through the sandbox's symlinks) it
+//! is that simulated component, and only inside a sandbox it built.
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kubeadm_recover::pki::KeyType;
+use kubeadm_recover_sim::config::SimConfig;
+use kubeadm_recover_sim::{kubelet, node, sandbox_root};
+
+#[derive(Parser)]
+#[command(
+    name = "kubeadm-recover-sim",
+    version,
+    about = "Simulated kubeadm control-plane nodes for rehearsals and tests (never for a real node)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Lay out a kubeadm node (CA, certificates, kubeconfigs, manifest) in an empty directory.
+    Node {
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        #[arg(
+            long = "kubernetes-version",
+            default_value = "1.30.2",
+            value_name = "X.Y.Z"
+        )]
+        kubernetes_version: String,
+        #[arg(long, value_enum, default_value_t = KeyTypeArg::Rsa2048)]
+        key_type: KeyTypeArg,
+        /// admin.conf (and super-admin.conf) expired a year ago.
+        #[arg(long)]
+        admin_expired: bool,
+        /// An extra apiserver flag for the manifest (repeatable).
+        #[arg(long = "extra-arg", value_name = "FLAG", allow_hyphen_values = true)]
+        extra_args: Vec<String>,
+        /// The initial simulation knobs, as JSON (see `config`).
+        #[arg(long, value_name = "JSON")]
+        config: Option<String>,
+    },
+    /// Run the node's simulated kubelet (and through it kube-apiserver) in the foreground.
+    Kubelet {
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+    },
+    /// Change the simulation's knobs while it runs: KEY=JSON pairs (e.g. rejectArgs='["--x=1"]').
+    Config {
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        #[arg(value_name = "KEY=JSON")]
+        set: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyTypeArg {
+    #[value(name = "rsa-2048")]
+    Rsa2048,
+    #[value(name = "ecdsa-p256")]
+    EcdsaP256,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let persona = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string());
+    let code = match persona.as_deref() {
+        Some("kube-apiserver") => kubeadm_recover_sim::apiserver::main(args),
+        Some("kubelet") => kubelet::main(),
+        _ => match run(Cli::parse()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("kubeadm-recover-sim: {e}");
+                1
+            }
+        },
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Node {
+            root,
+            kubernetes_version,
+            key_type,
+            admin_expired,
+            extra_args,
+            config,
+        } => {
+            let root = sandbox_root(&root)?;
+            let not_empty = std::fs::read_dir(&root)
+                .map_err(|e| format!("{}: {e}", root.display()))?
+                .next()
+                .is_some();
+            if not_empty {
+                return Err(format!(
+                    "{} is not empty: a simulated node is built only in an empty directory",
+                    root.display()
+                ));
+            }
+            let config = match config {
+                Some(json) => serde_json::from_str::<SimConfig>(&json)
+                    .map_err(|e| format!("--config: {e}"))?,
+                None => SimConfig::default(),
+            };
+            let options = node::NodeOptions {
+                version: kubernetes_version,
+                key_type: match key_type {
+                    KeyTypeArg::Rsa2048 => KeyType::Rsa2048,
+                    KeyTypeArg::EcdsaP256 => KeyType::EcdsaP256,
+                },
+                admin_expired,
+                extra_args,
+                config,
+            };
+            let built = node::build(&root, &options).map_err(|e| e.to_string())?;
+            println!(
+                "{}",
+                serde_json::json!({ "root": built.root, "port": built.port })
+            );
+            Ok(())
+        }
+        Command::Kubelet { root } => {
+            let root = sandbox_root(&root)?;
+            Err(format!(
+                "cannot start the kubelet: {}",
+                kubelet::exec(&root)
+            ))
+        }
+        Command::Config { root, set } => {
+            let root = sandbox_root(&root)?;
+            let mut value = serde_json::to_value(SimConfig::load(&root)).expect("serializable");
+            for pair in &set {
+                let (key, json) = pair
+                    .split_once('=')
+                    .ok_or_else(|| format!("{pair:?}: write KEY=JSON"))?;
+                let parsed: serde_json::Value =
+                    serde_json::from_str(json).map_err(|e| format!("{key}: {e}"))?;
+                value[key] = parsed;
+            }
+            let config: SimConfig =
+                serde_json::from_value(value).map_err(|e| format!("config: {e}"))?;
+            config.save(&root).map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string(&config).expect("serializable"));
+            Ok(())
+        }
+    }
+}
