@@ -1,24 +1,14 @@
 //! The one way the tool changes files on a node: preflight, back up, write atomically, audit.
 //! Used by every mutating command, so the safety rules live in one place.
-use std::path::PathBuf;
-
 use crate::error::{Error, Result};
 use crate::node::NodeLayout;
-use crate::store::atomic::{self, Ownership};
+pub use crate::plan::PlannedWrite;
+use crate::store::atomic;
 use crate::store::audit::{self, FileChange};
 use crate::store::backup::{self, Backup, Source};
 use crate::store::sha256_hex;
 use crate::store::strays::{self, Stray};
 use crate::ui::Ui;
-
-/// One file to replace: what we read (to detect a change under our feet) and what we write.
-pub struct PlannedWrite {
-    pub path: PathBuf,
-    /// `None`: the file must not exist (restoring a file someone removed).
-    pub old: Option<Vec<u8>>,
-    pub new: Vec<u8>,
-    pub ownership: Option<Ownership>,
-}
 
 pub struct Applied {
     pub backup: Backup,

@@ -19,6 +19,7 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What every command takes.
 #[derive(Debug, Args, Clone)]
 pub struct GlobalOptions {
     /// The node's filesystem root (a sandbox); default `/`. Changing a real node needs root.
@@ -27,12 +28,6 @@ pub struct GlobalOptions {
     /// Output format: text for people, json (on stdout; messages on stderr) for scripts.
     #[arg(short, long, global = true, value_enum, default_value_t = Format::Text)]
     pub output: Format,
-    /// Why you are doing this; recorded in the audit log and in backups.
-    #[arg(long, global = true, value_name = "TEXT")]
-    pub reason: Option<String>,
-    /// Answer yes to confirmations.
-    #[arg(short, long, global = true)]
-    pub yes: bool,
     /// Never prompt (implied when stdin is not a terminal): a decision with no flag is an error.
     #[arg(long, global = true)]
     pub non_interactive: bool,
@@ -42,9 +37,60 @@ pub struct GlobalOptions {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+}
+
+/// What every command that changes the node takes.
+#[derive(Debug, Args, Clone)]
+pub struct ConfirmOptions {
+    /// Answer yes to confirmations.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Why you are doing this; recorded in the audit log, the session and the backup.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Show the plan and the exact diff; change nothing, not even the journal or the audit log.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// What every command that may restart kube-apiserver takes.
+#[derive(Debug, Args, Clone)]
+pub struct RestartOptions {
     /// How long to wait for the apiserver to restart and be healthy (e.g. 90s, 5m).
-    #[arg(long, global = true, value_parser = parse_duration, default_value = "5m", value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, default_value = "5m", value_name = "DURATION")]
     pub timeout: Duration,
+    /// Write the change and return, without waiting for and proving the restart.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// If the kubelet has not restarted the apiserver after this long (its relist is 20 s),
+    /// nudge it: crictl stop, or move the manifest out and back.
+    #[arg(long, value_parser = parse_duration, default_value = "40s", value_name = "DURATION")]
+    pub nudge_after: Duration,
+    /// Move stray copies and editor leftovers out of the manifest directory into a backup first.
+    #[arg(long)]
+    pub move_strays: bool,
+    /// On SIGINT/SIGTERM/SIGHUP during the change: roll back (exit 130), or continue and finish.
+    #[arg(long, value_enum, default_value_t = OnInterrupt::Rollback)]
+    pub on_interrupt: OnInterrupt,
+}
+
+/// What a command that may turn token extension off takes.
+#[derive(Debug, Args, Clone)]
+pub struct StaleTokenOptions {
+    /// Turn token extension off even though stale tokens are still in use.
+    #[arg(long)]
+    pub accept_stale_tokens: bool,
+    /// How long to watch serviceaccount_stale_tokens_total for new stale-token use.
+    #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
+    pub stale_window: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnInterrupt {
+    /// Put the original back, prove the old apiserver healthy, exit 130.
+    Rollback,
+    /// Finish the change and prove it (an SSH session dropping must not leave it half-done).
+    Continue,
 }
 
 /// "300ms", "90s", "5m", "1h", "1m30s".
@@ -95,14 +141,20 @@ pub enum Command {
         #[command(flatten)]
         session: SessionOptions,
         #[command(flatten)]
-        options: ChangeOptions,
+        confirm: ConfirmOptions,
+        #[command(flatten)]
+        restart: RestartOptions,
+        #[command(flatten)]
+        stale: StaleTokenOptions,
     },
     /// Finish an unfinished change (after a crash or a kill) and prove it.
     Resume {
         #[command(flatten)]
         session: SessionOptions,
         #[command(flatten)]
-        options: ChangeOptions,
+        confirm: ConfirmOptions,
+        #[command(flatten)]
+        restart: RestartOptions,
     },
     /// Re-issue the admin credentials from the cluster CA, keeping their identity, and prove them.
     #[command(subcommand)]
@@ -110,6 +162,21 @@ pub enum Command {
     /// Rehearse the break-glass flow end to end on a simulated node in a temp dir: no cluster,
     /// no root needed.
     Rehearse(RehearseOptions),
+}
+
+impl Command {
+    /// The confirmation options of a command that changes the node.
+    pub fn confirm(&self) -> Option<&ConfirmOptions> {
+        match self {
+            Command::ExtendTokens(ExtendTokens::Enable { confirm, .. })
+            | Command::ExtendTokens(ExtendTokens::Disable { confirm, .. })
+            | Command::Backups(Backups::Restore { confirm, .. })
+            | Command::Revert { confirm, .. }
+            | Command::Resume { confirm, .. } => Some(confirm),
+            Command::AdminConf(AdminConf::Regenerate(options)) => Some(&options.confirm),
+            Command::Status | Command::Backups(Backups::List) | Command::Rehearse(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Args, Clone)]
@@ -164,9 +231,8 @@ pub struct RegenerateOptions {
     /// Do not verify against the apiserver (for a node whose apiserver is down).
     #[arg(long)]
     pub no_verify: bool,
-    /// Show what would be issued and written; write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
+    #[command(flatten)]
+    pub confirm: ConfirmOptions,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -206,47 +272,24 @@ pub enum KeyTypeArg {
     EcdsaP256,
 }
 
-impl From<KeyTypeArg> for crate::pki::KeyType {
-    fn from(k: KeyTypeArg) -> Self {
-        match k {
-            KeyTypeArg::Rsa2048 => crate::pki::KeyType::Rsa2048,
-            KeyTypeArg::EcdsaP256 => crate::pki::KeyType::EcdsaP256,
-        }
-    }
-}
-
 #[derive(Debug, Subcommand)]
 pub enum ExtendTokens {
     /// Set the flag to true: projected tokens get a one-year exp, stale clients keep working.
-    Enable(ChangeOptions),
+    Enable {
+        #[command(flatten)]
+        confirm: ConfirmOptions,
+        #[command(flatten)]
+        restart: RestartOptions,
+    },
     /// Set the flag to false (CIS 1.2.30): tokens are no longer extended.
-    Disable(ChangeOptions),
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct ChangeOptions {
-    /// Show the plan and the exact diff; write nothing, not even a backup.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Write the change and return, without waiting for and proving the restart.
-    #[arg(long)]
-    pub no_wait: bool,
-    /// If the kubelet has not restarted the apiserver after this long (its relist is 20 s),
-    /// nudge it: crictl stop, or move the manifest out and back.
-    #[arg(long, value_parser = parse_duration, default_value = "40s", value_name = "DURATION")]
-    pub nudge_after: Duration,
-    /// Move stray copies and editor leftovers out of the manifest directory into a backup first.
-    #[arg(long)]
-    pub move_strays: bool,
-    /// On SIGINT/SIGTERM/SIGHUP during the change: roll back (exit 130), or continue and finish.
-    #[arg(long, value_enum, default_value_t = crate::restart::OnInterrupt::Rollback)]
-    pub on_interrupt: crate::restart::OnInterrupt,
-    /// Turn token extension off even though stale tokens are still in use.
-    #[arg(long)]
-    pub accept_stale_tokens: bool,
-    /// How long to watch serviceaccount_stale_tokens_total for new stale-token use.
-    #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
-    pub stale_window: Duration,
+    Disable {
+        #[command(flatten)]
+        confirm: ConfirmOptions,
+        #[command(flatten)]
+        restart: RestartOptions,
+        #[command(flatten)]
+        stale: StaleTokenOptions,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,7 +301,9 @@ pub enum Backups {
         /// The backup id, as `backups list` shows it.
         id: String,
         #[command(flatten)]
-        options: ChangeOptions,
+        confirm: ConfirmOptions,
+        #[command(flatten)]
+        restart: RestartOptions,
     },
 }
 

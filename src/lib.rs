@@ -1,6 +1,7 @@
 //! kubeadm-recover: break-glass recovery for kubeadm control-plane nodes.
 //!
-//! `manifest` is pure; `store` and `change` are the only writers; `commands` orchestrate.
+//! `manifest` is pure; commands build a `plan`, the one `executor` runs it (`store` and
+//! `change` are the only writers); `cli` is a leaf that only `commands` reads.
 pub mod apiserver;
 pub mod change;
 pub mod cli;
@@ -8,6 +9,7 @@ pub mod clock;
 pub mod commands;
 pub mod credentials;
 pub mod error;
+pub mod executor;
 pub mod failpoints;
 pub mod interrupt;
 pub mod journal;
@@ -16,13 +18,18 @@ pub mod manifest;
 pub mod migration;
 pub mod node;
 pub mod pem;
+pub mod pki;
+pub mod plan;
+pub mod restart;
 pub mod store;
 pub mod ui;
 
 use clap::Parser;
 
+use error::Error;
+
 /// Parses the command line, runs the command, and returns the process exit code.
-pub fn main_exit_code() -> i32 {
+pub fn run() -> i32 {
     // A symlink or a copy named like a control-plane component must not be mistaken for one
     // (nor mistake its arguments for ours): this binary is only ever kubeadm-recover.
     const COMPONENTS: [&str; 5] = [
@@ -49,30 +56,48 @@ pub fn main_exit_code() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+            if !e.use_stderr() {
+                return 0; // --help, --version
+            }
+            let error = Error::Usage(e.kind().to_string());
+            if wants_json(std::env::args_os().skip(1)) {
+                report_error(&error);
+            }
+            return error.code();
         }
     };
-    let json = cli.global.output == cli::Format::Json;
+    let json = commands::format(&cli) == ui::Format::Json;
     match commands::run(cli) {
         Ok(()) => 0,
         Err(err) => {
             ui::stderr_line(&format!("error: {err}"));
             if json {
-                let doc = serde_json::json!({
-                    "apiVersion": ui::API_VERSION,
-                    "kind": "Error",
-                    "reason": err.kind(),
-                    "exitCode": err.code(),
-                    "message": err.to_string(),
-                });
-                ui::stdout_write(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&doc).expect("serializable")
-                ));
+                report_error(&err);
             }
             err.code()
         }
     }
 }
-pub mod pki;
-pub mod restart;
+
+/// The `Error` document on stdout, for scripts that parse it (`-o json`).
+fn report_error(err: &Error) {
+    ui::stdout_write(&format!(
+        "{}\n",
+        ui::to_json(&ui::ErrorReport {
+            reason: err.kind(),
+            exit_code: err.code(),
+            message: err.to_string(),
+        })
+    ));
+}
+
+/// Whether a command line clap refused still asked for JSON, so that the script reading it
+/// gets a document too.
+fn wants_json(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let args: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+    args.iter().enumerate().any(|(i, a)| {
+        matches!(a.as_str(), "-ojson" | "--output=json" | "-o=json")
+            || (matches!(a.as_str(), "-o" | "--output")
+                && args.get(i + 1).is_some_and(|v| v == "json"))
+    })
+}

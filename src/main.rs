@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(kubeadm_recover::main_exit_code());
+    std::process::exit(kubeadm_recover::run());
 }

@@ -1,12 +1,71 @@
 //! Talking to the operator: reports on stdout (text or JSON), messages on stderr, confirmations.
 use std::io::{IsTerminal, Write};
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use crate::cli::{Format, GlobalOptions};
 use crate::error::{Error, Result};
 
 pub const API_VERSION: &str = "kubeadm-recover/v1";
+
+/// A command's result: one typed value, rendered as JSON for scripts or as text for people.
+/// Text is always made from the value itself, never from its JSON.
+pub trait Report: Serialize {
+    /// The document's `kind` in JSON.
+    const KIND: &'static str;
+    fn text(&self) -> String;
+}
+
+/// Every JSON document: `apiVersion` and `kind`, then the report's own fields.
+#[derive(Serialize)]
+struct Envelope<'a, R: Serialize> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    #[serde(flatten)]
+    report: &'a R,
+}
+
+/// The document for a command that failed (`-o json`), beside the message on stderr.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorReport {
+    pub reason: &'static str,
+    pub exit_code: i32,
+    pub message: String,
+}
+
+impl Report for ErrorReport {
+    const KIND: &'static str = "Error";
+    fn text(&self) -> String {
+        String::new()
+    }
+}
+
+pub fn to_json<R: Report>(report: &R) -> String {
+    let envelope = Envelope {
+        api_version: API_VERSION,
+        kind: R::KIND,
+        report,
+    };
+    serde_json::to_string_pretty(&envelope).expect("reports serialize")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// How to talk, decided once at the top from the flags and the terminal.
+#[derive(Debug, Clone, Copy)]
+pub struct UiSettings {
+    pub format: Format,
+    pub quiet: bool,
+    pub verbose: bool,
+    /// Never prompt, even on a terminal.
+    pub non_interactive: bool,
+    pub yes: bool,
+}
 
 /// Writes never panic: when the SSH session drops mid-change, stdout and stderr go away
 /// (EPIPE/EIO), and the change must still be finished or rolled back.
@@ -35,15 +94,15 @@ pub struct Ui {
 }
 
 impl Ui {
-    pub fn new(global: &GlobalOptions) -> Self {
+    pub fn new(settings: UiSettings) -> Self {
         Ui {
-            format: global.output,
-            quiet: global.quiet,
-            verbose: global.verbose,
-            interactive: !global.non_interactive
+            format: settings.format,
+            quiet: settings.quiet,
+            verbose: settings.verbose,
+            interactive: !settings.non_interactive
                 && std::io::stdin().is_terminal()
                 && std::io::stderr().is_terminal(),
-            yes: global.yes,
+            yes: settings.yes,
         }
     }
 
@@ -68,19 +127,12 @@ impl Ui {
         stderr_line(&format!("warning: {}", message.as_ref()));
     }
 
-    /// The command's result: a versioned JSON document, or the text for people.
-    pub fn report(&self, kind: &str, mut document: Value, text: impl FnOnce() -> String) {
+    /// The command's result on stdout: a versioned JSON document, or the text for people.
+    pub fn report<R: Report>(&self, report: &R) {
         if self.json() {
-            let mut full = json!({ "apiVersion": API_VERSION, "kind": kind });
-            if let (Some(full), Some(doc)) = (full.as_object_mut(), document.as_object_mut()) {
-                full.append(doc);
-            }
-            stdout_write(&format!(
-                "{}\n",
-                serde_json::to_string_pretty(&full).expect("serializable")
-            ));
+            stdout_write(&format!("{}\n", to_json(report)));
         } else {
-            stdout_write(&text());
+            stdout_write(&report.text());
         }
     }
 

@@ -1,22 +1,23 @@
 //! `admin-conf regenerate`: re-issue admin.conf / super-admin.conf from the cluster CA on the
-//! node, keep the identity, prove the new credential with SelfSubjectReview, fix the copies.
-use std::os::unix::fs::DirBuilderExt;
+//! node, keeping the identity; the executor writes them, proves them with SelfSubjectReview and
+//! fixes the copies (or puts everything back).
 use std::path::PathBuf;
 
 use base64::Engine;
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use super::Context;
-use crate::change::{self, PlannedWrite};
-use crate::cli::{AdminConf, Method, RegenerateOptions};
-use crate::credentials::issue::{self, Kind, Subject};
-use crate::credentials::verify::{self, Verified};
+use super::{Context, change_settings};
+use crate::cli::{AdminConf, KeyTypeArg, Method, RegenerateOptions};
+use crate::credentials::issue::{self, CertFacts, Kind, Subject};
+use crate::credentials::verify::Verified;
 use crate::credentials::{copies, kubeconfig_edit};
 use crate::error::{Error, Result};
+use crate::executor::{self, BackupRef, Unfinished};
 use crate::manifest::Manifest;
 use crate::pki::KeyType;
+use crate::plan::{self, CredentialCheck, Plan, PlannedWrite};
 use crate::store::atomic::Ownership;
-use crate::store::{audit, lock};
+use crate::ui::Report;
 
 pub fn run(ctx: &Context, action: AdminConf) -> Result<()> {
     match action {
@@ -24,8 +25,15 @@ pub fn run(ctx: &Context, action: AdminConf) -> Result<()> {
     }
 }
 
+fn key_type_of(arg: KeyTypeArg) -> KeyType {
+    match arg {
+        KeyTypeArg::Rsa2048 => KeyType::Rsa2048,
+        KeyTypeArg::EcdsaP256 => KeyType::EcdsaP256,
+    }
+}
+
 /// One credential to re-issue, planned.
-struct Plan {
+struct Credential {
     kind: Kind,
     path: PathBuf,
     subject: Subject,
@@ -35,6 +43,84 @@ struct Plan {
     old_cert_b64: Option<String>,
     new_text: String,
     issued: Option<issue::Issued>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialResult {
+    pub kind: Kind,
+    pub path: String,
+    pub subject: String,
+    pub subject_from: &'static str,
+    pub key_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertFacts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capped_to_ca_expiry: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_as: Option<Verified>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminConfResult {
+    pub method: &'static str,
+    pub credentials: Vec<CredentialResult>,
+    pub copies_updated: Vec<String>,
+    pub installed: Option<String>,
+    pub dry_run: bool,
+    pub verified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupRef>,
+    #[serde(skip)]
+    plan: String,
+    #[serde(skip)]
+    installed_for: Option<String>,
+}
+
+impl Report for AdminConfResult {
+    const KIND: &'static str = "AdminConfResult";
+
+    fn text(&self) -> String {
+        if self.dry_run {
+            return format!("{}dry run: nothing was written\n", self.plan);
+        }
+        let mut out = String::new();
+        for c in &self.credentials {
+            match &c.certificate {
+                Some(facts) => out.push_str(&format!(
+                    "{} re-issued: {} serial {}, valid until {}\n",
+                    c.path, c.subject, facts.serial, facts.not_after
+                )),
+                None => out.push_str(&format!("{} renewed by kubeadm\n", c.path)),
+            }
+        }
+        if !self.verified {
+            out.push_str(
+                "  NOT verified (--no-verify): nothing was proved against the apiserver\n",
+            );
+        }
+        for c in &self.credentials {
+            if let Some(v) = &c.verified_as {
+                out.push_str(&format!(
+                    "  proved: the apiserver answers {} as user {} in groups {}\n",
+                    c.kind.file_name(),
+                    v.username,
+                    v.groups.join(", ")
+                ));
+            }
+        }
+        for copy in &self.copies_updated {
+            out.push_str(&format!("  updated copy {copy}\n"));
+        }
+        if let (Some(path), Some(user)) = (&self.installed, &self.installed_for) {
+            out.push_str(&format!("  installed {path} for {user}\n"));
+        }
+        if let Some(backup) = &self.backup {
+            out.push_str(&format!("  backup: {}\n", backup.path));
+        }
+        out
+    }
 }
 
 fn b64(text: &str) -> String {
@@ -63,21 +149,9 @@ fn which(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-fn regenerate(ctx: &Context, options: &RegenerateOptions) -> Result<()> {
-    let (ui, layout) = (&ctx.ui, &ctx.layout);
-    if !options.dry_run {
-        layout.require_privileges()?;
-        crate::restart::unpark_manifest(layout, ui)?;
-        crate::journal::refuse_if_unfinished(layout)?;
-    }
-    let kinds: Vec<Kind> = if options.only_super_admin {
-        vec![Kind::SuperAdmin]
-    } else if options.super_admin {
-        vec![Kind::Admin, Kind::SuperAdmin]
-    } else {
-        vec![Kind::Admin]
-    };
-    let method = resolve_method(ctx, options.method)?;
+/// What the apiserver manifest says about the cluster: 1.29 or later, and the server address.
+fn cluster_facts(ctx: &Context) -> (bool, Option<String>) {
+    let layout = &ctx.layout;
     let manifest_text = std::fs::read_to_string(layout.apiserver_manifest()).ok();
     let manifest = manifest_text
         .as_deref()
@@ -93,259 +167,277 @@ fn regenerate(ctx: &Context, options: &RegenerateOptions) -> Result<()> {
             |ep| format!("https://{ep}"),
         )
     });
+    (v129, server)
+}
 
-    let mut plans = Vec::new();
-    for kind in kinds {
-        plans.push(plan(
-            ctx,
-            kind,
-            options,
-            v129,
-            server.as_deref(),
-            method == Method::Native,
-        )?);
+fn kinds(options: &RegenerateOptions) -> Vec<Kind> {
+    if options.only_super_admin {
+        vec![Kind::SuperAdmin]
+    } else if options.super_admin {
+        vec![Kind::Admin, Kind::SuperAdmin]
+    } else {
+        vec![Kind::Admin]
     }
+}
 
-    if method == Method::Kubeadm {
-        return run_kubeadm(ctx, options, plans);
-    }
-
-    // Copies of the old admin credential, and a kubeconfig for a user who has none.
-    let mut writes: Vec<PlannedWrite> = Vec::new();
-    let mut copies_updated = Vec::new();
-    for p in &plans {
-        writes.push(PlannedWrite {
-            path: p.path.clone(),
-            old: p.old_text.clone().map(String::into_bytes),
-            new: p.new_text.clone().into_bytes(),
-            ownership: if p.old_text.is_some() {
-                None
-            } else {
-                Some(Ownership {
-                    mode: 0o600,
-                    uid: 0,
-                    gid: 0,
-                })
-            },
-        });
-    }
-    let admin = plans.iter().find(|p| p.kind == Kind::Admin);
-    if let (true, Some(admin)) = (options.update_copies, admin) {
-        let issued = admin.issued.as_ref().expect("native plans are issued");
-        if let Some(old_cert) = &admin.old_cert_b64 {
-            for copy in copies::candidates(layout, &options.copies) {
-                if copy == admin.path {
-                    continue;
-                }
-                let Ok(text) = std::fs::read_to_string(&copy) else {
-                    continue;
-                };
-                let Ok(users) = kubeconfig_edit::user_credentials(&text) else {
-                    continue;
-                };
-                let mut new_text = text.clone();
-                for user in users
-                    .iter()
-                    .filter(|u| u.cert_b64.as_deref() == Some(old_cert.as_str()))
-                {
-                    new_text = kubeconfig_edit::replace_credential(
-                        &new_text,
-                        &user.name,
-                        &b64(&issued.cert_pem),
-                        &b64(&issued.key_pem),
-                    )
-                    .map_err(|e| Error::Refused(format!("{}: {e}", copy.display())))?;
-                }
-                if new_text != text {
-                    copies_updated.push(layout.node_path(&copy));
-                    writes.push(PlannedWrite {
-                        path: copy,
-                        old: Some(text.into_bytes()),
-                        new: new_text.into_bytes(),
-                        ownership: None,
-                    });
-                }
-            }
-        } else {
-            ui.warn("the old admin certificate is unreadable, so copies of it cannot be recognised; --update-copies did nothing");
+/// Kubeconfigs elsewhere on the node that hold the old admin certificate: only that user's
+/// certificate and key change.
+fn copy_writes(
+    ctx: &Context,
+    options: &RegenerateOptions,
+    admin: &Credential,
+) -> Result<Vec<PlannedWrite>> {
+    let issued = admin.issued.as_ref().expect("native plans are issued");
+    let Some(old_cert) = &admin.old_cert_b64 else {
+        ctx.ui.warn("the old admin certificate is unreadable, so copies of it cannot be recognised; --update-copies did nothing");
+        return Ok(Vec::new());
+    };
+    let mut writes = Vec::new();
+    for copy in copies::candidates(&ctx.layout, &options.copies) {
+        if copy == admin.path {
+            continue;
         }
-    }
-    let mut installed = None;
-    if let Some(user) = &options.install_for {
-        let admin = admin.ok_or_else(|| {
-            Error::Usage(
-                "--install-for installs admin.conf: do not combine it with --only-super-admin"
-                    .into(),
+        let Ok(text) = std::fs::read_to_string(&copy) else {
+            continue;
+        };
+        let Ok(users) = kubeconfig_edit::user_credentials(&text) else {
+            continue;
+        };
+        let mut new_text = text.clone();
+        for user in users
+            .iter()
+            .filter(|u| u.cert_b64.as_deref() == Some(old_cert.as_str()))
+        {
+            new_text = kubeconfig_edit::replace_credential(
+                &new_text,
+                &user.name,
+                &b64(&issued.cert_pem),
+                &b64(&issued.key_pem),
             )
-        })?;
-        let account = copies::account(layout, user).ok_or_else(|| {
-            Error::Usage(format!(
-                "no user {user:?} in {}",
-                layout.path("/etc/passwd").display()
-            ))
-        })?;
-        let target = layout.path(&format!("{}/.kube/config", account.home));
-        if target.exists() {
-            ui.warn(format!(
-                "{} exists; --install-for leaves it alone (use --update-copies to update it)",
-                target.display()
-            ));
-        } else if !writes.iter().any(|w| w.path == target) {
-            installed = Some((account, target.clone()));
+            .map_err(|e| Error::Refused(format!("{}: {e}", copy.display())))?;
+        }
+        if new_text != text {
             writes.push(PlannedWrite {
-                path: target,
-                old: None,
-                new: admin.new_text.clone().into_bytes(),
-                ownership: Some(Ownership {
-                    mode: 0o600,
-                    uid: installed.as_ref().unwrap().0.uid,
-                    gid: installed.as_ref().unwrap().0.gid,
-                }),
+                path: copy,
+                old: Some(text.into_bytes()),
+                new: new_text.into_bytes(),
+                ownership: None,
             });
         }
     }
+    Ok(writes)
+}
 
-    let describe = |p: &Plan| -> Value {
-        json!({
-            "kind": p.kind, "path": layout.node_path(&p.path), "subject": p.subject.to_string(),
-            "subjectFrom": p.subject_source, "keyType": format!("{:?}", p.key_type),
-            "certificate": p.issued.as_ref().map(|i| &i.facts),
-            "cappedToCaExpiry": p.issued.as_ref().map(|i| i.capped_to_ca),
-        })
-    };
-    let mut document = json!({
-        "method": "native",
-        "credentials": plans.iter().map(describe).collect::<Vec<_>>(),
-        "copiesUpdated": copies_updated,
-        "installed": installed.as_ref().map(|(_, p)| layout.node_path(p)),
-        "dryRun": options.dry_run,
-    });
-    let plan_text = plan_summary(
-        ctx,
-        &plans,
-        &copies_updated,
-        installed.as_ref().map(|(_, p)| p),
-    );
-    if options.dry_run {
-        ui.report("AdminConfResult", document, || {
-            format!("{plan_text}dry run: nothing was written\n")
-        });
-        return Ok(());
-    }
-    ui.info(&plan_text);
-    ui.confirm("write the new credentials?")?;
-    let _lock = lock::acquire(&layout.lock_file())?;
-    if let Some((account, target)) = &installed
-        && let Some(dir) = target.parent().filter(|d| !d.exists())
-    {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| Error::io("cannot create", dir, e))?;
-        nix::unistd::chown(
-            dir,
-            Some(nix::unistd::Uid::from_raw(account.uid)),
-            Some(nix::unistd::Gid::from_raw(account.gid)),
+/// `--install-for USER`: ~USER/.kube/config when it does not exist yet.
+fn install_write(
+    ctx: &Context,
+    user: &str,
+    admin: Option<&Credential>,
+) -> Result<Option<(copies::Account, PlannedWrite)>> {
+    let admin = admin.ok_or_else(|| {
+        Error::Usage(
+            "--install-for installs admin.conf: do not combine it with --only-super-admin".into(),
         )
-        .map_err(|e| Error::io("cannot chown", dir, e.into()))?;
+    })?;
+    let account = copies::account(&ctx.layout, user).ok_or_else(|| {
+        Error::Usage(format!(
+            "no user {user:?} in {}",
+            ctx.layout.path("/etc/passwd").display()
+        ))
+    })?;
+    let target = ctx.layout.path(&format!("{}/.kube/config", account.home));
+    if target.exists() {
+        ctx.ui.warn(format!(
+            "{} exists; --install-for leaves it alone (use --update-copies to update it)",
+            target.display()
+        ));
+        return Ok(None);
     }
-    let applied = change::apply(
-        layout,
-        ui,
-        "admin-conf regenerate",
-        ctx.reason.as_deref(),
-        &writes,
-        &[],
-    )?;
-    let mut record = audit::Record::new("admin-conf regenerate", ctx.reason.as_deref(), "issued");
-    record.backup = Some(layout.node_path(&applied.backup.dir));
-    record.certificates = plans
-        .iter()
-        .filter_map(|p| p.issued.as_ref().map(|i| i.facts.clone()))
-        .collect();
-    let _ = audit::append(&layout.audit_log(), &record);
-    // A break-glass session in effect remembers the credentials issued during it.
-    if let Some(session) = crate::journal::Journal::load(layout)
-        .ok()
-        .and_then(|j| j.revertable().map(|s| s.id.clone()))
-    {
-        let serials: Vec<String> = record
-            .certificates
-            .iter()
-            .map(|c| c.serial.clone())
-            .collect();
-        let _ = crate::journal::Recorder::attach(layout, &session)
-            .update(|s| s.credentials_issued.extend(serials));
-    }
-    document["backup"] =
-        json!({ "id": applied.backup.id, "path": layout.node_path(&applied.backup.dir) });
+    let write = PlannedWrite {
+        path: target,
+        old: None,
+        new: admin.new_text.clone().into_bytes(),
+        ownership: Some(Ownership {
+            mode: 0o600,
+            uid: account.uid,
+            gid: account.gid,
+        }),
+    };
+    Ok(Some((account, write)))
+}
 
-    let verified = verify_all(ctx, options, &plans, &writes)?;
-    document["verified"] = json!(verified.is_some());
-    if let Some(verified) = &verified {
-        for (entry, v) in document["credentials"]
-            .as_array_mut()
-            .expect("array")
-            .iter_mut()
-            .zip(verified)
-        {
-            entry["verifiedAs"] = json!(v);
-        }
+fn checks(credentials: &[Credential], no_verify: bool) -> plan::Verify {
+    if no_verify {
+        return plan::Verify::Nothing;
     }
-    warn_system_masters(ctx, &plans);
-    let backup_path = layout.node_path(&applied.backup.dir);
-    ui.report("AdminConfResult", document, || {
-        let mut out = String::new();
-        for p in &plans {
-            let facts = &p.issued.as_ref().expect("issued").facts;
-            out.push_str(&format!(
-                "{} re-issued: {} serial {}, valid until {}\n",
-                layout.node_path(&p.path),
-                p.subject,
-                facts.serial,
-                facts.not_after
-            ));
-        }
-        match &verified {
-            Some(v) => {
-                for (p, v) in plans.iter().zip(v) {
-                    out.push_str(&format!(
-                        "  proved: the apiserver answers {} as user {} in groups {}\n",
-                        p.kind.file_name(),
-                        v.username,
-                        v.groups.join(", ")
-                    ));
-                }
+    plan::Verify::Credentials(
+        credentials
+            .iter()
+            .map(|c| CredentialCheck {
+                file: c.kind.file_name(),
+                path: c.path.clone(),
+                subject: c.subject.clone(),
+            })
+            .collect(),
+    )
+}
+
+fn regenerate(ctx: &Context, options: &RegenerateOptions) -> Result<()> {
+    let (ui, layout) = (&ctx.ui, &ctx.layout);
+    let settings = change_settings(&options.confirm, None, None);
+    let mut facts = None;
+    let (plan, executed) = executor::run(layout, ui, &settings, Unfinished::Refuse, || {
+        let method = resolve_method(ctx, options.method)?;
+        let native = method == Method::Native;
+        let (v129, server) = cluster_facts(ctx);
+        let credentials = kinds(options)
+            .into_iter()
+            .map(|kind| plan_credential(ctx, kind, options, v129, server.as_deref(), native))
+            .collect::<Result<Vec<_>>>()?;
+        let admin = credentials.iter().find(|c| c.kind == Kind::Admin);
+        let mut writes: Vec<PlannedWrite> = Vec::new();
+        let mut copies_updated = Vec::new();
+        let mut installed = None;
+        if native {
+            for c in &credentials {
+                writes.push(PlannedWrite {
+                    path: c.path.clone(),
+                    old: c.old_text.clone().map(String::into_bytes),
+                    new: c.new_text.clone().into_bytes(),
+                    ownership: c.old_text.is_none().then_some(Ownership {
+                        mode: 0o600,
+                        uid: 0,
+                        gid: 0,
+                    }),
+                });
             }
-            None => out.push_str(
-                "  NOT verified (--no-verify): nothing was proved against the apiserver\n",
-            ),
+            if let (true, Some(admin)) = (options.update_copies, admin) {
+                let copies = copy_writes(ctx, options, admin)?;
+                copies_updated = copies.iter().map(|w| layout.node_path(&w.path)).collect();
+                writes.extend(copies);
+            }
+            if let Some(user) = &options.install_for
+                && let Some((account, write)) = install_write(ctx, user, admin)?
+                && !writes.iter().any(|w| w.path == write.path)
+            {
+                installed = Some((account, write.path.clone()));
+                writes.push(write);
+            }
         }
-        for copy in &copies_updated {
-            out.push_str(&format!("  updated copy {copy}\n"));
+        let verify = checks(&credentials, options.no_verify);
+        let mut steps = plan_steps(
+            ctx,
+            &credentials,
+            &copies_updated,
+            installed.as_ref().map(|(_, p)| p),
+        );
+        let action = if native {
+            plan::Action::Write { writes, verify }
+        } else {
+            let files: Vec<&str> = credentials.iter().map(|c| c.kind.file_name()).collect();
+            steps = vec![format!("kubeadm certs renew {}", files.join(" "))];
+            plan::Action::External {
+                programs: files
+                    .iter()
+                    .map(|file| {
+                        vec![
+                            "kubeadm".to_string(),
+                            "certs".into(),
+                            "renew".into(),
+                            file.to_string(),
+                            format!(
+                                "--cert-dir={}",
+                                layout.path("/etc/kubernetes/pki").display()
+                            ),
+                            format!(
+                                "--kubeconfig-dir={}",
+                                layout.path("/etc/kubernetes").display()
+                            ),
+                        ]
+                    })
+                    .collect(),
+                files: credentials
+                    .iter()
+                    .map(|c| PlannedWrite {
+                        path: c.path.clone(),
+                        old: c.old_text.clone().map(String::into_bytes),
+                        new: Vec::new(),
+                        ownership: None,
+                    })
+                    .collect(),
+                verify,
+            }
+        };
+        let question = if native {
+            "write the new credentials?".to_string()
+        } else {
+            format!("run {}?", steps[0])
+        };
+        let mut plan = Plan::new(
+            if native {
+                "admin-conf regenerate"
+            } else {
+                "admin-conf regenerate --method kubeadm"
+            },
+            question,
+            action,
+        );
+        plan.steps = steps;
+        plan.certificates = credentials
+            .iter()
+            .filter_map(|c| c.issued.as_ref().map(|i| i.facts.clone()))
+            .collect();
+        facts = Some((credentials, copies_updated, installed, native));
+        Ok(plan)
+    })?;
+    let (credentials, copies_updated, installed, native) = facts.expect("the plan was built");
+    if executed.changed() {
+        if options.no_verify {
+            ui.warn("--no-verify: the new credentials were NOT checked against the apiserver; nothing was proved");
         }
-        if let Some((account, path)) = &installed {
-            out.push_str(&format!(
-                "  installed {} for {}\n",
-                layout.node_path(path),
-                account.name
-            ));
-        }
-        out.push_str(&format!("  backup: {backup_path}\n"));
-        out
-    });
+        warn_system_masters(ctx, &credentials);
+    }
+    let mut verified = executed.verified.iter();
+    let verified_any = !executed.verified.is_empty();
+    let report = AdminConfResult {
+        method: if native { "native" } else { "kubeadm" },
+        credentials: credentials
+            .iter()
+            .map(|c| CredentialResult {
+                kind: c.kind,
+                path: layout.node_path(&c.path),
+                subject: c.subject.to_string(),
+                subject_from: c.subject_source,
+                key_type: format!("{:?}", c.key_type),
+                certificate: c.issued.as_ref().map(|i| i.facts.clone()),
+                capped_to_ca_expiry: c.issued.as_ref().map(|i| i.capped_to_ca),
+                verified_as: if executed.changed() {
+                    verified.next().cloned()
+                } else {
+                    None
+                },
+            })
+            .collect(),
+        copies_updated,
+        installed: installed.as_ref().map(|(_, p)| layout.node_path(p)),
+        installed_for: installed.as_ref().map(|(a, _)| a.name.clone()),
+        dry_run: executed.dry_run,
+        verified: verified_any,
+        backup: executed.backup,
+        plan: plan.steps_text(),
+    };
+    ui.report(&report);
     Ok(())
 }
 
-fn plan(
+fn plan_credential(
     ctx: &Context,
     kind: Kind,
     options: &RegenerateOptions,
     v129: bool,
     server: Option<&str>,
     issue_now: bool,
-) -> Result<Plan> {
+) -> Result<Credential> {
     let layout = &ctx.layout;
     let path = layout.path(&format!("/etc/kubernetes/{}", kind.file_name()));
     let old_text = std::fs::read_to_string(&path).ok();
@@ -369,11 +461,11 @@ fn plan(
     };
     let key_type = options
         .key_type
-        .map(Into::into)
+        .map(key_type_of)
         .or(old_key_type)
         .unwrap_or(KeyType::Rsa2048);
     if !issue_now {
-        return Ok(Plan {
+        return Ok(Credential {
             kind,
             path,
             subject,
@@ -415,7 +507,7 @@ fn plan(
             )
         }
     };
-    Ok(Plan {
+    Ok(Credential {
         kind,
         path,
         subject,
@@ -428,23 +520,23 @@ fn plan(
     })
 }
 
-fn plan_summary(
+fn plan_steps(
     ctx: &Context,
-    plans: &[Plan],
+    credentials: &[Credential],
     copies: &[String],
     installed: Option<&PathBuf>,
-) -> String {
-    let mut out = String::new();
-    for p in plans {
-        out.push_str(&format!(
-            "plan: re-issue {} for {} (identity from {}), {:?} key",
-            ctx.layout.node_path(&p.path),
-            p.subject,
-            p.subject_source,
-            p.key_type
-        ));
-        if let Some(i) = &p.issued {
-            out.push_str(&format!(
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in credentials {
+        let mut line = format!(
+            "re-issue {} for {} (identity from {}), {:?} key",
+            ctx.layout.node_path(&c.path),
+            c.subject,
+            c.subject_source,
+            c.key_type
+        );
+        if let Some(i) = &c.issued {
+            line.push_str(&format!(
                 ", valid until {}{}",
                 i.facts.not_after,
                 if i.capped_to_ca {
@@ -454,62 +546,18 @@ fn plan_summary(
                 }
             ));
         }
-        out.push('\n');
+        out.push(line);
     }
     for c in copies {
-        out.push_str(&format!("plan: update the copy in {c}\n"));
+        out.push(format!("update the copy in {c}"));
     }
     if let Some(path) = installed {
-        out.push_str(&format!("plan: install {}\n", ctx.layout.node_path(path)));
+        out.push(format!("install {}", ctx.layout.node_path(path)));
     }
     out
 }
 
-/// Proves every new credential; on failure puts every written file back (exit 1).
-fn verify_all(
-    ctx: &Context,
-    options: &RegenerateOptions,
-    plans: &[Plan],
-    writes: &[PlannedWrite],
-) -> Result<Option<Vec<Verified>>> {
-    if options.no_verify {
-        ctx.ui.warn("--no-verify: the new credentials were NOT checked against the apiserver; nothing was proved");
-        return Ok(None);
-    }
-    let mut verified = Vec::new();
-    for p in plans {
-        let text =
-            std::fs::read_to_string(&p.path).map_err(|e| Error::io("cannot read", &p.path, e))?;
-        match verify::verify(&text, &p.subject) {
-            Ok(v) => verified.push(v),
-            Err(why) => {
-                let failed = change::put_back(&ctx.layout, writes);
-                let mut record = audit::Record::new(
-                    "admin-conf regenerate",
-                    ctx.reason.as_deref(),
-                    "verification failed; restored",
-                );
-                record.files = Vec::new();
-                let _ = audit::append(&ctx.layout.audit_log(), &record);
-                if !failed.is_empty() {
-                    return Err(Error::ManualActionNeeded(format!(
-                        "{} did not verify ({why}), and putting the previous files back failed: {}",
-                        p.kind.file_name(),
-                        failed.join("; ")
-                    )));
-                }
-                return Err(Error::Failed(format!(
-                    "{} did not verify: {why}.\n  The previous files are back in place; the node is as before.\n  \
-                     If the apiserver is down, regenerate with --no-verify and check again once it is up.",
-                    p.kind.file_name()
-                )));
-            }
-        }
-    }
-    Ok(Some(verified))
-}
-
-fn warn_system_masters(ctx: &Context, plans: &[Plan]) {
+fn warn_system_masters(ctx: &Context, plans: &[Credential]) {
     for p in plans {
         if let Some(i) = p.issued.as_ref().filter(|i| i.facts.system_masters) {
             ctx.ui.warn(format!(
@@ -520,103 +568,4 @@ fn warn_system_masters(ctx: &Context, plans: &[Plan]) {
             ));
         }
     }
-}
-
-/// `kubeadm certs renew`, backed up first and verified after, output shown.
-fn run_kubeadm(ctx: &Context, options: &RegenerateOptions, plans: Vec<Plan>) -> Result<()> {
-    let (ui, layout) = (&ctx.ui, &ctx.layout);
-    let files: Vec<&str> = plans.iter().map(|p| p.kind.file_name()).collect();
-    if options.dry_run {
-        ui.report(
-            "AdminConfResult",
-            json!({"method": "kubeadm", "files": files, "dryRun": true}),
-            || {
-                format!(
-                    "plan: kubeadm certs renew {}\ndry run: nothing was run\n",
-                    files.join(" ")
-                )
-            },
-        );
-        return Ok(());
-    }
-    ui.confirm(&format!("run kubeadm certs renew {}?", files.join(" ")))?;
-    let _lock = lock::acquire(&layout.lock_file())?;
-    let sources: Vec<crate::store::backup::Source> = plans
-        .iter()
-        .filter(|p| p.path.exists())
-        .map(|p| crate::store::backup::Source {
-            path: &p.path,
-            restorable: true,
-        })
-        .collect();
-    let backup = crate::store::backup::create(
-        layout,
-        "admin-conf-regenerate",
-        ctx.reason.as_deref(),
-        &sources,
-    )
-    .map_err(|e| {
-        Error::Failed(format!(
-            "could not make the backup, nothing was changed: {e}"
-        ))
-    })?;
-    let writes: Vec<PlannedWrite> = plans
-        .iter()
-        .map(|p| PlannedWrite {
-            path: p.path.clone(),
-            old: p.old_text.clone().map(String::into_bytes),
-            new: Vec::new(),
-            ownership: None,
-        })
-        .collect();
-    for file in &files {
-        let out = duct::cmd(
-            "kubeadm",
-            [
-                "certs".to_string(),
-                "renew".to_string(),
-                file.to_string(),
-                format!(
-                    "--cert-dir={}",
-                    layout.path("/etc/kubernetes/pki").display()
-                ),
-                format!(
-                    "--kubeconfig-dir={}",
-                    layout.path("/etc/kubernetes").display()
-                ),
-            ],
-        )
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .map_err(|e| Error::Failed(format!("cannot run kubeadm: {e}")))?;
-        ui.info(String::from_utf8_lossy(&out.stdout).trim_end());
-        if !out.status.success() {
-            let failed = change::put_back(layout, &writes);
-            if !failed.is_empty() {
-                return Err(Error::ManualActionNeeded(format!(
-                    "kubeadm failed and the backup {} could not be put back: {}",
-                    backup.dir.display(),
-                    failed.join("; ")
-                )));
-            }
-            return Err(Error::Failed(format!(
-                "kubeadm certs renew {file} failed ({}); the previous files are back in place",
-                out.status
-            )));
-        }
-    }
-    let mut record = audit::Record::new(
-        "admin-conf regenerate --method kubeadm",
-        ctx.reason.as_deref(),
-        "renewed by kubeadm",
-    );
-    record.backup = Some(layout.node_path(&backup.dir));
-    let _ = audit::append(&layout.audit_log(), &record);
-    let verified = verify_all(ctx, options, &plans, &writes)?;
-    ui.report("AdminConfResult", json!({"method": "kubeadm", "files": files, "verified": verified.is_some(), "verifiedAs": verified, "backup": {"id": backup.id, "path": layout.node_path(&backup.dir)}}), || {
-        format!("kubeadm renewed {}{}\n  backup: {}\n", files.join(" "), if verified.is_some() { " and it is proved against the apiserver" } else { " (not verified)" }, layout.node_path(&backup.dir))
-    });
-    Ok(())
 }

@@ -1,36 +1,102 @@
 //! `backups list` and `backups restore`.
-use serde_json::json;
+use serde::Serialize;
 
-use super::Context;
-use crate::change::{self, PlannedWrite};
-use crate::cli::{Backups, ChangeOptions};
+use super::{Context, change_settings};
+use crate::cli::Backups;
 use crate::error::{Error, Result};
-use crate::restart::{self, Change};
-use crate::store::backup::{self, Backup};
-use crate::store::lock;
-use crate::ui::unified_diff;
-use crate::{interrupt, journal};
+use crate::executor::{self, BackupRef, Restart, Unfinished};
+use crate::plan::{self, ChangeSettings, Gate, Plan, PlannedWrite};
+use crate::restart::Proof;
+use crate::store::backup::{self, Backup, BackupFile};
+use crate::ui::{Report, unified_diff};
 
 pub fn run(ctx: &Context, action: Backups) -> Result<()> {
     match action {
-        Backups::List => list(ctx),
-        Backups::Restore { id, options } => restore(ctx, &id, &options),
+        Backups::List => {
+            ctx.ui.report(&list(ctx));
+            Ok(())
+        }
+        Backups::Restore {
+            id,
+            confirm,
+            restart,
+        } => restore(ctx, &id, &change_settings(&confirm, Some(&restart), None)),
     }
 }
 
-fn list(ctx: &Context) -> Result<()> {
-    let layout = &ctx.layout;
-    let mut items = Vec::new();
-    let mut text = String::new();
-    for entry in backup::list(layout) {
-        match entry {
+/// One backup as the tool reports it, with its checksum state.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase", untagged)]
+pub enum BackupEntry {
+    #[serde(rename_all = "camelCase")]
+    Readable {
+        id: String,
+        created: String,
+        operation: String,
+        reason: Option<String>,
+        path: String,
+        files: Vec<BackupFile>,
+        checksums_ok: bool,
+        problems: Vec<String>,
+    },
+    Unreadable {
+        path: String,
+        error: String,
+    },
+}
+
+/// Every backup under the node's tmp directory, oldest first.
+pub fn entries(ctx: &Context) -> Vec<BackupEntry> {
+    backup::list(&ctx.layout)
+        .into_iter()
+        .map(|entry| match entry {
             Ok(b) => {
                 let problems = b.verify();
-                text.push_str(&format!(
-                    "{}  {}  {}{}\n",
-                    b.id,
-                    b.operation,
-                    b.files
+                BackupEntry::Readable {
+                    path: ctx.layout.node_path(&b.dir),
+                    checksums_ok: problems.is_empty(),
+                    id: b.id,
+                    created: b.created,
+                    operation: b.operation,
+                    reason: b.reason,
+                    files: b.files,
+                    problems,
+                }
+            }
+            Err((dir, error)) => BackupEntry::Unreadable {
+                path: ctx.layout.node_path(&dir),
+                error,
+            },
+        })
+        .collect()
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackupList {
+    pub backups: Vec<BackupEntry>,
+    #[serde(skip)]
+    dir: String,
+}
+
+impl Report for BackupList {
+    const KIND: &'static str = "BackupList";
+
+    fn text(&self) -> String {
+        if self.backups.is_empty() {
+            return format!("no backups in {}\n", self.dir);
+        }
+        let mut out = String::new();
+        for entry in &self.backups {
+            match entry {
+                BackupEntry::Readable {
+                    id,
+                    operation,
+                    files,
+                    problems,
+                    ..
+                } => out.push_str(&format!(
+                    "{id}  {operation}  {}{}\n",
+                    files
                         .iter()
                         .map(|f| f.path.as_str())
                         .collect::<Vec<_>>()
@@ -40,25 +106,66 @@ fn list(ctx: &Context) -> Result<()> {
                     } else {
                         format!("  CHECKSUM MISMATCH: {}", problems.join("; "))
                     }
-                ));
-                items.push(json!({
-                    "id": b.id, "created": b.created, "operation": b.operation, "reason": b.reason,
-                    "path": layout.node_path(&b.dir), "files": b.files, "checksumsOk": problems.is_empty(),
-                    "problems": problems,
-                }));
-            }
-            Err((dir, e)) => {
-                text.push_str(&format!("{}: unreadable: {e}\n", dir.display()));
-                items.push(json!({ "path": layout.node_path(&dir), "error": e }));
+                )),
+                BackupEntry::Unreadable { path, error } => {
+                    out.push_str(&format!("{path}: unreadable: {error}\n"))
+                }
             }
         }
+        out
     }
-    if items.is_empty() {
-        text = format!("no backups in {}\n", layout.tmp_dir().display());
+}
+
+fn list(ctx: &Context) -> BackupList {
+    BackupList {
+        backups: entries(ctx),
+        dir: ctx.layout.node_path(&ctx.layout.tmp_dir()),
     }
-    ctx.ui
-        .report("BackupList", json!({ "backups": items }), || text);
-    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreResult {
+    pub id: String,
+    pub files: Vec<String>,
+    pub not_restored: Vec<String>,
+    pub changed: bool,
+    pub dry_run: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub diff: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Where the files the restore replaced were backed up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart: Option<Restart>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<Proof>,
+}
+
+impl Report for RestoreResult {
+    const KIND: &'static str = "RestoreResult";
+
+    fn text(&self) -> String {
+        if !self.changed {
+            return format!(
+                "the node already matches backup {}: nothing to do\n",
+                self.id
+            );
+        }
+        if self.dry_run {
+            return format!("dry run: nothing was written\n{}", self.diff);
+        }
+        let mut out = format!("restored backup {}\n", self.id);
+        if let Some(backup) = &self.backup {
+            out.push_str(&format!(
+                "  the files it replaced are in {} (id {})\n",
+                backup.path, backup.id
+            ));
+        }
+        out
+    }
 }
 
 fn load(ctx: &Context, id: &str) -> Result<Backup> {
@@ -75,25 +182,12 @@ fn load(ctx: &Context, id: &str) -> Result<Backup> {
     }
 }
 
-fn restore(ctx: &Context, id: &str, options: &ChangeOptions) -> Result<()> {
-    let (ui, layout) = (&ctx.ui, &ctx.layout);
-    if !options.dry_run {
-        layout.require_privileges()?;
-        restart::unpark_manifest(layout, ui)?;
-    }
-    let backup = load(ctx, id)?;
-    let problems = backup.verify();
-    if !problems.is_empty() {
-        return Err(Error::Refused(format!(
-            "backup {} no longer matches its checksums, so it is not restored:\n  {}",
-            backup.dir.display(),
-            problems.join("\n  ")
-        )));
-    }
+/// The writes that put a backup's restorable files back, and their diffs.
+fn restore_writes(ctx: &Context, backup: &Backup) -> Result<(Vec<PlannedWrite>, String)> {
     let mut writes = Vec::new();
     let mut diffs = String::new();
     for file in backup.files.iter().filter(|f| f.restorable) {
-        let target = layout.path(&file.path);
+        let target = ctx.layout.path(&file.path);
         let new = backup
             .read(file)
             .map_err(|e| Error::io("cannot read the backup of", &target, e))?;
@@ -117,92 +211,72 @@ fn restore(ctx: &Context, id: &str, options: &ChangeOptions) -> Result<()> {
             ownership: Some(file.ownership),
         });
     }
-    let skipped: Vec<&str> = backup
-        .files
-        .iter()
-        .filter(|f| !f.restorable)
-        .map(|f| f.path.as_str())
-        .collect();
-    let mut document = json!({
-        "id": backup.id,
-        "files": writes.iter().map(|w| layout.node_path(&w.path)).collect::<Vec<_>>(),
-        "notRestored": skipped,
-        "changed": !writes.is_empty(),
-        "dryRun": options.dry_run,
-        "diff": diffs,
-    });
-    if !skipped.is_empty() {
-        ui.info(format!(
-            "not restored (stray copies moved out of the manifest directory; putting them back would recreate the trap): {}",
-            skipped.join(", ")
-        ));
-    }
-    if writes.is_empty() {
-        ui.report("RestoreResult", document, || {
-            format!(
-                "the node already matches backup {}: nothing to do\n",
-                backup.id
-            )
-        });
-        return Ok(());
-    }
-    if options.dry_run {
-        ui.report("RestoreResult", document, || {
-            format!("dry run: nothing was written\n{diffs}")
-        });
-        return Ok(());
-    }
-    let touches_manifest = writes.iter().any(|w| w.path == layout.apiserver_manifest());
-    if touches_manifest && !options.no_wait {
-        restart::require_kubelet(layout)?;
-    }
-    journal::refuse_if_unfinished(layout)?;
-    let strays = change::check_strays(layout, options.move_strays)?;
-    ui.info(&diffs);
-    ui.confirm(&format!("restore backup {}?", backup.id))?;
-    let _lock = lock::acquire(&layout.lock_file())?;
-    let applied = if touches_manifest {
-        interrupt::install();
-        let outcome = restart::execute(
-            layout,
-            ui,
-            Change {
-                command: "backups restore",
-                reason: ctx.reason.as_deref(),
-                writes: &writes,
-                strays: &strays,
-                wait: (!options.no_wait).then(|| ctx.wait_options(options)),
-                on_interrupt: options.on_interrupt,
-                reverts: None,
-                stale_tokens_at_start: None,
-            },
-        )?;
-        document["session"] = json!(outcome.session);
-        document["restart"] = json!(if outcome.proof.is_some() {
-            "proved"
+    Ok((writes, diffs))
+}
+
+fn restore(ctx: &Context, id: &str, settings: &ChangeSettings) -> Result<()> {
+    let (ui, layout) = (&ctx.ui, &ctx.layout);
+    let mut facts = None;
+    let (plan, executed) = executor::run(layout, ui, settings, Unfinished::Refuse, || {
+        let backup = load(ctx, id)?;
+        let problems = backup.verify();
+        if !problems.is_empty() {
+            return Err(Error::Refused(format!(
+                "backup {} no longer matches its checksums, so it is not restored:\n  {}",
+                backup.dir.display(),
+                problems.join("\n  ")
+            )));
+        }
+        let (writes, diff) = restore_writes(ctx, &backup)?;
+        let skipped: Vec<String> = backup
+            .files
+            .iter()
+            .filter(|f| !f.restorable)
+            .map(|f| f.path.clone())
+            .collect();
+        if !skipped.is_empty() {
+            ui.info(format!(
+                "not restored (stray copies moved out of the manifest directory; putting them back would recreate the trap): {}",
+                skipped.join(", ")
+            ));
+        }
+        let files: Vec<String> = writes.iter().map(|w| layout.node_path(&w.path)).collect();
+        let action = if writes.is_empty() {
+            plan::Action::Nothing
         } else {
-            "pending"
-        });
-        document["proof"] = json!(outcome.proof);
-        outcome.applied
-    } else {
-        document["restart"] = json!("notNeeded");
-        change::apply(
-            layout,
-            ui,
+            plan::Action::Write {
+                writes,
+                verify: plan::Verify::Nothing,
+            }
+        };
+        let mut plan = Plan::new(
             "backups restore",
-            ctx.reason.as_deref(),
-            &writes,
-            &strays,
-        )?
-    };
-    let pre_restore = layout.node_path(&applied.backup.dir);
-    document["backup"] = json!({ "id": applied.backup.id, "path": pre_restore });
-    ui.report("RestoreResult", document, || {
-        format!(
-            "restored backup {}\n  the files it replaced are in {pre_restore} (id {})\n",
-            backup.id, applied.backup.id
+            format!("restore backup {}?", backup.id),
+            action,
         )
+        .step(format!(
+            "restore backup {}: {}",
+            backup.id,
+            files.join(", ")
+        ))
+        .gate(Gate::Kubelet)
+        .gate(Gate::Strays);
+        plan.diff = diff;
+        facts = Some((backup.id, files, skipped));
+        Ok(plan)
+    })?;
+    let (id, files, not_restored) = facts.expect("the plan was built");
+    ui.report(&RestoreResult {
+        id,
+        changed: !executed.nothing,
+        files,
+        not_restored,
+        dry_run: executed.dry_run,
+        diff: plan.diff.clone(),
+        session: executed.session.clone(),
+        backup: executed.backup.clone(),
+        restart: executed.changed().then_some(executed.restart),
+        proof: executed.proof,
     });
     Ok(())
 }

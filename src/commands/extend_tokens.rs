@@ -1,134 +1,63 @@
-//! `extend-tokens enable|disable`: back up, patch the one flag, write atomically, prove the
-//! restart (or roll back), all journaled.
-use serde_json::json;
+//! `extend-tokens enable|disable`: plan the one-flag edit of the manifest; the executor backs
+//! up, writes atomically and proves the restart (or rolls back), all journaled.
+use serde::Serialize;
 
-use super::{Context, read_manifest};
-use crate::change::{self, PlannedWrite};
-use crate::cli::{ChangeOptions, ExtendTokens};
+use super::{Context, change_settings, read_manifest};
+use crate::cli::ExtendTokens as Action;
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, Target, edit_extend_tokens};
-use crate::restart::{self, Change};
-use crate::store::lock;
-use crate::ui::unified_diff;
-use crate::{interrupt, journal, migration};
+use crate::executor::{self, BackupRef, Executed, Restart, Unfinished};
+use crate::manifest::{ExtendTokens, Target, edit_extend_tokens};
+use crate::plan::{self, ChangeSettings, Gate, Plan, PlannedWrite};
+use crate::restart::{Before, Proof};
+use crate::ui::{Report, unified_diff};
 
-pub fn run(ctx: &Context, action: ExtendTokens) -> Result<()> {
-    let (enable, options) = match action {
-        ExtendTokens::Enable(o) => (true, o),
-        ExtendTokens::Disable(o) => (false, o),
-    };
-    change_flag(ctx, enable, &options)
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtendTokensResult {
+    pub action: &'static str,
+    pub manifest: String,
+    pub before: ExtendTokens,
+    pub after: ExtendTokens,
+    pub changed: bool,
+    pub dry_run: bool,
+    pub notes: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub diff: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupRef>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub moved_strays: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart: Option<Restart>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apiserver_before: Option<Before>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<Proof>,
+    #[serde(skip)]
+    plan: String,
 }
 
-fn change_flag(ctx: &Context, enable: bool, options: &ChangeOptions) -> Result<()> {
-    let (ui, layout) = (&ctx.ui, &ctx.layout);
-    let verb = if enable { "enable" } else { "disable" };
-    let done = if enable { "enabled" } else { "disabled" };
-    if !options.dry_run {
-        layout.require_privileges()?;
-        crate::restart::unpark_manifest(layout, ui)?;
-        journal::refuse_if_unfinished(layout)?;
-    }
-    let path = layout.apiserver_manifest();
-    let node_path = layout.node_path(&path);
-    let text = read_manifest(layout)?;
-    let edit =
-        edit_extend_tokens(&text, Target::Set(enable)).map_err(|e| Error::manifest(&path, &e))?;
-    for note in &edit.notes {
-        ui.info(format!("note: {note}"));
-    }
-    let mut document = json!({
-        "action": verb,
-        "manifest": node_path,
-        "before": edit.before,
-        "after": edit.after,
-        "changed": edit.changed,
-        "dryRun": options.dry_run,
-        "notes": edit.notes,
-    });
-    if !edit.changed {
-        ui.report("ExtendTokensResult", document, || {
-            format!("token extension already {done} in {node_path}: nothing to do\n")
-        });
-        return Ok(());
-    }
-    let diff = unified_diff(&node_path, &text, &edit.new_text);
-    document["diff"] = json!(diff);
-    let plan = format!(
-        "plan: set --service-account-extend-token-expiration={enable} in {node_path}\n  now: {}\n  then: {}\n",
-        edit.before.state.describe(),
-        edit.after.state.describe()
-    );
+impl Report for ExtendTokensResult {
+    const KIND: &'static str = "ExtendTokensResult";
 
-    if options.dry_run {
-        let strays = crate::store::strays::find(&layout.manifests_dir(), &path);
-        for stray in &strays {
-            ui.warn(format!(
-                "a real run will refuse: {}: {}",
-                stray.path.display(),
-                stray.why
-            ));
+    fn text(&self) -> String {
+        let done = if self.action == "enable" {
+            "enabled"
+        } else {
+            "disabled"
+        };
+        if !self.changed {
+            return format!(
+                "token extension already {done} in {}: nothing to do\n",
+                self.manifest
+            );
         }
-        ui.report("ExtendTokensResult", document, || {
-            format!("{plan}dry run: nothing was written\n") + &diff
-        });
-        return Ok(());
-    }
-    if !options.no_wait {
-        restart::require_kubelet(layout)?;
-    }
-    let strays = change::check_strays(layout, options.move_strays)?;
-    let manifest = Manifest::parse(&text).map_err(|e| Error::manifest(&path, &e))?;
-    if !enable {
-        // Turning extension off ends the grace for stale tokens: check who still uses them.
-        let check = migration::check(layout, &manifest, None, options.stale_window);
-        migration::confirm_or_refuse(ui, &check, options.accept_stale_tokens)?;
-    }
-    ui.info(format!("{plan}{diff}"));
-    ui.confirm(&format!("{verb} token extension on this node?"))?;
-    let _lock = lock::acquire(&layout.lock_file())?;
-    interrupt::install();
-    let stale_tokens_at_start = if enable {
-        migration::stale_tokens_total(layout, &manifest)
-    } else {
-        None
-    };
-    let command = format!("extend-tokens {verb}");
-    let writes = [PlannedWrite {
-        path: path.clone(),
-        old: Some(text.into_bytes()),
-        new: edit.new_text.into_bytes(),
-        ownership: None,
-    }];
-    let outcome = restart::execute(
-        layout,
-        ui,
-        Change {
-            command: &command,
-            reason: ctx.reason.as_deref(),
-            writes: &writes,
-            strays: &strays,
-            wait: (!options.no_wait).then(|| ctx.wait_options(options)),
-            on_interrupt: options.on_interrupt,
-            reverts: None,
-            stale_tokens_at_start,
-        },
-    )?;
-    let backup_path = layout.node_path(&outcome.applied.backup.dir);
-    document["session"] = json!(outcome.session);
-    document["backup"] = json!({ "id": outcome.applied.backup.id, "path": backup_path });
-    document["movedStrays"] = json!(outcome.applied.moved_strays);
-    document["restart"] = json!(if outcome.proof.is_some() {
-        "proved"
-    } else {
-        "pending"
-    });
-    if let Some(proof) = &outcome.proof {
-        document["before"]["process"] = json!(outcome.before);
-        document["proof"] = json!(proof);
-    }
-    ui.report("ExtendTokensResult", document, || {
-        let mut out = match &outcome.proof {
+        if self.dry_run {
+            return format!("{}dry run: nothing was written\n{}", self.plan, self.diff);
+        }
+        let mut out = match &self.proof {
             Some(proof) => format!(
                 "token extension {done} and proved: kube-apiserver pid {} runs the new manifest and is healthy ({:.1}s{})\n",
                 proof.pid,
@@ -136,16 +65,126 @@ fn change_flag(ctx: &Context, enable: bool, options: &ChangeOptions) -> Result<(
                 if proof.nudged { ", after a nudge" } else { "" }
             ),
             None => format!(
-                "token extension {done} in {node_path}\n  next: the kubelet notices the change (inotify, or its 20 s relist) and restarts kube-apiserver;\n  \
-                 check with `kubeadm-recover status` or `crictl ps --name kube-apiserver`.\n"
+                "token extension {done} in {}\n  next: the kubelet notices the change (inotify, or its 20 s relist) and restarts kube-apiserver;\n  \
+                 check with `kubeadm-recover status` or `crictl ps --name kube-apiserver`.\n",
+                self.manifest
             ),
         };
-        out.push_str(&format!("  backup: {backup_path} (id {})\n", outcome.applied.backup.id));
-        for moved in &outcome.applied.moved_strays {
+        if let Some(backup) = &self.backup {
+            out.push_str(&format!("  backup: {} (id {})\n", backup.path, backup.id));
+        }
+        for moved in &self.moved_strays {
             out.push_str(&format!("  moved stray {moved} into the backup\n"));
         }
         out.push_str("  undo with: kubeadm-recover revert\n");
         out
-    });
+    }
+}
+
+pub fn run(ctx: &Context, action: Action) -> Result<()> {
+    let (enable, settings) = match &action {
+        Action::Enable { confirm, restart } => {
+            (true, change_settings(confirm, Some(restart), None))
+        }
+        Action::Disable {
+            confirm,
+            restart,
+            stale,
+        } => (false, change_settings(confirm, Some(restart), Some(stale))),
+    };
+    let result = change_flag(ctx, enable, &settings)?;
+    ctx.ui.report(&result);
     Ok(())
+}
+
+fn change_flag(
+    ctx: &Context,
+    enable: bool,
+    settings: &ChangeSettings,
+) -> Result<ExtendTokensResult> {
+    let (ui, layout) = (&ctx.ui, &ctx.layout);
+    let verb = if enable { "enable" } else { "disable" };
+    let path = layout.apiserver_manifest();
+    let node_path = layout.node_path(&path);
+    let mut facts = None;
+    let (plan, executed) = executor::run(layout, ui, settings, Unfinished::Refuse, || {
+        let text = read_manifest(layout)?;
+        let edit = edit_extend_tokens(&text, Target::Set(enable))
+            .map_err(|e| Error::manifest(&path, &e))?;
+        for note in &edit.notes {
+            ui.info(format!("note: {note}"));
+        }
+        let diff = unified_diff(&node_path, &text, &edit.new_text);
+        let action = if edit.changed {
+            plan::Action::Write {
+                writes: vec![PlannedWrite {
+                    path: path.clone(),
+                    old: Some(text.clone().into_bytes()),
+                    new: edit.new_text.clone().into_bytes(),
+                    ownership: None,
+                }],
+                verify: plan::Verify::Nothing,
+            }
+        } else {
+            plan::Action::Nothing
+        };
+        let mut plan = Plan::new(
+            format!("extend-tokens {verb}"),
+            format!("{verb} token extension on this node?"),
+            action,
+        )
+        .step(format!(
+            "set --service-account-extend-token-expiration={enable} in {node_path}\n  now: {}\n  then: {}",
+            edit.before.state.describe(),
+            edit.after.state.describe()
+        ))
+        .gate(Gate::Kubelet)
+        .gate(Gate::Strays);
+        plan.diff = diff;
+        if enable {
+            plan.measure_stale_tokens = true;
+        } else {
+            // Turning extension off ends the grace for stale tokens: check who still uses them.
+            plan = plan.gate(Gate::StaleTokens {
+                manifest: text,
+                session: None,
+            });
+        }
+        facts = Some(edit);
+        Ok(plan)
+    })?;
+    let edit = facts.expect("the plan was built");
+    Ok(result(verb, node_path, edit, &plan, executed))
+}
+
+fn result(
+    verb: &'static str,
+    manifest: String,
+    edit: crate::manifest::Edit,
+    plan: &Plan,
+    executed: Executed,
+) -> ExtendTokensResult {
+    let shows_diff = edit.changed;
+    let restart = executed.changed().then_some(executed.restart);
+    ExtendTokensResult {
+        action: verb,
+        manifest,
+        before: edit.before,
+        after: edit.after,
+        changed: edit.changed,
+        dry_run: executed.dry_run,
+        notes: edit.notes,
+        diff: if shows_diff {
+            plan.diff.clone()
+        } else {
+            String::new()
+        },
+        session: executed.session,
+        backup: executed.backup,
+        moved_strays: executed.moved_strays,
+        restart,
+        apiserver_before: executed.before,
+        proof: executed.proof,
+        plan: plan.steps_text(),
+    }
 }

@@ -1,4 +1,5 @@
-//! One file per subcommand; orchestration only.
+//! One file per subcommand; orchestration only. Parsed flags become domain settings here, at
+//! the top: below this module nothing knows about clap.
 mod admin_conf;
 mod backups;
 mod extend_tokens;
@@ -6,44 +7,92 @@ mod rehearse;
 mod revert;
 mod status;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{self, Cli, Command, ConfirmOptions, RestartOptions, StaleTokenOptions};
 use crate::error::{Error, Result};
 use crate::node::NodeLayout;
-use crate::ui::Ui;
+use crate::plan::{ChangeSettings, OnInterrupt};
+use crate::restart::WaitOptions;
+use crate::ui::{Format, Ui, UiSettings};
 
-/// What every command gets: where the node is, how to talk, why we are here.
+/// What every command gets: where the node is, and how to talk.
 pub struct Context {
     pub layout: NodeLayout,
     pub ui: Ui,
-    pub reason: Option<String>,
-    pub timeout: std::time::Duration,
-}
-
-impl Context {
-    pub fn wait_options(&self, options: &crate::cli::ChangeOptions) -> crate::restart::WaitOptions {
-        crate::restart::WaitOptions {
-            timeout: self.timeout,
-            nudge_after: options.nudge_after,
-        }
-    }
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     let ctx = Context {
         layout: NodeLayout::new(cli.global.root.clone()),
-        ui: Ui::new(&cli.global),
-        reason: cli.global.reason.clone(),
-        timeout: cli.global.timeout,
+        ui: Ui::new(ui_settings(&cli)),
     };
     match cli.command {
         Command::Status => status::run(&ctx),
         Command::ExtendTokens(action) => extend_tokens::run(&ctx, action),
         Command::Backups(action) => backups::run(&ctx, action),
         Command::AdminConf(action) => admin_conf::run(&ctx, action),
-        Command::Revert { session, options } => revert::revert(&ctx, &session, &options),
-        Command::Resume { session, options } => revert::resume(&ctx, &session, &options),
+        Command::Revert {
+            session,
+            confirm,
+            restart,
+            stale,
+        } => revert::revert(
+            &ctx,
+            session.session.as_deref(),
+            &change_settings(&confirm, Some(&restart), Some(&stale)),
+        ),
+        Command::Resume {
+            session,
+            confirm,
+            restart,
+        } => revert::resume(
+            &ctx,
+            session.session.as_deref(),
+            &change_settings(&confirm, Some(&restart), None),
+        ),
         Command::Rehearse(options) => rehearse::run(&ctx, &options),
     }
+}
+
+pub fn format(cli: &Cli) -> Format {
+    match cli.global.output {
+        cli::Format::Text => Format::Text,
+        cli::Format::Json => Format::Json,
+    }
+}
+
+fn ui_settings(cli: &Cli) -> UiSettings {
+    UiSettings {
+        format: format(cli),
+        quiet: cli.global.quiet,
+        verbose: cli.global.verbose,
+        non_interactive: cli.global.non_interactive,
+        yes: cli.command.confirm().is_some_and(|c| c.yes),
+    }
+}
+
+/// The settings of a mutating command. Options a command does not take keep the safe default.
+pub fn change_settings(
+    confirm: &ConfirmOptions,
+    restart: Option<&RestartOptions>,
+    stale: Option<&StaleTokenOptions>,
+) -> ChangeSettings {
+    let mut settings = ChangeSettings::files_only(confirm.dry_run, confirm.reason.clone());
+    if let Some(r) = restart {
+        settings.wait = (!r.no_wait).then_some(WaitOptions {
+            timeout: r.timeout,
+            nudge_after: r.nudge_after,
+        });
+        settings.move_strays = r.move_strays;
+        settings.on_interrupt = match r.on_interrupt {
+            cli::OnInterrupt::Rollback => OnInterrupt::Rollback,
+            cli::OnInterrupt::Continue => OnInterrupt::Continue,
+        };
+    }
+    if let Some(s) = stale {
+        settings.accept_stale_tokens = s.accept_stale_tokens;
+        settings.stale_window = s.stale_window;
+    }
+    settings
 }
 
 /// The apiserver manifest's text, or a refusal that says why this node cannot be worked on.

@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::Context;
 use crate::cli::RehearseOptions;
 use crate::error::{Error, Result};
+use crate::ui::Report;
 
 struct Sandbox {
     root: PathBuf,
@@ -234,7 +236,7 @@ fn print_step(ctx: &Context, step: &Step, show_timings: bool) {
         ));
     }
     if !ctx.ui.json() {
-        println!("{line}");
+        crate::ui::stdout_write(&format!("{line}\n"));
     }
 }
 
@@ -271,6 +273,55 @@ fn wait_until_serving(root: &Path, timeout: Duration) -> Result<()> {
     ))
 }
 
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rehearsal {
+    pub root: PathBuf,
+    pub kept: bool,
+    pub steps: Vec<StepReport>,
+    pub median_noticed_after_ready_ms: Option<i64>,
+    pub median_overhead_ms: Option<i64>,
+    #[serde(skip)]
+    timings: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepReport {
+    pub name: String,
+    pub ms: u64,
+    pub detail: String,
+    pub waited_ms: Option<u64>,
+    pub noticed_after_ready_ms: Option<i64>,
+    pub overhead_ms: Option<u64>,
+}
+
+impl Report for Rehearsal {
+    const KIND: &'static str = "Rehearsal";
+
+    /// The steps were printed as they ran; this is the verdict.
+    fn text(&self) -> String {
+        let mut out = String::from("rehearsal passed.\n");
+        if self.timings {
+            let ms = |m: Option<i64>| m.map_or("?".into(), |m| format!("{m} ms"));
+            out.push_str(&format!(
+                "timings: median {} from the apiserver being ready to the tool noticing; median tool overhead {} (target: < 300 ms to notice)\n",
+                ms(self.median_noticed_after_ready_ms),
+                ms(self.median_overhead_ms),
+            ));
+        }
+        if self.kept {
+            out.push_str(&format!(
+                "sandbox kept: kubeadm-recover --root {0} status\n  (run its kubelet and apiserver again with: kubeadm-recover rehearse --dir {0} --serve)\n",
+                self.root.display()
+            ));
+        } else {
+            out.push_str("sandbox removed; no process left behind\n");
+        }
+        out
+    }
+}
+
 fn median(values: &mut [i64]) -> Option<i64> {
     values.sort();
     values.get(values.len() / 2).copied()
@@ -282,10 +333,10 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
     let mut steps: Vec<Step> = Vec::new();
 
     if !ctx.ui.json() {
-        println!(
-            "rehearsal on a simulated kubeadm node in {}",
+        crate::ui::stdout_write(&format!(
+            "rehearsal on a simulated kubeadm node in {}\n",
             root.display()
-        );
+        ));
     }
 
     if options.serve {
@@ -343,10 +394,10 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
     );
 
     if options.serve {
-        println!(
+        ctx.ui.info(format!(
             "serving: point the tool at it with `kubeadm-recover --root {} status`; Ctrl-C stops it",
             root.display()
-        );
+        ));
         let _ = sandbox.kubelet.as_mut().map(|k| k.wait());
         return Ok(());
     }
@@ -488,35 +539,25 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
         },
     );
 
-    let summary = json!({
-        "root": root,
-        "kept": sandbox.keep,
-        "steps": steps.iter().map(|s| json!({"name": s.name, "ms": s.elapsed.as_millis() as u64, "detail": s.detail,
-            "waitedMs": s.timings.map(|t| t.waited_ms), "noticedAfterReadyMs": s.timings.and_then(|t| t.noticed_after_ready_ms),
-            "overheadMs": s.timings.map(|t| t.overhead_ms)})).collect::<Vec<_>>(),
-        "medianNoticedAfterReadyMs": median(&mut noticed.clone()),
-        "medianOverheadMs": median(&mut overhead.clone()),
-    });
-    let keep_note = if sandbox.keep {
-        format!(
-            "sandbox kept: kubeadm-recover --root {0} status\n  (run its kubelet and apiserver again with: kubeadm-recover rehearse --dir {0} --serve)\n",
-            root.display()
-        )
-    } else {
-        "sandbox removed; no process left behind\n".to_string()
-    };
-    let timing_note = if options.timings {
-        format!(
-            "timings: median {} from the apiserver being ready to the tool noticing; median tool overhead {} (target: < 300 ms to notice)\n",
-            median(&mut noticed).map_or("?".into(), |m| format!("{m} ms")),
-            median(&mut overhead).map_or("?".into(), |m| format!("{m} ms")),
-        )
-    } else {
-        String::new()
+    let report = Rehearsal {
+        root: root.clone(),
+        kept: sandbox.keep,
+        median_noticed_after_ready_ms: median(&mut noticed),
+        median_overhead_ms: median(&mut overhead),
+        steps: steps
+            .iter()
+            .map(|s| StepReport {
+                name: s.name.clone(),
+                ms: s.elapsed.as_millis() as u64,
+                detail: s.detail.clone(),
+                waited_ms: s.timings.map(|t| t.waited_ms),
+                noticed_after_ready_ms: s.timings.and_then(|t| t.noticed_after_ready_ms),
+                overhead_ms: s.timings.map(|t| t.overhead_ms),
+            })
+            .collect(),
+        timings: options.timings,
     };
     drop(sandbox);
-    ctx.ui.report("Rehearsal", summary, || {
-        format!("rehearsal passed.\n{timing_note}{keep_note}")
-    });
+    ctx.ui.report(&report);
     Ok(())
 }

@@ -1,31 +1,135 @@
-//! `revert` and `resume`: put back what a recorded change did, or finish it, and prove it.
-use serde_json::json;
+//! `revert` and `resume`: put back what a recorded change did, or finish it; the executor
+//! writes and proves.
+use serde::Serialize;
 
 use super::{Context, read_manifest};
-use crate::change::{self, PlannedWrite};
-use crate::cli::{ChangeOptions, SessionOptions};
 use crate::error::{Error, Result};
-use crate::journal::{Journal, Recorder, Session, State};
+use crate::executor::{self, BackupRef, Restart, Unfinished};
+use crate::journal::{Journal, Session, State};
 use crate::manifest::{FlagState, Manifest, Target, edit_extend_tokens};
-use crate::restart::{self, Change};
-use crate::store::{backup, lock, sha256_hex};
-use crate::ui::unified_diff;
-use crate::{interrupt, migration};
+use crate::plan::{self, ChangeSettings, Gate, GoingBack, Mark, Plan, PlannedWrite};
+use crate::restart::Proof;
+use crate::store::{backup, sha256_hex};
+use crate::ui::{Report, unified_diff};
 
-fn pick<'j>(
-    journal: &'j Journal,
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevertResult {
+    /// The session reverted.
+    pub session: String,
+    pub how: String,
+    pub dry_run: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub diff: String,
+    /// The session that recorded this revert (when it wrote the manifest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revert_session: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart: Option<Restart>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<Proof>,
+    #[serde(skip)]
+    plan: String,
+    #[serde(skip)]
+    credentials_kept: bool,
+}
+
+impl Report for RevertResult {
+    const KIND: &'static str = "RevertResult";
+
+    fn text(&self) -> String {
+        if self.dry_run {
+            return format!("{}dry run: nothing was written\n{}", self.plan, self.diff);
+        }
+        let mut out = match (&self.revert_session, &self.proof) {
+            (None, Some(p)) => format!(
+                "session {} reverted: the original manifest runs and is healthy (pid {})\n",
+                self.session, p.pid
+            ),
+            (_, proof) => format!(
+                "session {} reverted ({}){}\n",
+                self.session,
+                self.how,
+                match proof {
+                    Some(p) => format!("; proved: kube-apiserver pid {} healthy", p.pid),
+                    None => "; restart pending (--no-wait)".into(),
+                }
+            ),
+        };
+        if let Some(backup) = &self.backup {
+            out.push_str(&format!("  backup of what it replaced: {}\n", backup.path));
+        }
+        if self.credentials_kept {
+            out.push_str(
+                "  admin credentials issued during the session are kept (the old ones had expired)\n",
+            );
+        }
+        out
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumeResult {
+    /// The unfinished session.
+    pub session: String,
+    pub how: String,
+    pub dry_run: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub diff: String,
+    /// The new session that finished it, when the write had never happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_as: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<Proof>,
+    #[serde(skip)]
+    plan: String,
+}
+
+impl Report for ResumeResult {
+    const KIND: &'static str = "ResumeResult";
+
+    fn text(&self) -> String {
+        if self.dry_run {
+            return format!("{}dry run: nothing was written\n{}", self.plan, self.diff);
+        }
+        match (&self.resumed_as, &self.proof) {
+            (None, Some(p)) => format!(
+                "session {} finished: kube-apiserver pid {} runs the new manifest and is healthy\n",
+                self.session, p.pid
+            ),
+            (Some(new), proof) => format!(
+                "session {} finished as session {new}{}\n",
+                self.session,
+                if proof.is_some() { ", proved" } else { "" }
+            ),
+            (None, None) => format!("session {} finished\n", self.session),
+        }
+    }
+}
+
+fn pick(
+    journal: &Journal,
     wanted: Option<&str>,
-    fallback: impl Fn(&'j Journal) -> Option<&'j Session>,
+    fallback: impl Fn(&Journal) -> Option<&Session>,
     none: &str,
-) -> Result<&'j Session> {
+) -> Result<Session> {
     match wanted {
-        Some(id) => journal.find(id).ok_or_else(|| {
+        Some(id) => journal.find(id).cloned().ok_or_else(|| {
             Error::Usage(format!(
                 "no session {id} in the journal; see `kubeadm-recover status`"
             ))
         }),
-        None => fallback(journal).ok_or_else(|| Error::Usage(none.to_string())),
+        None => fallback(journal)
+            .cloned()
+            .ok_or_else(|| Error::Usage(none.to_string())),
     }
+}
+
+fn is_unfinished(session: &Session) -> bool {
+    matches!(session.state, State::InProgress | State::Failed)
 }
 
 /// The original manifest bytes of a session, from its backup (checksums verified), or from
@@ -61,317 +165,248 @@ fn original_bytes(ctx: &Context, session: &Session) -> Result<Vec<u8>> {
         )))
 }
 
-pub fn revert(ctx: &Context, session: &SessionOptions, options: &ChangeOptions) -> Result<()> {
-    let (ui, layout) = (&ctx.ui, &ctx.layout);
-    if !options.dry_run {
-        layout.require_privileges()?;
+fn manifest_write(ctx: &Context, current: &str, new: Vec<u8>) -> PlannedWrite {
+    PlannedWrite {
+        path: ctx.layout.apiserver_manifest(),
+        old: Some(current.as_bytes().to_vec()),
+        new,
+        ownership: None,
     }
-    if !options.dry_run {
-        restart::unpark_manifest(layout, ui)?;
-    }
-    let journal = Journal::load(layout)?;
-    let target = pick(
-        &journal,
-        session.session.as_deref(),
-        |j| j.unfinished().or_else(|| j.revertable()),
-        "nothing to revert: the journal records no change that is still in effect",
-    )?
-    .clone();
-    let path = layout.apiserver_manifest();
-    let node_path = layout.node_path(&path);
-    let current = read_manifest(layout)?;
-    let current_sha = sha256_hex(current.as_bytes());
-    let unfinished = matches!(target.state, State::InProgress | State::Failed);
-    if !unfinished && target.state != State::Done {
-        return Err(Error::Usage(format!(
-            "session {} is already {:?}",
-            target.id, target.state
-        )));
-    }
+}
 
-    // What to write: the exact original bytes when the manifest is what the session wrote;
-    // otherwise (an upgrade or an edit since) only the flag goes back, by the minimal edit.
-    let (new_text, how) = if current_sha == target.original.sha256 {
-        (None, "the manifest is already the original".to_string())
-    } else if current_sha == target.intended.sha256 {
-        let bytes = original_bytes(ctx, &target)?;
-        (
-            Some(
-                String::from_utf8(bytes)
-                    .map_err(|_| Error::Refused("the original manifest is not UTF-8".into()))?,
-            ),
-            "the original bytes come back exactly".into(),
-        )
-    } else if unfinished {
+/// What going back to a session's original means now: the exact original bytes when the
+/// manifest is what the session wrote; only the flag (minimal edit) when it changed since.
+/// `None`: the original is already in place.
+fn revert_text(ctx: &Context, target: &Session, current: &str) -> Result<(Option<String>, String)> {
+    let path = ctx.layout.apiserver_manifest();
+    let current_sha = sha256_hex(current.as_bytes());
+    if current_sha == target.original.sha256 {
+        return Ok((None, "the manifest is already the original".into()));
+    }
+    if current_sha == target.intended.sha256 {
+        let text = String::from_utf8(original_bytes(ctx, target)?)
+            .map_err(|_| Error::Refused("the original manifest is not UTF-8".into()))?;
+        return Ok((Some(text), "the original bytes come back exactly".into()));
+    }
+    if is_unfinished(target) {
         return Err(Error::Refused(format!(
-            "{node_path} is neither the original nor the version session {} wrote; someone changed it. Check it by hand",
+            "{} is neither the original nor the version session {} wrote; someone changed it. Check it by hand",
+            ctx.layout.node_path(&path),
             target.id
         )));
-    } else {
-        let goal = match &target.original.flag {
-            Some(FlagState::Explicit { value }) => Target::Set(*value),
-            Some(FlagState::Absent { .. }) => Target::Remove,
-            Some(FlagState::Invalid { value }) => {
-                return Err(Error::Refused(format!(
-                    "the original manifest had an invalid value {value:?}; choose with extend-tokens enable|disable"
-                )));
-            }
-            None => return Err(Error::Refused(
+    }
+    let goal = match &target.original.flag {
+        Some(FlagState::Explicit { value }) => Target::Set(*value),
+        Some(FlagState::Absent { .. }) => Target::Remove,
+        Some(FlagState::Invalid { value }) => {
+            return Err(Error::Refused(format!(
+                "the original manifest had an invalid value {value:?}; choose with extend-tokens enable|disable"
+            )));
+        }
+        None => {
+            return Err(Error::Refused(
                 "the original manifest could not be read; choose with extend-tokens enable|disable"
                     .into(),
-            )),
-        };
-        let edit = edit_extend_tokens(&current, goal).map_err(|e| Error::manifest(&path, &e))?;
-        (
-            edit.changed.then_some(edit.new_text),
-            "the manifest changed since (an upgrade or another edit): only the flag goes back"
-                .into(),
-        )
+            ));
+        }
     };
+    let edit = edit_extend_tokens(current, goal).map_err(|e| Error::manifest(&path, &e))?;
+    Ok((
+        edit.changed.then_some(edit.new_text),
+        "the manifest changed since (an upgrade or another edit): only the flag goes back".into(),
+    ))
+}
 
-    let mut document = json!({ "session": target.id, "how": how, "dryRun": options.dry_run });
-    let diff = new_text
-        .as_deref()
-        .map(|t| unified_diff(&node_path, &current, t))
-        .unwrap_or_default();
-    document["diff"] = json!(diff);
-    let plan = format!(
-        "plan: revert session {} ({}, started {}): {how}\n",
-        target.id, target.command, target.started
-    );
-
-    // Turning extension off (explicitly, or back to an old default of false) needs the check.
-    let after = new_text.as_deref().unwrap_or(&current);
-    let after_manifest = Manifest::parse(after).map_err(|e| Error::manifest(&path, &e))?;
-    let turns_off = after_manifest.extend_tokens().state.effective() == Some(false)
-        && Manifest::parse(&current)
+/// Whether going from `current` to `after` turns token extension off (explicitly, or back to
+/// an old default of false): then stale-token users must be checked first.
+fn turns_off(current: &str, after: &str) -> bool {
+    let effective = |text: &str| {
+        Manifest::parse(text)
             .ok()
             .and_then(|m| m.extend_tokens().state.effective())
-            != Some(false);
-
-    if options.dry_run {
-        ui.report("RevertResult", document, || {
-            format!("{plan}dry run: nothing was written\n{diff}")
-        });
-        return Ok(());
-    }
-    if turns_off {
-        let current_manifest = Manifest::parse(&current).map_err(|e| Error::manifest(&path, &e))?;
-        let check = migration::check(
-            layout,
-            &current_manifest,
-            Some((target.started_unix, target.stale_tokens_at_start)),
-            options.stale_window,
-        );
-        migration::confirm_or_refuse(ui, &check, options.accept_stale_tokens)?;
-    }
-    if new_text.is_some() && !options.no_wait {
-        restart::require_kubelet(layout)?;
-    }
-    ui.info(format!("{plan}{diff}"));
-    ui.confirm(&format!("revert session {}?", target.id))?;
-    let _lock = lock::acquire(&layout.lock_file())?;
-    interrupt::install();
-    let record_on_target = Recorder::attach(layout, &target.id);
-    let final_state = if unfinished {
-        State::RolledBack
-    } else {
-        State::Reverted
     };
+    effective(after) == Some(false) && effective(current) != Some(false)
+}
 
-    let Some(new_text) = new_text else {
-        let proof = restart::prove_running(layout, ui, &current, ctx.wait_options(options))?;
-        record_on_target.finish(
-            final_state,
-            "reverted: the original was in place and is proved",
+pub fn revert(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) -> Result<()> {
+    let layout = &ctx.layout;
+    let mut facts = None;
+    let (plan, executed) = executor::run(layout, &ctx.ui, settings, Unfinished::Allow, || {
+        let target = pick(
+            &Journal::load(layout)?,
+            wanted,
+            |j| j.unfinished().or_else(|| j.revertable()),
+            "nothing to revert: the journal records no change that is still in effect",
         )?;
-        document["proof"] = json!(proof);
-        ui.report("RevertResult", document, || {
-            format!(
-                "session {} reverted: the original manifest runs and is healthy (pid {})\n",
-                target.id, proof.pid
-            )
-        });
-        return Ok(());
-    };
-    let strays = change::check_strays(layout, options.move_strays)?;
-    let writes = [PlannedWrite {
-        path: path.clone(),
-        old: Some(current.into_bytes()),
-        new: new_text.into_bytes(),
-        ownership: None,
-    }];
-    let outcome = restart::execute(
-        layout,
-        ui,
-        Change {
-            command: "revert",
-            reason: ctx.reason.as_deref(),
-            writes: &writes,
-            strays: &strays,
-            wait: (!options.no_wait).then(|| ctx.wait_options(options)),
-            on_interrupt: options.on_interrupt,
-            reverts: Some(target.id.clone()),
-            stale_tokens_at_start: None,
-        },
-    )?;
-    record_on_target.finish(
-        final_state,
-        &format!("reverted by session {}", outcome.session),
-    )?;
-    document["revertSession"] = json!(outcome.session);
-    document["backup"] = json!({ "id": outcome.applied.backup.id, "path": layout.node_path(&outcome.applied.backup.dir) });
-    document["restart"] = json!(if outcome.proof.is_some() {
-        "proved"
-    } else {
-        "pending"
-    });
-    document["proof"] = json!(outcome.proof);
-    if !target.credentials_issued.is_empty() {
-        ui.info("admin credentials issued during the session are kept (the old ones had expired)");
-    }
-    ui.report("RevertResult", document, || {
-        format!(
-            "session {} reverted ({how}){}\n  backup of what it replaced: {}\n",
-            target.id,
-            match &outcome.proof {
-                Some(p) => format!("; proved: kube-apiserver pid {} healthy", p.pid),
-                None => "; restart pending (--no-wait)".into(),
+        if !is_unfinished(&target) && target.state != State::Done {
+            return Err(Error::Usage(format!(
+                "session {} is already {:?}",
+                target.id, target.state
+            )));
+        }
+        let current = read_manifest(layout)?;
+        let (new_text, how) = revert_text(ctx, &target, &current)?;
+        let final_state = if is_unfinished(&target) {
+            State::RolledBack
+        } else {
+            State::Reverted
+        };
+        let action = match &new_text {
+            None => plan::Action::Prove {
+                manifest: current.clone(),
+                otherwise: None,
             },
-            layout.node_path(&outcome.applied.backup.dir)
-        )
+            Some(text) => plan::Action::Write {
+                writes: vec![manifest_write(ctx, &current, text.clone().into_bytes())],
+                verify: plan::Verify::Nothing,
+            },
+        };
+        let mut plan = Plan::new("revert", format!("revert session {}?", target.id), action)
+            .step(format!(
+                "revert session {} ({}, started {}): {how}",
+                target.id, target.command, target.started
+            ))
+            .gate(Gate::Kubelet)
+            .gate(Gate::Strays);
+        if let Some(text) = &new_text {
+            plan.diff = unified_diff(
+                &layout.node_path(&layout.apiserver_manifest()),
+                &current,
+                text,
+            );
+            if turns_off(&current, text) {
+                plan = plan.gate(Gate::StaleTokens {
+                    manifest: current.clone(),
+                    session: Some((target.started_unix, target.stale_tokens_at_start)),
+                });
+            }
+        }
+        plan.reverts = Some(target.id.clone());
+        plan.on_success = Some(Mark {
+            session: target.id.clone(),
+            state: final_state,
+            step: if new_text.is_some() {
+                "reverted".into()
+            } else {
+                "reverted: the original was in place and is proved".into()
+            },
+        });
+        facts = Some((target, how));
+        Ok(plan)
+    })?;
+    let (target, how) = facts.expect("the plan was built");
+    ctx.ui.report(&RevertResult {
+        session: target.id,
+        how,
+        dry_run: executed.dry_run,
+        diff: plan.diff.clone(),
+        revert_session: executed.session,
+        backup: executed.backup,
+        restart: (!executed.dry_run).then_some(executed.restart),
+        proof: executed.proof,
+        plan: plan.steps_text(),
+        credentials_kept: !executed.dry_run && !target.credentials_issued.is_empty(),
     });
     Ok(())
 }
 
-pub fn resume(ctx: &Context, session: &SessionOptions, options: &ChangeOptions) -> Result<()> {
-    let (ui, layout) = (&ctx.ui, &ctx.layout);
-    layout.require_privileges()?;
-    restart::unpark_manifest(layout, ui)?;
-    let journal = Journal::load(layout)?;
+pub fn resume(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) -> Result<()> {
+    let layout = &ctx.layout;
     let target = pick(
-        &journal,
-        session.session.as_deref(),
+        &Journal::load(layout)?,
+        wanted,
         |j| j.unfinished(),
         "nothing to resume: no unfinished change in the journal",
-    )?
-    .clone();
-    if !matches!(target.state, State::InProgress | State::Failed) {
+    )?;
+    if !is_unfinished(&target) {
         return Err(Error::Usage(format!(
             "session {} is {:?}, not unfinished",
             target.id, target.state
         )));
     }
-    let path = layout.apiserver_manifest();
-    let current = read_manifest(layout)?;
-    let current_sha = sha256_hex(current.as_bytes());
-    let record_on_target = Recorder::attach(layout, &target.id);
-    ui.confirm(&format!(
-        "finish session {} ({})?",
-        target.id, target.command
-    ))?;
-    let _lock = lock::acquire(&layout.lock_file())?;
-    interrupt::install();
-
-    if current_sha == target.intended.sha256 {
-        // Written already: prove it; if it cannot be proved, go back and prove that.
-        ui.info(format!(
-            "session {}: the manifest holds the new version; proving the restart",
-            target.id
-        ));
-        match restart::prove_running(layout, ui, &current, ctx.wait_options(options)) {
-            Ok(proof) => {
-                record_on_target.finish(State::Done, "proved (resumed)")?;
-                ui.report("ResumeResult", json!({"session": target.id, "proof": proof}), || {
-                    format!("session {} finished: kube-apiserver pid {} runs the new manifest and is healthy\n", target.id, proof.pid)
-                });
-                Ok(())
-            }
-            Err(e) => {
-                ui.warn(format!(
-                    "the resumed change could not be proved ({e}); going back"
-                ));
-                let original = original_bytes(ctx, &target)?;
-                let writes = [PlannedWrite {
-                    path: path.clone(),
-                    old: Some(current.into_bytes()),
-                    new: original,
-                    ownership: None,
-                }];
-                let outcome = restart::execute(
-                    layout,
-                    ui,
-                    Change {
-                        command: "revert",
-                        reason: ctx.reason.as_deref(),
-                        writes: &writes,
-                        strays: &[],
-                        wait: Some(ctx.wait_options(options)),
-                        on_interrupt: options.on_interrupt,
-                        reverts: Some(target.id.clone()),
-                        stale_tokens_at_start: None,
-                    },
-                )?;
-                record_on_target.finish(
-                    State::RolledBack,
-                    &format!("could not be proved; reverted by {}", outcome.session),
-                )?;
-                Err(Error::Failed(format!(
-                    "session {} could not be finished ({e}); the original manifest is back and proved healthy",
-                    target.id
-                )))
-            }
-        }
-    } else if current_sha == target.original.sha256 {
-        // The write never happened: do it now, as a change of its own.
-        ui.info(format!(
-            "session {}: the manifest is still the original; writing the change now",
-            target.id
-        ));
-        let strays = change::check_strays(layout, options.move_strays)?;
-        let writes = [PlannedWrite {
-            path: path.clone(),
-            old: Some(current.into_bytes()),
-            new: target.intended_text.clone().into_bytes(),
-            ownership: None,
-        }];
-        record_on_target.finish(State::RolledBack, "never written; resumed as a new session")?;
-        let outcome = restart::execute(
-            layout,
-            ui,
-            Change {
-                command: &target.command,
-                reason: target.reason.as_deref(),
-                writes: &writes,
-                strays: &strays,
-                wait: (!options.no_wait).then(|| ctx.wait_options(options)),
-                on_interrupt: options.on_interrupt,
-                reverts: None,
-                stale_tokens_at_start: target.stale_tokens_at_start,
-            },
-        )?;
-        ui.report(
-            "ResumeResult",
-            json!({"session": outcome.session, "resumes": target.id, "proof": outcome.proof}),
-            || {
-                format!(
-                    "session {} finished as session {}{}\n",
-                    target.id,
-                    outcome.session,
-                    if outcome.proof.is_some() {
-                        ", proved"
-                    } else {
-                        ""
-                    }
-                )
-            },
-        );
-        Ok(())
-    } else {
-        Err(Error::Refused(format!(
-            "{} is neither the original nor the version session {} wrote; someone changed it. Check it, then `kubeadm-recover revert`",
-            path.display(),
-            target.id
-        )))
-    }
+    // A change resumed as a new session keeps the reason it was started with.
+    let settings = ChangeSettings {
+        reason: settings.reason.clone().or_else(|| target.reason.clone()),
+        ..settings.clone()
+    };
+    let mut how = String::new();
+    let (plan, executed) = executor::run(layout, &ctx.ui, &settings, Unfinished::Allow, || {
+        let current = read_manifest(layout)?;
+        let current_sha = sha256_hex(current.as_bytes());
+        let question = format!("finish session {} ({})?", target.id, target.command);
+        let plan = if current_sha == target.intended.sha256 {
+            // Written already: prove it; if it cannot be proved, go back and prove that.
+            how = "the manifest holds the new version; proving the restart".into();
+            // Without an intact backup of the original there is nowhere to go back to; the
+            // proof may still succeed.
+            let going_back = original_bytes(ctx, &target).ok().map(|original| GoingBack {
+                writes: vec![manifest_write(ctx, &current, original)],
+                mark: Mark {
+                    session: target.id.clone(),
+                    state: State::RolledBack,
+                    step: "could not be proved; reverted".into(),
+                },
+            });
+            let mut plan = Plan::new(
+                target.command.clone(),
+                question,
+                plan::Action::Prove {
+                    manifest: current.clone(),
+                    otherwise: going_back,
+                },
+            );
+            plan.on_success = Some(Mark {
+                session: target.id.clone(),
+                state: State::Done,
+                step: "proved (resumed)".into(),
+            });
+            plan
+        } else if current_sha == target.original.sha256 {
+            // The write never happened: do it now, as a change of its own.
+            how = "the manifest is still the original; writing the change now".into();
+            let mut plan = Plan::new(
+                target.command.clone(),
+                question,
+                plan::Action::Write {
+                    writes: vec![manifest_write(
+                        ctx,
+                        &current,
+                        target.intended_text.clone().into_bytes(),
+                    )],
+                    verify: plan::Verify::Nothing,
+                },
+            )
+            .gate(Gate::Kubelet)
+            .gate(Gate::Strays);
+            plan.diff = unified_diff(
+                &layout.node_path(&layout.apiserver_manifest()),
+                &current,
+                &target.intended_text,
+            );
+            plan.stale_tokens_at_start = target.stale_tokens_at_start;
+            plan.supersedes = Some(Mark {
+                session: target.id.clone(),
+                state: State::RolledBack,
+                step: "never written; resumed as a new session".into(),
+            });
+            plan
+        } else {
+            return Err(Error::Refused(format!(
+                "{} is neither the original nor the version session {} wrote; someone changed it. Check it, then `kubeadm-recover revert`",
+                layout.apiserver_manifest().display(),
+                target.id
+            )));
+        };
+        Ok(plan.step(format!("session {}: {how}", target.id)))
+    })?;
+    ctx.ui.report(&ResumeResult {
+        session: target.id,
+        how,
+        dry_run: executed.dry_run,
+        diff: plan.diff.clone(),
+        resumed_as: executed.session,
+        proof: executed.proof,
+        plan: plan.steps_text(),
+    });
+    Ok(())
 }

@@ -1,219 +1,339 @@
 //! `status`: what the node says, read-only.
-use serde_json::json;
+use std::path::PathBuf;
+
+use serde::Serialize;
 
 use super::Context;
+use super::backups::{BackupEntry, entries};
+use crate::apiserver::client::{ApiClient, Endpoint};
+use crate::apiserver::process;
 use crate::error::Result;
+use crate::journal::{Journal, Session, State};
 use crate::kubeconfig::{CredentialInfo, credential_info};
 use crate::manifest::{ExtendTokens, Manifest};
-use crate::store::{backup, strays};
+use crate::node::NodeLayout;
+use crate::store::strays;
+use crate::ui::Report;
 
-pub fn run(ctx: &Context) -> Result<()> {
-    let layout = &ctx.layout;
-    let path = layout.apiserver_manifest();
-    let node_path = layout.node_path(&path);
-    let now = crate::clock::now_unix();
-
-    let mut flag = None;
-    let mut running = json!(null);
-    let manifest = match super::read_manifest(layout) {
-        Err(e) => json!({ "path": node_path, "error": e.to_string() }),
-        Ok(text) => match Manifest::parse(&text) {
-            Err(e) => json!({
-                "path": node_path,
-                "error": format!("{e}"),
-                "hint": e.hint(),
-                "line": e.line,
-                "column": e.col,
-            }),
-            Ok(m) => {
-                flag = Some(m.extend_tokens());
-                running = running_apiserver(layout, &m);
-                json!({
-                    "path": node_path,
-                    "container": m.container_name,
-                    "image": m.image,
-                    "version": m.version().map(|(a, b, c)| format!("{a}.{b}.{c}")),
-                    "securePort": m.flag("secure-port"),
-                    "extendTokenExpiration": flag,
-                })
-            }
-        },
-    };
-    let strays: Vec<_> = strays::find(&layout.manifests_dir(), &path)
-        .into_iter()
-        .map(|s| json!({ "path": layout.node_path(&s.path), "why": s.why }))
-        .collect();
-    let backups: Vec<_> = backup::list(layout)
-        .into_iter()
-        .map(|b| match b {
-            Ok(b) => {
-                let problems = b.verify();
-                json!({ "id": b.id, "created": b.created, "operation": b.operation,
-                        "files": b.files.iter().map(|f| &f.path).collect::<Vec<_>>(),
-                        "checksumsOk": problems.is_empty() })
-            }
-            Err((dir, e)) => json!({ "path": layout.node_path(&dir), "error": e }),
-        })
-        .collect();
-    let credentials: Vec<CredentialInfo> = [layout.admin_conf(), layout.super_admin_conf()]
-        .iter()
-        .map(|p| credential_info(p, &layout.node_path(p), now))
-        .collect();
-
-    let journal = crate::journal::Journal::load(layout).unwrap_or_default();
-    let session = journal
-        .unfinished()
-        .map(|s| (s, true))
-        .or_else(|| journal.revertable().map(|s| (s, false)));
-    let session_json = session.map(|(s, unfinished)| {
-        json!({
-            "id": s.id, "command": s.command, "state": s.state, "step": s.step, "started": s.started,
-            "ageSeconds": now - s.started_unix, "uid": s.uid, "sudoUser": s.sudo_user, "reason": s.reason,
-            "unfinished": unfinished, "credentialsIssued": s.credentials_issued,
-            "message": if unfinished { crate::journal::unfinished_message(layout, s) } else { describe_session(s, now) },
-        })
-    });
-    let document = json!({
-        "root": layout.root(),
-        "session": session_json,
-        "manifest": manifest,
-        "apiserver": running,
-        "kubeletRunning": crate::apiserver::process::kubelet_running(layout.root()),
-        "strays": strays,
-        "backups": backups,
-        "credentials": credentials,
-    });
-    let text = render_text(&document, flag.as_ref(), &credentials);
-    ctx.ui.report("Status", document, || text);
-    Ok(())
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub root: PathBuf,
+    pub session: Option<SessionSummary>,
+    pub manifest: ManifestStatus,
+    /// The apiserver for the manifest's port; absent when the manifest cannot be read.
+    pub apiserver: Option<ApiserverStatus>,
+    pub kubelet_running: bool,
+    pub strays: Vec<StrayEntry>,
+    pub backups: Vec<BackupEntry>,
+    pub credentials: Vec<CredentialInfo>,
 }
 
-fn render_text(
-    doc: &serde_json::Value,
-    flag: Option<&ExtendTokens>,
-    credentials: &[CredentialInfo],
-) -> String {
-    let m = &doc["manifest"];
-    let mut out = format!("manifest  {}\n", m["path"].as_str().unwrap_or("?"));
-    if let Some(error) = m["error"].as_str() {
-        out.push_str(&format!("  PROBLEM: {error}\n"));
-        if let Some(hint) = m["hint"].as_str() {
-            out.push_str(&format!("  what to do: {hint}\n"));
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSummary {
+    pub id: String,
+    pub command: String,
+    pub state: State,
+    pub step: String,
+    pub started: String,
+    pub age_seconds: i64,
+    pub uid: u32,
+    pub sudo_user: Option<String>,
+    pub reason: Option<String>,
+    pub unfinished: bool,
+    pub credentials_issued: Vec<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestStatus {
+    pub path: String,
+    #[serde(flatten)]
+    pub read: ManifestRead,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ManifestRead {
+    #[serde(rename_all = "camelCase")]
+    Parsed {
+        container: Option<String>,
+        image: Option<String>,
+        version: Option<String>,
+        secure_port: Option<String>,
+        extend_token_expiration: ExtendTokens,
+    },
+    Problem {
+        error: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        line: Option<usize>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        column: Option<usize>,
+    },
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiserverStatus {
+    pub port: u16,
+    /// None: no `kube-apiserver` process serves the port.
+    pub pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    /// "ok", or why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extend_token_expiration: Option<ExtendTokens>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matches_manifest: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StrayEntry {
+    pub path: String,
+    pub why: String,
+}
+
+impl Report for Status {
+    const KIND: &'static str = "Status";
+
+    fn text(&self) -> String {
+        let mut out = format!("manifest  {}\n", self.manifest.path);
+        match &self.manifest.read {
+            ManifestRead::Problem { error, hint, .. } => {
+                out.push_str(&format!("  PROBLEM: {error}\n"));
+                if let Some(hint) = hint {
+                    out.push_str(&format!("  what to do: {hint}\n"));
+                }
+            }
+            ManifestRead::Parsed {
+                image,
+                version,
+                secure_port,
+                extend_token_expiration: flag,
+                ..
+            } => {
+                out.push_str(&format!(
+                    "  image     {} (version {})\n",
+                    image.as_deref().unwrap_or("?"),
+                    version.as_deref().unwrap_or("unknown")
+                ));
+                if let Some(port) = secure_port {
+                    out.push_str(&format!("  port      {port}\n"));
+                }
+                out.push_str(&format!(
+                    "  --service-account-extend-token-expiration: {}\n",
+                    flag.state.describe()
+                ));
+                if flag.occurrences.len() > 1 {
+                    let lines: Vec<String> = flag
+                        .occurrences
+                        .iter()
+                        .map(|o| o.line.to_string())
+                        .collect();
+                    out.push_str(&format!(
+                        "    written {} times (lines {}); the last one wins\n",
+                        lines.len(),
+                        lines.join(", ")
+                    ));
+                }
+            }
         }
-    } else if let Some(flag) = flag {
-        out.push_str(&format!(
-            "  image     {} (version {})\n",
-            m["image"].as_str().unwrap_or("?"),
-            m["version"].as_str().unwrap_or("unknown")
-        ));
-        if let Some(port) = m["securePort"].as_str() {
-            out.push_str(&format!("  port      {port}\n"));
-        }
-        out.push_str(&format!(
-            "  --service-account-extend-token-expiration: {}\n",
-            flag.state.describe()
-        ));
-        if flag.occurrences.len() > 1 {
-            let lines: Vec<String> = flag
-                .occurrences
-                .iter()
-                .map(|o| o.line.to_string())
-                .collect();
+        if let Some(session) = &self.session {
+            let label = if session.unfinished {
+                "UNFINISHED"
+            } else {
+                "session"
+            };
             out.push_str(&format!(
-                "    written {} times (lines {}); the last one wins\n",
-                lines.len(),
-                lines.join(", ")
+                "{label:<9} {}\n",
+                session.message.replace('\n', "\n          ")
             ));
         }
-    }
-    if let Some(message) = doc["session"]["message"].as_str() {
-        let label = if doc["session"]["unfinished"] == true {
-            "UNFINISHED"
+        out.push_str(&self.apiserver_text());
+        if self.strays.is_empty() {
+            out.push_str("strays    none\n");
         } else {
-            "session"
-        };
-        out.push_str(&format!(
-            "{label:<9} {}\n",
-            message.replace('\n', "\n          ")
-        ));
-    }
-    let a = &doc["apiserver"];
-    if a["pid"].is_null() {
-        out.push_str(&format!(
-            "apiserver no kube-apiserver process serves port {} (kubelet {})\n",
-            a["port"],
-            if doc["kubeletRunning"] == true {
-                "running"
-            } else {
-                "NOT running"
+            out.push_str("strays    (the kubelet reads these too; a change will be refused until they are moved)\n");
+            for s in &self.strays {
+                out.push_str(&format!("  {}: {}\n", s.path, s.why));
             }
-        ));
-    } else {
-        out.push_str(&format!(
-            "apiserver pid {}, started {}, {}\n",
-            a["pid"],
-            a["started"].as_str().unwrap_or("?"),
-            match a["health"].as_str() {
+        }
+        out.push_str(&format!("backups   {}\n", self.backups.len()));
+        for b in &self.backups {
+            match b {
+                BackupEntry::Readable {
+                    id,
+                    created,
+                    checksums_ok,
+                    ..
+                } => out.push_str(&format!(
+                    "  {id}  {created}{}\n",
+                    if *checksums_ok {
+                        ""
+                    } else {
+                        "  CHECKSUM MISMATCH"
+                    }
+                )),
+                BackupEntry::Unreadable { path, error } => {
+                    out.push_str(&format!("  {path}: unreadable: {error}\n"))
+                }
+            }
+        }
+        out.push_str("credentials\n");
+        for c in &self.credentials {
+            out.push_str(&format!("  {}: {}\n", c.path, c.describe()));
+        }
+        out
+    }
+}
+
+impl Status {
+    fn apiserver_text(&self) -> String {
+        let kubelet = if self.kubelet_running {
+            "running"
+        } else {
+            "NOT running"
+        };
+        let Some(a) = &self.apiserver else {
+            return format!(
+                "apiserver unknown: the manifest cannot be read, so its port is unknown (kubelet {kubelet})\n"
+            );
+        };
+        let Some(pid) = a.pid else {
+            return format!(
+                "apiserver no kube-apiserver process serves port {} (kubelet {kubelet})\n",
+                a.port
+            );
+        };
+        let mut out = format!(
+            "apiserver pid {pid}, started {}, {}\n",
+            a.started.as_deref().unwrap_or("?"),
+            match a.health.as_deref() {
                 Some("ok") => "healthy (/livez, /readyz ok)".to_string(),
                 Some(other) => format!("NOT healthy: {other}"),
                 None => "health unknown".to_string(),
             }
-        ));
-        out.push_str(&format!(
-            "  --service-account-extend-token-expiration in its command line: {}\n",
-            a["extendTokenExpirationDescription"]
-                .as_str()
-                .unwrap_or("?")
-        ));
-        if a["matchesManifest"] == false {
-            out.push_str("  its command line differs from the manifest: a restart is pending (or the kubelet is not picking it up)\n");
-        }
-    }
-    let strays = doc["strays"].as_array().map_or(&[][..], |v| v);
-    if strays.is_empty() {
-        out.push_str("strays    none\n");
-    } else {
-        out.push_str("strays    (the kubelet reads these too; a change will be refused until they are moved)\n");
-        for s in strays {
+        );
+        if let Some(flag) = &a.extend_token_expiration {
             out.push_str(&format!(
-                "  {}: {}\n",
-                s["path"].as_str().unwrap_or("?"),
-                s["why"].as_str().unwrap_or("")
+                "  --service-account-extend-token-expiration in its command line: {}\n",
+                flag.state.describe()
             ));
         }
-    }
-    let backups = doc["backups"].as_array().map_or(&[][..], |v| v);
-    out.push_str(&format!("backups   {}\n", backups.len()));
-    for b in backups {
-        match b["id"].as_str() {
-            Some(id) => out.push_str(&format!(
-                "  {id}  {}{}\n",
-                b["created"].as_str().unwrap_or(""),
-                if b["checksumsOk"] == true {
-                    ""
-                } else {
-                    "  CHECKSUM MISMATCH"
-                }
-            )),
-            None => out.push_str(&format!("  {}: unreadable: {}\n", b["path"], b["error"])),
+        if a.matches_manifest == Some(false) {
+            out.push_str("  its command line differs from the manifest: a restart is pending (or the kubelet is not picking it up)\n");
         }
+        out
     }
-    out.push_str("credentials\n");
-    for c in credentials {
-        out.push_str(&format!("  {}: {}\n", c.path, c.describe()));
+}
+
+pub fn run(ctx: &Context) -> Result<()> {
+    ctx.ui.report(&status(ctx));
+    Ok(())
+}
+
+pub fn status(ctx: &Context) -> Status {
+    let layout = &ctx.layout;
+    let path = layout.apiserver_manifest();
+    let now = crate::clock::now_unix();
+    let mut apiserver = None;
+    let read = match super::read_manifest(layout) {
+        Err(e) => ManifestRead::Problem {
+            error: e.to_string(),
+            hint: None,
+            line: None,
+            column: None,
+        },
+        Ok(text) => match Manifest::parse(&text) {
+            Err(e) => ManifestRead::Problem {
+                error: e.to_string(),
+                hint: Some(e.hint().to_string()),
+                line: e.line,
+                column: e.col,
+            },
+            Ok(m) => {
+                apiserver = Some(running_apiserver(layout, &m));
+                ManifestRead::Parsed {
+                    container: m.container_name.clone(),
+                    image: m.image.clone(),
+                    version: m.version().map(|(a, b, c)| format!("{a}.{b}.{c}")),
+                    secure_port: m.flag("secure-port"),
+                    extend_token_expiration: m.extend_tokens(),
+                }
+            }
+        },
+    };
+    let journal = Journal::load(layout).unwrap_or_default();
+    let session = journal
+        .unfinished()
+        .map(|s| (s, true))
+        .or_else(|| journal.revertable().map(|s| (s, false)))
+        .map(|(s, unfinished)| summary(layout, s, unfinished, now));
+    Status {
+        root: layout.root().to_path_buf(),
+        session,
+        manifest: ManifestStatus {
+            path: layout.node_path(&path),
+            read,
+        },
+        apiserver,
+        kubelet_running: process::kubelet_running(layout.root()),
+        strays: strays::find(&layout.manifests_dir(), &path)
+            .into_iter()
+            .map(|s| StrayEntry {
+                path: layout.node_path(&s.path),
+                why: s.why,
+            })
+            .collect(),
+        backups: entries(ctx),
+        credentials: [layout.admin_conf(), layout.super_admin_conf()]
+            .iter()
+            .map(|p| credential_info(p, &layout.node_path(p), now))
+            .collect(),
     }
-    out
+}
+
+fn summary(layout: &NodeLayout, s: &Session, unfinished: bool, now: i64) -> SessionSummary {
+    SessionSummary {
+        id: s.id.clone(),
+        command: s.command.clone(),
+        state: s.state,
+        step: s.step.clone(),
+        started: s.started.clone(),
+        age_seconds: now - s.started_unix,
+        uid: s.uid,
+        sudo_user: s.sudo_user.clone(),
+        reason: s.reason.clone(),
+        unfinished,
+        credentials_issued: s.credentials_issued.clone(),
+        message: if unfinished {
+            crate::journal::unfinished_message(layout, s)
+        } else {
+            describe_session(s, now)
+        },
+    }
 }
 
 /// The running apiserver for this manifest: pid, start, health, and the flag in its command line.
-fn running_apiserver(layout: &crate::node::NodeLayout, manifest: &Manifest) -> serde_json::Value {
-    use crate::apiserver::{client::ApiClient, client::Endpoint, process};
+fn running_apiserver(layout: &NodeLayout, manifest: &Manifest) -> ApiserverStatus {
     let port = manifest.secure_port();
     let Some(found) = process::find_apiserver(port) else {
-        return json!({ "port": port, "pid": null });
+        return ApiserverStatus {
+            port,
+            pid: None,
+            started: None,
+            health: None,
+            extend_token_expiration: None,
+            matches_manifest: None,
+        };
     };
     let args = found.args.get(1..).unwrap_or_default();
-    let flag = crate::manifest::extend_tokens_of_process(args, manifest.version());
     let (host, probe_port) = manifest.probe_endpoint();
     let health = crate::apiserver::runtime().block_on(async {
         let client = ApiClient::new(
@@ -225,15 +345,20 @@ fn running_apiserver(layout: &crate::node::NodeLayout, manifest: &Manifest) -> s
         )?;
         client.healthy().await.map_err(|e| e.to_string())
     });
-    json!({
-        "port": port,
-        "pid": found.identity.pid,
-        "started": process::started_unix(&found.identity).map(crate::clock::rfc3339),
-        "health": match &health { Ok(()) => "ok".to_string(), Err(e) => e.clone() },
-        "extendTokenExpiration": flag,
-        "extendTokenExpirationDescription": flag.state.describe(),
-        "matchesManifest": args == manifest.argument_values().as_slice(),
-    })
+    ApiserverStatus {
+        port,
+        pid: Some(found.identity.pid),
+        started: process::started_unix(&found.identity).map(crate::clock::rfc3339),
+        health: Some(match health {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e,
+        }),
+        extend_token_expiration: Some(crate::manifest::extend_tokens_of_process(
+            args,
+            manifest.version(),
+        )),
+        matches_manifest: Some(args == manifest.argument_values().as_slice()),
+    }
 }
 
 fn age(seconds: i64) -> String {
@@ -246,7 +371,7 @@ fn age(seconds: i64) -> String {
 }
 
 /// "token extension enabled 3 days ago by root (sudo alice), reason: ...; revert with: ..."
-fn describe_session(s: &crate::journal::Session, now: i64) -> String {
+fn describe_session(s: &Session, now: i64) -> String {
     let what = match s.command.as_str() {
         "extend-tokens enable" => "token extension enabled".to_string(),
         "extend-tokens disable" => "token extension disabled".to_string(),

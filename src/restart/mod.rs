@@ -1,0 +1,320 @@
+//! Restart, prove, roll back. After the manifest is written, the kubelet must replace the
+//! apiserver; this proves that the NEW process runs the NEW argument list and is healthy, or
+//! puts the old files back and proves the OLD apiserver healthy again.
+//!
+//! "Restarted" is proved, not assumed: the identity of the `kube-apiserver` process serving the
+//! manifest's port (pid + start time) must change, its command line must be exactly the
+//! manifest's argument list, and `/livez` then `/readyz` must answer ok over TLS verified with
+//! the cluster CA.
+pub mod nudge;
+pub mod observe;
+pub mod verdict;
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::apiserver::client::{ApiClient, Endpoint};
+use crate::apiserver::logs;
+use crate::apiserver::process::{self, ProcessIdentity};
+use crate::apiserver::runtime;
+use crate::error::{Error, Result};
+use crate::interrupt;
+use crate::manifest::Manifest;
+use crate::node::NodeLayout;
+use crate::ui::Ui;
+use observe::{NodeObserver, Observer};
+use verdict::{Observation, Rules, Serving, Verdict};
+
+pub use nudge::{parked_path, unpark_manifest};
+
+pub(crate) const POLL: Duration = Duration::from_millis(250);
+
+/// How long to wait, and when to nudge a kubelet that has not reacted.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitOptions {
+    pub timeout: Duration,
+    pub nudge_after: Duration,
+}
+
+/// What the manifest says the running apiserver must look like.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    /// The arguments after the program name, exactly as the manifest gives them.
+    pub args: Vec<String>,
+    pub port: u16,
+    pub endpoint: Endpoint,
+    pub advertise_endpoint: Option<String>,
+}
+
+impl Expected {
+    pub fn from_manifest(
+        text: &str,
+    ) -> std::result::Result<Expected, crate::manifest::ManifestError> {
+        let manifest = Manifest::parse(text)?;
+        let (host, port) = manifest.probe_endpoint();
+        Ok(Expected {
+            args: manifest
+                .argument_values()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            port: manifest.secure_port(),
+            endpoint: Endpoint { host, port },
+            advertise_endpoint: manifest.advertise_endpoint.clone(),
+        })
+    }
+
+    fn matches(&self, process: &process::ApiserverProcess) -> bool {
+        process
+            .args
+            .get(1..)
+            .is_some_and(|args| args == self.args.as_slice())
+    }
+}
+
+/// The apiserver as it was before the change.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Before {
+    pub process: Option<ProcessIdentity>,
+    pub container_id: Option<String>,
+    pub config_hash: Option<String>,
+}
+
+/// Evidence that the intended apiserver runs and is healthy.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Proof {
+    pub pid: i32,
+    pub started: Option<String>,
+    pub container_id: Option<String>,
+    pub config_hash: Option<String>,
+    /// How long the wait took, from the write to "healthy".
+    pub waited_ms: u64,
+    /// When the tool saw /readyz answer ok (Unix ms), for measuring its reaction time.
+    pub noticed_unix_ms: i64,
+    pub nudged: bool,
+}
+
+#[derive(Debug)]
+pub enum WaitFailure {
+    Timeout(String),
+    CrashLoop(String),
+    Interrupted,
+    Injected(String),
+}
+
+impl std::fmt::Display for WaitFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitFailure::Timeout(last) => write!(f, "timed out; last seen: {last}"),
+            WaitFailure::CrashLoop(last) => write!(f, "the new apiserver keeps exiting ({last})"),
+            WaitFailure::Interrupted => write!(f, "interrupted by a signal"),
+            WaitFailure::Injected(what) => write!(f, "{what}"),
+        }
+    }
+}
+
+/// Refuses to change the manifest when no kubelet would act on it.
+pub fn require_kubelet(layout: &NodeLayout) -> Result<()> {
+    if process::kubelet_running(layout.root()) {
+        return Ok(());
+    }
+    Err(Error::Refused(
+        "the kubelet is not running, so nothing would restart kube-apiserver after the change.\n  \
+         what to do: start it (systemctl start kubelet; journalctl -u kubelet to see why it stopped), \
+         or pass --no-wait to only edit the file"
+            .into(),
+    ))
+}
+
+pub fn observe_before(layout: &NodeLayout, expected: &Expected) -> Before {
+    let process = process::find_apiserver(expected.port).map(|p| p.identity);
+    let config_hash = process.as_ref().and_then(|_| {
+        runtime().block_on(async {
+            let client = ApiClient::new(layout, &expected.endpoint).ok()?;
+            client
+                .mirror_config_hash(expected.advertise_endpoint.as_deref())
+                .await
+        })
+    });
+    Before {
+        process,
+        container_id: process::crictl_container_id(),
+        config_hash,
+    }
+}
+
+/// Progress on stderr: a spinner on a terminal, a log line per phase otherwise.
+struct Progress<'a> {
+    ui: &'a Ui,
+    tty: bool,
+    phase: String,
+    started: Instant,
+}
+
+impl<'a> Progress<'a> {
+    fn new(ui: &'a Ui) -> Self {
+        Progress {
+            ui,
+            tty: std::io::stderr().is_terminal() && !ui.json(),
+            phase: String::new(),
+            started: Instant::now(),
+        }
+    }
+
+    fn show(&mut self, phase: String) {
+        let elapsed = self.started.elapsed().as_secs_f32();
+        if self.tty {
+            const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
+            let frame = FRAMES[(self.started.elapsed().as_millis() / 250 % 4) as usize];
+            crate::ui::stderr_raw(&format!("\r\x1b[2K{frame} {phase} ({elapsed:.1}s)"));
+        } else if phase != self.phase {
+            self.ui.info(format!("[{elapsed:5.1}s] {phase}"));
+        }
+        self.phase = phase;
+    }
+
+    fn done(&self) {
+        if self.tty {
+            crate::ui::stderr_raw("\r\x1b[2K");
+        }
+    }
+}
+
+/// Waits for an apiserver running `expected` that is healthy. With `replacing`, the process
+/// must not be that one (a restart must have happened). `changing`: this wait proves a change
+/// (it may nudge and be interrupted); otherwise it proves a rollback, which does neither.
+pub fn wait_for(
+    layout: &NodeLayout,
+    ui: &Ui,
+    expected: &Expected,
+    replacing: Option<&ProcessIdentity>,
+    options: WaitOptions,
+    changing: bool,
+) -> std::result::Result<Proof, WaitFailure> {
+    let mut observer = NodeObserver::new(
+        layout,
+        ui,
+        &expected.endpoint,
+        expected.advertise_endpoint.clone(),
+    )
+    .map_err(WaitFailure::Timeout)?;
+    if let (true, Err(e)) = (changing, injected_during_wait()) {
+        return Err(WaitFailure::Injected(e.to_string()));
+    }
+    let rules = Rules {
+        timeout: options.timeout,
+        nudge_after: options.nudge_after,
+        interruptible: changing,
+        crash_loop_after: 3,
+    };
+    wait_with(&mut observer, ui, expected, replacing, rules)
+}
+
+/// The wait loop over any observer: look, decide (pure), act.
+pub fn wait_with(
+    observer: &mut dyn Observer,
+    ui: &Ui,
+    expected: &Expected,
+    replacing: Option<&ProcessIdentity>,
+    rules: Rules,
+) -> std::result::Result<Proof, WaitFailure> {
+    let started = Instant::now();
+    let deadline = started + rules.timeout;
+    let mut progress = Progress::new(ui);
+    let mut nudged = false;
+    let mut seen_new: Vec<ProcessIdentity> = Vec::new();
+    let why = |attempts: &[std::path::PathBuf]| {
+        attempts
+            .last()
+            .map(|log| format!("; its log {} ends:\n{}", log.display(), logs::tail(log, 5)))
+            .unwrap_or_default()
+    };
+    let result = loop {
+        let now = Instant::now();
+        let process = observer.serving(expected.port);
+        let serving = process.as_ref().map(|p| Serving {
+            pid: p.identity.pid,
+            is_old: Some(&p.identity) == replacing,
+            matches: expected.matches(p),
+        });
+        if let Some(p) = process.as_ref().filter(|p| Some(&p.identity) != replacing)
+            && expected.matches(p)
+            && !seen_new.contains(&p.identity)
+        {
+            seen_new.push(p.identity.clone());
+        }
+        let attempts = observer.new_attempts();
+        let seen = Observation {
+            elapsed: started.elapsed(),
+            interrupted: interrupt::interrupted(),
+            serving,
+            health: verdict::should_probe(serving).then(|| observer.health()),
+            attempts: attempts.len(),
+            new_processes: seen_new.len(),
+            nudged,
+        };
+        match verdict::decide(&seen, &rules) {
+            Verdict::Proved => {
+                let p = process.expect("a serving process is proved");
+                break Ok(Proof {
+                    pid: p.identity.pid,
+                    started: process::started_unix(&p.identity).map(crate::clock::rfc3339),
+                    container_id: process::crictl_container_id(),
+                    config_hash: observer.config_hash(),
+                    waited_ms: started.elapsed().as_millis() as u64,
+                    noticed_unix_ms: crate::clock::now_unix_ms(),
+                    nudged,
+                });
+            }
+            Verdict::Waiting(phase) => progress.show(phase),
+            Verdict::Nudge { pid } => {
+                progress.done();
+                ui.warn(format!(
+                    "the kubelet has not restarted kube-apiserver (pid {pid}) after {}s",
+                    started.elapsed().as_secs()
+                ));
+                observer.nudge(expected.port, deadline);
+                nudged = true;
+            }
+            Verdict::CrashLoop { attempts: count } => {
+                break Err(WaitFailure::CrashLoop(format!(
+                    "{count} attempts exited{}",
+                    why(&attempts)
+                )));
+            }
+            Verdict::TimedOut => {
+                break Err(WaitFailure::Timeout(format!(
+                    "{}{}",
+                    progress.phase,
+                    why(&attempts)
+                )));
+            }
+            Verdict::Interrupted => break Err(WaitFailure::Interrupted),
+        }
+        std::thread::sleep(POLL.saturating_sub(now.elapsed()));
+    };
+    progress.done();
+    result
+}
+
+/// Proves that an apiserver running `manifest_text` is up and healthy (no restart required):
+/// for `resume`, and for a revert that finds the original already in place.
+pub fn prove_running(
+    layout: &NodeLayout,
+    ui: &Ui,
+    manifest_text: &str,
+    options: WaitOptions,
+) -> Result<Proof> {
+    let expected = Expected::from_manifest(manifest_text)
+        .map_err(|e| Error::manifest(&layout.apiserver_manifest(), &e))?;
+    wait_for(layout, ui, &expected, None, options, true).map_err(|e| Error::Failed(e.to_string()))
+}
+
+fn injected_during_wait() -> Result<()> {
+    crate::failpoint!("during-wait");
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! Getting a kubelet that has not reacted to restart kube-apiserver: stop the container through
+//! crictl, or move the manifest out of the kubelet's sight and back. A run killed in between
+//! leaves the manifest parked; every command that changes the node puts it back first.
+use std::time::{Duration, Instant};
+
+use crate::apiserver::process;
+use crate::error::{Error, Result};
+use crate::node::NodeLayout;
+use crate::ui::Ui;
+
+use super::POLL;
+
+/// Moves the manifest out of the kubelet's sight and back, as kubeadm's documentation
+/// recommends for restarting a static pod; or stops the container through crictl.
+pub fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant) {
+    if let Some(id) = process::crictl_container_id() {
+        ui.info(format!("nudging the kubelet: crictl stop {id}"));
+        let _ = duct::cmd!("crictl", "stop", &id)
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run();
+        return;
+    }
+    let manifest = layout.apiserver_manifest();
+    let parked = parked_path(layout);
+    ui.info(format!(
+        "nudging the kubelet: moving the manifest to {} and back (if this is interrupted: mv {} {})",
+        parked.display(),
+        parked.display(),
+        manifest.display()
+    ));
+    if std::fs::rename(&manifest, &parked).is_err() {
+        return;
+    }
+    let _ = crate::store::sync_dir(&layout.manifests_dir());
+    injected_during_nudge();
+    // The kubelet relists every 20 s: give it that and a little, but never past our deadline.
+    let deadline = deadline.min(Instant::now() + Duration::from_secs(25));
+    while Instant::now() < deadline && process::find_apiserver(expected_port).is_some() {
+        std::thread::sleep(POLL);
+    }
+    if let Err(e) = std::fs::rename(&parked, &manifest) {
+        ui.warn(format!(
+            "could not move the manifest back ({e}): run mv {} {}",
+            parked.display(),
+            manifest.display()
+        ));
+    }
+    let _ = crate::store::sync_dir(&layout.manifests_dir());
+}
+
+/// Where a nudge parks the manifest while the kubelet notices it is gone (same filesystem).
+pub fn parked_path(layout: &NodeLayout) -> std::path::PathBuf {
+    layout
+        .tmp_dir()
+        .join("kube-apiserver.yaml.kubeadm-recover-nudge")
+}
+
+/// A run killed during a nudge leaves the manifest parked: every command that changes the node
+/// first puts it back (the nudge would have done the same a moment later).
+pub fn unpark_manifest(layout: &NodeLayout, ui: &Ui) -> Result<()> {
+    let parked = parked_path(layout);
+    let manifest = layout.apiserver_manifest();
+    if !parked.exists() {
+        return Ok(());
+    }
+    if manifest.exists() {
+        return Err(Error::Refused(format!(
+            "{} exists and so does {} (parked by an interrupted nudge): compare them and remove the one that is wrong",
+            manifest.display(),
+            parked.display()
+        )));
+    }
+    std::fs::rename(&parked, &manifest)
+        .map_err(|e| Error::io("cannot move back the parked manifest", &parked, e))?;
+    let _ = crate::store::sync_dir(&layout.manifests_dir());
+    ui.warn(format!(
+        "an interrupted nudge had parked the manifest in {}; it is back in {}",
+        parked.display(),
+        manifest.display()
+    ));
+    Ok(())
+}
+
+/// Only the kill form matters here: the nudge has no error path to take.
+fn injected_during_nudge() {
+    let _ = nudge_failpoint();
+}
+
+fn nudge_failpoint() -> Result<()> {
+    crate::failpoint!("during-nudge");
+    Ok(())
+}

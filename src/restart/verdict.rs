@@ -1,0 +1,200 @@
+//! The rules of the wait, as a pure function: given what the node shows right now, is the
+//! change proved, still under way, stuck (nudge the kubelet), crash-looping, out of time, or
+//! interrupted? No I/O here, so every rule is table-tested.
+use std::time::Duration;
+
+/// The apiserver process serving the manifest's port, as the wait sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serving {
+    pub pid: i32,
+    /// It is the very process that ran before the change (no restart yet).
+    pub is_old: bool,
+    /// Its command line is exactly the expected manifest's.
+    pub matches: bool,
+}
+
+/// One look at the node.
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
+    pub elapsed: Duration,
+    pub interrupted: bool,
+    pub serving: Option<Serving>,
+    /// `/livez` + `/readyz`, asked only when [`should_probe`] said so.
+    pub health: Option<Result<(), String>>,
+    /// Container attempts the kubelet started (its per-attempt log files) since the wait began.
+    pub attempts: usize,
+    /// Distinct new apiserver processes seen since the wait began.
+    pub new_processes: usize,
+    pub nudged: bool,
+}
+
+/// The limits of one wait.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub timeout: Duration,
+    pub nudge_after: Duration,
+    /// False while rolling back: the rollback is how an interrupt is handled, and it never
+    /// nudges (it must not move the original manifest around).
+    pub interruptible: bool,
+    /// Attempts (or distinct new processes) without a healthy apiserver that make a crash loop.
+    pub crash_loop_after: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Proved,
+    Waiting(String),
+    Nudge { pid: i32 },
+    CrashLoop { attempts: usize },
+    TimedOut,
+    Interrupted,
+}
+
+/// Health is asked only of a new process that runs the expected command line.
+pub fn should_probe(serving: Option<Serving>) -> bool {
+    serving.is_some_and(|s| !s.is_old && s.matches)
+}
+
+pub fn decide(seen: &Observation, rules: &Rules) -> Verdict {
+    if rules.interruptible && seen.interrupted {
+        return Verdict::Interrupted;
+    }
+    if seen.elapsed >= rules.timeout {
+        return Verdict::TimedOut;
+    }
+    match seen.serving {
+        Some(s) if s.is_old => {
+            if rules.interruptible && !seen.nudged && seen.elapsed >= rules.nudge_after {
+                Verdict::Nudge { pid: s.pid }
+            } else {
+                Verdict::Waiting(format!(
+                    "waiting for the kubelet to replace kube-apiserver (pid {})",
+                    s.pid
+                ))
+            }
+        }
+        Some(s) if !s.matches => Verdict::Waiting(format!(
+            "kube-apiserver pid {} runs other arguments than the manifest's",
+            s.pid
+        )),
+        Some(s) => match &seen.health {
+            Some(Ok(())) => Verdict::Proved,
+            Some(Err(e)) => Verdict::Waiting(format!(
+                "kube-apiserver pid {} started; not healthy yet ({e})",
+                s.pid
+            )),
+            None => Verdict::Waiting(format!("kube-apiserver pid {} started", s.pid)),
+        },
+        None => {
+            let attempts = seen.attempts.max(seen.new_processes);
+            if attempts >= rules.crash_loop_after {
+                Verdict::CrashLoop { attempts }
+            } else if seen.attempts == 0 {
+                Verdict::Waiting("no kube-apiserver process on the port yet".into())
+            } else {
+                Verdict::Waiting(format!(
+                    "no kube-apiserver on the port; the kubelet has made {} attempt(s)",
+                    seen.attempts
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: Rules = Rules {
+        timeout: Duration::from_secs(300),
+        nudge_after: Duration::from_secs(40),
+        interruptible: true,
+        crash_loop_after: 3,
+    };
+
+    fn old(pid: i32) -> Option<Serving> {
+        Some(Serving {
+            pid,
+            is_old: true,
+            matches: false,
+        })
+    }
+    fn new(pid: i32, matches: bool) -> Option<Serving> {
+        Some(Serving {
+            pid,
+            is_old: false,
+            matches,
+        })
+    }
+    fn at(secs: u64) -> Observation {
+        Observation {
+            elapsed: Duration::from_secs(secs),
+            ..Observation::default()
+        }
+    }
+
+    #[test]
+    fn the_rules_of_the_wait() {
+        let rollback = Rules {
+            interruptible: false,
+            ..RULES
+        };
+        let healthy = Some(Ok(()));
+        let unhealthy = Some(Err("HTTP 500".to_string()));
+        #[rustfmt::skip]
+        let table: Vec<(&str, Observation, Rules, Verdict)> = vec![
+            ("a healthy new process with the manifest's arguments is proof",
+             Observation { serving: new(7, true), health: healthy.clone(), ..at(3) }, RULES, Verdict::Proved),
+            ("a new process that is not healthy yet: wait",
+             Observation { serving: new(7, true), health: unhealthy.clone(), ..at(3) }, RULES,
+             Verdict::Waiting("kube-apiserver pid 7 started; not healthy yet (HTTP 500)".into())),
+            ("other arguments than the manifest's are never proof, even healthy",
+             Observation { serving: new(7, false), health: healthy.clone(), ..at(3) }, RULES,
+             Verdict::Waiting("kube-apiserver pid 7 runs other arguments than the manifest's".into())),
+            ("the old process before nudge-after: wait",
+             Observation { serving: old(5), ..at(39) }, RULES,
+             Verdict::Waiting("waiting for the kubelet to replace kube-apiserver (pid 5)".into())),
+            ("the old process at nudge-after: nudge",
+             Observation { serving: old(5), ..at(40) }, RULES, Verdict::Nudge { pid: 5 }),
+            ("nudged once: never twice",
+             Observation { serving: old(5), nudged: true, ..at(200) }, RULES,
+             Verdict::Waiting("waiting for the kubelet to replace kube-apiserver (pid 5)".into())),
+            ("a rollback never nudges",
+             Observation { serving: old(5), ..at(200) }, rollback,
+             Verdict::Waiting("waiting for the kubelet to replace kube-apiserver (pid 5)".into())),
+            ("nothing on the port, no attempt yet: wait",
+             at(1), RULES, Verdict::Waiting("no kube-apiserver process on the port yet".into())),
+            ("two attempts exited: still waiting",
+             Observation { attempts: 2, ..at(5) }, RULES,
+             Verdict::Waiting("no kube-apiserver on the port; the kubelet has made 2 attempt(s)".into())),
+            ("three attempts exited: crash loop",
+             Observation { attempts: 3, ..at(9) }, RULES, Verdict::CrashLoop { attempts: 3 }),
+            ("three processes came and went (no attempt logs on this node): crash loop",
+             Observation { new_processes: 3, ..at(9) }, RULES, Verdict::CrashLoop { attempts: 3 }),
+            ("a crash loop is not called while a process serves",
+             Observation { attempts: 5, serving: new(9, true), health: unhealthy, ..at(9) }, RULES,
+             Verdict::Waiting("kube-apiserver pid 9 started; not healthy yet (HTTP 500)".into())),
+            ("out of time",
+             Observation { serving: old(5), nudged: true, ..at(300) }, RULES, Verdict::TimedOut),
+            ("out of time beats a late proof",
+             Observation { serving: new(7, true), health: healthy.clone(), ..at(301) }, RULES, Verdict::TimedOut),
+            ("an interrupt stops the wait",
+             Observation { interrupted: true, serving: new(7, true), health: healthy.clone(), ..at(3) }, RULES,
+             Verdict::Interrupted),
+            ("a rollback is not interruptible",
+             Observation { interrupted: true, serving: new(7, true), health: healthy, ..at(3) }, rollback,
+             Verdict::Proved),
+        ];
+        for (name, seen, rules, want) in table {
+            assert_eq!(decide(&seen, &rules), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn health_is_asked_only_of_a_new_matching_process() {
+        assert!(should_probe(new(1, true)));
+        assert!(!should_probe(new(1, false)));
+        assert!(!should_probe(old(1)));
+        assert!(!should_probe(None));
+    }
+}
