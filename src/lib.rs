@@ -59,7 +59,9 @@ pub fn run() -> i32 {
             if !e.use_stderr() {
                 return 0; // --help, --version
             }
-            let error = Error::Usage(e.kind().to_string());
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            let error = Error::Usage(first.trim_start_matches("error: ").to_string());
             if wants_json(std::env::args_os().skip(1)) {
                 report_error(&error);
             }

@@ -3,6 +3,7 @@
 //! anonymous access is refused.
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 use kube::config::AuthInfo;
 
 use crate::node::NodeLayout;
@@ -118,15 +119,15 @@ impl ApiClient {
             .get("/api/v1/namespaces/kube-system/pods?labelSelector=component%3Dkube-apiserver")
             .await
             .ok()?;
-        let list: serde_json::Value = serde_json::from_str(&list).ok()?;
+        let list: k8s_openapi::List<Pod> = serde_json::from_str(&list).ok()?;
         let key = "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint";
-        list["items"]
-            .as_array()?
+        let annotations = |pod: &Pod| pod.metadata.annotations.clone().unwrap_or_default();
+        list.items
             .iter()
             .find(|pod| {
-                advertise_endpoint.is_none_or(|ep| pod["metadata"]["annotations"][key] == ep)
+                advertise_endpoint
+                    .is_none_or(|ep| annotations(pod).get(key).map(String::as_str) == Some(ep))
             })
-            .and_then(|pod| pod["metadata"]["annotations"]["kubernetes.io/config.hash"].as_str())
-            .map(str::to_string)
+            .and_then(|pod| annotations(pod).remove("kubernetes.io/config.hash"))
     }
 }

@@ -201,10 +201,13 @@ fn change_step(root: &Path, name: &str, args: &[&str], want: i32) -> Result<Step
             .find(|l| l.starts_with("error:"))
             .unwrap_or("failed");
         let why = first.trim_start_matches("error: ");
-        format!(
-            "exit {code}, rolled back: {}",
-            why.split("; its log").next().unwrap_or(why)
-        )
+        let why = why.split("; its log").next().unwrap_or(why);
+        let close = if why.matches('(').count() > why.matches(')').count() {
+            ")"
+        } else {
+            ""
+        };
+        format!("exit {code}, rolled back: {why}{close}")
     };
     Ok(Step {
         name: name.into(),

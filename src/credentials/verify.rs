@@ -2,7 +2,8 @@
 //! SelfSubjectReview reports the certificate's own user and groups.
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use k8s_openapi::api::authentication::v1::{SelfSubjectReview, SelfSubjectReviewStatus};
+use serde::Deserialize;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Verified {
@@ -28,14 +29,20 @@ pub fn verify(kubeconfig_text: &str, subject: &super::issue::Subject) -> Result<
             return Err(format!("/livez said {livez:?}"));
         }
         // GA in 1.28, beta in 1.27, alpha in 1.26: try them in that order, as kubectl does.
-        let mut review: Option<Value> = None;
+        // The review's status has the same shape in every version.
+        #[derive(Deserialize)]
+        struct Review {
+            status: Option<SelfSubjectReviewStatus>,
+        }
+        let mut review: Option<Review> = None;
         for version in ["v1", "v1beta1", "v1alpha1"] {
-            let body = json!({"apiVersion": format!("authentication.k8s.io/{version}"), "kind": "SelfSubjectReview"}).to_string().into_bytes();
+            let mut body = serde_json::to_value(SelfSubjectReview::default()).expect("serializable");
+            body["apiVersion"] = format!("authentication.k8s.io/{version}").into();
             let request = http::Request::post(format!("/apis/authentication.k8s.io/{version}/selfsubjectreviews"))
                 .header("content-type", "application/json")
-                .body(body)
+                .body(body.to_string().into_bytes())
                 .expect("request");
-            match client.request::<Value>(request).await {
+            match client.request::<Review>(request).await {
                 Ok(r) => {
                     review = Some(r);
                     break;
@@ -45,9 +52,9 @@ pub fn verify(kubeconfig_text: &str, subject: &super::issue::Subject) -> Result<
             }
         }
         let review = review.ok_or("this apiserver has no SelfSubjectReview API (Kubernetes before 1.26): check the credential by hand, or use --no-verify")?;
-        let info = &review["status"]["userInfo"];
-        let username = info["username"].as_str().unwrap_or_default().to_string();
-        let groups: Vec<String> = info["groups"].as_array().map(|g| g.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default();
+        let info = review.status.and_then(|s| s.user_info).unwrap_or_default();
+        let username = info.username.unwrap_or_default();
+        let groups = info.groups.unwrap_or_default();
         if username != subject.common_name {
             return Err(format!("the apiserver sees user {username:?}, the certificate says {:?}", subject.common_name));
         }

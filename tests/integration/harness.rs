@@ -26,6 +26,13 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Paths under a sandbox root that the simulation writes on its own.
+const SIMULATION_OWNED: &[&str] = &[
+    "var/lib/kubeadm-recover-sim",
+    "var/log/pods",
+    "var/log/kubernetes",
+];
+
 /// What every sandbox node offers: its files under a temp dir, and the binary pointed at it.
 pub trait Sandbox {
     fn root(&self) -> &Path;
@@ -50,6 +57,54 @@ pub trait Sandbox {
             .collect();
         names.sort();
         names
+    }
+
+    /// Every file and directory under the root with a hash of its content and its mode:
+    /// "nothing changed" is two snapshots being equal. What the simulated kubelet and apiserver write (their own state, pod logs, audit log)
+    /// is not the tool's doing and is left out.
+    fn snapshot(&self) -> Snapshot {
+        fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<PathBuf, (String, u32)>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let meta = std::fs::symlink_metadata(&path).unwrap();
+                let rel = path.strip_prefix(root).unwrap().to_path_buf();
+                if SIMULATION_OWNED.iter().any(|p| rel.starts_with(p)) {
+                    continue;
+                }
+                if meta.is_dir() {
+                    out.insert(rel, (String::new(), meta.mode()));
+                    walk(&path, root, out);
+                } else if meta.is_symlink() {
+                    let target = std::fs::read_link(&path).unwrap();
+                    let hash =
+                        kubeadm_recover::store::sha256_hex(target.as_os_str().as_encoded_bytes());
+                    out.insert(rel, (hash, meta.mode()));
+                } else {
+                    let hash = kubeadm_recover::store::sha256_hex(&std::fs::read(&path).unwrap());
+                    out.insert(rel, (hash, meta.mode()));
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(self.root(), self.root(), &mut out);
+        Snapshot(out)
+    }
+
+    fn backup_dirs(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.path("/etc/kubernetes/tmp")) else {
+            return Vec::new();
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("kubeadm-recover-backup-")
+            })
+            .collect();
+        dirs.sort();
+        dirs
     }
 
     /// The binary with `--root` pointing here.
@@ -100,45 +155,6 @@ impl Node {
 
     pub fn write_manifest(&self, text: &str) {
         std::fs::write(self.manifest_path(), text).unwrap();
-    }
-
-    /// Every file and directory under the root with a hash of its content and its mode:
-    /// "nothing changed" is two snapshots being equal (compare with `assert_same`).
-    pub fn snapshot(&self) -> Snapshot {
-        fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<PathBuf, (String, u32)>) {
-            for entry in std::fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                let meta = std::fs::symlink_metadata(&path).unwrap();
-                let rel = path.strip_prefix(root).unwrap().to_path_buf();
-                if meta.is_dir() {
-                    out.insert(rel, (String::new(), meta.mode()));
-                    walk(&path, root, out);
-                } else {
-                    let hash = kubeadm_recover::store::sha256_hex(&std::fs::read(&path).unwrap());
-                    out.insert(rel, (hash, meta.mode()));
-                }
-            }
-        }
-        let mut out = BTreeMap::new();
-        walk(self.root(), self.root(), &mut out);
-        Snapshot(out)
-    }
-
-    pub fn backup_dirs(&self) -> Vec<PathBuf> {
-        let Ok(entries) = std::fs::read_dir(self.path("/etc/kubernetes/tmp")) else {
-            return Vec::new();
-        };
-        let mut dirs: Vec<PathBuf> = entries
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("kubeadm-recover-backup-")
-            })
-            .collect();
-        dirs.sort();
-        dirs
     }
 
     pub fn audit_lines(&self) -> Vec<serde_json::Value> {

@@ -299,7 +299,10 @@ fn ecdsa_nodes_and_old_versions_simulate_too() {
 
 #[test]
 fn rehearse_passes_and_leaves_nothing_behind() {
-    let doc = Run::new().args(["rehearse", "-o", "json"]).ok().json();
+    let out = Run::new().args(["rehearse", "-o", "json"]).ok();
+    crate::snapshots::settings(std::path::Path::new("/nonexistent"))
+        .bind(|| insta::assert_snapshot!("rehearse.json", out.stdout));
+    let doc = out.json();
     assert_eq!(doc["kind"], "Rehearsal");
     let root = doc["root"].as_str().unwrap().to_string();
     assert!(!std::path::Path::new(&root).exists(), "sandbox removed");
