@@ -282,152 +282,199 @@ fn checks(credentials: &[Credential], no_verify: bool) -> plan::Verify {
     )
 }
 
+/// What the plan was built from, for the report.
+struct Regeneration {
+    credentials: Vec<Credential>,
+    copies_updated: Vec<String>,
+    installed: Option<(copies::Account, PathBuf)>,
+    native: bool,
+}
+
 fn regenerate(ctx: &Context, options: &RegenerateOptions) -> Result<()> {
-    let (ui, layout) = (&ctx.ui, &ctx.layout);
     let settings = change_settings(&options.confirm, None, None);
     let mut facts = None;
-    let (plan, executed) = executor::run(layout, ui, &settings, Unfinished::Refuse, || {
-        let method = resolve_method(ctx, options.method)?;
-        let native = method == Method::Native;
-        let (v129, server) = cluster_facts(ctx);
-        let credentials = kinds(options)
-            .into_iter()
-            .map(|kind| plan_credential(ctx, kind, options, v129, server.as_deref(), native))
-            .collect::<Result<Vec<_>>>()?;
-        let admin = credentials.iter().find(|c| c.kind == Kind::Admin);
-        let mut writes: Vec<PlannedWrite> = Vec::new();
-        let mut copies_updated = Vec::new();
-        let mut installed = None;
-        if native {
-            for c in &credentials {
-                writes.push(PlannedWrite {
-                    path: c.path.clone(),
-                    old: c.old_text.clone().map(String::into_bytes),
-                    new: c.new_text.clone().into_bytes(),
-                    ownership: c.old_text.is_none().then_some(Ownership {
-                        mode: 0o600,
-                        uid: 0,
-                        gid: 0,
-                    }),
-                });
-            }
-            if let (true, Some(admin)) = (options.update_copies, admin) {
-                let copies = copy_writes(ctx, options, admin)?;
-                copies_updated = copies.iter().map(|w| layout.node_path(&w.path)).collect();
-                writes.extend(copies);
-            }
-            if let Some(user) = &options.install_for
-                && let Some((account, write)) = install_write(ctx, user, admin)?
-                && !writes.iter().any(|w| w.path == write.path)
-            {
-                installed = Some((account, write.path.clone()));
-                writes.push(write);
-            }
-        }
-        let verify = checks(&credentials, options.no_verify);
-        let mut steps = plan_steps(
-            ctx,
-            &credentials,
-            &copies_updated,
-            installed.as_ref().map(|(_, p)| p),
-        );
-        let action = if native {
-            plan::Action::Write { writes, verify }
-        } else {
-            let files: Vec<&str> = credentials.iter().map(|c| c.kind.file_name()).collect();
-            steps = vec![format!("kubeadm certs renew {}", files.join(" "))];
-            plan::Action::External {
-                programs: files
-                    .iter()
-                    .map(|file| {
-                        vec![
-                            "kubeadm".to_string(),
-                            "certs".into(),
-                            "renew".into(),
-                            file.to_string(),
-                            format!(
-                                "--cert-dir={}",
-                                layout.path("/etc/kubernetes/pki").display()
-                            ),
-                            format!(
-                                "--kubeconfig-dir={}",
-                                layout.path("/etc/kubernetes").display()
-                            ),
-                        ]
-                    })
-                    .collect(),
-                files: credentials
-                    .iter()
-                    .map(|c| PlannedWrite {
-                        path: c.path.clone(),
-                        old: c.old_text.clone().map(String::into_bytes),
-                        new: Vec::new(),
-                        ownership: None,
-                    })
-                    .collect(),
-                verify,
-            }
-        };
-        let question = if native {
-            "write the new credentials?".to_string()
-        } else {
-            format!("run {}?", steps[0])
-        };
-        let mut plan = Plan::new(
-            if native {
-                "admin-conf regenerate"
-            } else {
-                "admin-conf regenerate --method kubeadm"
-            },
-            question,
-            action,
-        );
-        plan.steps = steps;
-        plan.certificates = credentials
-            .iter()
-            .filter_map(|c| c.issued.as_ref().map(|i| i.facts.clone()))
-            .collect();
-        facts = Some((credentials, copies_updated, installed, native));
-        Ok(plan)
-    })?;
-    let (credentials, copies_updated, installed, native) = facts.expect("the plan was built");
+    let (plan, executed) =
+        executor::run(&ctx.layout, &ctx.ui, &settings, Unfinished::Refuse, || {
+            let (plan, regeneration) = plan_regeneration(ctx, options)?;
+            facts = Some(regeneration);
+            Ok(plan)
+        })?;
+    let regeneration = facts.expect("the plan was built");
     if executed.changed() {
         if options.no_verify {
-            ui.warn("--no-verify: the new credentials were NOT checked against the apiserver; nothing was proved");
+            ctx.ui.warn("--no-verify: the new credentials were NOT checked against the apiserver; nothing was proved");
         }
-        warn_system_masters(ctx, &credentials);
+        warn_system_masters(ctx, &regeneration.credentials);
     }
+    ctx.ui.report(&result(ctx, regeneration, &plan, executed));
+    Ok(())
+}
+
+fn plan_regeneration(ctx: &Context, options: &RegenerateOptions) -> Result<(Plan, Regeneration)> {
+    let native = resolve_method(ctx, options.method)? == Method::Native;
+    let (v129, server) = cluster_facts(ctx);
+    let credentials = kinds(options)
+        .into_iter()
+        .map(|kind| plan_credential(ctx, kind, options, v129, server.as_deref(), native))
+        .collect::<Result<Vec<_>>>()?;
+    let mut regeneration = Regeneration {
+        credentials,
+        copies_updated: Vec::new(),
+        installed: None,
+        native,
+    };
+    let verify = checks(&regeneration.credentials, options.no_verify);
+    let mut plan = if native {
+        let writes = native_writes(ctx, options, &mut regeneration)?;
+        let mut plan = Plan::new(
+            "admin-conf regenerate",
+            "write the new credentials?",
+            plan::Action::Write { writes, verify },
+        );
+        plan.steps = plan_steps(
+            ctx,
+            &regeneration.credentials,
+            &regeneration.copies_updated,
+            regeneration.installed.as_ref().map(|(_, p)| p),
+        );
+        plan
+    } else {
+        kubeadm_plan(ctx, &regeneration.credentials, verify)
+    };
+    plan.certificates = regeneration
+        .credentials
+        .iter()
+        .filter_map(|c| c.issued.as_ref().map(|i| i.facts.clone()))
+        .collect();
+    Ok((plan, regeneration))
+}
+
+/// The credentials themselves, then the copies and the installed kubeconfig.
+fn native_writes(
+    ctx: &Context,
+    options: &RegenerateOptions,
+    regeneration: &mut Regeneration,
+) -> Result<Vec<PlannedWrite>> {
+    let mut writes: Vec<PlannedWrite> = regeneration
+        .credentials
+        .iter()
+        .map(|c| PlannedWrite {
+            path: c.path.clone(),
+            old: c.old_text.clone().map(String::into_bytes),
+            new: c.new_text.clone().into_bytes(),
+            ownership: c.old_text.is_none().then_some(Ownership {
+                mode: 0o600,
+                uid: 0,
+                gid: 0,
+            }),
+        })
+        .collect();
+    let admin = regeneration
+        .credentials
+        .iter()
+        .find(|c| c.kind == Kind::Admin);
+    if let (true, Some(admin)) = (options.update_copies, admin) {
+        let copies = copy_writes(ctx, options, admin)?;
+        regeneration.copies_updated = copies
+            .iter()
+            .map(|w| ctx.layout.node_path(&w.path))
+            .collect();
+        writes.extend(copies);
+    }
+    if let Some(user) = &options.install_for
+        && let Some((account, write)) = install_write(ctx, user, admin)?
+        && !writes.iter().any(|w| w.path == write.path)
+    {
+        regeneration.installed = Some((account, write.path.clone()));
+        writes.push(write);
+    }
+    Ok(writes)
+}
+
+/// `kubeadm certs renew` for each file, backed up first and verified after.
+fn kubeadm_plan(ctx: &Context, credentials: &[Credential], verify: plan::Verify) -> Plan {
+    let layout = &ctx.layout;
+    let files: Vec<&str> = credentials.iter().map(|c| c.kind.file_name()).collect();
+    let command_line = format!("kubeadm certs renew {}", files.join(" "));
+    let programs = files
+        .iter()
+        .map(|file| {
+            vec![
+                "kubeadm".to_string(),
+                "certs".into(),
+                "renew".into(),
+                file.to_string(),
+                format!(
+                    "--cert-dir={}",
+                    layout.path("/etc/kubernetes/pki").display()
+                ),
+                format!(
+                    "--kubeconfig-dir={}",
+                    layout.path("/etc/kubernetes").display()
+                ),
+            ]
+        })
+        .collect();
+    let files = credentials
+        .iter()
+        .map(|c| PlannedWrite {
+            path: c.path.clone(),
+            old: c.old_text.clone().map(String::into_bytes),
+            new: Vec::new(),
+            ownership: None,
+        })
+        .collect();
+    Plan::new(
+        "admin-conf regenerate --method kubeadm",
+        format!("run {command_line}?"),
+        plan::Action::External {
+            programs,
+            files,
+            verify,
+        },
+    )
+    .step(command_line)
+}
+
+fn result(
+    ctx: &Context,
+    regeneration: Regeneration,
+    plan: &Plan,
+    executed: executor::Executed,
+) -> AdminConfResult {
     let mut verified = executed.verified.iter();
-    let verified_any = !executed.verified.is_empty();
-    let report = AdminConfResult {
-        method: if native { "native" } else { "kubeadm" },
-        credentials: credentials
+    let changed = executed.changed();
+    AdminConfResult {
+        method: if regeneration.native {
+            "native"
+        } else {
+            "kubeadm"
+        },
+        credentials: regeneration
+            .credentials
             .iter()
             .map(|c| CredentialResult {
                 kind: c.kind,
-                path: layout.node_path(&c.path),
+                path: ctx.layout.node_path(&c.path),
                 subject: c.subject.to_string(),
                 subject_from: c.subject_source,
                 key_type: format!("{:?}", c.key_type),
                 certificate: c.issued.as_ref().map(|i| i.facts.clone()),
                 capped_to_ca_expiry: c.issued.as_ref().map(|i| i.capped_to_ca),
-                verified_as: if executed.changed() {
-                    verified.next().cloned()
-                } else {
-                    None
-                },
+                verified_as: changed.then(|| verified.next().cloned()).flatten(),
             })
             .collect(),
-        copies_updated,
-        installed: installed.as_ref().map(|(_, p)| layout.node_path(p)),
-        installed_for: installed.as_ref().map(|(a, _)| a.name.clone()),
+        copies_updated: regeneration.copies_updated,
+        installed: regeneration
+            .installed
+            .as_ref()
+            .map(|(_, p)| ctx.layout.node_path(p)),
+        installed_for: regeneration.installed.map(|(a, _)| a.name),
         dry_run: executed.dry_run,
-        verified: verified_any,
+        verified: !executed.verified.is_empty(),
         backup: executed.backup,
         plan: plan.steps_text(),
-    };
-    ui.report(&report);
-    Ok(())
+    }
 }
 
 fn plan_credential(

@@ -217,32 +217,6 @@ fn change_step(root: &Path, name: &str, args: &[&str], want: i32) -> Result<Step
     })
 }
 
-fn record(ctx: &Context, steps: &mut Vec<Step>, show_timings: bool, step: Step) {
-    print_step(ctx, &step, show_timings);
-    steps.push(step);
-}
-
-fn print_step(ctx: &Context, step: &Step, show_timings: bool) {
-    let mut line = format!(
-        "  ok  {:<58} {:>6.2}s  {}",
-        step.name,
-        step.elapsed.as_secs_f64(),
-        step.detail
-    );
-    if let (true, Some(t)) = (show_timings, step.timings) {
-        line.push_str(&format!(
-            "\n      wait {} ms; noticed {} after the apiserver was ready; tool overhead {} ms",
-            t.waited_ms,
-            t.noticed_after_ready_ms
-                .map_or("?".into(), |ms| format!("{ms} ms")),
-            t.overhead_ms
-        ));
-    }
-    if !ctx.ui.json() {
-        crate::ui::stdout_write(&format!("{line}\n"));
-    }
-}
-
 fn start_sandbox(options: &RehearseOptions) -> Result<Sandbox> {
     let (root, temp) = match &options.dir {
         Some(dir) => (dir.clone(), None),
@@ -330,26 +304,53 @@ fn median(values: &mut [i64]) -> Option<i64> {
     values.get(values.len() / 2).copied()
 }
 
-pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
-    let mut sandbox = start_sandbox(options)?;
-    let root = sandbox.root.clone();
-    let mut steps: Vec<Step> = Vec::new();
+/// The rehearsal as it goes: each step is printed as it finishes and kept for the report.
+struct Rehearsing<'a> {
+    ctx: &'a Context,
+    root: PathBuf,
+    show_timings: bool,
+    steps: Vec<Step>,
+    noticed: Vec<i64>,
+    overhead: Vec<i64>,
+}
 
-    if !ctx.ui.json() {
-        crate::ui::stdout_write(&format!(
-            "rehearsal on a simulated kubeadm node in {}\n",
-            root.display()
-        ));
+impl Rehearsing<'_> {
+    fn record(&mut self, step: Step) {
+        let mut line = format!(
+            "  ok  {:<58} {:>6.2}s  {}",
+            step.name,
+            step.elapsed.as_secs_f64(),
+            step.detail
+        );
+        if let (true, Some(t)) = (self.show_timings, step.timings) {
+            line.push_str(&format!(
+                "\n      wait {} ms; noticed {} after the apiserver was ready; tool overhead {} ms",
+                t.waited_ms,
+                t.noticed_after_ready_ms
+                    .map_or("?".into(), |ms| format!("{ms} ms")),
+                t.overhead_ms
+            ));
+        }
+        if !self.ctx.ui.json() {
+            crate::ui::stdout_write(&format!("{line}\n"));
+        }
+        if let Some(t) = step.timings {
+            self.noticed.extend(t.noticed_after_ready_ms);
+            self.overhead.push(t.overhead_ms as i64);
+        }
+        self.steps.push(step);
     }
 
-    if options.serve {
-        if !root.join("etc/kubernetes/manifests").is_dir() {
-            return Err(Error::Usage(format!(
-                "{} is not a sandbox node: run `kubeadm-recover rehearse --keep` first",
-                root.display()
-            )));
-        }
-    } else {
+    fn timed(&mut self, name: String, started: Instant, detail: String) {
+        self.record(Step {
+            name,
+            elapsed: started.elapsed(),
+            detail,
+            timings: None,
+        });
+    }
+
+    fn build_node(&mut self, options: &RehearseOptions) -> Result<()> {
         let started = Instant::now();
         let key_type = clap::ValueEnum::to_possible_value(&options.key_type)
             .expect("every key type has a name")
@@ -358,208 +359,211 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
         simulate(&[
             "node".as_ref(),
             "--root".as_ref(),
-            root.as_os_str(),
+            self.root.as_os_str(),
             "--kubernetes-version".as_ref(),
             options.kubernetes_version.as_ref(),
             "--key-type".as_ref(),
             key_type.as_ref(),
             "--admin-expired".as_ref(),
         ])?;
-        record(
-            ctx,
-            &mut steps,
-            options.timings,
-            Step {
-                name: format!(
-                    "build a kubeadm v{} node (CA, certificates, kubeconfigs, manifest)",
-                    options.kubernetes_version
-                ),
-                elapsed: started.elapsed(),
-                detail: String::new(),
-                timings: None,
-            },
+        self.timed(
+            format!(
+                "build a kubeadm v{} node (CA, certificates, kubeconfigs, manifest)",
+                options.kubernetes_version
+            ),
+            started,
+            String::new(),
         );
+        Ok(())
     }
 
-    let started = Instant::now();
-    sandbox.kubelet = Some(spawn_kubelet(&root)?);
-    wait_until_serving(&root, Duration::from_secs(30))?;
-    record(
-        ctx,
-        &mut steps,
-        options.timings,
-        Step {
-            name: "start the simulated kubelet; kube-apiserver comes up".into(),
-            elapsed: started.elapsed(),
-            detail: String::new(),
-            timings: None,
-        },
-    );
-
-    if options.serve {
-        ctx.ui.info(format!(
-            "serving: point the tool at it with `kubeadm-recover --root {} status`; Ctrl-C stops it",
-            root.display()
-        ));
-        let _ = sandbox.kubelet.as_mut().map(|k| k.wait());
-        return Ok(());
+    fn start_kubelet(&mut self, sandbox: &mut Sandbox) -> Result<()> {
+        let started = Instant::now();
+        sandbox.kubelet = Some(spawn_kubelet(&self.root)?);
+        wait_until_serving(&self.root, Duration::from_secs(30))?;
+        self.timed(
+            "start the simulated kubelet; kube-apiserver comes up".into(),
+            started,
+            String::new(),
+        );
+        Ok(())
     }
 
-    let started = Instant::now();
-    let (code, doc, stderr) = tool(&root, &["status"])?;
-    expect("status", code, 0, &stderr)?;
-    let admin = &doc["credentials"][0];
-    record(
-        ctx,
-        &mut steps,
-        options.timings,
-        Step {
-            name: "status".into(),
-            elapsed: started.elapsed(),
-            detail: format!(
+    fn status(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let (code, doc, stderr) = tool(&self.root, &["status"])?;
+        expect("status", code, 0, &stderr)?;
+        let expired = doc["credentials"][0]["expired"] == true;
+        self.timed(
+            "status".into(),
+            started,
+            format!(
                 "flag {}; kube-apiserver pid {} healthy: {}; admin.conf {}",
                 doc["manifest"]["extendTokenExpiration"]["state"]
                     .as_str()
                     .unwrap_or("?"),
                 doc["apiserver"]["pid"],
                 doc["apiserver"]["health"].as_str().unwrap_or("?"),
-                if admin["expired"] == true {
-                    "EXPIRED"
-                } else {
-                    "valid"
-                }
+                if expired { "EXPIRED" } else { "valid" }
             ),
-            timings: None,
-        },
-    );
+        );
+        Ok(())
+    }
 
-    // The node starts locked out: admin.conf expired. Re-issue it and prove it.
-    let started = Instant::now();
-    let (code, doc, stderr) = tool(
-        &root,
-        &["admin-conf", "regenerate", "--yes", "--reason", "rehearsal"],
-    )?;
-    expect("admin-conf regenerate", code, 0, &stderr)?;
-    let who = &doc["credentials"][0]["verifiedAs"];
-    record(
-        ctx,
-        &mut steps,
-        options.timings,
-        Step {
-            name: "admin-conf regenerate (admin.conf had expired)".into(),
-            elapsed: started.elapsed(),
-            detail: format!(
+    /// The node starts locked out: admin.conf expired. Re-issue it and prove it.
+    fn regenerate_admin(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let (code, doc, stderr) = tool(
+            &self.root,
+            &["admin-conf", "regenerate", "--yes", "--reason", "rehearsal"],
+        )?;
+        expect("admin-conf regenerate", code, 0, &stderr)?;
+        let who = &doc["credentials"][0]["verifiedAs"];
+        let groups: Vec<&str> = who["groups"]
+            .as_array()
+            .map(|g| g.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        self.timed(
+            "admin-conf regenerate (admin.conf had expired)".into(),
+            started,
+            format!(
                 "proved by SelfSubjectReview: {} in {}",
                 who["username"].as_str().unwrap_or("?"),
-                who["groups"]
-                    .as_array()
-                    .map(|g| g
-                        .iter()
-                        .filter_map(|v| v.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "))
-                    .unwrap_or_default()
+                groups.join(", ")
             ),
-            timings: None,
-        },
-    );
+        );
+        Ok(())
+    }
 
-    let mut noticed = Vec::new();
-    let mut overhead = Vec::new();
-    for round in 0..options.rounds.max(1) {
-        let suffix = if options.rounds > 1 {
-            format!(" (round {})", round + 1)
-        } else {
-            String::new()
-        };
-        // Break glass, then, after the migration, put the node back exactly as it was.
-        let before_round = read_manifest(&root)?;
-        for (name, args) in [
-            (
-                "extend-tokens enable",
-                &["extend-tokens", "enable", "--yes", "--reason", "rehearsal"][..],
-            ),
-            (
-                "revert (after the migration)",
-                &["revert", "--yes", "--stale-window", "0s"][..],
-            ),
-        ] {
-            let step = change_step(&root, &format!("{name}{suffix}"), args, 0)?;
-            if let Some(t) = step.timings {
-                noticed.extend(t.noticed_after_ready_ms);
-                overhead.push(t.overhead_ms as i64);
+    /// Break glass, then, after the migration, put the node back exactly as it was.
+    fn break_glass(&mut self, rounds: u32) -> Result<()> {
+        for round in 0..rounds.max(1) {
+            let suffix = if rounds > 1 {
+                format!(" (round {})", round + 1)
+            } else {
+                String::new()
+            };
+            let before_round = read_manifest(&self.root)?;
+            for (name, args) in [
+                (
+                    "extend-tokens enable",
+                    &["extend-tokens", "enable", "--yes", "--reason", "rehearsal"][..],
+                ),
+                (
+                    "revert (after the migration)",
+                    &["revert", "--yes", "--stale-window", "0s"][..],
+                ),
+            ] {
+                let step = change_step(&self.root, &format!("{name}{suffix}"), args, 0)?;
+                self.record(step);
             }
-            record(ctx, &mut steps, options.timings, step);
+            if read_manifest(&self.root)? != before_round {
+                return Err(Error::Failed(
+                    "after revert the manifest differs from the original".into(),
+                ));
+            }
         }
-        if read_manifest(&root)? != before_round {
+        Ok(())
+    }
+
+    /// A change the apiserver refuses at start-up must be rolled back by the tool itself.
+    fn rejected_change(&mut self) -> Result<()> {
+        let before = read_manifest(&self.root)?;
+        configure(
+            &self.root,
+            &[r#"rejectArgs=["--service-account-extend-token-expiration=true"]"#],
+        )?;
+        let step = change_step(
+            &self.root,
+            "a change the new apiserver rejects is rolled back",
+            &["extend-tokens", "enable", "--yes", "--timeout", "60s"],
+            1,
+        )?;
+        configure(&self.root, &["rejectArgs=[]"])?;
+        if read_manifest(&self.root)? != before {
             return Err(Error::Failed(
-                "after revert the manifest differs from the original".into(),
+                "the rolled-back manifest differs from the original".into(),
             ));
         }
-    }
-
-    // A change the apiserver refuses at start-up must be rolled back by the tool itself.
-    let manifest_path = root.join("etc/kubernetes/manifests/kube-apiserver.yaml");
-    let before =
-        std::fs::read(&manifest_path).map_err(|e| Error::io("cannot read", &manifest_path, e))?;
-    configure(
-        &root,
-        &[r#"rejectArgs=["--service-account-extend-token-expiration=true"]"#],
-    )?;
-    let step = change_step(
-        &root,
-        "a change the new apiserver rejects is rolled back",
-        &["extend-tokens", "enable", "--yes", "--timeout", "60s"],
-        1,
-    )?;
-    configure(&root, &["rejectArgs=[]"])?;
-    let after =
-        std::fs::read(&manifest_path).map_err(|e| Error::io("cannot read", &manifest_path, e))?;
-    if after != before {
-        return Err(Error::Failed(
-            "the rolled-back manifest differs from the original".into(),
-        ));
-    }
-    record(ctx, &mut steps, options.timings, step);
-
-    let (_, doc, _) = tool(&root, &["status"])?;
-    if doc["apiserver"]["health"] != "ok" {
-        return Err(Error::Failed(
-            "after the rollback the apiserver is not healthy".into(),
-        ));
-    }
-    let (_, doc, _) = tool(&root, &["backups", "list"])?;
-    let count = doc["backups"].as_array().map_or(0, Vec::len);
-    record(
-        ctx,
-        &mut steps,
-        options.timings,
-        Step {
+        self.record(step);
+        let (_, doc, _) = tool(&self.root, &["status"])?;
+        if doc["apiserver"]["health"] != "ok" {
+            return Err(Error::Failed(
+                "after the rollback the apiserver is not healthy".into(),
+            ));
+        }
+        let (_, doc, _) = tool(&self.root, &["backups", "list"])?;
+        let count = doc["backups"].as_array().map_or(0, Vec::len);
+        self.record(Step {
             name: "after the rollback: manifest byte-identical, apiserver healthy".into(),
             elapsed: Duration::ZERO,
             detail: format!("{count} backups, all with checksums"),
             timings: None,
-        },
-    );
+        });
+        Ok(())
+    }
 
-    let report = Rehearsal {
-        root: root.clone(),
-        kept: sandbox.keep,
-        median_noticed_after_ready_ms: median(&mut noticed),
-        median_overhead_ms: median(&mut overhead),
-        steps: steps
-            .iter()
-            .map(|s| StepReport {
-                name: s.name.clone(),
-                ms: s.elapsed.as_millis() as u64,
-                detail: s.detail.clone(),
-                waited_ms: s.timings.map(|t| t.waited_ms),
-                noticed_after_ready_ms: s.timings.and_then(|t| t.noticed_after_ready_ms),
-                overhead_ms: s.timings.map(|t| t.overhead_ms),
-            })
-            .collect(),
-        timings: options.timings,
+    fn report(mut self, kept: bool) -> Rehearsal {
+        Rehearsal {
+            root: self.root,
+            kept,
+            median_noticed_after_ready_ms: median(&mut self.noticed),
+            median_overhead_ms: median(&mut self.overhead),
+            steps: self
+                .steps
+                .iter()
+                .map(|s| StepReport {
+                    name: s.name.clone(),
+                    ms: s.elapsed.as_millis() as u64,
+                    detail: s.detail.clone(),
+                    waited_ms: s.timings.map(|t| t.waited_ms),
+                    noticed_after_ready_ms: s.timings.and_then(|t| t.noticed_after_ready_ms),
+                    overhead_ms: s.timings.map(|t| t.overhead_ms),
+                })
+                .collect(),
+            timings: self.show_timings,
+        }
+    }
+}
+
+pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
+    let mut sandbox = start_sandbox(options)?;
+    let mut rehearsing = Rehearsing {
+        ctx,
+        root: sandbox.root.clone(),
+        show_timings: options.timings,
+        steps: Vec::new(),
+        noticed: Vec::new(),
+        overhead: Vec::new(),
     };
+    if !ctx.ui.json() {
+        crate::ui::stdout_write(&format!(
+            "rehearsal on a simulated kubeadm node in {}\n",
+            sandbox.root.display()
+        ));
+    }
+    if options.serve {
+        if !sandbox.root.join("etc/kubernetes/manifests").is_dir() {
+            return Err(Error::Usage(format!(
+                "{} is not a sandbox node: run `kubeadm-recover rehearse --keep` first",
+                sandbox.root.display()
+            )));
+        }
+        rehearsing.start_kubelet(&mut sandbox)?;
+        ctx.ui.info(format!(
+            "serving: point the tool at it with `kubeadm-recover --root {} status`; Ctrl-C stops it",
+            sandbox.root.display()
+        ));
+        let _ = sandbox.kubelet.as_mut().map(|k| k.wait());
+        return Ok(());
+    }
+    rehearsing.build_node(options)?;
+    rehearsing.start_kubelet(&mut sandbox)?;
+    rehearsing.status()?;
+    rehearsing.regenerate_admin()?;
+    rehearsing.break_glass(options.rounds)?;
+    rehearsing.rejected_change()?;
+    let report = rehearsing.report(sandbox.keep);
     drop(sandbox);
     ctx.ui.report(&report);
     Ok(())
