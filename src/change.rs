@@ -1,5 +1,7 @@
 //! The one way the tool changes files on a node: preflight, back up, write atomically, audit.
 //! Used by every mutating command, so the safety rules live in one place.
+use std::path::PathBuf;
+
 use crate::error::{Error, Result};
 use crate::node::NodeLayout;
 pub use crate::plan::PlannedWrite;
@@ -46,7 +48,14 @@ pub fn apply(
     strays: &[Stray],
 ) -> Result<Applied> {
     let prepared = prepare(layout, ui, command, reason, writes, strays)?;
-    commit(layout, ui, command, reason, writes, prepared)
+    commit(layout, ui, command, reason, writes, prepared).map_err(|f| f.error)
+}
+
+/// A commit that failed: the error, and which files had been renamed into place (and were
+/// then put back, or not) before it failed.
+pub struct CommitFailure {
+    pub error: Error,
+    pub renamed: Vec<PathBuf>,
 }
 
 /// Checks the files did not change since they were read, backs them (and the strays) up and
@@ -119,27 +128,34 @@ pub fn commit(
     reason: Option<&str>,
     writes: &[PlannedWrite],
     prepared: Applied,
-) -> Result<Applied> {
+) -> std::result::Result<Applied, CommitFailure> {
     let Applied {
         backup,
         moved_strays,
     } = prepared;
     let mut done: Vec<&PlannedWrite> = Vec::new();
+    let renamed = |done: &[&PlannedWrite]| done.iter().map(|w| w.path.clone()).collect();
     for write in writes {
         if let Err(e) = atomic::replace(&write.path, &layout.tmp_dir(), &write.new, write.ownership)
         {
             let failed = format!("writing {} failed: {e}", write.path.display());
             let unrestored = put_back(layout, done.iter().copied());
             if unrestored.is_empty() {
-                return Err(Error::Failed(format!("{failed}; the node is as before")));
+                return Err(CommitFailure {
+                    error: Error::Failed(format!("{failed}; the node is as before")),
+                    renamed: renamed(&done),
+                });
             }
-            return Err(Error::ManualActionNeeded(format!(
-                "{failed}, and putting back the files already written failed too: {}.\n  The originals are in {}: \
+            return Err(CommitFailure {
+                renamed: renamed(&done),
+                error: Error::ManualActionNeeded(format!(
+                    "{failed}, and putting back the files already written failed too: {}.\n  The originals are in {}: \
                  copy each to a temp file in {} and mv it over the file it came from",
-                unrestored.join("; "),
-                backup.dir.display(),
-                layout.tmp_dir().display()
-            )));
+                    unrestored.join("; "),
+                    backup.dir.display(),
+                    layout.tmp_dir().display()
+                )),
+            });
         }
         ui.detail(format!(
             "wrote {} (rename from {})",
@@ -149,7 +165,12 @@ pub fn commit(
         done.push(write);
     }
 
-    crate::failpoint!("after-rename");
+    if let Err(error) = injected_after_rename() {
+        return Err(CommitFailure {
+            error,
+            renamed: renamed(&done),
+        });
+    }
     let mut record = audit::Record::new(command, reason, "written");
     record.backup = Some(layout.node_path(&backup.dir));
     record.files = writes
@@ -176,6 +197,11 @@ pub fn commit(
         backup,
         moved_strays,
     })
+}
+
+fn injected_after_rename() -> Result<()> {
+    crate::failpoint!("after-rename");
+    Ok(())
 }
 
 /// Puts each written file back as it was (atomically; removes files that did not exist).

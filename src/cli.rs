@@ -57,8 +57,11 @@ pub struct ConfirmOptions {
 #[derive(Debug, Args, Clone)]
 pub struct RestartOptions {
     /// How long to wait for the apiserver to restart and be healthy (e.g. 90s, 5m).
-    #[arg(long, value_parser = parse_duration, default_value = "5m", value_name = "DURATION")]
+    #[arg(long, value_parser = parse_positive_duration, default_value = "5m", value_name = "DURATION")]
     pub timeout: Duration,
+    /// How long a rollback waits for the old apiserver to be healthy again.
+    #[arg(long, value_parser = parse_positive_duration, default_value = "3m", value_name = "DURATION")]
+    pub rollback_timeout: Duration,
     /// Write the change and return, without waiting for and proving the restart.
     #[arg(long)]
     pub no_wait: bool,
@@ -120,6 +123,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// A duration that must be more than zero: a zero wait would fail every change.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!(
+            "{text:?} is no time to wait: give more than zero, e.g. 90s"
+        )),
+        d => Ok(d),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
@@ -159,6 +172,9 @@ pub enum Command {
     /// Re-issue the admin credentials from the cluster CA, keeping their identity, and prove them.
     #[command(subcommand)]
     AdminConf(AdminConf),
+    /// The recovery journal: its sessions, and the way out of one that cannot be finished.
+    #[command(subcommand)]
+    Journal(JournalCommand),
     /// Rehearse the break-glass flow end to end on a simulated node in a temp dir: no cluster,
     /// no root needed.
     Rehearse(RehearseOptions),
@@ -172,11 +188,30 @@ impl Command {
             | Command::ExtendTokens(ExtendTokens::Disable { confirm, .. })
             | Command::Backups(Backups::Restore { confirm, .. })
             | Command::Revert { confirm, .. }
-            | Command::Resume { confirm, .. } => Some(confirm),
+            | Command::Resume { confirm, .. }
+            | Command::Journal(JournalCommand::Abandon { confirm, .. }) => Some(confirm),
             Command::AdminConf(AdminConf::Regenerate(options)) => Some(&options.confirm),
-            Command::Status | Command::Backups(Backups::List) | Command::Rehearse(_) => None,
+            Command::Status
+            | Command::Backups(Backups::List)
+            | Command::Journal(JournalCommand::List)
+            | Command::Rehearse(_) => None,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Every recorded session, oldest first.
+    List,
+    /// Give up an unfinished session the tool cannot finish (say, after a hand edit): it is
+    /// marked abandoned and audited, the manifest is left exactly as it is.
+    Abandon {
+        /// The unfinished session (see `status`).
+        #[arg(long, value_name = "ID")]
+        session: String,
+        #[command(flatten)]
+        confirm: ConfirmOptions,
+    },
 }
 
 #[derive(Debug, Args, Clone)]
@@ -320,5 +355,8 @@ mod tests {
         for bad in ["", "5", "m", "5x", "-1s", "1.5s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+        assert!(parse_positive_duration("0s").is_err());
+        assert!(parse_positive_duration("0m0s").is_err());
+        assert_eq!(parse_positive_duration("1s"), Ok(Duration::from_secs(1)));
     }
 }

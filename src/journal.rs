@@ -17,6 +17,9 @@ pub enum State {
     Reverted,
     /// Failed and could not be put back: a person must act.
     Failed,
+    /// An unfinished session a person took over (`journal abandon`): the tool no longer acts
+    /// on it; the manifest is whatever the person left.
+    Abandoned,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,12 +130,21 @@ impl Journal {
             .find(|s| matches!(s.state, State::InProgress | State::Failed))
     }
 
-    /// The latest completed change that has not been reverted (what `revert` undoes).
+    /// The change in effect: the LATEST change, when it completed and is not itself a revert.
+    /// An older change is never picked behind the operator's back (after reverting the latest
+    /// one, a second `revert` must not quietly undo, say, an earlier CIS hardening); naming it
+    /// with `--session` is how to revert it.
     pub fn revertable(&self) -> Option<&Session> {
+        self.latest_change()
+            .filter(|s| s.state == State::Done && s.reverts.is_none())
+    }
+
+    /// The latest session that changed something (sessions rolled back changed nothing).
+    pub fn latest_change(&self) -> Option<&Session> {
         self.sessions
             .iter()
             .rev()
-            .find(|s| s.state == State::Done && s.reverts.is_none())
+            .find(|s| !matches!(s.state, State::RolledBack | State::Abandoned))
     }
 
     pub fn find(&self, id: &str) -> Option<&Session> {
@@ -183,6 +195,24 @@ impl<'a> Recorder<'a> {
         change(session);
         session.updated = crate::clock::rfc3339(crate::clock::now_unix());
         journal.save(self.layout)
+    }
+
+    /// Removes the session: for a change that wrote nothing, when even closing it failed.
+    pub fn discard(&self) -> Result<()> {
+        let mut journal = Journal::load(self.layout)?;
+        if journal.find(&self.id).is_none() {
+            return Ok(());
+        }
+        journal.sessions.retain(|s| s.id != self.id);
+        journal.save(self.layout)
+    }
+
+    pub fn load(&self) -> Result<Journal> {
+        Journal::load(self.layout)
+    }
+
+    pub fn dir(&self) -> std::path::PathBuf {
+        self.layout.state_dir()
     }
 
     pub fn step(&self, step: &str) -> Result<()> {
@@ -273,7 +303,8 @@ pub fn unfinished_message(layout: &NodeLayout, session: &Session) -> String {
     format!(
         "an earlier change did not finish: session {} ({}), stopped at step {:?}; {where_}.\n  \
          what to do: `kubeadm-recover resume` finishes it and proves the restart, or \
-         `kubeadm-recover revert` goes back to the original and proves that",
-        session.id, session.command, session.step
+         `kubeadm-recover revert` goes back to the original and proves that; if neither can, \
+         `kubeadm-recover journal abandon --session {}` hands it over to you",
+        session.id, session.command, session.step, session.id
     )
 }

@@ -66,6 +66,12 @@ impl NodeLayout {
         self.path("/var/log/kubeadm-recover/audit.jsonl")
     }
 
+    /// Whether the root is the host's own `/`: only then may the tool touch the host's container
+    /// runtime (crictl). A sandbox on a real control-plane node must never stop its apiserver.
+    pub fn is_host(&self) -> bool {
+        self.root.canonicalize().is_ok_and(|r| r == Path::new("/"))
+    }
+
     /// Changing a real node needs root; a sandbox (`--root`) does not.
     pub fn require_privileges(&self) -> Result<()> {
         if self.sandbox || nix::unistd::geteuid().is_root() {

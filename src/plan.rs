@@ -119,6 +119,8 @@ pub enum Action {
         manifest: String,
         otherwise: Option<GoingBack>,
     },
+    /// Change no file: only close a session in the journal (`plan.on_success`), audited.
+    CloseSession,
     /// Run programs that rewrite `files` themselves (`kubeadm certs renew`): backed up first,
     /// put back if a program fails or the result does not verify.
     External {
@@ -197,7 +199,7 @@ impl Plan {
         match &self.action {
             Action::Write { writes, .. } => writes,
             Action::External { files, .. } => files,
-            Action::Prove { .. } | Action::Nothing => &[],
+            Action::Prove { .. } | Action::Nothing | Action::CloseSession => &[],
         }
     }
 }

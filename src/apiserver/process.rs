@@ -94,8 +94,12 @@ pub fn started_unix(identity: &ProcessIdentity) -> Option<i64> {
     Some(boot + identity.start_ticks as i64 / ticks)
 }
 
-/// The CRI container id of the apiserver, where `crictl` is installed.
-pub fn crictl_container_id() -> Option<String> {
+/// The CRI container id of the apiserver, where `crictl` is installed, on the host's own root
+/// only: the container runtime belongs to the host, never to a `--root` sandbox.
+pub fn crictl_container_id(layout: &crate::node::NodeLayout) -> Option<String> {
+    if !layout.is_host() {
+        return None;
+    }
     let out = duct::cmd!("crictl", "ps", "--name", "kube-apiserver", "-q")
         .stderr_null()
         .unchecked()

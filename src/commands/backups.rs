@@ -182,12 +182,83 @@ fn load(ctx: &Context, id: &str) -> Result<Backup> {
     }
 }
 
+/// The node paths the tool itself backs up, so the only ones a restore may write: a backup's
+/// `backup.json` is data on disk, and a tampered one must not choose where root writes.
+fn restorable_path(ctx: &Context, node_path: &str) -> bool {
+    const FIXED: [&str; 4] = [
+        "/etc/kubernetes/manifests/kube-apiserver.yaml",
+        "/etc/kubernetes/admin.conf",
+        "/etc/kubernetes/super-admin.conf",
+        "/root/.kube/config",
+    ];
+    if FIXED.contains(&node_path) {
+        return true;
+    }
+    // A kubeconfig copy the tool updates: /home/<user>/.kube/config, or $SUDO_USER's.
+    let home_copy = node_path
+        .strip_prefix("/home/")
+        .and_then(|rest| rest.strip_suffix("/.kube/config"))
+        .is_some_and(|user| !user.is_empty() && !user.contains('/') && user != "." && user != "..");
+    home_copy
+        || crate::credentials::copies::candidates(&ctx.layout, &[])
+            .iter()
+            .any(|p| ctx.layout.node_path(p) == node_path)
+}
+
+/// Where a backed-up file goes back, refusing anything the tool would not have backed up: an
+/// unknown path, a path that leaves the root through a symlinked directory, a mode that lets
+/// others write or execute it, an owner other than the file's own.
+fn restore_target(ctx: &Context, backup: &Backup, file: &BackupFile) -> Result<std::path::PathBuf> {
+    let tampered = |why: String| {
+        Error::Refused(format!(
+            "backup {} wants to restore {}: {why}. The tool never backs up such a thing, so backup.json has been \
+             changed; nothing was restored. Restore the file by hand if you trust it",
+            backup.id, file.path
+        ))
+    };
+    if !restorable_path(ctx, &file.path) {
+        return Err(tampered("not a file kubeadm-recover backs up".into()));
+    }
+    let target = ctx.layout.path(&file.path);
+    let root = ctx
+        .layout
+        .root()
+        .canonicalize()
+        .map_err(|e| Error::io("cannot resolve", ctx.layout.root(), e))?;
+    // The nearest directory that exists, resolved: where the write would really land.
+    let existing = target.ancestors().skip(1).find(|dir| dir.exists());
+    let inside = existing
+        .and_then(|dir| dir.canonicalize().ok())
+        .is_some_and(|dir| dir.starts_with(&root));
+    if !inside {
+        return Err(tampered(format!(
+            "its directory leads outside {} (a symlink)",
+            root.display()
+        )));
+    }
+    let mode = file.ownership.mode;
+    if mode & 0o7133 != 0 {
+        return Err(tampered(format!(
+            "mode {mode:04o} would let others write it, or make it executable"
+        )));
+    }
+    if let Ok(current) = crate::store::atomic::Ownership::of(&target)
+        && (current.uid, current.gid) != (file.ownership.uid, file.ownership.gid)
+    {
+        return Err(tampered(format!(
+            "owner {}:{} differs from the file's own {}:{}",
+            file.ownership.uid, file.ownership.gid, current.uid, current.gid
+        )));
+    }
+    Ok(target)
+}
+
 /// The writes that put a backup's restorable files back, and their diffs.
 fn restore_writes(ctx: &Context, backup: &Backup) -> Result<(Vec<PlannedWrite>, String)> {
     let mut writes = Vec::new();
     let mut diffs = String::new();
     for file in backup.files.iter().filter(|f| f.restorable) {
-        let target = ctx.layout.path(&file.path);
+        let target = restore_target(ctx, backup, file)?;
         let new = backup
             .read(file)
             .map_err(|e| Error::io("cannot read the backup of", &target, e))?;

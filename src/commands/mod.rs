@@ -3,6 +3,7 @@
 mod admin_conf;
 mod backups;
 mod extend_tokens;
+mod journal;
 mod rehearse;
 mod revert;
 mod status;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> Result<()> {
             session.session.as_deref(),
             &change_settings(&confirm, Some(&restart), None),
         ),
+        Command::Journal(action) => journal::run(&ctx, action),
         Command::Rehearse(options) => rehearse::run(&ctx, &options),
     }
 }
@@ -81,6 +83,7 @@ pub fn change_settings(
         settings.wait = (!r.no_wait).then_some(WaitOptions {
             timeout: r.timeout,
             nudge_after: r.nudge_after,
+            rollback_timeout: r.rollback_timeout,
         });
         settings.move_strays = r.move_strays;
         settings.on_interrupt = match r.on_interrupt {

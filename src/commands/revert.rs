@@ -128,6 +128,25 @@ fn pick(
     }
 }
 
+/// Why `revert` without `--session` has nothing to do, naming what the latest change was.
+fn nothing_to_revert(journal: &Journal) -> String {
+    match journal.latest_change() {
+        None => "nothing to revert: the journal records no change".into(),
+        Some(latest) => match (&latest.reverts, latest.state) {
+            (Some(undone), _) => format!(
+                "nothing to revert: the latest change, session {}, already reverted session {undone}. \
+                 Earlier sessions are reverted only when named: `kubeadm-recover revert --session ID` (see `status`)",
+                latest.id
+            ),
+            (None, state) => format!(
+                "nothing to revert: the latest change, session {} ({}), is {state:?}. \
+                 Earlier sessions are reverted only when named: `kubeadm-recover revert --session ID`",
+                latest.id, latest.command
+            ),
+        },
+    }
+}
+
 fn is_unfinished(session: &Session) -> bool {
     matches!(session.state, State::InProgress | State::Failed)
 }
@@ -190,8 +209,11 @@ fn revert_text(ctx: &Context, target: &Session, current: &str) -> Result<(Option
     }
     if is_unfinished(target) {
         return Err(Error::Refused(format!(
-            "{} is neither the original nor the version session {} wrote; someone changed it. Check it by hand",
+            "{} is neither the original nor the version session {} wrote; someone changed it. Check it by hand, \
+             then `kubeadm-recover journal abandon --session {}` hands the session over to you \
+             (and `backups restore` can put the original back)",
             ctx.layout.node_path(&path),
+            target.id,
             target.id
         )));
     }
@@ -232,11 +254,12 @@ pub fn revert(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) ->
     let layout = &ctx.layout;
     let mut facts = None;
     let (plan, executed) = executor::run(layout, &ctx.ui, settings, Unfinished::Allow, || {
+        let journal = Journal::load(layout)?;
         let target = pick(
-            &Journal::load(layout)?,
+            &journal,
             wanted,
             |j| j.unfinished().or_else(|| j.revertable()),
-            "nothing to revert: the journal records no change that is still in effect",
+            &nothing_to_revert(&journal),
         )?;
         if !is_unfinished(&target) && target.state != State::Done {
             return Err(Error::Usage(format!(
@@ -392,8 +415,10 @@ pub fn resume(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) ->
             plan
         } else {
             return Err(Error::Refused(format!(
-                "{} is neither the original nor the version session {} wrote; someone changed it. Check it, then `kubeadm-recover revert`",
+                "{} is neither the original nor the version session {} wrote; someone changed it. Check it by hand, \
+                 then `kubeadm-recover journal abandon --session {}` hands the session over to you",
                 layout.apiserver_manifest().display(),
+                target.id,
                 target.id
             )));
         };

@@ -20,6 +20,9 @@ use crate::ui::Report;
 pub struct Status {
     pub root: PathBuf,
     pub session: Option<SessionSummary>,
+    /// The journal cannot be read: every change is refused until someone looks at it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_problem: Option<String>,
     pub manifest: ManifestStatus,
     /// The apiserver for the manifest's port; absent when the manifest cannot be read.
     pub apiserver: Option<ApiserverStatus>,
@@ -143,6 +146,11 @@ impl Report for Status {
                     ));
                 }
             }
+        }
+        if let Some(problem) = &self.journal_problem {
+            out.push_str(&format!(
+                "JOURNAL   UNREADABLE: {problem}\n          every change is refused until it is fixed\n"
+            ));
         }
         if let Some(session) = &self.session {
             let label = if session.unfinished {
@@ -269,7 +277,10 @@ pub fn status(ctx: &Context) -> Status {
             }
         },
     };
-    let journal = Journal::load(layout).unwrap_or_default();
+    let (journal, journal_problem) = match Journal::load(layout) {
+        Ok(j) => (j, None),
+        Err(e) => (Journal::default(), Some(e.to_string())),
+    };
     let session = journal
         .unfinished()
         .map(|s| (s, true))
@@ -278,6 +289,7 @@ pub fn status(ctx: &Context) -> Status {
     Status {
         root: layout.root().to_path_buf(),
         session,
+        journal_problem,
         manifest: ManifestStatus {
             path: layout.node_path(&path),
             read,

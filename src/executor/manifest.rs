@@ -1,6 +1,6 @@
 //! A change of the apiserver manifest, journaled step by step: back up, write atomically, prove
 //! the restart (or put the original back and prove the old apiserver healthy).
-use crate::change::{self, Applied};
+use crate::change::{self, Applied, CommitFailure};
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::journal::{self, State};
@@ -71,36 +71,42 @@ pub fn execute(layout: &NodeLayout, ui: &Ui, change: Change) -> Result<Outcome> 
     );
     session.reverts = change.reverts.clone();
     session.stale_tokens_at_start = change.stale_tokens_at_start;
-    let recorder = journal::Recorder::begin(layout, session)?;
-    crate::failpoint!("after-lock");
-    if interrupt::interrupted() {
-        recorder.finish(State::RolledBack, "interrupted before any change")?;
-        return Err(Error::Interrupted(
-            "interrupted before anything was changed; the node is as before".into(),
-        ));
-    }
-
-    let prepared = match change::prepare(
-        layout,
-        ui,
-        change.command,
-        change.reason,
-        change.writes,
-        change.strays,
-    ) {
-        Ok(p) => p,
-        Err(e) => {
-            recorder.finish(State::RolledBack, "failed before writing")?;
-            return Err(e);
-        }
+    let id = session.id.clone();
+    let recorder = match journal::Recorder::begin(layout, session) {
+        Ok(r) => r,
+        // The session may be on disk although saving it reported an error: nothing was
+        // written, so it must not be left looking unfinished.
+        Err(e) => return Err(nothing_written(&journal::Recorder::attach(layout, &id), e)),
     };
-    let backup_id = prepared.backup.id.clone();
+    let before_write = || -> Result<Applied> {
+        injected_after_lock()?;
+        if interrupt::interrupted() {
+            return Err(Error::Interrupted(
+                "interrupted before anything was changed; the node is as before".into(),
+            ));
+        }
+        let prepared = change::prepare(
+            layout,
+            ui,
+            change.command,
+            change.reason,
+            change.writes,
+            change.strays,
+        )?;
+        let backup_id = prepared.backup.id.clone();
+        let backup_path = layout.node_path(&prepared.backup.dir);
+        recorder.update(|s| {
+            s.backup_id = Some(backup_id);
+            s.backup = Some(backup_path);
+            s.step = "backed-up".into();
+        })?;
+        Ok(prepared)
+    };
+    let prepared = match before_write() {
+        Ok(p) => p,
+        Err(e) => return Err(nothing_written(&recorder, e)),
+    };
     let backup_path = layout.node_path(&prepared.backup.dir);
-    recorder.update(|s| {
-        s.backup_id = Some(backup_id.clone());
-        s.backup = Some(backup_path.clone());
-        s.step = "backed-up".into();
-    })?;
     let applied = match change::commit(
         layout,
         ui,
@@ -110,7 +116,7 @@ pub fn execute(layout: &NodeLayout, ui: &Ui, change: Change) -> Result<Outcome> 
         prepared,
     ) {
         Ok(a) => a,
-        Err(e) => {
+        Err(failure) => {
             return Err(settle_failed_write(
                 layout,
                 ui,
@@ -118,13 +124,20 @@ pub fn execute(layout: &NodeLayout, ui: &Ui, change: Change) -> Result<Outcome> 
                 &change,
                 old_expected.as_ref(),
                 &backup_path,
-                e,
+                failure,
             ));
         }
     };
-    recorder.step("written")?;
+    // From here on the change is live: a journal that cannot be written must not turn it into a
+    // failure that is not true. The change is finished (or rolled back) and proved regardless,
+    // and the operator is told loudly.
+    let journal = Journal {
+        recorder: &recorder,
+        ui,
+    };
+    journal.step("written");
     let Some(options) = change.wait else {
-        recorder.finish(State::Done, "written; restart pending (--no-wait)")?;
+        journal.finish(State::Done, "written; restart pending (--no-wait)");
         return Ok(Outcome {
             applied,
             before,
@@ -133,7 +146,7 @@ pub fn execute(layout: &NodeLayout, ui: &Ui, change: Change) -> Result<Outcome> 
         });
     };
 
-    recorder.step("waiting")?;
+    journal.step("waiting");
     ui.info("waiting for the kubelet to restart kube-apiserver with the new manifest");
     let mut result = wait_for(
         layout,
@@ -159,7 +172,7 @@ pub fn execute(layout: &NodeLayout, ui: &Ui, change: Change) -> Result<Outcome> 
     }
     match result {
         Ok(proof) => {
-            recorder.finish(State::Done, "proved")?;
+            journal.finish(State::Done, "proved");
             record(layout, change.command, change.reason, "proved", &applied);
             if interrupt::interrupted() && change.on_interrupt == OnInterrupt::Continue {
                 ui.warn("the change was finished and proved before stopping");
@@ -172,7 +185,7 @@ pub fn execute(layout: &NodeLayout, ui: &Ui, change: Change) -> Result<Outcome> 
             })
         }
         Err(failure) => {
-            recorder.step("rolling-back")?;
+            journal.step("rolling-back");
             let interrupted = matches!(failure, WaitFailure::Interrupted);
             let error = roll_back(
                 layout,
@@ -183,11 +196,13 @@ pub fn execute(layout: &NodeLayout, ui: &Ui, change: Change) -> Result<Outcome> 
                 options,
                 failure,
             );
-            let (state, step) = match &error {
-                Error::ManualActionNeeded(_) => (State::Failed, "rollback failed"),
-                _ => (State::RolledBack, "rolled back and proved"),
+            let error = match error {
+                Error::ManualActionNeeded(_) => {
+                    journal.finish(State::Failed, "rollback failed");
+                    error
+                }
+                as_before => close_as_before(&recorder, as_before, "rolled back and proved"),
             };
-            recorder.finish(state, step)?;
             Err(match (interrupted, error) {
                 (true, Error::Failed(msg)) => Error::Interrupted(msg),
                 (_, e) => e,
@@ -201,8 +216,73 @@ fn injected_during_rollback() -> Result<()> {
     Ok(())
 }
 
-/// A write failed half-way (an error, not a crash): put back what was written and, if the
-/// apiserver may have seen the new manifest, prove the old one healthy again.
+/// The journal after the rename: its failures are warnings, never the command's outcome.
+struct Journal<'a> {
+    recorder: &'a journal::Recorder<'a>,
+    ui: &'a Ui,
+}
+
+impl Journal<'_> {
+    fn warn(&self, result: Result<()>) {
+        if let Err(e) = result {
+            self.ui.warn(format!(
+                "THE JOURNAL COULD NOT BE WRITTEN ({e}). The change goes on and its outcome below is the truth, \
+                 but the journal still shows session {} unfinished: once there is room, `kubeadm-recover resume` \
+                 or `revert` settles it",
+                self.recorder.id
+            ));
+        }
+    }
+
+    fn step(&self, step: &str) {
+        self.warn(self.recorder.step(step));
+    }
+
+    fn finish(&self, state: State, step: &str) {
+        self.warn(self.recorder.finish(state, step));
+    }
+}
+
+fn injected_after_lock() -> Result<()> {
+    crate::failpoint!("after-lock");
+    Ok(())
+}
+
+/// Nothing was written: the session is closed as rolled back (or, if the journal cannot take
+/// even that, removed), so that "as before" leaves no unfinished session behind.
+fn nothing_written(recorder: &journal::Recorder, error: Error) -> Error {
+    close_as_before(recorder, error, "nothing was written")
+}
+
+/// The node is as before: the session is closed as rolled back (or, if the journal cannot take
+/// even that, removed), so that exit 1 never leaves an unfinished session behind.
+fn close_as_before(recorder: &journal::Recorder, error: Error, step: &str) -> Error {
+    // What the journal on disk says decides, not whether a save reported an error.
+    let left_unfinished = || match recorder.load() {
+        Ok(journal) => journal
+            .find(&recorder.id)
+            .is_some_and(|s| matches!(s.state, State::InProgress | State::Failed)),
+        Err(_) => true,
+    };
+    let _ = recorder.finish(State::RolledBack, step);
+    if left_unfinished() {
+        let _ = recorder.discard();
+    }
+    if !left_unfinished() {
+        return error;
+    }
+    Error::ManualActionNeeded(format!(
+        "{error}. The manifest is as before, but the journal cannot be updated and still lists \
+         session {} as unfinished: free space under {}, then `kubeadm-recover journal abandon --session {}` clears it",
+        recorder.id,
+        recorder.dir().display(),
+        recorder.id
+    ))
+}
+
+/// A write failed (an error, not a crash). What is on disk decides what happened: every file
+/// that does not hold its original bytes is put back, and when the manifest had been renamed
+/// into place (the kubelet may have seen it) the old apiserver is proved healthy again.
 fn settle_failed_write(
     layout: &NodeLayout,
     ui: &Ui,
@@ -210,18 +290,29 @@ fn settle_failed_write(
     change: &Change,
     old_expected: Option<&Expected>,
     backup: &str,
-    error: Error,
+    failure: CommitFailure,
 ) -> Error {
-    let failed = change::put_back(layout, change.writes);
-    if !failed.is_empty() {
+    let error = failure.error;
+    let changed: Vec<&PlannedWrite> = change
+        .writes
+        .iter()
+        .filter(|w| std::fs::read(&w.path).ok() != w.old)
+        .collect();
+    let unrestored = change::put_back(layout, changed.iter().copied());
+    if !unrestored.is_empty() {
         let _ = recorder.finish(State::Failed, "write failed and could not be put back");
         return Error::ManualActionNeeded(format!(
             "{error}; putting the files back failed too: {}. The originals are in {backup}",
-            failed.join("; ")
+            unrestored.join("; ")
         ));
     }
-    if let (Some(options), Some(old)) = (change.wait, old_expected)
-        && let Err(e) = wait_for(layout, ui, old, None, options, false)
+    let manifest_seen = failure
+        .renamed
+        .iter()
+        .any(|p| *p == layout.apiserver_manifest());
+    if manifest_seen
+        && let (Some(options), Some(old)) = (change.wait, old_expected)
+        && let Err(e) = wait_for(layout, ui, old, None, options.for_rollback(), false)
     {
         let _ = recorder.finish(
             State::Failed,
@@ -231,12 +322,17 @@ fn settle_failed_write(
             "{error}; the files are back, but the old kube-apiserver is not healthy ({e}). The originals are in {backup}"
         ));
     }
-    let _ = recorder.finish(State::RolledBack, "write failed; put back");
-    match error {
-        Error::Failed(msg) => Error::Failed(format!(
-            "{msg}; the files are put back, the node is as before"
-        )),
-        other => other,
+    let closed = nothing_written(recorder, Error::Failed(String::new()));
+    let message = match error {
+        Error::Failed(msg) if msg.contains("the node is as before") => msg,
+        Error::Failed(msg) => format!("{msg}; the files are put back, the node is as before"),
+        other => other.to_string(),
+    };
+    match closed {
+        Error::ManualActionNeeded(journal) => {
+            Error::ManualActionNeeded(format!("{message}. {journal}"))
+        }
+        _ => Error::Failed(message),
     }
 }
 
@@ -289,7 +385,14 @@ fn roll_back(
     };
     ui.info("original files restored; waiting for the old kube-apiserver to be healthy again");
     // The rollback itself is not interruptible: it is how an interrupt is handled.
-    match wait_for(layout, ui, old_expected, None, options, false) {
+    match wait_for(
+        layout,
+        ui,
+        old_expected,
+        None,
+        options.for_rollback(),
+        false,
+    ) {
         Ok(_) => {
             record(layout, command, reason, "rolled back", applied);
             Error::Failed(format!(

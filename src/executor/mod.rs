@@ -223,6 +223,16 @@ fn act(
             files: targets,
             verify,
         } => files::external(layout, ui, &plan.command, reason, programs, targets, verify),
+        Action::CloseSession => {
+            let record = audit::Record::new(&plan.command, reason, "journal updated");
+            audit::append(&layout.audit_log(), &record).map_err(|e| {
+                Error::Failed(format!(
+                    "the audit log {} cannot be written ({e}); nothing was changed",
+                    layout.audit_log().display()
+                ))
+            })?;
+            Ok(Executed::idle(false, false))
+        }
     }
 }
 
@@ -298,10 +308,14 @@ fn prove(
     text: &str,
     otherwise: Option<&GoingBack>,
 ) -> Result<Executed> {
-    let wait = settings.wait.unwrap_or(restart::WaitOptions {
-        timeout: std::time::Duration::from_secs(300),
-        nudge_after: std::time::Duration::from_secs(40),
-    });
+    // `--no-wait`: nothing to write and nothing to wait for; the restart stays unproved.
+    let Some(wait) = settings.wait else {
+        ui.warn("--no-wait: the running kube-apiserver was not checked; nothing was proved");
+        return Ok(Executed {
+            restart: Restart::Pending,
+            ..Executed::idle(false, false)
+        });
+    };
     let failure = match restart::prove_running(layout, ui, text, wait) {
         Ok(proof) => {
             return Ok(Executed {

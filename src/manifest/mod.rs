@@ -36,6 +36,8 @@ pub enum ErrorKind {
     UnsupportedArgument(String),
     NoArgumentList,
     ProofFailed(String),
+    /// The kubelet would read the flag differently from what the file shows plainly.
+    CannotTell(String),
 }
 
 impl ManifestError {
@@ -83,6 +85,10 @@ impl ManifestError {
             ErrorKind::ProofFailed(_) => {
                 "nothing was written; edit the flag by hand or report this manifest as a bug"
             }
+            ErrorKind::CannotTell(_) => {
+                "write the manifest plainly, as kubeadm does (no merge keys, no repeated keys, kube-apiserver \
+                 itself as the command), then run the tool again; it will not guess"
+            }
         }
     }
 }
@@ -118,6 +124,9 @@ impl fmt::Display for ManifestError {
                 )
             }
             ErrorKind::ProofFailed(why) => write!(f, "the edit could not be proved safe: {why}"),
+            ErrorKind::CannotTell(why) => {
+                write!(f, "cannot tell what the apiserver runs with: {why}")
+            }
         }
     }
 }
@@ -248,6 +257,9 @@ impl<'t> Manifest<'t> {
                 ));
             }
         }
+        if let Some((why, pos)) = ambiguity(&root) {
+            return Err(ManifestError::at_pos(ErrorKind::CannotTell(why), pos));
+        }
         let containers = match root.get("spec").and_then(|s| s.get("containers")) {
             Some(Node::Seq { items, .. }) => items,
             _ => return Err(ManifestError::new(ErrorKind::NoContainers)),
@@ -268,6 +280,22 @@ impl<'t> Manifest<'t> {
                 None => ManifestError::new(err),
             }
         })?;
+        if let Some(Node::Seq { items, .. }) = container.get("command")
+            && let Some(program) = items.first().and_then(Node::as_str)
+            && !program
+                .rsplit('/')
+                .next()
+                .unwrap_or(program)
+                .starts_with("kube-apiserver")
+        {
+            return Err(ManifestError::at_pos(
+                ErrorKind::CannotTell(format!(
+                    "the container runs {program:?}, not kube-apiserver itself: the apiserver's real \
+                     arguments are whatever that program passes on"
+                )),
+                items[0].start(),
+            ));
+        }
         Ok(Manifest {
             text,
             container_index: index,
@@ -417,6 +445,45 @@ fn default_extend(major: u32, minor: u32) -> bool {
 
 /// The container named `kube-apiserver`, else the first whose command starts with
 /// `kube-apiserver`. Never simply the first container: KMS plugins run as sidecars.
+/// Where the kubelet's reading of the file may differ from a plain reading of it: a key given
+/// twice in one mapping (the kubelet's decoder takes the last, a reader may take the first), or
+/// a merge key (`<<: *base`) that brings in entries from elsewhere.
+fn ambiguity(node: &Node) -> Option<(String, Pos)> {
+    match node {
+        Node::Map { entries, .. } => {
+            for (i, (key, value)) in entries.iter().enumerate() {
+                let name = key.as_str().unwrap_or_default();
+                if name == "<<" {
+                    return Some((
+                        "a YAML merge key (`<<`) brings in entries from elsewhere in the file"
+                            .into(),
+                        key.start(),
+                    ));
+                }
+                if let Some((earlier, _)) = entries[..i]
+                    .iter()
+                    .find(|(k, _)| k.as_str().is_some() && k.as_str() == key.as_str())
+                {
+                    return Some((
+                        format!(
+                            "the key `{name}` is given twice in one mapping (lines {} and {}); the kubelet takes the last",
+                            earlier.start().line,
+                            key.start().line
+                        ),
+                        key.start(),
+                    ));
+                }
+                if let Some(found) = ambiguity(value) {
+                    return Some(found);
+                }
+            }
+            None
+        }
+        Node::Seq { items, .. } => items.iter().find_map(ambiguity),
+        Node::Scalar { .. } | Node::Alias { .. } => None,
+    }
+}
+
 fn find_apiserver_container(containers: &[Node]) -> Option<(usize, &Node)> {
     let named = containers
         .iter()

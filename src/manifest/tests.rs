@@ -326,3 +326,35 @@ fn anchors_elsewhere_in_the_pod_are_fine_and_survive_the_edit() {
     assert!(edit.new_text.contains("labels: &l {tier: control-plane}"));
     assert!(edit.new_text.contains("env: [{name: L, value: *l}]"));
 }
+
+fn cannot_tell(text: &str) -> String {
+    match Manifest::parse(text) {
+        Err(ManifestError {
+            kind: ErrorKind::CannotTell(why),
+            line: Some(_),
+            ..
+        }) => why,
+        other => panic!("expected CannotTell with a line, got {other:?}"),
+    }
+}
+
+#[test]
+fn manifests_the_kubelet_reads_differently_are_cannot_tell_never_a_default() {
+    // A merge key that supplies the flag from an anchor elsewhere.
+    let merged = "base: &base\n  args:\n  - --service-account-extend-token-expiration=false\napiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\nspec:\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.30.2\n    <<: *base\n";
+    assert!(cannot_tell(merged).contains("merge key"));
+    // `command` twice: the kubelet takes the last one.
+    let twice = KUBEADM_130.replacen(
+        "    name: kube-apiserver\n",
+        "    name: kube-apiserver\n    command:\n    - kube-apiserver\n    - --service-account-extend-token-expiration=false\n",
+        1,
+    );
+    assert!(cannot_tell(&twice).contains("`command` is given twice"));
+    // A shell wrapper: the real arguments are inside a string.
+    let shell = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\nspec:\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.30.2\n    command: [/bin/sh, -c, \"exec kube-apiserver --service-account-extend-token-expiration=false\"]\n";
+    assert!(cannot_tell(shell).contains("/bin/sh"));
+    // And so no edit is made to any of them.
+    for text in [merged, &twice, shell] {
+        assert!(edit_extend_tokens(text, Target::Set(true)).is_err());
+    }
+}

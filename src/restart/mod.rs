@@ -36,6 +36,18 @@ pub(crate) const POLL: Duration = Duration::from_millis(250);
 pub struct WaitOptions {
     pub timeout: Duration,
     pub nudge_after: Duration,
+    /// How long a rollback waits for the OLD apiserver: its own budget, not what is left of
+    /// `timeout` (a short `--timeout` must not turn a good rollback into "manual action").
+    pub rollback_timeout: Duration,
+}
+
+impl WaitOptions {
+    pub fn for_rollback(self) -> Self {
+        WaitOptions {
+            timeout: self.rollback_timeout,
+            ..self
+        }
+    }
 }
 
 /// What the manifest says the running apiserver must look like.
@@ -142,7 +154,7 @@ pub fn observe_before(layout: &NodeLayout, expected: &Expected) -> Before {
     });
     Before {
         process,
-        container_id: process::crictl_container_id(),
+        container_id: process::crictl_container_id(layout),
         config_hash,
     }
 }
@@ -263,7 +275,7 @@ pub fn wait_with(
                 break Ok(Proof {
                     pid: p.identity.pid,
                     started: process::started_unix(&p.identity).map(crate::clock::rfc3339),
-                    container_id: process::crictl_container_id(),
+                    container_id: observer.container_id(),
                     config_hash: observer.config_hash(),
                     waited_ms: started.elapsed().as_millis() as u64,
                     noticed_unix_ms: crate::clock::now_unix_ms(),

@@ -13,7 +13,7 @@ use super::POLL;
 /// Moves the manifest out of the kubelet's sight and back, as kubeadm's documentation
 /// recommends for restarting a static pod; or stops the container through crictl.
 pub fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant) {
-    if let Some(id) = process::crictl_container_id() {
+    if let Some(id) = process::crictl_container_id(layout) {
         ui.info(format!("nudging the kubelet: crictl stop {id}"));
         let _ = duct::cmd!("crictl", "stop", &id)
             .stdout_null()

@@ -21,6 +21,8 @@ pub trait Observer {
     fn nudge(&mut self, port: u16, deadline: Instant);
     /// The mirror pod's config hash, where the API answers.
     fn config_hash(&mut self) -> Option<String>;
+    /// The CRI container id, where the host's runtime may be asked.
+    fn container_id(&mut self) -> Option<String>;
 }
 
 /// The real node under `--root`.
@@ -72,6 +74,10 @@ impl Observer for NodeObserver<'_> {
 
     fn nudge(&mut self, port: u16, deadline: Instant) {
         super::nudge::nudge(self.layout, self.ui, port, deadline);
+    }
+
+    fn container_id(&mut self) -> Option<String> {
+        process::crictl_container_id(self.layout)
     }
 
     fn config_hash(&mut self) -> Option<String> {

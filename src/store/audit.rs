@@ -47,7 +47,7 @@ impl Record {
     }
 }
 
-/// Appends one line (O_APPEND, 0600) and fsyncs it.
+/// Appends one line (O_APPEND, 0600, never through a symlink) and fsyncs it.
 pub fn append(log: &Path, record: &Record) -> std::io::Result<()> {
     if let Some(dir) = log.parent() {
         super::private_dir(dir)?;
@@ -56,6 +56,7 @@ pub fn append(log: &Path, record: &Record) -> std::io::Result<()> {
         .append(true)
         .create(true)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(log)?;
     let mut line = serde_json::to_string(record).map_err(std::io::Error::other)?;
     line.push('\n');

@@ -22,8 +22,10 @@ pub fn acquire(path: &Path) -> Result<NodeLock> {
         .create(true)
         .truncate(false)
         .mode(0o600)
+        // A symlink planted here must not make root truncate whatever it points at.
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
-        .map_err(|e| Error::io("cannot open the lock file", path, e))?;
+        .map_err(|e| Error::io("cannot open the lock file (a symlink is refused)", path, e))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(mut lock) => {
             let _ = lock.set_len(0);

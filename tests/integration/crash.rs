@@ -82,6 +82,16 @@ fn case(sim: &SimNode, point: &str, action: &str) {
         "{context}"
     );
 
+    if out.code == 1 {
+        assert_eq!(
+            now, original,
+            "{context}: exit 1 means the node is as before"
+        );
+        assert!(
+            !unfinished(sim),
+            "{context}: exit 1 leaves no unfinished session"
+        );
+    }
     if unfinished(sim) {
         let journal =
             std::fs::read_to_string(sim.path("/var/lib/kubeadm-recover/journal.json")).unwrap();
@@ -210,4 +220,33 @@ fn a_kill_during_the_nudge_leaves_the_manifest_parked_and_the_next_run_puts_it_b
     assert_eq!(sim.manifest(), original);
     assert_eq!(sim.manifest_dir_entries(), vec!["kube-apiserver.yaml"]);
     wait_until_matching(&sim);
+}
+
+/// The journal fills up right after the manifest is renamed into place (a full disk): the change
+/// is live, so it is proved and reported as done (exit 0) with a loud warning, never as "failed,
+/// node as before"; the next run finds the session unfinished and `resume` settles it.
+#[test]
+fn a_journal_that_cannot_be_written_after_the_rename_does_not_hide_a_live_change() {
+    let sim = SimNode::start();
+    let intended = edit_extend_tokens(&sim.manifest(), Target::Set(true))
+        .unwrap()
+        .new_text;
+    // Journal writes: 1 begin, 2 backed-up, 3 written (after the rename) and every later one.
+    let out = sim
+        .run()
+        .args(["extend-tokens", "enable", "--yes", "--timeout", "40s"])
+        .env("FAILPOINTS", "before-journal-write=2*off->return")
+        .output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("THE JOURNAL COULD NOT BE WRITTEN"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.contains("enabled and proved"), "{}", out.stdout);
+    assert_eq!(sim.manifest(), intended);
+    assert!(unfinished(&sim), "the journal could not record the end");
+    sim.run().args(["resume", "--yes"]).ok();
+    assert!(!unfinished(&sim));
+    assert_eq!(sim.manifest(), intended);
 }

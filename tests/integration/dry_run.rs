@@ -1,8 +1,5 @@
 //! A dry run changes no byte under the root, journal and audit log included, whatever state the
 //! node is in: fresh, or in the middle of an unfinished change.
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use crate::harness::*;
 
 /// Every mutating command, as a dry run that a script would type.
@@ -38,46 +35,10 @@ fn on_a_fresh_node_no_dry_run_writes_anything() {
     }
 }
 
-/// A change killed (SIGKILL) while it waits for a kubelet that never acts: the journal says
-/// in-progress and the manifest holds the new version.
-fn killed_mid_change(sim: &SimNode) {
-    sim.configure(|c| c.frozen = true);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kubeadm-recover"))
-        .arg("--root")
-        .arg(sim.root())
-        .args([
-            "extend-tokens",
-            "disable",
-            "--yes",
-            "--stale-window",
-            "0s",
-            "--nudge-after",
-            "10m",
-            "--timeout",
-            "10m",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let journal = sim.path("/var/lib/kubeadm-recover/journal.json");
-    for _ in 0..200 {
-        if std::fs::read_to_string(&journal).is_ok_and(|j| j.contains("\"step\": \"waiting\"")) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let text = std::fs::read_to_string(&journal).unwrap();
-    assert!(text.contains("in-progress"), "{text}");
-}
-
 #[test]
 fn with_an_unfinished_change_no_dry_run_writes_anything_and_resume_does_not_finish_it() {
     let sim = SimNode::start();
-    killed_mid_change(&sim);
+    sim.killed_mid_change();
     let backup = sim.backup_dirs().pop().unwrap();
     let id = backup
         .file_name()

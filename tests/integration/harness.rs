@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 pub use kubeadm_recover_sim::config::SimConfig;
 pub use kubeadm_recover_sim::node::NodeOptions;
@@ -361,6 +362,43 @@ impl SimNode {
             "the simulated apiserver did not come up:\n{}",
             self.status()
         );
+    }
+
+    /// A change killed (SIGKILL) while it waits for a kubelet that never acts: the journal says
+    /// in-progress and the manifest holds the new version.
+    pub fn killed_mid_change(&self) {
+        self.configure(|c| c.frozen = true);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kubeadm-recover"))
+            .arg("--root")
+            .arg(self.root())
+            .args([
+                "extend-tokens",
+                "disable",
+                "--yes",
+                "--stale-window",
+                "0s",
+                "--nudge-after",
+                "10m",
+                "--timeout",
+                "10m",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let journal = self.path("/var/lib/kubeadm-recover/journal.json");
+        for _ in 0..200 {
+            if std::fs::read_to_string(&journal).is_ok_and(|j| j.contains("\"step\": \"waiting\""))
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let text = std::fs::read_to_string(&journal).unwrap();
+        assert!(text.contains("in-progress"), "{text}");
     }
 
     /// Changes the simulation's knobs while it runs.

@@ -7,6 +7,7 @@ mod backups;
 mod crash;
 mod dry_run;
 mod extend_tokens;
+mod hostile;
 mod restart;
 mod sessions;
 mod snapshots;

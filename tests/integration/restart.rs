@@ -343,6 +343,16 @@ fn the_product_binary_is_never_a_control_plane_component() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "nothing serves"
     );
+    // Structurally: the simulator's code is not in the product binary at all.
+    let product = std::fs::read(env!("CARGO_BIN_EXE_kubeadm-recover")).unwrap();
+    let simulator = std::fs::read(simulator()).unwrap();
+    let marker = b"rejected by this simulated apiserver";
+    let contains = |hay: &[u8]| hay.windows(marker.len()).any(|w| w == marker);
+    assert!(contains(&simulator), "the marker is the simulator's");
+    assert!(
+        !contains(&product),
+        "the product binary carries simulator code"
+    );
 }
 
 #[test]

@@ -1,0 +1,374 @@
+//! A hostile world: filesystems that refuse, other mounts, a host runtime next to a sandbox,
+//! impatient operators. Whatever happens, the exit code tells the truth about the node.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::*;
+
+/// A mount made for one test, undone when the test ends (even when it fails).
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(at: &Path, size: &str) -> Mount {
+        run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                at.to_str().unwrap(),
+            ],
+        );
+        Mount(at.to_path_buf())
+    }
+
+    fn read_only(at: &Path) -> Mount {
+        let dir = at.to_str().unwrap();
+        run("mount", &["--bind", dir, dir]);
+        let mount = Mount(at.to_path_buf());
+        run("mount", &["-o", "remount,ro,bind", dir]);
+        mount
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn run(program: &str, args: &[&str]) {
+    let status = Command::new(program).args(args).status().unwrap();
+    assert!(status.success(), "{program} {args:?}");
+}
+
+/// Exit 1 means: the manifest is byte for byte what it was, and no session is left unfinished.
+fn assert_as_before(sim: &SimNode, original: &str, out: &Output) {
+    assert_eq!(out.code, 1, "exit 1\n{}", out.stderr);
+    assert!(
+        out.stderr.contains("the node is as before"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sim.manifest(), original);
+    let status = sim.status();
+    assert_ne!(status["session"]["unfinished"], true, "{status}");
+    assert_eq!(status["apiserver"]["health"], "ok");
+}
+
+fn enable(sim: &SimNode) -> Output {
+    sim.run()
+        .args(["extend-tokens", "enable", "--yes", "--timeout", "20s"])
+        .output()
+}
+
+#[test]
+fn a_write_refused_before_the_rename_is_exit_1_with_no_unfinished_session() {
+    let sim = SimNode::start();
+    let original = sim.manifest();
+    let manifests = sim.path("/etc/kubernetes/manifests");
+
+    // A read-only manifest directory.
+    {
+        let _ro = Mount::read_only(&manifests);
+        assert_as_before(&sim, &original, &enable(&sim));
+    }
+    // An immutable manifest.
+    run("chattr", &["+i", sim.manifest_path().to_str().unwrap()]);
+    let out = enable(&sim);
+    run("chattr", &["-i", sim.manifest_path().to_str().unwrap()]);
+    assert_as_before(&sim, &original, &out);
+    // The manifest directory on another filesystem: rename(2) gives EXDEV, never a copy.
+    {
+        let _other = Mount::tmpfs(&manifests, "1m");
+        std::fs::write(sim.manifest_path(), &original).unwrap();
+        let out = enable(&sim);
+        assert!(
+            out.stderr.contains("cross-device") || out.stderr.contains("os error 18"),
+            "{}",
+            out.stderr
+        );
+        assert_as_before(&sim, &original, &out);
+    }
+    // Afterwards the node takes the change as usual.
+    sim.run().args(["extend-tokens", "enable", "--yes"]).ok();
+}
+
+#[test]
+fn the_rollback_has_its_own_wait_and_a_zero_timeout_is_a_usage_error() {
+    let sim = SimNode::start();
+    let original = sim.manifest();
+    sim.run()
+        .args(["extend-tokens", "enable", "--yes", "--timeout", "0s"])
+        .code(2);
+    // Every apiserver now needs 4 s to serve: the change times out at 2 s, and the rollback
+    // (its own budget) sees the old one come back.
+    sim.configure(|c| c.startup_delay_ms = 4000);
+    let out = sim
+        .run()
+        .args(["extend-tokens", "enable", "--yes", "--timeout", "2s"])
+        .output();
+    sim.configure(|c| c.startup_delay_ms = 300);
+    assert_as_before(&sim, &original, &out);
+}
+
+#[test]
+fn a_sandbox_never_touches_the_host_container_runtime() {
+    let sim = SimNode::start();
+    let bin = tempfile::tempdir().unwrap();
+    let calls = bin.path().join("calls");
+    let crictl = bin.path().join("crictl");
+    std::fs::write(
+        &crictl,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\necho 0123456789abcdef\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    run("chmod", &["755", crictl.to_str().unwrap()]);
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    sim.configure(|c| c.frozen = true);
+    let out = sim
+        .run()
+        .args([
+            "extend-tokens",
+            "enable",
+            "--yes",
+            "--timeout",
+            "4s",
+            "--nudge-after",
+            "1s",
+        ])
+        .env("PATH", &path)
+        .output();
+    sim.configure(|c| c.frozen = false);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("moving the manifest"),
+        "the sandbox is nudged by moving its own manifest: {}",
+        out.stderr
+    );
+    assert!(
+        !calls.exists(),
+        "crictl was run under a sandbox root: {}",
+        std::fs::read_to_string(&calls).unwrap_or_default()
+    );
+    sim.run().args(["status"]).env("PATH", &path).ok();
+    assert!(!calls.exists(), "status ran crictl under a sandbox root");
+}
+
+fn session_ids(sim: &SimNode) -> Vec<String> {
+    let journal: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sim.path("/var/lib/kubeadm-recover/journal.json")).unwrap(),
+    )
+    .unwrap();
+    journal["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_second_revert_never_quietly_undoes_an_older_session() {
+    let sim = SimNode::start();
+    // An earlier CIS hardening, then the break-glass change.
+    sim.run()
+        .args([
+            "extend-tokens",
+            "disable",
+            "--yes",
+            "--stale-window",
+            "0s",
+            "--reason",
+            "CIS",
+        ])
+        .ok();
+    let hardened = sim.manifest();
+    sim.run().args(["extend-tokens", "enable", "--yes"]).ok();
+    sim.run().args(["revert", "--yes"]).ok();
+    assert_eq!(sim.manifest(), hardened, "the break-glass change is undone");
+    let out = sim.run().args(["revert", "--yes"]).code(2);
+    assert!(
+        out.stderr.contains("already reverted") && out.stderr.contains("--session"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sim.manifest(), hardened, "the CIS hardening stays");
+    // Named, the older session is reverted.
+    let cis = session_ids(&sim)[0].clone();
+    sim.run()
+        .args(["revert", "--yes", "--session", &cis, "--stale-window", "0s"])
+        .ok();
+    assert_ne!(sim.manifest(), hardened);
+}
+
+#[test]
+fn an_unfinished_session_after_a_hand_edit_has_a_documented_way_out() {
+    let sim = SimNode::start();
+    sim.killed_mid_change();
+    // Someone edits the manifest by hand: neither the original nor the intended version.
+    let edited = sim.manifest().replace(
+        "--allow-privileged=true",
+        "--allow-privileged=true\n    - --v=2",
+    );
+    std::fs::write(sim.manifest_path(), &edited).unwrap();
+    let resume = sim.run().args(["resume", "--yes"]).code(3);
+    let revert = sim.run().args(["revert", "--yes"]).code(3);
+    for out in [&resume, &revert] {
+        assert!(
+            out.stderr.contains("journal abandon --session"),
+            "{}",
+            out.stderr
+        );
+    }
+    let id = session_ids(&sim).pop().unwrap();
+    sim.run()
+        .args([
+            "journal",
+            "abandon",
+            "--session",
+            &id,
+            "--yes",
+            "--reason",
+            "hand edit",
+        ])
+        .ok();
+    assert_eq!(sim.manifest(), edited, "abandon leaves the manifest alone");
+    let audit = std::fs::read_to_string(sim.path("/var/log/kubeadm-recover/audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("journal abandon") && audit.contains("hand edit"),
+        "{audit}"
+    );
+    let list = sim.run().args(["journal", "list"]).ok().stdout;
+    assert!(list.contains("abandoned"), "{list}");
+    // The node takes changes again.
+    sim.configure(|c| c.frozen = false);
+    sim.run().args(["status"]).ok();
+    sim.run()
+        .args(["extend-tokens", "enable", "--yes", "--dry-run"])
+        .ok();
+}
+
+#[test]
+fn revert_no_wait_does_not_wait_for_a_kubelet_that_is_down() {
+    let node = Node::new();
+    node.run()
+        .args(["extend-tokens", "enable", "--yes", "--no-wait"])
+        .ok();
+    // Someone already put the original back by hand; the kubelet is down.
+    let backup = node.backup_dirs().pop().unwrap();
+    std::fs::copy(backup.join("kube-apiserver.yaml"), node.manifest_path()).unwrap();
+    let started = std::time::Instant::now();
+    let out = node.run().args(["revert", "--yes", "--no-wait"]).ok();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "revert --no-wait returned without waiting"
+    );
+    assert!(out.stderr.contains("nothing was proved"), "{}", out.stderr);
+}
+
+#[test]
+fn a_tampered_backup_cannot_choose_where_root_writes() {
+    let node = Node::new();
+    node.run()
+        .args(["extend-tokens", "enable", "--yes", "--no-wait"])
+        .ok();
+    let backup = node.backup_dirs().pop().unwrap();
+    let id = backup
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("kubeadm-recover-backup-")
+        .to_string();
+    let meta_path = backup.join("backup.json");
+    let original_meta = std::fs::read_to_string(&meta_path).unwrap();
+    let cases = [
+        (
+            "/etc/kubernetes/manifests/etcd.yaml",
+            "0600",
+            "not a file kubeadm-recover backs up",
+        ),
+        (
+            "/etc/kubernetes/manifests/../../../../tmp/escaped",
+            "0600",
+            "not a file kubeadm-recover backs up",
+        ),
+        (
+            "/etc/kubernetes/manifests/kube-apiserver.yaml",
+            "0666",
+            "would let others write it",
+        ),
+        (
+            "/etc/kubernetes/manifests/kube-apiserver.yaml",
+            "4755",
+            "would let others write it",
+        ),
+    ];
+    for (path, mode, why) in cases {
+        let mut meta: serde_json::Value = serde_json::from_str(&original_meta).unwrap();
+        meta["files"][0]["path"] = path.into();
+        meta["files"][0]["ownership"]["mode"] = mode.into();
+        std::fs::write(&meta_path, serde_json::to_string_pretty(&meta).unwrap()).unwrap();
+        let before = node.snapshot();
+        let out = node
+            .run()
+            .args(["backups", "restore", &id, "--yes", "--no-wait"])
+            .code(3);
+        assert!(out.stderr.contains(why), "{path} {mode}: {}", out.stderr);
+        assert_eq!(node.snapshot(), before, "{path} {mode}: nothing written");
+    }
+    // A symlinked /etc/kubernetes/manifests leading out of the root is refused too.
+    std::fs::write(&meta_path, &original_meta).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let manifests = node.path("/etc/kubernetes/manifests");
+    let moved = node.path("/etc/kubernetes/manifests.real");
+    std::fs::rename(&manifests, &moved).unwrap();
+    std::os::unix::fs::symlink(outside.path(), &manifests).unwrap();
+    let out = node
+        .run()
+        .args(["backups", "restore", &id, "--yes", "--no-wait"])
+        .output();
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "nothing written outside"
+    );
+}
+
+#[test]
+fn state_files_are_never_followed_through_symlinks() {
+    let node = Node::new();
+    let victim = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(victim.path(), "precious").unwrap();
+    std::fs::create_dir_all(node.path("/var/lib/kubeadm-recover")).unwrap();
+    std::os::unix::fs::symlink(victim.path(), node.path("/var/lib/kubeadm-recover/lock")).unwrap();
+    let out = node
+        .run()
+        .args(["extend-tokens", "enable", "--yes", "--no-wait"])
+        .output();
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(victim.path()).unwrap(), "precious");
+    std::fs::remove_file(node.path("/var/lib/kubeadm-recover/lock")).unwrap();
+
+    std::fs::create_dir_all(node.path("/var/log/kubeadm-recover")).unwrap();
+    std::os::unix::fs::symlink(
+        victim.path(),
+        node.path("/var/log/kubeadm-recover/audit.jsonl"),
+    )
+    .unwrap();
+    let _ = node
+        .run()
+        .args(["extend-tokens", "enable", "--yes", "--no-wait"])
+        .output();
+    assert_eq!(std::fs::read_to_string(victim.path()).unwrap(), "precious");
+}
