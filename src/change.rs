@@ -136,8 +136,7 @@ pub fn commit(
     let mut done: Vec<&PlannedWrite> = Vec::new();
     let renamed = |done: &[&PlannedWrite]| done.iter().map(|w| w.path.clone()).collect();
     for write in writes {
-        if let Err(e) = atomic::replace(&write.path, &layout.tmp_dir(), &write.new, write.ownership)
-        {
+        if let Err(e) = write_node_file(layout, &write.path, &write.new, write.ownership) {
             let failed = format!("writing {} failed: {e}", write.path.display());
             let unrestored = put_back(layout, done.iter().copied());
             if unrestored.is_empty() {
@@ -199,6 +198,38 @@ pub fn commit(
     })
 }
 
+/// Replaces a file on the node atomically. A symlink is written through, so that the file it
+/// points at (the one in use) gets the new bytes and the link stays a link. The temp file is
+/// made in `/etc/kubernetes/tmp` when that is on the target's filesystem (never in the manifest
+/// directory itself), else beside the target, so that the rename never crosses filesystems.
+pub fn write_node_file(
+    layout: &NodeLayout,
+    path: &std::path::Path,
+    contents: &[u8],
+    ownership: Option<atomic::Ownership>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let target = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => path.canonicalize()?,
+        _ => path.to_path_buf(),
+    };
+    let dir = target
+        .parent()
+        .ok_or_else(|| std::io::Error::other(format!("{} has no directory", target.display())))?;
+    let tmp = layout.tmp_dir();
+    crate::store::private_dir(&tmp)?;
+    let same_filesystem = match (std::fs::metadata(&tmp), std::fs::metadata(dir)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => true,
+    };
+    let temp_dir = if same_filesystem || dir == layout.manifests_dir() {
+        tmp
+    } else {
+        dir.to_path_buf()
+    };
+    atomic::replace(&target, &temp_dir, contents, ownership)
+}
+
 fn injected_after_rename() -> Result<()> {
     crate::failpoint!("after-rename");
     Ok(())
@@ -213,7 +244,7 @@ pub fn put_back<'a>(
     let mut failed = Vec::new();
     for write in writes {
         let result = match &write.old {
-            Some(old) => atomic::replace(&write.path, &layout.tmp_dir(), old, None),
+            Some(old) => write_node_file(layout, &write.path, old, None),
             None => match std::fs::remove_file(&write.path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 other => other,

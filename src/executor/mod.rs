@@ -124,6 +124,7 @@ pub fn run(
     ui.confirm(&plan.question)?;
     let _lock = lock::acquire(&layout.lock_file())?;
     interrupt::install();
+    clean_up_after_killed_runs(layout, ui);
     if let Some(mark) = &plan.supersedes {
         close(layout, mark, None)?;
     }
@@ -181,6 +182,26 @@ fn pass_gates(
         }
     }
     Ok(strays)
+}
+
+/// Temp files of a run that was killed: removed (under the lock, so none is in flight), and said.
+fn clean_up_after_killed_runs(layout: &NodeLayout, ui: &Ui) {
+    let mut dirs = vec![
+        layout.tmp_dir(),
+        layout.path("/etc/kubernetes"),
+        layout.state_dir(),
+    ];
+    dirs.extend(
+        crate::credentials::copies::candidates(layout, &[])
+            .iter()
+            .filter_map(|copy| copy.parent().map(|d| d.to_path_buf())),
+    );
+    for path in crate::store::remove_stale_temps(&dirs) {
+        ui.warn(format!(
+            "removed {}, a temp file left by a killed run",
+            layout.node_path(&path)
+        ));
+    }
 }
 
 fn close(layout: &NodeLayout, mark: &Mark, by: Option<&str>) -> Result<()> {

@@ -39,7 +39,8 @@ impl Ownership {
     }
 }
 
-/// Writes `contents` to a temp file in `tmp_dir` (same filesystem as `target`), fsyncs it,
+/// Writes `contents` to a temp file in `tmp_dir` (an existing directory on the same filesystem
+/// as `target`; a symlink at `target` itself is replaced, not followed), fsyncs it,
 /// gives it `ownership` (or the target's current one), renames it over `target` and fsyncs the
 /// directory. A failure at any point leaves `target` untouched and removes the temp file.
 pub fn replace(
@@ -48,13 +49,12 @@ pub fn replace(
     contents: &[u8],
     ownership: Option<Ownership>,
 ) -> std::io::Result<()> {
-    super::private_dir(tmp_dir)?;
     let ownership = match ownership {
         Some(o) => o,
         None => Ownership::of(target)?,
     };
     let mut temp = tempfile::Builder::new()
-        .prefix(".kubeadm-recover-")
+        .prefix(super::TEMP_PREFIX)
         .tempfile_in(tmp_dir)?;
     temp.write_all(contents)?;
     let file = temp.as_file();
@@ -86,6 +86,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("manifests/kube-apiserver.yaml");
         let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::write(&target, "old").unwrap();
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
@@ -104,6 +105,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("missing-dir/file");
         let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let own = Ownership {
             mode: 0o600,
             uid: nix::unistd::getuid().as_raw(),

@@ -33,12 +33,21 @@ fn declared_pod(path: &Path) -> Option<String> {
     Some(format!("{namespace}/{name}"))
 }
 
+/// The port a file's kube-apiserver container serves, if it declares one.
+fn apiserver_port(path: &Path) -> Option<u16> {
+    let text = std::fs::read_to_string(path).ok()?;
+    crate::manifest::Manifest::parse(&text)
+        .ok()
+        .map(|m| m.secure_port())
+}
+
 /// Files in `dir`, other than `manifest`, that would confuse the kubelet or the tool.
 pub fn find(dir: &Path, manifest: &Path) -> Vec<Stray> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let ours = declared_pod(manifest).unwrap_or_else(|| "kube-system/kube-apiserver".into());
+    let our_port = apiserver_port(manifest);
     let mut strays = Vec::new();
     for entry in entries.filter_map(|e| e.ok()) {
         let path = entry.path();
@@ -53,16 +62,35 @@ pub fn find(dir: &Path, manifest: &Path) -> Vec<Stray> {
             });
             continue;
         }
-        let regular = entry.file_type().is_ok_and(|t| t.is_file());
+        // The kubelet stats each entry, so a symlink to a regular file is read like one.
+        let regular = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
         if name.starts_with('.') || !regular {
             continue;
         }
-        let same_pod = declared_pod(&path).is_some_and(|pod| pod == ours);
-        let lookalike = name.starts_with("kube-apiserver") && declared_pod(&path).is_none();
+        let link = if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+            format!(
+                " (a symlink to {})",
+                std::fs::read_link(&path).unwrap_or_default().display()
+            )
+        } else {
+            String::new()
+        };
+        let declared = declared_pod(&path);
+        let same_pod = declared.as_deref() == Some(ours.as_str());
+        let lookalike = name.starts_with("kube-apiserver") && declared.is_none();
         if same_pod {
             strays.push(Stray {
                 path,
-                why: format!("declares the same pod ({ours}); the kubelet reads it too and may run it instead"),
+                why: format!("declares the same pod ({ours}){link}; the kubelet reads it too and may run it instead"),
+            });
+        } else if let Some(port) = our_port.filter(|p| apiserver_port(&path) == Some(*p)) {
+            strays.push(Stray {
+                path,
+                why: format!(
+                    "a second kube-apiserver pod ({}){link} on the same port {port}: the kubelet runs both, and \
+                     only one can serve",
+                    declared.unwrap_or_default()
+                ),
             });
         } else if lookalike {
             strays.push(Stray {
@@ -82,7 +110,7 @@ mod tests {
     #[test]
     fn finds_copies_and_editor_leftovers_but_not_other_pods_or_dot_files() {
         let dir = tempfile::tempdir().unwrap();
-        let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\n  namespace: kube-system\n";
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\n  namespace: kube-system\nspec:\n  containers:\n  - name: kube-apiserver\n    command: [kube-apiserver, --secure-port=6443]\n";
         let manifest = dir.path().join("kube-apiserver.yaml");
         std::fs::write(&manifest, pod).unwrap();
         std::fs::write(dir.path().join("kube-apiserver.yaml.bak"), pod).unwrap();
@@ -95,6 +123,18 @@ mod tests {
             pod.replace("kube-apiserver", "etcd"),
         )
         .unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("kube-apiserver.yaml.bak"),
+            dir.path().join("linked.yaml"),
+        )
+        .unwrap();
+        let renamed = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: apiserver-old\n  namespace: kube-system\nspec:\n  containers:\n  - name: kube-apiserver\n    command: [kube-apiserver, --secure-port=6443]\n";
+        std::fs::write(dir.path().join("renamed.yaml"), renamed).unwrap();
+        std::fs::write(
+            dir.path().join("other-port.yaml"),
+            renamed.replace("6443", "7443"),
+        )
+        .unwrap();
         let names: Vec<String> = find(dir.path(), &manifest)
             .iter()
             .map(|s| s.path.file_name().unwrap().to_string_lossy().into_owned())
@@ -105,7 +145,9 @@ mod tests {
                 ".kube-apiserver.yaml.swp",
                 "4913",
                 "kube-apiserver.yaml.bak",
-                "old-apiserver"
+                "linked.yaml",
+                "old-apiserver",
+                "renamed.yaml"
             ]
         );
     }

@@ -372,3 +372,71 @@ fn state_files_are_never_followed_through_symlinks() {
         .output();
     assert_eq!(std::fs::read_to_string(victim.path()).unwrap(), "precious");
 }
+
+#[test]
+fn a_symlinked_manifest_is_written_through_and_stays_a_link() {
+    let node = Node::new();
+    let original = node.manifest();
+    let real = node.path("/etc/kubernetes/real/kube-apiserver.yaml");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    std::fs::rename(node.manifest_path(), &real).unwrap();
+    std::os::unix::fs::symlink(&real, node.manifest_path()).unwrap();
+    node.run()
+        .args(["extend-tokens", "enable", "--yes", "--no-wait"])
+        .ok();
+    let meta = std::fs::symlink_metadata(node.manifest_path()).unwrap();
+    assert!(meta.file_type().is_symlink(), "the link stays a link");
+    assert!(std::fs::read_to_string(&real)
+        .unwrap()
+        .contains("--service-account-extend-token-expiration=true"));
+    node.run().args(["revert", "--yes", "--no-wait"]).ok();
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), original);
+    assert!(std::fs::symlink_metadata(node.manifest_path())
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn temp_files_of_a_killed_run_are_removed_and_said() {
+    let node = Node::new();
+    let leftovers = [
+        node.path("/etc/kubernetes/tmp/.kubeadm-recover-AbC123"),
+        node.path("/etc/kubernetes/.kubeadm-recover-XyZ789"),
+    ];
+    std::fs::create_dir_all(node.path("/etc/kubernetes/tmp")).unwrap();
+    for path in &leftovers {
+        std::fs::write(path, "client-key-data: c2VjcmV0").unwrap();
+    }
+    let out = node
+        .run()
+        .args(["extend-tokens", "enable", "--yes", "--no-wait"])
+        .ok();
+    for path in &leftovers {
+        assert!(!path.exists(), "{} removed", path.display());
+    }
+    assert!(
+        out.stderr.contains("a temp file left by a killed run"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_tmp_dir_that_is_a_file_is_named_and_nothing_changes() {
+    let node = Node::new();
+    std::fs::write(node.path("/etc/kubernetes/tmp"), "not a directory").unwrap();
+    let original = node.manifest();
+    let out = node
+        .run()
+        .args(["extend-tokens", "enable", "--yes", "--no-wait"])
+        .code(1);
+    assert!(
+        out.stderr.contains("/etc/kubernetes/tmp must be a directory"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(node.manifest(), original);
+    let status = node.run().args(["status", "-o", "json"]).ok().json();
+    assert_ne!(status["session"]["unfinished"], true, "{status}");
+}
