@@ -50,6 +50,11 @@ pub fn run() -> i32 {
         ));
         return 2;
     }
+    // `KUBEADM_RECOVER_ROOT=` (set, but empty) means "no sandbox", as unset does.
+    if std::env::var_os("KUBEADM_RECOVER_ROOT").is_some_and(|v| v.is_empty()) {
+        // SAFETY: nothing else runs yet; no other thread reads the environment.
+        unsafe { std::env::remove_var("KUBEADM_RECOVER_ROOT") };
+    }
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     let cli = match cli::Cli::try_parse() {

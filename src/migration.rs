@@ -116,8 +116,13 @@ pub fn check(
     window: Duration,
 ) -> Check {
     let before = stale_tokens_total(layout, manifest);
-    if !window.is_zero() {
-        std::thread::sleep(window);
+    // Watched in small steps, so that a signal stops the check at once.
+    let until = std::time::Instant::now() + window;
+    while std::time::Instant::now() < until && !crate::interrupt::interrupted() {
+        std::thread::sleep(
+            Duration::from_millis(50)
+                .min(until.saturating_duration_since(std::time::Instant::now())),
+        );
     }
     let now = stale_tokens_total(layout, manifest);
     let since = session.map_or(crate::clock::now_unix() - 24 * 3600, |(started, _)| started);

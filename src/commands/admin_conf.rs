@@ -204,10 +204,14 @@ fn copy_writes(
             continue;
         };
         let mut new_text = text.clone();
-        for user in users
-            .iter()
-            .filter(|u| u.cert_b64.as_deref() == Some(old_cert.as_str()))
-        {
+        // The admin credential of THIS cluster, by identity: also a copy of an older one (a
+        // second regenerate, a kill between two writes), never another cluster's admin.
+        let ca = cluster_ca_der(ctx);
+        for user in users.iter().filter(|u| {
+            u.cert_b64.as_deref().is_some_and(|c| {
+                c == old_cert.as_str() || is_admin_certificate(c, Kind::Admin, ca.as_deref())
+            })
+        }) {
             new_text = kubeconfig_edit::replace_credential(
                 &new_text,
                 &user.name,
@@ -310,7 +314,72 @@ fn regenerate(ctx: &Context, options: &RegenerateOptions) -> Result<()> {
     Ok(())
 }
 
+/// The cluster CA certificate (DER), to recognise certificates it signed.
+fn cluster_ca_der(ctx: &Context) -> Option<Vec<u8>> {
+    let pem = std::fs::read_to_string(ctx.layout.path("/etc/kubernetes/pki/ca.crt")).ok()?;
+    crate::pem::certificates(&pem).into_iter().next()
+}
+
+/// Whether a user's client certificate is kubeadm's `kind` credential of this cluster: signed
+/// by its CA and carrying that identity's CN.
+fn is_admin_certificate(cert_b64: &str, kind: Kind, ca: Option<&[u8]>) -> bool {
+    issue::read_certificate(cert_b64).is_some_and(|(subject, _, der)| {
+        subject.common_name == kind.user_name() && ca.is_some_and(|ca| issue::signed_by(&der, ca))
+    })
+}
+
+/// kubeadm's admin user in a kubeconfig, found by what it is: the user whose client
+/// certificate is this cluster's `kind` credential, else the user with kubeadm's name for it.
+/// Never simply the current context's user: that may be an OIDC or token user someone added.
+fn admin_user(
+    text: &str,
+    kind: Kind,
+    ca: Option<&[u8]>,
+) -> Option<kubeconfig_edit::UserCredential> {
+    let users = kubeconfig_edit::user_credentials(text).ok()?;
+    let by_certificate = users.iter().position(|u| {
+        u.cert_b64
+            .as_deref()
+            .is_some_and(|c| is_admin_certificate(c, kind, ca))
+    });
+    let by_name = || users.iter().position(|u| u.name == kind.user_name());
+    by_certificate.or_else(by_name).map(|i| users[i].clone())
+}
+
+fn user_names(text: &str) -> String {
+    let names: Vec<String> = kubeconfig_edit::user_credentials(text)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// A credential shorter-lived than this would expire while the operator is still using it.
+const SHORTEST_VALIDITY: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+fn check_validity(ctx: &Context, validity: std::time::Duration) -> Result<()> {
+    if validity < SHORTEST_VALIDITY {
+        return Err(Error::Usage(format!(
+            "--validity {}s is too short to be of use: give at least 10m (e.g. 24h for a system:masters credential)",
+            validity.as_secs()
+        )));
+    }
+    if validity < std::time::Duration::from_secs(24 * 3600) {
+        ctx.ui.warn(format!(
+            "the new credential expires in {} minutes: plan to replace it before then",
+            validity.as_secs() / 60
+        ));
+    }
+    Ok(())
+}
+
 fn plan_regeneration(ctx: &Context, options: &RegenerateOptions) -> Result<(Plan, Regeneration)> {
+    check_validity(ctx, options.validity)?;
     let native = resolve_method(ctx, options.method)? == Method::Native;
     let (v129, server) = cluster_facts(ctx);
     let credentials = kinds(options)
@@ -488,15 +557,26 @@ fn plan_credential(
     let layout = &ctx.layout;
     let path = layout.path(&format!("/etc/kubernetes/{}", kind.file_name()));
     let old_text = std::fs::read_to_string(&path).ok();
-    let user = old_text
-        .as_deref()
-        .and_then(kubeconfig_edit::current_user)
-        .unwrap_or_else(|| kind.user_name().to_string());
-    let old_cert_b64 = old_text
-        .as_deref()
-        .and_then(|t| kubeconfig_edit::user_credentials(t).ok())
-        .and_then(|users| users.into_iter().find(|u| u.name == user))
-        .and_then(|u| u.cert_b64);
+    let ca = cluster_ca_der(ctx);
+    let admin = match old_text.as_deref() {
+        Some(text) => Some(admin_user(text, kind, ca.as_deref()).ok_or_else(|| {
+            Error::Refused(format!(
+                "{} holds no kubeadm {} user (a client certificate for {} from this cluster's CA, or a user \
+                 named {}): users {}. Nothing was changed; to have a new file written in kubeadm's shape, \
+                 move this one aside first",
+                path.display(),
+                kind.file_name(),
+                kind.user_name(),
+                kind.user_name(),
+                user_names(text)
+            ))
+        })?),
+        None => None,
+    };
+    let user = admin
+        .as_ref()
+        .map_or_else(|| kind.user_name().to_string(), |u| u.name.clone());
+    let old_cert_b64 = admin.and_then(|u| u.cert_b64);
     let old = old_cert_b64.as_deref().and_then(issue::read_certificate);
     let (subject, subject_source, old_key_type) = match &old {
         Some((subject, key_type, _)) => (subject.clone(), "the old certificate", Some(*key_type)),

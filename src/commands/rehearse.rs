@@ -217,9 +217,47 @@ fn change_step(root: &Path, name: &str, args: &[&str], want: i32) -> Result<Step
     })
 }
 
+/// `--dir`: a new or empty directory to build in, or (with `--serve`) a sandbox `rehearse`
+/// built. Never `/`, never a directory holding anything else: a rehearsal writes a CA key and
+/// an admin.conf there.
+fn check_dir(dir: &Path, serve: bool) -> Result<PathBuf> {
+    if dir.canonicalize().is_ok_and(|d| d == Path::new("/")) {
+        return Err(Error::Refused(
+            "--dir /: a rehearsal never runs on a real root; give it a directory of its own".into(),
+        ));
+    }
+    let built = dir.join("var/lib/kubeadm-recover-sim").is_dir();
+    if serve {
+        if !built {
+            return Err(Error::Refused(format!(
+                "{} is not a sandbox node made by `kubeadm-recover rehearse --keep`",
+                dir.display()
+            )));
+        }
+        return Ok(dir.to_path_buf());
+    }
+    let empty = match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+            true
+        }
+        Err(e) => return Err(Error::io("cannot read", dir, e)),
+    };
+    if !empty {
+        return Err(Error::Refused(format!(
+            "{} is not empty: a rehearsal builds its node only in a new or empty directory \
+             (to run a kept sandbox again: --dir {} --serve)",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    Ok(dir.to_path_buf())
+}
+
 fn start_sandbox(options: &RehearseOptions) -> Result<Sandbox> {
     let (root, temp) = match &options.dir {
-        Some(dir) => (dir.clone(), None),
+        Some(dir) => (check_dir(dir, options.serve)?, None),
         None => {
             let temp = tempfile::Builder::new()
                 .prefix("kubeadm-recover-rehearse-")
@@ -543,12 +581,6 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
         ));
     }
     if options.serve {
-        if !sandbox.root.join("etc/kubernetes/manifests").is_dir() {
-            return Err(Error::Usage(format!(
-                "{} is not a sandbox node: run `kubeadm-recover rehearse --keep` first",
-                sandbox.root.display()
-            )));
-        }
         rehearsing.start_kubelet(&mut sandbox)?;
         ctx.ui.info(format!(
             "serving: point the tool at it with `kubeadm-recover --root {} status`; Ctrl-C stops it",

@@ -132,6 +132,34 @@ pub fn read_certificate(cert_b64: &str) -> Option<(Subject, KeyType, Vec<u8>)> {
     ))
 }
 
+/// Whether `cert_der` carries a valid signature by the CA certificate `ca_der`.
+pub fn signed_by(cert_der: &[u8], ca_der: &[u8]) -> bool {
+    let (Ok((_, cert)), Ok((_, ca))) = (
+        X509Certificate::from_der(cert_der),
+        X509Certificate::from_der(ca_der),
+    ) else {
+        return false;
+    };
+    cert.verify_signature(Some(ca.public_key())).is_ok()
+}
+
+/// Why a CA key cannot be used, in words that name the file, the kind of key and what to do.
+fn unusable_key(path: &Path, pem: &str, error: &str) -> String {
+    let what = if pem.contains("ENCRYPTED") {
+        "an encrypted (passphrase-protected) private key; kubeadm writes it unencrypted. Decrypt a copy \
+         (openssl pkey -in ca.key -out /root/ca.key.plain) and put that in place, or use --method kubeadm"
+            .to_string()
+    } else if pem.contains("BEGIN EC PRIVATE KEY") || pem.contains("BEGIN PRIVATE KEY") {
+        format!(
+            "a key this tool cannot sign with ({error}); it signs with RSA and ECDSA P-256 keys, as kubeadm \
+             makes them (a P-384 or P-521 CA is not one of them). Use --method kubeadm"
+        )
+    } else {
+        format!("not a private key this tool can read ({error}); use --method kubeadm")
+    };
+    format!("{}: {what}", path.display())
+}
+
 pub struct Issued {
     pub cert_pem: String,
     pub key_pem: String,
@@ -153,7 +181,7 @@ pub fn issue(
     let ca_key_pem = std::fs::read_to_string(pki_dir.join("ca.key"))
         .map_err(|e| format!("{}: {e}", pki_dir.join("ca.key").display()))?;
     let ca_key = Key::from_pem(&ca_key_pem)
-        .map_err(|e| format!("{}: {e}", pki_dir.join("ca.key").display()))?;
+        .map_err(|e| unusable_key(&pki_dir.join("ca.key"), &ca_key_pem, &e.to_string()))?;
     let ca_der = crate::pem::certificates(&ca_pem)
         .into_iter()
         .next()
@@ -188,6 +216,16 @@ pub fn issue(
         },
     )
     .map_err(|e| e.to_string())?;
+    // Checked locally whatever else is verified: a ca.key that is not ca.crt's key signs a
+    // certificate nothing will accept.
+    if !signed_by(&cert.der, &ca_der) {
+        return Err(format!(
+            "{} does not belong to {}: a certificate signed with it does not verify against the CA. \
+             Nothing was written; find the CA's own key (kubeadm keeps it beside ca.crt)",
+            pki_dir.join("ca.key").display(),
+            pki_dir.join("ca.crt").display()
+        ));
+    }
     Ok(Issued {
         facts: facts(&cert.der)?,
         cert_pem: cert.pem,

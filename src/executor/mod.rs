@@ -119,11 +119,23 @@ pub fn run(
         return Ok((plan, Executed::idle(true, false)));
     }
 
+    // From here a signal is a request to stop cleanly (exit 130, with a document), not a kill.
+    interrupt::install();
     let strays = pass_gates(layout, ui, &plan, settings)?;
+    stop_if_interrupted()?;
     ui.info(plan.describe());
     ui.confirm(&plan.question)?;
+    stop_if_interrupted()?;
     let _lock = lock::acquire(&layout.lock_file())?;
-    interrupt::install();
+    // Every change is audited, so a change whose audit cannot be written does not start.
+    let started = audit::Record::new(&plan.command, settings.reason.as_deref(), "started");
+    audit::append(&layout.audit_log(), &started).map_err(|e| {
+        Error::Refused(format!(
+            "the audit log {} cannot be written ({e}); every change is audited, so nothing was changed. \
+             Free space or fix it, then run this again",
+            layout.audit_log().display()
+        ))
+    })?;
     clean_up_after_killed_runs(layout, ui);
     if let Some(mark) = &plan.supersedes {
         close(layout, mark, None)?;
@@ -134,6 +146,15 @@ pub fn run(
     }
     remember_certificates(layout, settings, &plan, &executed);
     Ok((plan, executed))
+}
+
+fn stop_if_interrupted() -> Result<()> {
+    if interrupt::interrupted() {
+        return Err(Error::Interrupted(
+            "interrupted before anything was changed; the node is as before".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// What the gates would refuse, said in a dry run (which changes nothing, so refuses nothing).
@@ -177,6 +198,7 @@ fn pass_gates(
                 let parsed = manifest_engine::Manifest::parse(manifest)
                     .map_err(|e| Error::manifest(&layout.apiserver_manifest(), &e))?;
                 let check = migration::check(layout, &parsed, *session, settings.stale_window);
+                stop_if_interrupted()?;
                 migration::confirm_or_refuse(ui, &check, settings.accept_stale_tokens)?;
             }
         }

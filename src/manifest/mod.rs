@@ -38,6 +38,8 @@ pub enum ErrorKind {
     ProofFailed(String),
     /// The kubelet would read the flag differently from what the file shows plainly.
     CannotTell(String),
+    /// Lines end in a bare CR (classic Mac): YAML readers see one long line.
+    CrOnlyLineEndings,
 }
 
 impl ManifestError {
@@ -85,6 +87,9 @@ impl ManifestError {
             ErrorKind::ProofFailed(_) => {
                 "nothing was written; edit the flag by hand or report this manifest as a bug"
             }
+            ErrorKind::CrOnlyLineEndings => {
+                "convert the line endings to LF (e.g. `tr '\\r' '\\n'` into a new file, then mv it into place)"
+            }
             ErrorKind::CannotTell(_) => {
                 "write the manifest plainly, as kubeadm does (no merge keys, no repeated keys, kube-apiserver \
                  itself as the command), then run the tool again; it will not guess"
@@ -127,6 +132,10 @@ impl fmt::Display for ManifestError {
             ErrorKind::CannotTell(why) => {
                 write!(f, "cannot tell what the apiserver runs with: {why}")
             }
+            ErrorKind::CrOnlyLineEndings => write!(
+                f,
+                "lines end in a bare carriage return (CR, old Mac style), not LF or CRLF"
+            ),
         }
     }
 }
@@ -232,6 +241,14 @@ pub struct ExtendTokens {
 
 impl<'t> Manifest<'t> {
     pub fn parse(text: &'t str) -> Result<Self, ManifestError> {
+        if let Some(at) = text
+            .find('\r')
+            .filter(|&i| text.as_bytes().get(i + 1) != Some(&b'\n'))
+        {
+            let line = 1 + text[..at].matches('\n').count();
+            let col = 1 + at - text[..at].rfind('\n').map_or(0, |n| n + 1);
+            return Err(ManifestError::at(ErrorKind::CrOnlyLineEndings, line, col));
+        }
         if let Some((line, col)) = tab_indentation(text) {
             return Err(ManifestError::at(ErrorKind::TabIndentation, line, col));
         }

@@ -358,3 +358,12 @@ fn manifests_the_kubelet_reads_differently_are_cannot_tell_never_a_default() {
         assert!(edit_extend_tokens(text, Target::Set(true)).is_err());
     }
 }
+
+#[test]
+fn cr_only_line_endings_are_named_as_such() {
+    let text = KUBEADM_130.replace('\n', "\r");
+    let err = Manifest::parse(&text).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CrOnlyLineEndings);
+    assert_eq!((err.line, err.col), (Some(1), Some(15)));
+    assert!(err.hint().contains("LF"));
+}

@@ -38,7 +38,10 @@ pub fn private_dir(path: &Path) -> std::io::Result<()> {
     made.map_err(|e| {
         std::io::Error::new(
             e.kind(),
-            format!("{} must be a directory only root can enter: {e}", path.display()),
+            format!(
+                "{} must be a directory only root can enter: {e}",
+                path.display()
+            ),
         )
     })
 }

@@ -181,8 +181,12 @@ fn the_write_keeps_mode_and_owner_backs_up_and_audits() {
     assert!(sums.status.success(), "sha256sum -c accepts the backup");
 
     let audit = node.audit_lines();
-    assert_eq!(audit.len(), 1);
-    let entry = &audit[0];
+    assert_eq!(audit.len(), 2);
+    assert_eq!(
+        audit[0]["outcome"], "started",
+        "audited before anything is written"
+    );
+    let entry = &audit[1];
     assert_eq!(entry["command"], "extend-tokens disable");
     assert_eq!(entry["reason"], "CIS 1.2.30");
     assert_eq!(entry["sudo_user"], "alice");

@@ -386,15 +386,19 @@ fn a_symlinked_manifest_is_written_through_and_stays_a_link() {
         .ok();
     let meta = std::fs::symlink_metadata(node.manifest_path()).unwrap();
     assert!(meta.file_type().is_symlink(), "the link stays a link");
-    assert!(std::fs::read_to_string(&real)
-        .unwrap()
-        .contains("--service-account-extend-token-expiration=true"));
+    assert!(
+        std::fs::read_to_string(&real)
+            .unwrap()
+            .contains("--service-account-extend-token-expiration=true")
+    );
     node.run().args(["revert", "--yes", "--no-wait"]).ok();
     assert_eq!(std::fs::read_to_string(&real).unwrap(), original);
-    assert!(std::fs::symlink_metadata(node.manifest_path())
-        .unwrap()
-        .file_type()
-        .is_symlink());
+    assert!(
+        std::fs::symlink_metadata(node.manifest_path())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
 }
 
 #[test]
@@ -432,11 +436,270 @@ fn a_tmp_dir_that_is_a_file_is_named_and_nothing_changes() {
         .args(["extend-tokens", "enable", "--yes", "--no-wait"])
         .code(1);
     assert!(
-        out.stderr.contains("/etc/kubernetes/tmp must be a directory"),
+        out.stderr
+            .contains("/etc/kubernetes/tmp must be a directory"),
         "{}",
         out.stderr
     );
     assert_eq!(node.manifest(), original);
     let status = node.run().args(["status", "-o", "json"]).ok().json();
     assert_ne!(status["session"]["unfinished"], true, "{status}");
+}
+
+#[test]
+fn a_change_that_cannot_be_audited_does_not_start() {
+    let node = Node::new();
+    let original = node.manifest();
+    let log_dir = node.path("/var/log/kubeadm-recover");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let _full = Mount::tmpfs(&log_dir, "4k");
+    // Fill it.
+    let _ = std::fs::write(log_dir.join("filler"), vec![b'x'; 8192]);
+    let out = node
+        .run()
+        .args(["extend-tokens", "enable", "--yes", "--no-wait"])
+        .code(3);
+    assert!(out.stderr.contains("cannot be written"), "{}", out.stderr);
+    assert_eq!(node.manifest(), original);
+    assert!(node.backup_dirs().is_empty(), "no backup either");
+}
+
+fn field(text: &str, user: &str, key: &str) -> String {
+    let start = text.find(&format!("- name: {user}\n")).unwrap();
+    let rest = &text[start..];
+    let at = rest.find(&format!("{key}: ")).unwrap() + key.len() + 2;
+    rest[at..].lines().next().unwrap().to_string()
+}
+
+#[test]
+fn regenerate_finds_the_admin_user_by_identity_not_by_the_current_context() {
+    let node = Node::new();
+    let path = node.path("/etc/kubernetes/admin.conf");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "contexts:\n",
+            "contexts:\n- context:\n    cluster: kubernetes\n    user: alice\n  name: alice@kubernetes\n",
+        )
+        .replace(
+            "current-context: kubernetes-admin@kubernetes",
+            "current-context: alice@kubernetes",
+        )
+        .replace("users:\n", "users:\n- name: alice\n  user:\n    token: alices-own-token\n");
+    std::fs::write(&path, &text).unwrap();
+    node.run()
+        .args(["admin-conf", "regenerate", "--yes", "--no-verify"])
+        .ok();
+    let new = std::fs::read_to_string(&path).unwrap();
+    assert_ne!(
+        field(&new, "kubernetes-admin", "client-certificate-data"),
+        field(&text, "kubernetes-admin", "client-certificate-data")
+    );
+    let changed: Vec<_> = text
+        .lines()
+        .zip(new.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(
+        changed.len(),
+        2,
+        "only the admin's certificate and key change: {changed:?}"
+    );
+    assert_eq!(text.lines().count(), new.lines().count());
+    assert!(
+        new.contains("token: alices-own-token")
+            && new.contains("current-context: alice@kubernetes")
+    );
+
+    // No admin user at all: refused, nothing changed.
+    let tokens_only = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\ncurrent-context: \"\"\nusers:\n- name: bob\n  user:\n    token: bobs-token\n";
+    std::fs::write(&path, tokens_only).unwrap();
+    let out = node
+        .run()
+        .args(["admin-conf", "regenerate", "--yes", "--no-verify"])
+        .code(3);
+    assert!(
+        out.stderr.contains("holds no kubeadm admin.conf user"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), tokens_only);
+}
+
+#[test]
+fn a_ca_key_that_does_not_match_an_encrypted_key_and_silly_validities_are_refused() {
+    let node = Node::new();
+    let admin = node.path("/etc/kubernetes/admin.conf");
+    let original = std::fs::read_to_string(&admin).unwrap();
+    let ca_key = node.path("/etc/kubernetes/pki/ca.key");
+    let real_key = std::fs::read(&ca_key).unwrap();
+
+    let out = node
+        .run()
+        .args([
+            "admin-conf",
+            "regenerate",
+            "--yes",
+            "--no-verify",
+            "--validity",
+            "1s",
+        ])
+        .code(2);
+    assert!(out.stderr.contains("at least 10m"), "{}", out.stderr);
+    let out = node
+        .run()
+        .args(["admin-conf", "regenerate", "--dry-run", "--validity", "24m"])
+        .ok();
+    assert!(
+        out.stderr.contains("expires in 24 minutes"),
+        "{}",
+        out.stderr
+    );
+
+    run(
+        "openssl",
+        &[
+            "genrsa",
+            "-traditional",
+            "-out",
+            ca_key.to_str().unwrap(),
+            "2048",
+        ],
+    );
+    let out = node
+        .run()
+        .args(["admin-conf", "regenerate", "--yes", "--no-verify"])
+        .code(3);
+    assert!(out.stderr.contains("does not belong to"), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&admin).unwrap(), original);
+
+    run(
+        "openssl",
+        &[
+            "genrsa",
+            "-aes256",
+            "-passout",
+            "pass:secret",
+            "-out",
+            ca_key.to_str().unwrap(),
+            "2048",
+        ],
+    );
+    let out = node
+        .run()
+        .args(["admin-conf", "regenerate", "--yes", "--no-verify"])
+        .code(3);
+    assert!(
+        out.stderr.contains("ca.key") && out.stderr.contains("encrypted"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&admin).unwrap(), original);
+    std::fs::write(&ca_key, real_key).unwrap();
+}
+
+#[test]
+fn copies_are_found_by_identity_and_another_clusters_admin_is_left_alone() {
+    let node = Node::new();
+    let other = Node::new();
+    let admin = node.path("/etc/kubernetes/admin.conf");
+    let old = std::fs::read_to_string(&admin).unwrap();
+    let foreign = std::fs::read_to_string(other.path("/etc/kubernetes/admin.conf")).unwrap();
+    let foreign_user = format!(
+        "- name: other-admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+        field(&foreign, "kubernetes-admin", "client-certificate-data"),
+        field(&foreign, "kubernetes-admin", "client-key-data")
+    );
+    // A copy of the OLD credential (a regenerate has happened since), plus another cluster's admin.
+    node.run()
+        .args(["admin-conf", "regenerate", "--yes", "--no-verify"])
+        .ok();
+    let copy = node.path("/root/.kube/config");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::write(&copy, format!("{old}{foreign_user}")).unwrap();
+    node.run()
+        .args([
+            "admin-conf",
+            "regenerate",
+            "--yes",
+            "--no-verify",
+            "--update-copies",
+        ])
+        .ok();
+    let now = std::fs::read_to_string(&copy).unwrap();
+    let current = std::fs::read_to_string(&admin).unwrap();
+    assert_eq!(
+        field(&now, "kubernetes-admin", "client-certificate-data"),
+        field(&current, "kubernetes-admin", "client-certificate-data"),
+        "the stale copy got the new credential"
+    );
+    assert!(
+        now.ends_with(&foreign_user),
+        "the other cluster's admin is untouched"
+    );
+}
+
+#[test]
+fn a_signal_during_the_migration_check_stops_cleanly_with_a_document() {
+    let sim = SimNode::start();
+    let original = sim.manifest();
+    let child = Command::new(env!("CARGO_BIN_EXE_kubeadm-recover"))
+        .arg("--root")
+        .arg(sim.root())
+        .args([
+            "extend-tokens",
+            "disable",
+            "--yes",
+            "--stale-window",
+            "20s",
+            "-o",
+            "json",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["kind"], "Error");
+    assert_eq!(doc["exitCode"], 130);
+    assert_eq!(sim.manifest(), original);
+}
+
+#[test]
+fn rehearse_never_builds_over_something_else() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.conf"), "precious").unwrap();
+    for args in [
+        vec!["rehearse", "--dir", dir.path().to_str().unwrap()],
+        vec!["rehearse", "--dir", "/"],
+        vec!["rehearse", "--dir", dir.path().to_str().unwrap(), "--serve"],
+    ] {
+        let out = Run::new().args(&args).code(3);
+        assert!(!out.stderr.is_empty(), "{args:?} says why");
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("admin.conf")).unwrap(),
+        "precious"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn an_empty_root_variable_means_no_sandbox() {
+    let out = Run::new()
+        .args(["status", "-o", "json"])
+        .env("KUBEADM_RECOVER_ROOT", "")
+        .output();
+    // Not a usage error: it reads the host's own `/` (which is no kubeadm node here).
+    assert_ne!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.json()["root"], "/");
 }

@@ -26,7 +26,9 @@ fn enable_and_disable_are_proved_by_a_new_healthy_apiserver() {
     }
     assert_eq!(
         sim.audit_outcomes(),
-        vec!["written", "proved", "written", "proved"]
+        vec![
+            "started", "written", "proved", "started", "written", "proved"
+        ]
     );
     assert_eq!(sim.manifest_dir_entries(), vec!["kube-apiserver.yaml"]);
 }
@@ -57,7 +59,10 @@ fn a_value_the_new_apiserver_rejects_is_rolled_back_with_exit_1() {
     let status = sim.status();
     assert_eq!(status["apiserver"]["health"], "ok");
     assert_eq!(status["apiserver"]["matchesManifest"], true);
-    assert_eq!(sim.audit_outcomes(), vec!["written", "rolled back"]);
+    assert_eq!(
+        sim.audit_outcomes(),
+        vec!["started", "written", "rolled back"]
+    );
     assert_eq!(sim.manifest_dir_entries(), vec!["kube-apiserver.yaml"]);
 }
 
@@ -381,5 +386,8 @@ fn when_the_old_apiserver_does_not_come_back_either_the_tool_says_what_to_do_wit
         original,
         "the original file is back in place"
     );
-    assert_eq!(sim.audit_outcomes(), vec!["written", "rollback failed"]);
+    assert_eq!(
+        sim.audit_outcomes(),
+        vec!["started", "written", "rollback failed"]
+    );
 }

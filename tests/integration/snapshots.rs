@@ -74,6 +74,7 @@ fn read_only_commands_and_plans_on_a_sandbox_node() {
     let node = Node::new();
     pin(&node, "status-fresh", &["status"], 0);
     pin(&node, "backups-list-empty", &["backups", "list"], 0);
+    pin(&node, "journal-list-empty", &["journal", "list"], 0);
     pin(
         &node,
         "extend-tokens-enable-dry-run",
@@ -154,6 +155,7 @@ fn a_break_glass_session_on_a_live_simulated_node() {
         ],
     );
     pin(&sim, "backups-list", &["backups", "list"], 0);
+    pin(&sim, "journal-list", &["journal", "list"], 0);
     let first = sim.backup_dirs()[0]
         .file_name()
         .unwrap()
