@@ -64,6 +64,28 @@ pub struct Session {
     pub credentials_issued: Vec<String>,
     pub stale_tokens_at_start: Option<u64>,
     pub history: Vec<StepRecord>,
+    /// A change of files other than the manifest (`admin-conf regenerate`): each file with its
+    /// hashes before and after. Empty for manifest changes, whose fields above then apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileVersion>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileVersion {
+    /// The node path.
+    pub path: String,
+    /// `None`: the file did not exist.
+    pub sha256_before: Option<String>,
+    /// `None`: written by another program (kubeadm), so not known in advance.
+    pub sha256_after: Option<String>,
+}
+
+impl Session {
+    /// A change of the apiserver manifest (the sessions `revert` undoes without `--session`).
+    pub fn is_manifest(&self) -> bool {
+        self.files.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -139,11 +161,13 @@ impl Journal {
             .filter(|s| s.state == State::Done && s.reverts.is_none())
     }
 
-    /// The latest session that changed something (sessions rolled back changed nothing).
+    /// The latest change of the manifest that changed something (sessions rolled back changed
+    /// nothing; credential sessions are never reverted by default: the old ones had expired).
     pub fn latest_change(&self) -> Option<&Session> {
         self.sessions
             .iter()
             .rev()
+            .filter(|s| s.is_manifest())
             .find(|s| !matches!(s.state, State::RolledBack | State::Abandoned))
     }
 
@@ -276,7 +300,20 @@ pub fn new_session(
         credentials_issued: Vec::new(),
         stale_tokens_at_start: None,
         history: Vec::new(),
+        files: Vec::new(),
     }
+}
+
+/// Builds a new in-progress session for a change of other files than the manifest.
+pub fn new_files_session(command: &str, reason: Option<&str>, files: Vec<FileVersion>) -> Session {
+    let mut session = new_session(command, reason, b"", "");
+    session.original = ManifestVersion {
+        sha256: String::new(),
+        flag: None,
+    };
+    session.intended = session.original.clone();
+    session.files = files;
+    session
 }
 
 /// Refuses (exit 3) to start a change while an earlier one is unfinished, and says what to do.
@@ -291,19 +328,48 @@ pub fn refuse_if_unfinished(layout: &NodeLayout) -> Result<()> {
 }
 
 pub fn unfinished_message(layout: &NodeLayout, session: &Session) -> String {
-    let manifest = std::fs::read(layout.apiserver_manifest()).ok();
-    let now = manifest.as_deref().map(crate::store::sha256_hex);
-    let where_ = if now.as_deref() == Some(session.intended.sha256.as_str()) {
-        "the manifest holds the new version"
-    } else if now.as_deref() == Some(session.original.sha256.as_str()) {
-        "the manifest is still the original"
+    let sha = |node_path: &str| {
+        std::fs::read(layout.path(node_path))
+            .ok()
+            .map(|b| crate::store::sha256_hex(&b))
+    };
+    let where_ = if session.is_manifest() {
+        let now = sha("/etc/kubernetes/manifests/kube-apiserver.yaml");
+        if now.as_deref() == Some(session.intended.sha256.as_str()) {
+            "the manifest holds the new version".to_string()
+        } else if now.as_deref() == Some(session.original.sha256.as_str()) {
+            "the manifest is still the original".to_string()
+        } else {
+            "the manifest is neither the original nor the intended version (changed by someone else)"
+                .to_string()
+        }
     } else {
-        "the manifest is neither the original nor the intended version (changed by someone else)"
+        let states: Vec<String> = session
+            .files
+            .iter()
+            .map(|f| {
+                let now = sha(&f.path);
+                let state = if now == f.sha256_before {
+                    "as before"
+                } else if now.is_some() && now == f.sha256_after {
+                    "new"
+                } else {
+                    "changed"
+                };
+                format!("{} {state}", f.path)
+            })
+            .collect();
+        states.join(", ")
+    };
+    let what_to_do = if session.is_manifest() {
+        "`kubeadm-recover resume` finishes it and proves the restart, or \
+         `kubeadm-recover revert` goes back to the original and proves that"
+    } else {
+        "`kubeadm-recover revert` puts the previous files back (then run the command again)"
     };
     format!(
         "an earlier change did not finish: session {} ({}), stopped at step {:?}; {where_}.\n  \
-         what to do: `kubeadm-recover resume` finishes it and proves the restart, or \
-         `kubeadm-recover revert` goes back to the original and proves that; if neither can, \
+         what to do: {what_to_do}; if that cannot help, \
          `kubeadm-recover journal abandon --session {}` hands it over to you",
         session.id, session.command, session.step, session.id
     )

@@ -267,6 +267,11 @@ pub fn revert(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) ->
                 target.id, target.state
             )));
         }
+        if !target.is_manifest() {
+            let plan = files_revert_plan(ctx, &target)?;
+            facts = Some((target, "the previous files come back exactly".to_string()));
+            return Ok(plan);
+        }
         let current = read_manifest(layout)?;
         let (new_text, how) = revert_text(ctx, &target, &current)?;
         let final_state = if is_unfinished(&target) {
@@ -333,6 +338,86 @@ pub fn revert(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) ->
     Ok(())
 }
 
+/// Going back on a change of files (credentials): every file that no longer holds its
+/// original bytes gets them back from the session's backup.
+fn files_revert_plan(ctx: &Context, target: &Session) -> Result<Plan> {
+    let backup = target
+        .backup_id
+        .as_deref()
+        .and_then(|id| backup::find(&ctx.layout, id))
+        .and_then(|b| b.ok())
+        .filter(|b| b.verify().is_empty());
+    let mut writes = Vec::new();
+    let mut steps = Vec::new();
+    for file in &target.files {
+        let path = ctx.layout.path(&file.path);
+        let now = std::fs::read(&path).ok();
+        if now.as_deref().map(sha256_hex) == file.sha256_before {
+            continue;
+        }
+        let Some(before) = &file.sha256_before else {
+            steps.push(format!(
+                "leave {} (it did not exist before; remove it by hand if it should not)",
+                file.path
+            ));
+            continue;
+        };
+        let from = |b: &backup::Backup| {
+            let f = b
+                .files
+                .iter()
+                .find(|f| f.path == file.path && &f.sha256 == before)?;
+            b.read(f).ok()
+        };
+        // The session's own backup, else any intact backup holding those very bytes.
+        let original = backup
+            .as_ref()
+            .and_then(from)
+            .or_else(|| {
+                backup::list(&ctx.layout)
+                    .into_iter()
+                    .rev()
+                    .filter_map(|b| b.ok())
+                    .filter(|b| b.verify().is_empty())
+                    .find_map(|b| from(&b))
+            })
+            .ok_or_else(|| {
+                Error::Refused(format!(
+                    "no intact backup holds the previous {} of session {}; restore it by hand",
+                    file.path, target.id
+                ))
+            })?;
+        steps.push(format!("put back the previous {}", file.path));
+        writes.push(PlannedWrite {
+            path,
+            old: now,
+            new: original,
+            ownership: None,
+        });
+    }
+    let action = if writes.is_empty() {
+        plan::Action::CloseSession
+    } else {
+        plan::Action::Write {
+            writes,
+            verify: plan::Verify::Nothing,
+        }
+    };
+    let mut plan = Plan::new("revert", format!("revert session {}?", target.id), action);
+    plan.steps = steps;
+    plan.reverts = Some(target.id.clone());
+    plan.on_success = Some(Mark {
+        session: target.id.clone(),
+        state: if is_unfinished(target) {
+            State::RolledBack
+        } else {
+            State::Reverted
+        },
+        step: "reverted: the previous files are back".into(),
+    });
+    Ok(plan)
+}
+
 pub fn resume(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) -> Result<()> {
     let layout = &ctx.layout;
     let target = pick(
@@ -345,6 +430,13 @@ pub fn resume(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) ->
         return Err(Error::Usage(format!(
             "session {} is {:?}, not unfinished",
             target.id, target.state
+        )));
+    }
+    if !target.is_manifest() {
+        return Err(Error::Usage(format!(
+            "session {} ({}) changed credentials: it is not resumed (that would issue yet another \
+             certificate). `kubeadm-recover revert` puts the previous files back; then run it again",
+            target.id, target.command
         )));
     }
     // A change resumed as a new session keeps the reason it was started with.

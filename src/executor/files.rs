@@ -1,11 +1,14 @@
 //! Changes that do not restart the apiserver (credentials, a backup without the manifest): back
 //! up, write atomically, prove the result where it can be proved, put everything back if not.
+use super::manifest::{Journal, close_as_before, nothing_written};
 use super::{BackupRef, Executed, Restart};
 use crate::change;
 use crate::credentials::verify::{self, Verified};
 use crate::error::{Error, Result};
+use crate::journal::{self, FileVersion, State};
 use crate::node::NodeLayout;
 use crate::plan::{PlannedWrite, Verify};
+use crate::store::sha256_hex;
 use crate::store::strays::Stray;
 use crate::store::{audit, backup};
 use crate::ui::Ui;
@@ -19,21 +22,116 @@ pub fn write(
     strays: &[Stray],
     verify: &Verify,
 ) -> Result<Executed> {
-    for write in writes.iter().filter(|w| w.old.is_none()) {
-        make_parent(write)?;
-    }
-    let applied = change::apply(layout, ui, command, reason, writes, strays)?;
-    let verified = verify_or_restore(layout, ui, command, reason, verify, writes)?;
+    let recorder = begin(layout, command, reason, writes, true)?;
+    let prepared = (|| {
+        for write in writes.iter().filter(|w| w.old.is_none()) {
+            make_parent(write)?;
+        }
+        change::prepare(layout, ui, command, reason, writes, strays)
+    })();
+    let prepared = prepared.map_err(|e| nothing_written(&recorder, e))?;
+    let backup = BackupRef {
+        id: prepared.backup.id.clone(),
+        path: layout.node_path(&prepared.backup.dir),
+    };
+    // Where the originals are, on record before the first file is replaced.
+    recorder
+        .update(|s| {
+            s.backup_id = Some(backup.id.clone());
+            s.backup = Some(backup.path.clone());
+            s.step = "backed-up".into();
+        })
+        .map_err(|e| nothing_written(&recorder, e))?;
+    let applied = match change::commit(layout, ui, command, reason, writes, prepared) {
+        Ok(applied) => applied,
+        Err(failure) => return Err(settle(layout, &recorder, writes, failure.error)),
+    };
+    let journal = Journal {
+        recorder: &recorder,
+        ui,
+    };
+    journal.step("written");
+    let verified = finish(
+        &journal,
+        verify_or_restore(layout, ui, command, reason, verify, writes),
+    )?;
     Ok(Executed {
-        backup: Some(BackupRef {
-            id: applied.backup.id.clone(),
-            path: layout.node_path(&applied.backup.dir),
-        }),
+        session: Some(recorder.id.clone()),
+        backup: Some(backup),
         moved_strays: applied.moved_strays,
         restart: Restart::NotNeeded,
         verified,
         ..Executed::idle(false, false)
     })
+}
+
+/// Starts the journal session of a change of files: each file with its hashes before and
+/// (where known in advance) after.
+fn begin<'a>(
+    layout: &'a NodeLayout,
+    command: &str,
+    reason: Option<&str>,
+    writes: &[PlannedWrite],
+    after_known: bool,
+) -> Result<journal::Recorder<'a>> {
+    let files = writes
+        .iter()
+        .map(|w| FileVersion {
+            path: layout.node_path(&w.path),
+            sha256_before: w.old.as_deref().map(sha256_hex),
+            sha256_after: after_known.then(|| sha256_hex(&w.new)),
+        })
+        .collect();
+    let session = journal::new_files_session(command, reason, files);
+    let id = session.id.clone();
+    journal::Recorder::begin(layout, session)
+        .map_err(|e| nothing_written(&journal::Recorder::attach(layout, &id), e))
+}
+
+/// A commit that failed: what is on disk decides. Files not holding their old bytes are put
+/// back; if that works the node is as before.
+fn settle(
+    layout: &NodeLayout,
+    recorder: &journal::Recorder,
+    writes: &[PlannedWrite],
+    error: Error,
+) -> Error {
+    let changed: Vec<&PlannedWrite> = writes
+        .iter()
+        .filter(|w| std::fs::read(&w.path).ok() != w.old)
+        .collect();
+    let unrestored = change::put_back(layout, changed.iter().copied());
+    if !unrestored.is_empty() {
+        let _ = recorder.finish(State::Failed, "write failed and could not be put back");
+        return Error::ManualActionNeeded(format!(
+            "{error}; putting the files back failed too: {}",
+            unrestored.join("; ")
+        ));
+    }
+    let error = match error {
+        Error::ManualActionNeeded(msg) | Error::Failed(msg) => Error::Failed(msg),
+        other => other,
+    };
+    close_as_before(recorder, error, "write failed; put back")
+}
+
+/// Closes the session after the proof: done, rolled back (the files are back), or failed.
+fn finish(journal: &Journal, proved: Result<Vec<Verified>>) -> Result<Vec<Verified>> {
+    match proved {
+        Ok(verified) => {
+            journal.finish(State::Done, "written and proved");
+            Ok(verified)
+        }
+        Err(Error::ManualActionNeeded(msg)) => {
+            journal.finish(State::Failed, "did not verify and could not be put back");
+            Err(Error::ManualActionNeeded(msg))
+        }
+        Err(e) => Err(close_as_before(
+            journal.recorder,
+            e,
+            "did not verify; put back",
+        )),
+    }
 }
 
 /// A new file's missing directory (`~alice/.kube`) is made private and owned like the file.
@@ -69,6 +167,7 @@ pub fn external(
     files: &[PlannedWrite],
     verify: &Verify,
 ) -> Result<Executed> {
+    let recorder = begin(layout, command, reason, files, false)?;
     let sources: Vec<backup::Source> = files
         .iter()
         .filter(|f| f.old.is_some())
@@ -79,9 +178,12 @@ pub fn external(
         .collect();
     let operation = command.replace(' ', "-");
     let made = backup::create(layout, &operation, reason, &sources).map_err(|e| {
-        Error::Failed(format!(
-            "could not make the backup, nothing was changed: {e}"
-        ))
+        nothing_written(
+            &recorder,
+            Error::Failed(format!(
+                "could not make the backup, nothing was changed: {e}"
+            )),
+        )
     })?;
     for program in programs {
         let (name, args) = program.split_first().expect("a program has a name");
@@ -90,30 +192,40 @@ pub fn external(
             .stdout_capture()
             .unchecked()
             .run()
-            .map_err(|e| Error::Failed(format!("cannot run {name}: {e}; nothing was changed")))?;
+            .map_err(|e| {
+                nothing_written(
+                    &recorder,
+                    Error::Failed(format!("cannot run {name}: {e}; nothing was changed")),
+                )
+            })?;
         ui.info(String::from_utf8_lossy(&out.stdout).trim_end());
         if !out.status.success() {
-            let failed = change::put_back(layout, files);
-            if !failed.is_empty() {
-                return Err(Error::ManualActionNeeded(format!(
-                    "{} failed and the backup {} could not be put back: {}",
-                    program.join(" "),
-                    made.dir.display(),
-                    failed.join("; ")
-                )));
-            }
-            return Err(Error::Failed(format!(
-                "{} failed ({}); the previous files are back in place",
+            let error = Error::Failed(format!(
+                "{} failed ({}); the previous files are back in place (backup {})",
                 program.join(" "),
-                out.status
-            )));
+                out.status,
+                made.dir.display()
+            ));
+            return Err(settle(layout, &recorder, files, error));
         }
     }
     let mut record = audit::Record::new(command, reason, "rewritten by an external program");
     record.backup = Some(layout.node_path(&made.dir));
     let _ = audit::append(&layout.audit_log(), &record);
-    let verified = verify_or_restore(layout, ui, command, reason, verify, files)?;
+    let journal = Journal {
+        recorder: &recorder,
+        ui,
+    };
+    journal.warn(recorder.update(|s| {
+        s.backup_id = Some(made.id.clone());
+        s.backup = Some(layout.node_path(&made.dir));
+    }));
+    let verified = finish(
+        &journal,
+        verify_or_restore(layout, ui, command, reason, verify, files),
+    )?;
     Ok(Executed {
+        session: Some(recorder.id.clone()),
         backup: Some(BackupRef {
             id: made.id.clone(),
             path: layout.node_path(&made.dir),

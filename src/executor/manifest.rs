@@ -217,13 +217,13 @@ fn injected_during_rollback() -> Result<()> {
 }
 
 /// The journal after the rename: its failures are warnings, never the command's outcome.
-struct Journal<'a> {
-    recorder: &'a journal::Recorder<'a>,
-    ui: &'a Ui,
+pub(super) struct Journal<'a> {
+    pub(super) recorder: &'a journal::Recorder<'a>,
+    pub(super) ui: &'a Ui,
 }
 
 impl Journal<'_> {
-    fn warn(&self, result: Result<()>) {
+    pub(super) fn warn(&self, result: Result<()>) {
         if let Err(e) = result {
             self.ui.warn(format!(
                 "THE JOURNAL COULD NOT BE WRITTEN ({e}). The change goes on and its outcome below is the truth, \
@@ -234,11 +234,11 @@ impl Journal<'_> {
         }
     }
 
-    fn step(&self, step: &str) {
+    pub(super) fn step(&self, step: &str) {
         self.warn(self.recorder.step(step));
     }
 
-    fn finish(&self, state: State, step: &str) {
+    pub(super) fn finish(&self, state: State, step: &str) {
         self.warn(self.recorder.finish(state, step));
     }
 }
@@ -250,13 +250,13 @@ fn injected_after_lock() -> Result<()> {
 
 /// Nothing was written: the session is closed as rolled back (or, if the journal cannot take
 /// even that, removed), so that "as before" leaves no unfinished session behind.
-fn nothing_written(recorder: &journal::Recorder, error: Error) -> Error {
+pub(super) fn nothing_written(recorder: &journal::Recorder, error: Error) -> Error {
     close_as_before(recorder, error, "nothing was written")
 }
 
 /// The node is as before: the session is closed as rolled back (or, if the journal cannot take
 /// even that, removed), so that exit 1 never leaves an unfinished session behind.
-fn close_as_before(recorder: &journal::Recorder, error: Error, step: &str) -> Error {
+pub(super) fn close_as_before(recorder: &journal::Recorder, error: Error, step: &str) -> Error {
     // What the journal on disk says decides, not whether a save reported an error.
     let left_unfinished = || match recorder.load() {
         Ok(journal) => journal

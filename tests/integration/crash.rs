@@ -250,3 +250,60 @@ fn a_journal_that_cannot_be_written_after_the_rename_does_not_hide_a_live_change
     assert!(!unfinished(&sim));
     assert_eq!(sim.manifest(), intended);
 }
+
+/// A credential change killed between its two files: `status` shows it unfinished file by
+/// file, the next change is refused, `resume` declines (it would issue yet another
+/// certificate), and `revert` puts the previous files back.
+#[test]
+fn a_credential_change_killed_between_two_files_is_shown_and_reverted() {
+    let node = Node::new();
+    let admin = node.path("/etc/kubernetes/admin.conf");
+    let super_admin = node.path("/etc/kubernetes/super-admin.conf");
+    let (admin_before, super_before) = (
+        std::fs::read(&admin).unwrap(),
+        std::fs::read(&super_admin).unwrap(),
+    );
+    // Temp writes: 1-2 the journal (begin, backed up), 3 admin.conf, 4 super-admin.conf (killed).
+    let out = node
+        .run()
+        .args([
+            "admin-conf",
+            "regenerate",
+            "--yes",
+            "--no-verify",
+            "--super-admin",
+        ])
+        .env("FAILPOINTS", "after-temp-write=3*off->return(kill)")
+        .output();
+    assert_eq!(out.code, -1, "{}", out.stderr);
+    assert!(
+        std::fs::read(&admin).unwrap() != admin_before,
+        "admin.conf is new"
+    );
+    assert!(
+        std::fs::read(&super_admin).unwrap() == super_before,
+        "super-admin.conf is not"
+    );
+
+    let status = node.run().arg("status").ok().stdout;
+    assert!(
+        status.contains("UNFINISHED")
+            && status.contains("/etc/kubernetes/admin.conf new")
+            && status.contains("/etc/kubernetes/super-admin.conf as before"),
+        "{status}"
+    );
+    node.run()
+        .args(["admin-conf", "regenerate", "--yes", "--no-verify"])
+        .code(3);
+    let out = node.run().args(["resume", "--yes"]).code(2);
+    assert!(out.stderr.contains("revert"), "{}", out.stderr);
+    node.run().args(["revert", "--yes"]).ok();
+    assert!(
+        std::fs::read(&admin).unwrap() == admin_before,
+        "admin.conf is back"
+    );
+    assert!(std::fs::read(&super_admin).unwrap() == super_before);
+    node.run()
+        .args(["admin-conf", "regenerate", "--yes", "--no-verify"])
+        .ok();
+}

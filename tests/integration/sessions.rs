@@ -62,6 +62,7 @@ fn enable_regenerate_revert_brings_back_the_original_bytes_proved() {
         states(&sim),
         vec![
             ("extend-tokens enable".into(), "reverted".into()),
+            ("admin-conf regenerate".into(), "done".into()),
             ("revert".into(), "done".into())
         ]
     );
