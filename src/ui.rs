@@ -158,13 +158,22 @@ impl Ui {
         Self::ask(question)
     }
 
-    /// A yes/no prompt that defaults to no.
+    /// A yes/no prompt that defaults to no: only `y` goes ahead. Enter, `n`, Esc, `q`, Ctrl-D and
+    /// Ctrl-C all mean no, cleanly (the terminal is left as it was found).
     fn ask(question: &str) -> Result<()> {
-        let answer = dialoguer::Confirm::new()
-            .with_prompt(question)
-            .default(false)
-            .interact()
-            .map_err(|e| Error::Usage(format!("no answer: {e}")))?;
+        let term = console::Term::stderr();
+        let _ = term.write_str(&format!("{question} [y/N] "));
+        let answer = loop {
+            match term.read_key() {
+                Ok(console::Key::Char('y' | 'Y')) => break true,
+                Ok(console::Key::Char('n' | 'N' | 'q' | '\u{4}'))
+                | Ok(console::Key::Enter | console::Key::Escape) => break false,
+                Ok(_) => continue,
+                // Ctrl-C (console raises SIGINT and reports it as an error), or the terminal went away.
+                Err(_) => break false,
+            }
+        };
+        let _ = term.write_line(if answer { "yes" } else { "no" });
         if answer {
             Ok(())
         } else {
