@@ -235,6 +235,17 @@ fn injected_after_rename() -> Result<()> {
     Ok(())
 }
 
+/// Puts back every file that no longer holds its old bytes: after a failed step, what is on
+/// disk decides, not what the step thinks it did. Returns what could not be put back.
+pub fn put_back_changed(layout: &NodeLayout, writes: &[PlannedWrite]) -> Vec<String> {
+    put_back(
+        layout,
+        writes
+            .iter()
+            .filter(|w| std::fs::read(&w.path).ok() != w.old),
+    )
+}
+
 /// Puts each written file back as it was (atomically; removes files that did not exist).
 /// Returns what could not be put back.
 pub fn put_back<'a>(

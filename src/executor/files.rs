@@ -96,11 +96,7 @@ fn settle(
     writes: &[PlannedWrite],
     error: Error,
 ) -> Error {
-    let changed: Vec<&PlannedWrite> = writes
-        .iter()
-        .filter(|w| std::fs::read(&w.path).ok() != w.old)
-        .collect();
-    let unrestored = change::put_back(layout, changed.iter().copied());
+    let unrestored = change::put_back_changed(layout, writes);
     if !unrestored.is_empty() {
         let _ = recorder.finish(State::Failed, "write failed and could not be put back");
         return Error::ManualActionNeeded(format!(

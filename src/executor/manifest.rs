@@ -293,12 +293,7 @@ fn settle_failed_write(
     failure: CommitFailure,
 ) -> Error {
     let error = failure.error;
-    let changed: Vec<&PlannedWrite> = change
-        .writes
-        .iter()
-        .filter(|w| std::fs::read(&w.path).ok() != w.old)
-        .collect();
-    let unrestored = change::put_back(layout, changed.iter().copied());
+    let unrestored = change::put_back_changed(layout, change.writes);
     if !unrestored.is_empty() {
         let _ = recorder.finish(State::Failed, "write failed and could not be put back");
         return Error::ManualActionNeeded(format!(

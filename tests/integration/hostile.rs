@@ -801,3 +801,54 @@ fn ctrl_c_and_ctrl_d_at_the_question_mean_no_cleanly() {
     assert_eq!(code, 0, "{screen}");
     assert_ne!(node.manifest(), original);
 }
+
+#[test]
+fn a_garbage_journal_is_said_by_status_and_refuses_changes() {
+    let node = Node::new();
+    std::fs::create_dir_all(node.path("/var/lib/kubeadm-recover")).unwrap();
+    std::fs::write(
+        node.path("/var/lib/kubeadm-recover/journal.json"),
+        "{not json",
+    )
+    .unwrap();
+    let out = node.run().arg("status").ok();
+    assert!(
+        out.stdout.contains("JOURNAL   UNREADABLE"),
+        "{}",
+        out.stdout
+    );
+    let doc = node.run().args(["status", "-o", "json"]).ok().json();
+    assert!(doc["journalProblem"].is_string(), "{doc}");
+    node.run()
+        .args(["extend-tokens", "enable", "--yes", "--no-wait"])
+        .code(3);
+}
+
+#[test]
+fn a_copy_on_another_filesystem_is_updated_without_crossing_it() {
+    let node = Node::new();
+    let kube = node.path("/root/.kube");
+    std::fs::create_dir_all(&kube).unwrap();
+    let _other = Mount::tmpfs(&kube, "1m");
+    let admin = node.path("/etc/kubernetes/admin.conf");
+    std::fs::copy(&admin, kube.join("config")).unwrap();
+    node.run()
+        .args([
+            "admin-conf",
+            "regenerate",
+            "--yes",
+            "--no-verify",
+            "--update-copies",
+        ])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(kube.join("config")).unwrap(),
+        std::fs::read_to_string(&admin).unwrap(),
+        "the copy holds the new credential"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&kube)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, vec![std::ffi::OsString::from("config")]);
+}
