@@ -159,27 +159,63 @@ impl Ui {
     }
 
     /// A yes/no prompt that defaults to no: only `y` goes ahead. Enter, `n`, Esc, `q`, Ctrl-D and
-    /// Ctrl-C all mean no, cleanly (the terminal is left as it was found).
+    /// Ctrl-C all mean no, cleanly: the terminal is put back as it was found, and a signal
+    /// (Ctrl-C, or a `kill` while the question waits) is noticed at once, never swallowed.
     fn ask(question: &str) -> Result<()> {
-        let term = console::Term::stderr();
-        let _ = term.write_str(&format!("{question} [y/N] "));
-        let answer = loop {
-            match term.read_key() {
-                Ok(console::Key::Char('y' | 'Y')) => break true,
-                Ok(console::Key::Char('n' | 'N' | 'q' | '\u{4}'))
-                | Ok(console::Key::Enter | console::Key::Escape) => break false,
-                Ok(_) => continue,
-                // Ctrl-C (console raises SIGINT and reports it as an error), or the terminal went away.
-                Err(_) => break false,
-            }
-        };
-        let _ = term.write_line(if answer { "yes" } else { "no" });
+        crate::interrupt::install();
+        let answer = read_answer(question).unwrap_or(false);
+        stderr_line(if answer { "yes" } else { "no" });
         if answer {
             Ok(())
         } else {
             Err(Error::Usage("cancelled; nothing was changed".into()))
         }
     }
+}
+
+/// One key from the controlling terminal, in non-canonical mode (no Enter needed, no echo),
+/// with signals left on so that Ctrl-C raises the interrupt flag this loop watches.
+fn read_answer(question: &str) -> std::io::Result<bool> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+
+    use nix::sys::termios::{self, LocalFlags, SetArg};
+
+    let mut tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let original = termios::tcgetattr(tty.as_fd())?;
+    let mut keys = original.clone();
+    keys.local_flags
+        .remove(LocalFlags::ICANON | LocalFlags::ECHO);
+    termios::tcsetattr(tty.as_fd(), SetArg::TCSANOW, &keys)?;
+    stderr_raw(&format!("{question} [y/N] "));
+    let answer = (|| loop {
+        if crate::interrupt::interrupted() {
+            return Ok(false);
+        }
+        let mut fds = [nix::poll::PollFd::new(
+            tty.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(std::io::Error::from(e)),
+            Ok(_) => {}
+        }
+        let mut key = [0u8; 1];
+        match tty.read(&mut key)? {
+            0 => return Ok(false),
+            _ => match key[0] {
+                b'y' | b'Y' => return Ok(true),
+                b'n' | b'N' | b'q' | b'\r' | b'\n' | 0x1b | 0x04 | 0x03 => return Ok(false),
+                _ => continue,
+            },
+        }
+    })();
+    let _ = termios::tcsetattr(tty.as_fd(), SetArg::TCSANOW, &original);
+    answer
 }
 
 /// A unified diff with the node paths as headers.

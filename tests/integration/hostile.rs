@@ -755,7 +755,16 @@ fn on_a_terminal(node: &Node, args: &[&str], keys: &[u8]) -> (i32, String) {
             }
         }
         if !typed && String::from_utf8_lossy(&seen).contains("[y/N]") {
-            master.write_all(keys).unwrap();
+            if keys.is_empty() {
+                // No key: a signal while the question waits (a `kill -INT`).
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child.id() as i32),
+                    nix::sys::signal::Signal::SIGINT,
+                )
+                .unwrap();
+            } else {
+                master.write_all(keys).unwrap();
+            }
             typed = true;
         }
         if let Ok(Some(_)) = child.try_wait() {
