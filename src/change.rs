@@ -37,20 +37,6 @@ pub fn check_strays(layout: &NodeLayout, move_strays: bool) -> Result<Vec<Stray>
     )))
 }
 
-/// Backs up, moves strays out, writes every file atomically, and records it in the audit log.
-/// The caller holds the node lock. If a later write fails, earlier ones are put back.
-pub fn apply(
-    layout: &NodeLayout,
-    ui: &Ui,
-    command: &str,
-    reason: Option<&str>,
-    writes: &[PlannedWrite],
-    strays: &[Stray],
-) -> Result<Applied> {
-    let prepared = prepare(layout, ui, command, reason, writes, strays)?;
-    commit(layout, ui, command, reason, writes, prepared).map_err(|f| f.error)
-}
-
 /// A commit that failed: the error, and which files had been renamed into place (and were
 /// then put back, or not) before it failed.
 pub struct CommitFailure {

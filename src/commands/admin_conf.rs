@@ -192,6 +192,7 @@ fn copy_writes(
         ctx.ui.warn("the old admin certificate is unreadable, so copies of it cannot be recognised; --update-copies did nothing");
         return Ok(Vec::new());
     };
+    let ca = cluster_ca_der(ctx);
     let mut writes = Vec::new();
     for copy in copies::candidates(&ctx.layout, &options.copies) {
         if copy == admin.path {
@@ -206,7 +207,6 @@ fn copy_writes(
         let mut new_text = text.clone();
         // The admin credential of THIS cluster, by identity: also a copy of an older one (a
         // second regenerate, a kill between two writes), never another cluster's admin.
-        let ca = cluster_ca_der(ctx);
         for user in users.iter().filter(|u| {
             u.cert_b64.as_deref().is_some_and(|c| {
                 c == old_cert.as_str() || is_admin_certificate(c, Kind::Admin, ca.as_deref())

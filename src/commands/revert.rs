@@ -155,6 +155,22 @@ fn is_unfinished(session: &Session) -> bool {
 /// any backup holding bytes with the recorded hash.
 fn original_bytes(ctx: &Context, session: &Session) -> Result<Vec<u8>> {
     let manifest = ctx.layout.node_path(&ctx.layout.apiserver_manifest());
+    backed_up_bytes(ctx, session, &manifest, &session.original.sha256).ok_or_else(|| {
+        Error::Refused(format!(
+            "no intact backup holds the original manifest of session {} (sha256 {}); restore it by hand",
+            session.id, session.original.sha256
+        ))
+    })
+}
+
+/// The bytes a session backed up for `node_path` with hash `sha256`: from the session's own
+/// backup, else from any intact backup holding those very bytes (checksums verified).
+fn backed_up_bytes(
+    ctx: &Context,
+    session: &Session,
+    node_path: &str,
+    sha256: &str,
+) -> Option<Vec<u8>> {
     let from = |b: &backup::Backup| -> Option<Vec<u8>> {
         if !b.verify().is_empty() {
             return None;
@@ -162,26 +178,21 @@ fn original_bytes(ctx: &Context, session: &Session) -> Result<Vec<u8>> {
         let file = b
             .files
             .iter()
-            .find(|f| f.path == manifest && f.sha256 == session.original.sha256)?;
+            .find(|f| f.path == node_path && f.sha256 == sha256)?;
         b.read(file).ok()
     };
-    if let Some(Ok(b)) = session
+    let own = session
         .backup_id
         .as_deref()
         .and_then(|id| backup::find(&ctx.layout, id))
-        && let Some(bytes) = from(&b)
-    {
-        return Ok(bytes);
-    }
-    backup::list(&ctx.layout)
-        .into_iter()
-        .rev()
-        .filter_map(|b| b.ok())
-        .find_map(|b| from(&b))
-        .ok_or_else(|| Error::Refused(format!(
-            "no intact backup holds the original manifest of session {} (sha256 {}); restore it by hand",
-            session.id, session.original.sha256
-        )))
+        .and_then(|b| b.ok());
+    own.as_ref().and_then(from).or_else(|| {
+        backup::list(&ctx.layout)
+            .into_iter()
+            .rev()
+            .filter_map(|b| b.ok())
+            .find_map(|b| from(&b))
+    })
 }
 
 fn manifest_write(ctx: &Context, current: &str, new: Vec<u8>) -> PlannedWrite {
@@ -341,12 +352,6 @@ pub fn revert(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) ->
 /// Going back on a change of files (credentials): every file that no longer holds its
 /// original bytes gets them back from the session's backup.
 fn files_revert_plan(ctx: &Context, target: &Session) -> Result<Plan> {
-    let backup = target
-        .backup_id
-        .as_deref()
-        .and_then(|id| backup::find(&ctx.layout, id))
-        .and_then(|b| b.ok())
-        .filter(|b| b.verify().is_empty());
     let mut writes = Vec::new();
     let mut steps = Vec::new();
     for file in &target.files {
@@ -362,31 +367,12 @@ fn files_revert_plan(ctx: &Context, target: &Session) -> Result<Plan> {
             ));
             continue;
         };
-        let from = |b: &backup::Backup| {
-            let f = b
-                .files
-                .iter()
-                .find(|f| f.path == file.path && &f.sha256 == before)?;
-            b.read(f).ok()
-        };
-        // The session's own backup, else any intact backup holding those very bytes.
-        let original = backup
-            .as_ref()
-            .and_then(from)
-            .or_else(|| {
-                backup::list(&ctx.layout)
-                    .into_iter()
-                    .rev()
-                    .filter_map(|b| b.ok())
-                    .filter(|b| b.verify().is_empty())
-                    .find_map(|b| from(&b))
-            })
-            .ok_or_else(|| {
-                Error::Refused(format!(
-                    "no intact backup holds the previous {} of session {}; restore it by hand",
-                    file.path, target.id
-                ))
-            })?;
+        let original = backed_up_bytes(ctx, target, &file.path, before).ok_or_else(|| {
+            Error::Refused(format!(
+                "no intact backup holds the previous {} of session {}; restore it by hand",
+                file.path, target.id
+            ))
+        })?;
         steps.push(format!("put back the previous {}", file.path));
         writes.push(PlannedWrite {
             path,

@@ -41,24 +41,6 @@ pub fn user_credentials(text: &str) -> Result<Vec<UserCredential>, String> {
         .collect())
 }
 
-/// The user of the current context, else the only/first user.
-pub fn current_user(text: &str) -> Option<String> {
-    let root = yaml::parse_document(text).ok()?;
-    let context = root.get("current-context")?.as_str()?;
-    match root.get("contexts") {
-        Some(Node::Seq { items, .. }) => items
-            .iter()
-            .find(|c| c.get("name").and_then(Node::as_str) == Some(context))
-            .and_then(|c| c.get("context")?.get("user")?.as_str().map(str::to_string)),
-        _ => None,
-    }
-    .or_else(|| {
-        users(&root)
-            .first()
-            .and_then(|u| u.get("name")?.as_str().map(str::to_string))
-    })
-}
-
 fn scalar_span(node: &Node) -> Option<(usize, usize)> {
     match node {
         Node::Scalar {

@@ -19,12 +19,11 @@ fn is_editor_leftover(name: &str) -> bool {
     swap || name == "4913" || name.ends_with('~') || (name.starts_with('#') && name.ends_with('#'))
 }
 
-/// The pod a file declares, as `namespace/name`, if it reads as a pod manifest.
-fn declared_pod(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let value: serde_json::Value = serde_saphyr::from_str(&text)
+/// The pod a text declares, as `namespace/name`, if it reads as a pod manifest.
+fn declared_pod(text: &str) -> Option<String> {
+    let value: serde_json::Value = serde_saphyr::from_str(text)
         .ok()
-        .or_else(|| serde_json::from_str(&text).ok())?;
+        .or_else(|| serde_json::from_str(text).ok())?;
     let name = value.pointer("/metadata/name")?.as_str()?;
     let namespace = value
         .pointer("/metadata/namespace")
@@ -33,10 +32,9 @@ fn declared_pod(path: &Path) -> Option<String> {
     Some(format!("{namespace}/{name}"))
 }
 
-/// The port a file's kube-apiserver container serves, if it declares one.
-fn apiserver_port(path: &Path) -> Option<u16> {
-    let text = std::fs::read_to_string(path).ok()?;
-    crate::manifest::Manifest::parse(&text)
+/// The port a text's kube-apiserver container serves, if it declares one.
+fn apiserver_port(text: &str) -> Option<u16> {
+    crate::manifest::Manifest::parse(text)
         .ok()
         .map(|m| m.secure_port())
 }
@@ -46,8 +44,9 @@ pub fn find(dir: &Path, manifest: &Path) -> Vec<Stray> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let ours = declared_pod(manifest).unwrap_or_else(|| "kube-system/kube-apiserver".into());
-    let our_port = apiserver_port(manifest);
+    let our_text = std::fs::read_to_string(manifest).unwrap_or_default();
+    let ours = declared_pod(&our_text).unwrap_or_else(|| "kube-system/kube-apiserver".into());
+    let our_port = apiserver_port(&our_text);
     let mut strays = Vec::new();
     for entry in entries.filter_map(|e| e.ok()) {
         let path = entry.path();
@@ -75,7 +74,8 @@ pub fn find(dir: &Path, manifest: &Path) -> Vec<Stray> {
         } else {
             String::new()
         };
-        let declared = declared_pod(&path);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let declared = declared_pod(&text);
         let same_pod = declared.as_deref() == Some(ours.as_str());
         let lookalike = name.starts_with("kube-apiserver") && declared.is_none();
         if same_pod {
@@ -83,7 +83,7 @@ pub fn find(dir: &Path, manifest: &Path) -> Vec<Stray> {
                 path,
                 why: format!("declares the same pod ({ours}){link}; the kubelet reads it too and may run it instead"),
             });
-        } else if let Some(port) = our_port.filter(|p| apiserver_port(&path) == Some(*p)) {
+        } else if let Some(port) = our_port.filter(|p| apiserver_port(&text) == Some(*p)) {
             strays.push(Stray {
                 path,
                 why: format!(
