@@ -25,6 +25,9 @@ const BOOL_FLAGS: &[&str] = &[
     "anonymous-auth",
     "enable-aggregator-routing",
 ];
+/// How long after it starts listening the simulated apiserver's post-start hooks take (the
+/// real one's take about a second on two cores).
+const WARM_UP_MS: u64 = 150;
 /// kube-apiserver's `ExpirationExtensionSeconds`: one year.
 const EXTENSION_SECONDS: i64 = 24 * 365 * 60 * 60;
 /// The lifetime admission asks for on projected tokens; only these get extended.
@@ -46,8 +49,11 @@ struct State {
     client_ca_der: Vec<u8>,
     signing_key: ring::signature::RsaKeyPair,
     verify_key_der: Vec<u8>,
+    key_id: String,
     stale_tokens: AtomicU64,
     valid_tokens: AtomicU64,
+    /// Until then the post-start hooks are still running: health answers 500 the real way.
+    warm_at: std::time::Instant,
 }
 
 fn under(root: &Path, path: &str) -> PathBuf {
@@ -217,11 +223,13 @@ async fn serve(
             .into_iter()
             .next()
             .ok_or("--client-ca-file: no certificate")?,
+        key_id: key_id(&spki),
         signing_key,
         verify_key_der,
         settings,
         stale_tokens: AtomicU64::new(0),
         valid_tokens: AtomicU64::new(0),
+        warm_at: std::time::Instant::now() + std::time::Duration::from_millis(WARM_UP_MS),
     });
 
     // Loopback only: nothing here is ever reachable from outside the machine.
@@ -378,21 +386,42 @@ fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn sign_jwt(state: &State, claims: &Value) -> String {
-    let header = b64url(json!({"alg": "RS256", "kid": "sim"}).to_string().as_bytes());
+/// kube-apiserver's key id for a service-account key (`keyIDFromPublicKey`): the unpadded
+/// base64url SHA-256 of the PKIX DER public key.
+pub fn key_id(spki_der: &[u8]) -> String {
+    b64url(ring::digest::digest(&ring::digest::SHA256, spki_der).as_ref())
+}
+
+fn sign_with(key: &ring::signature::RsaKeyPair, kid: &str, claims: &Value) -> String {
+    let header = b64url(json!({"alg": "RS256", "kid": kid}).to_string().as_bytes());
     let payload = b64url(claims.to_string().as_bytes());
     let signing_input = format!("{header}.{payload}");
-    let mut signature = vec![0; state.signing_key.public().modulus_len()];
-    state
-        .signing_key
-        .sign(
-            &ring::signature::RSA_PKCS1_SHA256,
-            &ring::rand::SystemRandom::new(),
-            signing_input.as_bytes(),
-            &mut signature,
-        )
-        .expect("RSA signing");
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        signing_input.as_bytes(),
+        &mut signature,
+    )
+    .expect("RSA signing");
     format!("{signing_input}.{}", b64url(&signature))
+}
+
+fn sign_jwt(state: &State, claims: &Value) -> String {
+    sign_with(&state.signing_key, &state.key_id, claims)
+}
+
+/// A service-account token signed with the cluster's `sa.key` (PEM) as kube-apiserver signs
+/// them: for tests that need a token with claims no TokenRequest would give (a past warnafter).
+pub fn service_account_token(sa_key_pem: &str, claims: &Value) -> Result<String, String> {
+    let key = kubeadm_recover::pki::Key::from_pem(sa_key_pem).map_err(|e| e.to_string())?;
+    let pair = ring::signature::RsaKeyPair::from_pkcs8(&key.pair.serialize_der())
+        .map_err(|e| format!("sa key: {e}"))?;
+    let spki = pem_blocks(key.public_pem().as_bytes(), "PUBLIC KEY")
+        .into_iter()
+        .next()
+        .ok_or("sa key: no public key")?;
+    Ok(sign_with(&pair, &key_id(&spki), claims))
 }
 
 /// Verifies a service-account JWT; returns its claims.
@@ -479,6 +508,17 @@ async fn handle(
     // Health and version are public (system:public-info-viewer), like the real defaults.
     match (&parts.method, path.as_str()) {
         (&Method::GET, "/livez" | "/readyz" | "/healthz") => {
+            if std::time::Instant::now() < state.warm_at {
+                // The real body lists every check; a failed one's reason is withheld from
+                // clients that are not verbose-authorized.
+                let check = path.trim_start_matches('/');
+                let body = format!(
+                    "[+]ping ok\n[+]etcd ok\n[-]poststarthook/rbac/bootstrap-roles failed: reason withheld\n{check} check failed\n"
+                );
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                return response;
+            }
             return Response::new(Full::new(Bytes::from_static(b"ok")));
         }
         (&Method::GET, "/version") => {

@@ -21,6 +21,9 @@ pub struct SimConfig {
     /// Added to the simulated apiserver's clock when it checks tokens: makes tokens stale
     /// without waiting an hour.
     pub clock_offset_seconds: i64,
+    /// Real upstream binaries (`etcd`, `kube-apiserver`) the kubelet runs instead of the
+    /// simulated apiserver: a node laid out by the real kubeadm (`node --kube-bin DIR`).
+    pub kube_bin: Option<PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -33,6 +36,7 @@ impl Default for SimConfig {
             inotify: true,
             frozen: false,
             clock_offset_seconds: 0,
+            kube_bin: None,
         }
     }
 }

@@ -167,8 +167,27 @@ fn apiserver_container(pod: &Value) -> Option<&Value> {
         })
 }
 
+/// The program a container runs (`command[0]`'s file name).
+fn program(container: &Value) -> Option<&str> {
+    let first = container.pointer("/command/0")?.as_str()?;
+    Some(first.rsplit('/').next().unwrap_or(first))
+}
+
+/// The container this kubelet runs for a pod: with real binaries, the first container whose
+/// program is one of them (etcd, kube-apiserver); simulated, the apiserver container.
+fn container_to_run<'a>(pod: &'a Value, config: &SimConfig) -> Option<&'a Value> {
+    match &config.kube_bin {
+        Some(bin) => pod
+            .pointer("/spec/containers")?
+            .as_array()?
+            .iter()
+            .find(|c| program(c).is_some_and(|p| bin.join(p).is_file())),
+        None => apiserver_container(pod),
+    }
+}
+
 /// Container logs where the real kubelet keeps them: one file per attempt, in a directory named
-/// after the pod (for a static pod the UID is its config hash).
+/// after the pod (for a static pod the UID is its config hash) and the container.
 fn log_file(
     root: &Path,
     config: &SimConfig,
@@ -177,8 +196,12 @@ fn log_file(
     attempt: u32,
 ) -> Option<std::fs::File> {
     let (ns, name) = namespace_and_name(pod);
+    let container = container_to_run(pod, config)?["name"]
+        .as_str()
+        .unwrap_or("kube-apiserver")
+        .to_string();
     let dir = root.join(format!(
-        "var/log/pods/{ns}_{name}-{}_{hash}/kube-apiserver",
+        "var/log/pods/{ns}_{name}-{}_{hash}/{container}",
         config.node_name
     ));
     std::fs::create_dir_all(&dir).ok()?;
@@ -189,8 +212,8 @@ fn log_file(
         .ok()
 }
 
-fn start(root: &Path, pod: &Value, log: Option<std::fs::File>) -> Option<Child> {
-    let container = apiserver_container(pod)?;
+/// The container's full argument list: `command` after the program, then `args`.
+fn command_line(container: &Value) -> Vec<String> {
     let strings = |key: &str| -> Vec<String> {
         container[key]
             .as_array()
@@ -201,22 +224,46 @@ fn start(root: &Path, pod: &Value, log: Option<std::fs::File>) -> Option<Child> 
             })
             .unwrap_or_default()
     };
-    let command = strings("command");
-    let args: Vec<String> = command
-        .iter()
-        .skip(1)
-        .cloned()
+    strings("command")
+        .into_iter()
         .chain(strings("args"))
-        .collect();
-    let log = log?;
-    let mut cmd = Command::new(bin_dir(root).join("kube-apiserver"));
+        .collect()
+}
+
+fn start(
+    root: &Path,
+    config: &SimConfig,
+    pod: &Value,
+    log: Option<std::fs::File>,
+) -> Option<Child> {
+    let container = container_to_run(pod, config)?;
+    let command = command_line(container);
+    let mut log = log?;
+    let mut cmd = match &config.kube_bin {
+        Some(bin) => {
+            if let Some(refused) = command.iter().find(|a| config.reject_args.contains(a)) {
+                // A runtime that refuses this argument list (the tests' fault injection): the
+                // container never starts, and the kubelet backs off as for a crash.
+                use std::io::Write;
+                let _ = writeln!(
+                    log,
+                    "runtime: refusing to start the container: {refused} is on the rejected list"
+                );
+                return None;
+            }
+            real::container_command(root, bin, pod, container).ok()?
+        }
+        None => {
+            let mut cmd = Command::new(bin_dir(root).join("kube-apiserver"));
+            cmd.env(crate::ROOT_ENV, root).env(
+                "KUBEADM_RECOVER_SIM_IMAGE",
+                container["image"].as_str().unwrap_or_default(),
+            );
+            cmd
+        }
+    };
     cmd.arg0(command.first().map_or("kube-apiserver", String::as_str))
-        .args(args)
-        .env(crate::ROOT_ENV, root)
-        .env(
-            "KUBEADM_RECOVER_SIM_IMAGE",
-            container["image"].as_str().unwrap_or_default(),
-        )
+        .args(command.iter().skip(1))
         .stdin(Stdio::null())
         .stdout(log.try_clone().ok()?)
         .stderr(log);
@@ -229,10 +276,80 @@ fn start(root: &Path, pod: &Value, log: Option<std::fs::File>) -> Option<Child> 
     cmd.spawn().ok()
 }
 
+/// Running a static pod's container from a real binary, as a container runtime would show it
+/// on the host: a process whose comm and command line are exactly the pod's, in a private mount
+/// namespace, chrooted into the sandbox so that its hostPath volumes are at their own paths.
+mod real {
+    use std::ffi::CString;
+    use std::os::unix::process::CommandExt;
+    use std::path::Path;
+    use std::process::Command;
+
+    use nix::mount::{MsFlags, mount};
+    use nix::sched::{CloneFlags, unshare};
+    use serde_json::Value;
+
+    /// Creates the pod's `DirectoryOrCreate` hostPath directories, as the kubelet does.
+    fn create_host_paths(root: &Path, pod: &Value) {
+        let volumes = pod.pointer("/spec/volumes").and_then(Value::as_array);
+        for volume in volumes.into_iter().flatten() {
+            if volume.pointer("/hostPath/type").and_then(Value::as_str) == Some("DirectoryOrCreate")
+                && let Some(path) = volume.pointer("/hostPath/path").and_then(Value::as_str)
+            {
+                let _ = std::fs::create_dir_all(root.join(path.trim_start_matches('/')));
+            }
+        }
+    }
+
+    pub fn container_command(
+        root: &Path,
+        bin: &Path,
+        pod: &Value,
+        container: &Value,
+    ) -> std::io::Result<Command> {
+        create_host_paths(root, pod);
+        let program = super::program(container).unwrap_or_default().to_string();
+        let c = |p: &Path| {
+            CString::new(p.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)
+        };
+        let binary = c(&bin.join(&program))?;
+        let mount_point = c(&root.join("usr/local/bin").join(&program))?;
+        let dev = c(&root.join("dev"))?;
+        let proc = c(&root.join("proc"))?;
+        let new_root = c(root)?;
+        let mut cmd = Command::new(format!("/usr/local/bin/{program}"));
+        cmd.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        // SAFETY: only system calls between fork and exec, on strings prepared before.
+        unsafe {
+            cmd.pre_exec(move || {
+                let none: Option<&str> = None;
+                unshare(CloneFlags::CLONE_NEWNS)?;
+                mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)?;
+                mount(
+                    Some(binary.as_c_str()),
+                    mount_point.as_c_str(),
+                    none,
+                    MsFlags::MS_BIND,
+                    none,
+                )?;
+                let rbind = MsFlags::MS_BIND | MsFlags::MS_REC;
+                mount(Some(c"/dev"), dev.as_c_str(), none, rbind, none)?;
+                mount(Some(c"/proc"), proc.as_c_str(), none, rbind, none)?;
+                nix::unistd::chroot(new_root.as_c_str())?;
+                nix::unistd::chdir("/")?;
+                Ok(())
+            });
+        }
+        Ok(cmd)
+    }
+}
+
 fn stop(child: &mut Child) {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = signal::kill(pid, Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(3);
+    // The real apiserver drains before it exits; the simulated one exits at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if matches!(child.try_wait(), Ok(Some(_))) {
             return;
@@ -318,7 +435,7 @@ pub fn main() -> i32 {
             last_sync = Some(Instant::now());
             let (pods, broken) = scan(&manifests);
             for (key, pod) in &pods {
-                if apiserver_container(pod).is_none() {
+                if container_to_run(pod, &config).is_none() {
                     continue;
                 }
                 let hash = config_hash(pod);
@@ -339,7 +456,7 @@ pub fn main() -> i32 {
                 running.insert(
                     key.clone(),
                     Running {
-                        child: start(&root, pod, log_file(&root, &config, pod, &hash, 0)),
+                        child: start(&root, &config, pod, log_file(&root, &config, pod, &hash, 0)),
                         hash,
                         attempt: 0,
                         pod: pod.clone(),
@@ -386,6 +503,7 @@ pub fn main() -> i32 {
                 pod.started = Instant::now();
                 pod.child = start(
                     &root,
+                    &config,
                     &pod.pod,
                     log_file(&root, &config, &pod.pod, &pod.hash, pod.attempt),
                 );

@@ -5,7 +5,9 @@
 //! what a real node offers: files, /proc, and the apiserver's HTTPS API.
 pub mod apiserver;
 pub mod config;
+pub mod kubeadm;
 pub mod kubelet;
+pub mod netns;
 pub mod node;
 
 use std::path::{Path, PathBuf};

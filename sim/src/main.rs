@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use kubeadm_recover::pki::KeyType;
 use kubeadm_recover_sim::config::SimConfig;
-use kubeadm_recover_sim::{kubelet, node, sandbox_root};
+use kubeadm_recover_sim::{kubeadm, kubelet, netns, node, sandbox_root};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +42,24 @@ enum Command {
         /// The initial simulation knobs, as JSON (see `config`).
         #[arg(long, value_name = "JSON")]
         config: Option<String>,
+        /// Lay the node out with the real kubeadm from DIR, whose kubelet then runs the real
+        /// etcd and kube-apiserver from DIR (run it, and the tool, inside `netns`).
+        #[arg(long, value_name = "DIR")]
+        kube_bin: Option<PathBuf>,
+    },
+    /// On a node laid out by kubeadm whose apiserver answers: what `kubeadm init` does next
+    /// (`init phase upload-config all`: kubeadm-config, and cluster-admin for admin.conf's group).
+    /// Run it inside the node's network namespace.
+    UploadConfig {
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+    },
+    /// Run COMMAND in a new network namespace holding the real node's advertise address
+    /// (192.0.2.10 on a veth pair that leads nowhere). Without COMMAND, print "ready" and hold
+    /// the namespace until terminated (others join it through /proc/PID/ns/net).
+    Netns {
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
     },
     /// Run the node's simulated kubelet (and through it kube-apiserver) in the foreground.
     Kubelet {
@@ -93,6 +111,7 @@ fn run(cli: Cli) -> Result<(), String> {
             admin_expired,
             extra_args,
             config,
+            kube_bin,
         } => {
             let root = sandbox_root(&root)?;
             let not_empty = std::fs::read_dir(&root)
@@ -110,6 +129,21 @@ fn run(cli: Cli) -> Result<(), String> {
                     .map_err(|e| format!("--config: {e}"))?,
                 None => SimConfig::default(),
             };
+            if let Some(kube_bin) = kube_bin {
+                kubeadm::lay_out(
+                    &root,
+                    &kubeadm::RealOptions {
+                        kube_bin: &kube_bin,
+                        admin_expired,
+                        config,
+                    },
+                )?;
+                println!(
+                    "{}",
+                    serde_json::json!({ "root": root, "port": kubeadm::APISERVER_PORT })
+                );
+                return Ok(());
+            }
             let options = node::NodeOptions {
                 version: kubernetes_version,
                 key_type: match key_type {
@@ -133,6 +167,25 @@ fn run(cli: Cli) -> Result<(), String> {
                 "cannot start the kubelet: {}",
                 kubelet::exec(&root)
             ))
+        }
+        Command::UploadConfig { root } => kubeadm::upload_config(&sandbox_root(&root)?),
+        Command::Netns { command } => {
+            netns::enter_new()?;
+            match command.split_first() {
+                Some((program, args)) => {
+                    use std::os::unix::process::CommandExt;
+                    let e = std::process::Command::new(program).args(args).exec();
+                    Err(format!("{program}: {e}"))
+                }
+                None => {
+                    // The holder goes when whoever started it goes.
+                    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+                    println!("ready");
+                    // Held until a signal ends it; the namespace goes with the last process in it.
+                    nix::unistd::pause();
+                    Ok(())
+                }
+            }
         }
         Command::Config { root, set } => {
             let root = sandbox_root(&root)?;

@@ -62,6 +62,30 @@ fn config(endpoint: &Endpoint, ca_pem: &str, auth: AuthInfo) -> Result<kube::Con
     Ok(config)
 }
 
+/// A failing health endpoint answers with every check, one per line (`[+]ping ok`,
+/// `[-]poststarthook/rbac/bootstrap-roles failed: reason withheld`, `livez check failed`): one
+/// line naming the failed checks is what a person waiting for a restart can read.
+pub fn failed_checks(body: &str) -> String {
+    let failed: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("[-]"))
+        .map(|l| l.split(' ').next().unwrap_or(l))
+        .collect();
+    let Some(verdict) = body.lines().rev().find(|l| !l.trim().is_empty()) else {
+        return body.to_string();
+    };
+    match failed.len() {
+        0 => body.to_string(),
+        1..=3 => format!("{}: {}", verdict.trim(), failed.join(", ")),
+        n => format!(
+            "{}: {} and {} more",
+            verdict.trim(),
+            failed[..3].join(", "),
+            n - 3
+        ),
+    }
+}
+
 impl ApiClient {
     pub fn new(layout: &NodeLayout, endpoint: &Endpoint) -> Result<Self, String> {
         let ca_path = layout.path("/etc/kubernetes/pki/ca.crt");
@@ -104,7 +128,10 @@ impl ApiClient {
     /// `/livez` then `/readyz`, both "ok".
     pub async fn healthy(&self) -> Result<(), ProbeError> {
         for path in ["/livez", "/readyz"] {
-            let body = self.get(path).await?;
+            let body = self.get(path).await.map_err(|e| match e {
+                ProbeError::Status(code, body) => ProbeError::Status(code, failed_checks(&body)),
+                other => other,
+            })?;
             if body.trim() != "ok" {
                 return Err(ProbeError::Status(200, format!("{path} said {body:?}")));
             }
@@ -129,5 +156,26 @@ impl ApiClient {
                     .is_none_or(|ep| annotations(pod).get(key).map(String::as_str) == Some(ep))
             })
             .and_then(|pod| annotations(pod).remove("kubernetes.io/config.hash"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_failing_health_body_is_reduced_to_the_failed_checks() {
+        let body = "[+]ping ok\n[+]log ok\n[-]poststarthook/rbac/bootstrap-roles failed: reason withheld\n[-]poststarthook/bootstrap-controller failed: reason withheld\nlivez check failed";
+        assert_eq!(
+            super::failed_checks(body),
+            "livez check failed: poststarthook/rbac/bootstrap-roles, poststarthook/bootstrap-controller"
+        );
+        let many: String = (0..5)
+            .map(|i| format!("[-]c{i} failed: reason withheld\n"))
+            .collect::<String>()
+            + "readyz check failed\n";
+        assert_eq!(
+            super::failed_checks(&many),
+            "readyz check failed: c0, c1, c2 and 2 more"
+        );
+        assert_eq!(super::failed_checks("Unauthorized"), "Unauthorized");
     }
 }

@@ -50,10 +50,25 @@ fn processes_named(name: &str) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-/// The `kube-apiserver` process serving `port` (its last `--secure-port`, default 6443).
+/// Whether a process shares our network namespace: only then is it the one answering on our
+/// loopback and addresses. kubeadm's apiserver is a hostNetwork pod, so on a node it always does;
+/// an apiserver in another namespace (another container, another sandbox) serves someone else.
+/// Where the link cannot be read, it is not ruled out.
+fn in_our_network_namespace(pid: &str) -> bool {
+    let ours = std::fs::read_link("/proc/self/ns/net");
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net"));
+    match (ours, theirs) {
+        (Ok(ours), Ok(theirs)) => ours == theirs,
+        _ => true,
+    }
+}
+
+/// The `kube-apiserver` process serving `port` (its last `--secure-port`, default 6443) in our
+/// network namespace.
 pub fn find_apiserver(port: u16) -> Option<ApiserverProcess> {
     processes_named("kube-apiserver")
         .into_iter()
+        .filter(|(pid, _)| in_our_network_namespace(pid))
         .find_map(|(pid, args)| {
             let values: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
             let serving = crate::manifest::flags::last_value(&values, "secure-port")

@@ -465,23 +465,21 @@ fn kubeadm_plan(ctx: &Context, credentials: &[Credential], verify: plan::Verify)
     let layout = &ctx.layout;
     let files: Vec<&str> = credentials.iter().map(|c| c.kind.file_name()).collect();
     let command_line = format!("kubeadm certs renew {}", files.join(" "));
+    // kubeadm has no flag for the kubeconfig directory (it is always /etc/kubernetes): on a
+    // sandbox root it runs chrooted there, with --rootfs, as it would on that node.
     let programs = files
         .iter()
         .map(|file| {
-            vec![
-                "kubeadm".to_string(),
+            let mut program: Vec<String> = vec![
+                "kubeadm".into(),
                 "certs".into(),
                 "renew".into(),
                 file.to_string(),
-                format!(
-                    "--cert-dir={}",
-                    layout.path("/etc/kubernetes/pki").display()
-                ),
-                format!(
-                    "--kubeconfig-dir={}",
-                    layout.path("/etc/kubernetes").display()
-                ),
-            ]
+            ];
+            if !layout.is_host() {
+                program.push(format!("--rootfs={}", layout.root().display()));
+            }
+            program
         })
         .collect();
     let files = credentials

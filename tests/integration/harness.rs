@@ -32,6 +32,8 @@ const SIMULATION_OWNED: &[&str] = &[
     "var/lib/kubeadm-recover-sim",
     "var/log/pods",
     "var/log/kubernetes",
+    // a real node's etcd data
+    "var/lib/etcd",
 ];
 
 /// What every sandbox node offers: its files under a temp dir, and the binary pointed at it.
@@ -185,6 +187,23 @@ impl std::fmt::Debug for Snapshot {
     }
 }
 
+/// Makes `command` join the network namespace of `netns` before it runs.
+pub fn enter_on_exec(command: &mut Command, netns: &std::fs::File) {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    use std::os::unix::process::CommandExt;
+    let fd = netns.as_raw_fd();
+    // SAFETY: setns only, between fork and exec; the file outlives the spawn (the node holds it).
+    unsafe {
+        command.pre_exec(move || {
+            nix::sched::setns(
+                BorrowedFd::borrow_raw(fd),
+                nix::sched::CloneFlags::CLONE_NEWNET,
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+}
+
 /// A fluent builder over the built binary (just-style).
 pub struct Run {
     command: Command,
@@ -218,6 +237,20 @@ impl Run {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.command.env(key, value);
         self
+    }
+
+    /// Runs in the network namespace `netns` (an open /proc/PID/ns/net) names.
+    pub fn in_network_namespace(mut self, netns: &std::fs::File) -> Self {
+        enter_on_exec(&mut self.command, netns);
+        self
+    }
+
+    pub fn spawn(mut self) -> std::process::Child {
+        self.command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
     }
 
     pub fn output(mut self) -> Output {
@@ -345,32 +378,33 @@ impl SimNode {
         sim.wait_healthy();
         sim
     }
+}
 
-    pub fn status(&self) -> serde_json::Value {
+/// A sandbox whose simulated kubelet runs: its knobs can be turned while it does.
+pub trait Running: Sandbox {
+    fn status(&self) -> serde_json::Value {
         self.run().args(["status", "-o", "json"]).ok().json()
     }
 
     /// Waits (bounded) until the apiserver answers healthy.
-    pub fn wait_healthy(&self) {
-        for _ in 0..150 {
+    fn wait_healthy(&self) {
+        // Bounded, generously: a real apiserver on a busy 2-core machine takes seconds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while std::time::Instant::now() < deadline {
             if self.status()["apiserver"]["health"] == "ok" {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        panic!(
-            "the simulated apiserver did not come up:\n{}",
-            self.status()
-        );
+        panic!("the apiserver did not come up:\n{}", self.status());
     }
 
     /// A change killed (SIGKILL) while it waits for a kubelet that never acts: the journal says
     /// in-progress and the manifest holds the new version.
-    pub fn killed_mid_change(&self) {
+    fn killed_mid_change(&self) {
         self.configure(|c| c.frozen = true);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kubeadm-recover"))
-            .arg("--root")
-            .arg(self.root())
+        let mut child = self
+            .run()
             .args([
                 "extend-tokens",
                 "disable",
@@ -382,11 +416,7 @@ impl SimNode {
                 "--timeout",
                 "10m",
             ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .spawn();
         let journal = self.path("/var/lib/kubeadm-recover/journal.json");
         for _ in 0..200 {
             if std::fs::read_to_string(&journal).is_ok_and(|j| j.contains("\"step\": \"waiting\""))
@@ -402,13 +432,13 @@ impl SimNode {
     }
 
     /// Changes the simulation's knobs while it runs.
-    pub fn configure(&self, change: impl FnOnce(&mut SimConfig)) {
+    fn configure(&self, change: impl FnOnce(&mut SimConfig)) {
         let mut config = SimConfig::load(self.root());
         change(&mut config);
         config.save(self.root()).unwrap();
     }
 
-    pub fn audit_outcomes(&self) -> Vec<String> {
+    fn audit_outcomes(&self) -> Vec<String> {
         std::fs::read_to_string(self.path("/var/log/kubeadm-recover/audit.jsonl"))
             .unwrap_or_default()
             .lines()
@@ -422,6 +452,8 @@ impl SimNode {
     }
 }
 
+impl Running for SimNode {}
+
 impl Drop for SimNode {
     fn drop(&mut self) {
         if let Some(mut kubelet) = self.kubelet.take() {
@@ -431,5 +463,171 @@ impl Drop for SimNode {
             );
             let _ = kubelet.wait();
         }
+    }
+}
+
+/// The real upstream binaries (kubeadm, kube-apiserver, etcd) for the upstream tier, from
+/// `KUBEADM_RECOVER_KUBE_BIN` (tests/run.sh sets it after tests/upstream/build.sh). Without
+/// it the tier is skipped, loudly; with `KUBEADM_RECOVER_REQUIRE_UPSTREAM=1` (CI) that is a failure.
+pub fn kube_bin(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("KUBEADM_RECOVER_KUBE_BIN").filter(|v| !v.is_empty()) {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None if std::env::var_os("KUBEADM_RECOVER_REQUIRE_UPSTREAM").is_some() => {
+            panic!(
+                "{test}: KUBEADM_RECOVER_KUBE_BIN is unset, and this run requires the upstream tier"
+            )
+        }
+        None => {
+            eprintln!(
+                "{test}: SKIPPED, the upstream tier needs KUBEADM_RECOVER_KUBE_BIN (tests/run.sh builds the binaries when Go is installed)"
+            );
+            None
+        }
+    }
+}
+
+/// A node laid out by the real kubeadm, whose simulated kubelet runs the real etcd and
+/// kube-apiserver, in a network namespace of its own (kubeadm's fixed ports and its non-loopback
+/// advertise address, 192.0.2.10). Everything a test runs against it runs in that namespace.
+pub struct RealNode {
+    dir: tempfile::TempDir,
+    holder: std::process::Child,
+    netns: std::fs::File,
+    kubelet: Option<std::process::Child>,
+}
+
+impl Sandbox for RealNode {
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn run(&self) -> Run {
+        Run::new()
+            .in_network_namespace(&self.netns)
+            .arg("--root")
+            .arg(self.root().to_str().unwrap())
+    }
+}
+
+impl Running for RealNode {}
+
+impl RealNode {
+    /// `None` when the tier is skipped (see [`kube_bin`]).
+    pub fn start(test: &str) -> Option<Self> {
+        Self::with(test, false)
+    }
+
+    pub fn with(test: &str, admin_expired: bool) -> Option<Self> {
+        let bin = kube_bin(test)?;
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = Command::new(simulator());
+        node.args(["node", "--root"])
+            .arg(dir.path())
+            .arg("--kube-bin")
+            .arg(&bin);
+        if admin_expired {
+            node.arg("--admin-expired");
+        }
+        let out = node.output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubeadm layout failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut holder = Command::new(simulator())
+            .arg("netns")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        assert_eq!(ready.trim(), "ready", "the network namespace holder failed");
+        let netns = std::fs::File::open(format!("/proc/{}/ns/net", holder.id())).unwrap();
+        let mut kubelet = Command::new(simulator());
+        kubelet
+            .args(["kubelet", "--root"])
+            .arg(dir.path())
+            .stdin(Stdio::null());
+        enter_on_exec(&mut kubelet, &netns);
+        let kubelet = kubelet.spawn().unwrap();
+        let node = RealNode {
+            dir,
+            holder,
+            netns,
+            kubelet: Some(kubelet),
+        };
+        node.wait_healthy();
+        let mut upload = Command::new(simulator());
+        upload.args(["upload-config", "--root"]).arg(node.root());
+        enter_on_exec(&mut upload, &node.netns);
+        let out = upload.output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubeadm init phase upload-config: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(node)
+    }
+
+    /// The real kubectl with one of the node's kubeconfigs, in the node's network namespace.
+    pub fn kubectl(&self, kubeconfig: &str, args: &[&str]) -> Output {
+        let path = self.path(kubeconfig);
+        self.kubectl_raw(&[&["--kubeconfig", path.to_str().unwrap()], args].concat())
+    }
+
+    /// The real kubectl with a bearer token and no kubeconfig.
+    pub fn kubectl_with_token(&self, token: &str, args: &[&str]) -> Output {
+        let ca = self.path("/etc/kubernetes/pki/ca.crt");
+        let server = format!(
+            "https://{}:{}",
+            kubeadm_recover_sim::netns::ADDRESS,
+            kubeadm_recover_sim::kubeadm::APISERVER_PORT
+        );
+        self.kubectl_raw(
+            &[
+                &[
+                    "--kubeconfig=/dev/null",
+                    "--server",
+                    &server,
+                    "--certificate-authority",
+                    ca.to_str().unwrap(),
+                    "--token",
+                    token,
+                ],
+                args,
+            ]
+            .concat(),
+        )
+    }
+
+    fn kubectl_raw(&self, args: &[&str]) -> Output {
+        let mut command = Command::new("kubectl");
+        command.args(args).stdin(Stdio::null());
+        enter_on_exec(&mut command, &self.netns);
+        let out = command.output().unwrap();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for RealNode {
+    fn drop(&mut self) {
+        if let Some(mut kubelet) = self.kubelet.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(kubelet.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = kubelet.wait();
+        }
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
     }
 }

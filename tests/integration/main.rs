@@ -12,3 +12,4 @@ mod restart;
 mod sessions;
 mod snapshots;
 mod status;
+mod upstream;

@@ -1,0 +1,395 @@
+//! The upstream tier: the same end-to-end checks against the real kube-apiserver, etcd and
+//! kubeadm (tests/upstream/build.sh), on nodes kubeadm lays out. Skipped, loudly, without
+//! KUBEADM_RECOVER_KUBE_BIN; CI requires it.
+use std::process::Command;
+
+use crate::harness::*;
+
+const MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
+const ADMIN: &str = "/etc/kubernetes/admin.conf";
+
+/// The running apiserver's command line, from /proc (what the kubelet actually started).
+fn running_args(pid: &serde_json::Value) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap()
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+fn flag_in(args: &[String]) -> Option<String> {
+    args.iter()
+        .find_map(|a| a.strip_prefix(&format!("--{FLAG}=")))
+        .map(str::to_string)
+}
+
+/// The real apiserver's /readyz through the real kubectl and the node's admin.conf.
+fn assert_ready(node: &RealNode) {
+    let out = node.kubectl(ADMIN, &["get", "--raw", "/readyz"]);
+    assert_eq!(out.stdout.trim(), "ok", "{}", out.stderr);
+}
+
+/// A certificate field as openssl prints it, from a kubeconfig's embedded client certificate.
+fn openssl_field(node: &RealNode, kubeconfig: &str, field: &str) -> String {
+    use base64::Engine;
+    let text = std::fs::read_to_string(node.path(kubeconfig)).unwrap();
+    let data = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-certificate-data: "))
+        .unwrap();
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap();
+    let mut child = Command::new("openssl")
+        .args(["x509", "-noout", "-dateopt", "iso_8601", field])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &pem).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn status_reads_what_the_real_kubeadm_wrote() {
+    let Some(node) = RealNode::start("status_reads_what_the_real_kubeadm_wrote") else {
+        return;
+    };
+    let status = node.status();
+    let version =
+        kubeadm_recover_sim::kubeadm::binary_version(&kube_bin("status").unwrap()).unwrap();
+    assert_eq!(
+        status["manifest"]["version"],
+        version.trim_start_matches('v')
+    );
+    assert_eq!(
+        status["manifest"]["image"],
+        format!("registry.k8s.io/kube-apiserver:{version}")
+    );
+    assert_eq!(
+        status["manifest"]["extendTokenExpiration"]["state"],
+        "absent"
+    );
+    assert_eq!(status["manifest"]["extendTokenExpiration"]["default"], true);
+    assert_eq!(status["apiserver"]["health"], "ok");
+    let args = running_args(&status["apiserver"]["pid"]);
+    assert_eq!(
+        args[0], "kube-apiserver",
+        "the real process, found in /proc"
+    );
+    assert!(args.contains(&"--advertise-address=192.0.2.10".to_string()));
+
+    // Expiry, subject and serial as openssl reads kubeadm's own certificate.
+    let admin = &status["credentials"][0];
+    assert_eq!(
+        admin["subject"],
+        "O=kubeadm:cluster-admins, CN=kubernetes-admin"
+    );
+    assert_eq!(admin["expired"], false);
+    let not_after = openssl_field(&node, ADMIN, "-enddate");
+    assert_eq!(
+        not_after.trim_start_matches("notAfter=").replace(' ', "T"),
+        admin["notAfter"].as_str().unwrap()
+    );
+    let serial = openssl_field(&node, ADMIN, "-serial");
+    assert_eq!(
+        serial.trim_start_matches("serial=").trim_start_matches('0'),
+        admin["serial"]
+            .as_str()
+            .unwrap()
+            .replace(':', "")
+            .to_uppercase()
+            .trim_start_matches('0')
+    );
+}
+
+#[test]
+fn token_extension_off_revert_and_on_against_the_real_apiserver() {
+    let Some(node) = RealNode::start("token_extension_off_revert_and_on") else {
+        return;
+    };
+    let kubeadm_bytes = std::fs::read(node.path(MANIFEST)).unwrap();
+
+    let doc = node
+        .run()
+        .args(["extend-tokens", "disable", "--yes", "--accept-stale-tokens"])
+        .args(["-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        flag_in(&running_args(&doc["proof"]["pid"])).as_deref(),
+        Some("false")
+    );
+    assert_only_flag_changed(
+        &String::from_utf8_lossy(&kubeadm_bytes),
+        &node.manifest(),
+        "disable on kubeadm's manifest",
+    );
+    assert_ready(&node);
+
+    node.run().args(["revert", "--yes"]).ok();
+    assert_eq!(
+        std::fs::read(node.path(MANIFEST)).unwrap(),
+        kubeadm_bytes,
+        "revert restores the bytes kubeadm wrote"
+    );
+    let status = node.status();
+    assert_eq!(status["apiserver"]["health"], "ok");
+    assert_eq!(flag_in(&running_args(&status["apiserver"]["pid"])), None);
+
+    let doc = node
+        .run()
+        .args(["extend-tokens", "enable", "--yes", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        flag_in(&running_args(&doc["proof"]["pid"])).as_deref(),
+        Some("true")
+    );
+    assert_ready(&node);
+}
+
+#[test]
+fn a_restart_the_runtime_refuses_is_rolled_back_to_the_real_apiserver() {
+    let Some(node) = RealNode::start("a_restart_the_runtime_refuses") else {
+        return;
+    };
+    let kubeadm_bytes = std::fs::read(node.path(MANIFEST)).unwrap();
+    node.configure(|c| c.reject_args = vec![format!("--{FLAG}=false")]);
+    let out = node
+        .run()
+        .args(["extend-tokens", "disable", "--yes", "--accept-stale-tokens"])
+        .args(["--timeout", "20s"])
+        .code(1);
+    assert!(out.stderr.contains("Rolled back"), "{}", out.stderr);
+    assert_eq!(std::fs::read(node.path(MANIFEST)).unwrap(), kubeadm_bytes);
+    let status = node.status();
+    assert_eq!(status["apiserver"]["health"], "ok", "{status}");
+    assert_eq!(flag_in(&running_args(&status["apiserver"]["pid"])), None);
+    assert_ready(&node);
+    assert!(node.path("/var/lib/kubeadm-recover/journal.json").exists());
+    assert_eq!(node.status()["session"], serde_json::Value::Null);
+}
+
+#[test]
+fn admin_conf_regenerate_on_an_expired_kubeadm_credential() {
+    let Some(node) = RealNode::with("admin_conf_regenerate_on_an_expired", true) else {
+        return;
+    };
+    let denied = node.kubectl(ADMIN, &["auth", "whoami"]);
+    assert_ne!(denied.code, 0);
+    assert!(
+        denied.stderr.contains("Unauthorized") || denied.stderr.contains("401"),
+        "the real apiserver answers an expired client certificate with 401: {}",
+        denied.stderr
+    );
+
+    let doc = node
+        .run()
+        .args([
+            "admin-conf",
+            "regenerate",
+            "--yes",
+            "--super-admin",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(doc["method"], "native");
+    for (kubeconfig, user, group) in [
+        (ADMIN, "kubernetes-admin", "kubeadm:cluster-admins"),
+        (
+            "/etc/kubernetes/super-admin.conf",
+            "kubernetes-super-admin",
+            "system:masters",
+        ),
+    ] {
+        let whoami = node.kubectl(kubeconfig, &["auth", "whoami", "-o", "json"]);
+        assert_eq!(whoami.code, 0, "{}", whoami.stderr);
+        let who: serde_json::Value = serde_json::from_str(&whoami.stdout).unwrap();
+        assert_eq!(who["status"]["userInfo"]["username"], user);
+        assert!(
+            who["status"]["userInfo"]["groups"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(group)),
+            "{who}"
+        );
+    }
+    assert_ready(&node);
+}
+
+#[test]
+fn admin_conf_regenerate_with_the_real_kubeadm_certs_renew() {
+    let Some(node) = RealNode::start("admin_conf_regenerate_with_the_real_kubeadm") else {
+        return;
+    };
+    let before = node.status()["credentials"][0]["serial"].clone();
+    let path = format!(
+        "{}:{}",
+        kube_bin("kubeadm").unwrap().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let doc = node
+        .run()
+        .args([
+            "admin-conf",
+            "regenerate",
+            "--method",
+            "kubeadm",
+            "--yes",
+            "-o",
+            "json",
+        ])
+        .env("PATH", &path)
+        .ok()
+        .json();
+    assert_eq!(doc["method"], "kubeadm");
+    let after = node.status()["credentials"][0].clone();
+    assert_ne!(after["serial"], before, "kubeadm issued a new certificate");
+    assert_eq!(
+        after["subject"],
+        "O=kubeadm:cluster-admins, CN=kubernetes-admin"
+    );
+    let whoami = node.kubectl(ADMIN, &["auth", "whoami", "-o", "json"]);
+    assert_eq!(whoami.code, 0, "{}", whoami.stderr);
+    assert_ready(&node);
+}
+
+/// Uses, against the real apiserver, a service-account token bound to a real pod whose
+/// `kubernetes.io.warnafter` has passed: a token that works only because extension is on.
+fn use_a_stale_token(node: &RealNode) {
+    for args in [
+        &["create", "serviceaccount", "default", "-n", "default"][..],
+        &[
+            "run",
+            "stale-client",
+            "-n",
+            "default",
+            "--image=registry.k8s.io/pause:3.10",
+            "--restart=Never",
+        ],
+    ] {
+        let out = node.kubectl(ADMIN, args);
+        assert_eq!(out.code, 0, "kubectl {args:?}: {}", out.stderr);
+    }
+    let uid = |kind: &str, name: &str| {
+        let out = node.kubectl(
+            ADMIN,
+            &[
+                "get",
+                kind,
+                name,
+                "-n",
+                "default",
+                "-o",
+                "jsonpath={.metadata.uid}",
+            ],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let issuer = "https://kubernetes.default.svc.cluster.local";
+    let claims = serde_json::json!({
+        "aud": [issuer], "iss": issuer,
+        "sub": "system:serviceaccount:default:default",
+        "iat": now - 7200, "nbf": now - 7200, "exp": now + 365 * 24 * 3600,
+        "kubernetes.io": {
+            "namespace": "default",
+            "pod": {"name": "stale-client", "uid": uid("pod", "stale-client")},
+            "serviceaccount": {"name": "default", "uid": uid("serviceaccount", "default")},
+            "warnafter": now - 3600,
+        },
+    });
+    let sa_key = std::fs::read_to_string(node.path("/etc/kubernetes/pki/sa.key")).unwrap();
+    let token = kubeadm_recover_sim::apiserver::service_account_token(&sa_key, &claims).unwrap();
+    let out = node.kubectl_with_token(&token, &["get", "--raw", "/api"]);
+    assert_eq!(out.code, 0, "the stale token authenticates: {}", out.stderr);
+
+    let metrics = node.kubectl(ADMIN, &["get", "--raw", "/metrics"]).stdout;
+    let stale =
+        kubeadm_recover::migration::parse_metric(&metrics, "serviceaccount_stale_tokens_total");
+    assert!(stale.is_some_and(|n| n >= 1), "the real counter counts it");
+    let audit =
+        std::fs::read_to_string(node.path(kubeadm_recover_sim::kubeadm::AUDIT_LOG)).unwrap();
+    assert!(
+        audit.contains("authentication.k8s.io/stale-token"),
+        "the real audit annotation is there"
+    );
+}
+
+#[test]
+fn stale_tokens_seen_by_the_real_apiserver_stop_a_revert_to_false() {
+    let Some(node) = RealNode::start("stale_tokens_seen_by_the_real_apiserver") else {
+        return;
+    };
+    node.run()
+        .args(["extend-tokens", "disable", "--yes", "--accept-stale-tokens"])
+        .ok();
+    let off = node.manifest();
+    node.run().args(["extend-tokens", "enable", "--yes"]).ok();
+    let on = node.manifest();
+    use_a_stale_token(&node);
+
+    let out = node
+        .run()
+        .args(["revert", "--yes", "--stale-window", "0s"])
+        .code(3);
+    assert!(
+        out.stderr.contains("default/default"),
+        "names the service account from the real audit annotation: {}",
+        out.stderr
+    );
+    assert_eq!(node.manifest(), on, "nothing changed");
+    let out = node
+        .run()
+        .args(["extend-tokens", "disable", "--yes", "--stale-window", "0s"])
+        .code(3);
+    assert!(
+        out.stderr.contains("--accept-stale-tokens"),
+        "{}",
+        out.stderr
+    );
+
+    node.run()
+        .args([
+            "revert",
+            "--yes",
+            "--stale-window",
+            "0s",
+            "--accept-stale-tokens",
+        ])
+        .ok();
+    assert_eq!(node.manifest(), off);
+}
+
+#[test]
+fn a_change_killed_mid_way_on_the_real_node_is_finished_by_resume() {
+    let Some(node) = RealNode::start("a_change_killed_mid_way_on_the_real_node") else {
+        return;
+    };
+    let kubeadm_bytes = std::fs::read(node.path(MANIFEST)).unwrap();
+    node.killed_mid_change();
+    node.configure(|c| c.frozen = false);
+    let doc = node
+        .run()
+        .args(["resume", "--yes", "-o", "json"])
+        .ok()
+        .json();
+    let status = node.status();
+    assert_eq!(status["apiserver"]["health"], "ok", "{doc}");
+    assert_eq!(
+        flag_in(&running_args(&status["apiserver"]["pid"])).as_deref(),
+        Some("false")
+    );
+    node.run().args(["revert", "--yes"]).ok();
+    assert_eq!(std::fs::read(node.path(MANIFEST)).unwrap(), kubeadm_bytes);
+    assert_ready(&node);
+}
