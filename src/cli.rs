@@ -297,6 +297,12 @@ pub struct RehearseOptions {
     /// With --dir of a kept sandbox: run its simulated kubelet and apiserver until interrupted.
     #[arg(long, requires = "dir")]
     pub serve: bool,
+    /// Rehearse on the real thing: DIR holds kubeadm, kube-apiserver and etcd (the official
+    /// release binaries, or tests/upstream/build.sh's); kubeadm lays the node out and the
+    /// simulated kubelet runs the real etcd and kube-apiserver, in a network namespace of the
+    /// rehearsal's own. Needs root. The version is the binaries'.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["kubernetes_version", "key_type"])]
+    pub kube_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 
-# The end-to-end tests use the real openssl (sandbox nodes), sha256sum and setpriv.
+# The end-to-end tests use the real openssl (sandbox nodes), sha256sum and setpriv; the
+# upstream tier's network namespaces use ip (iproute2).
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
+command -v ip >/dev/null || missing+=(iproute2)
 command -v sha256sum >/dev/null || missing+=(coreutils)
 command -v setpriv >/dev/null || missing+=(util-linux)
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
@@ -25,9 +27,33 @@ if ! command -v kubectl >/dev/null; then
   export PATH="$tools/bin:$PATH"
 fi
 
-# The whole workspace (the product and the simulator), with the test clock compiled in.
-cargo test --locked --workspace --features test-clock "$@"
-# The failure-point matrix: the same end-to-end tests' crash cases, in a build with failure points.
-if [ $# -eq 0 ]; then
-  cargo test --locked --features test-clock,failpoints --test integration crash
+# The upstream tier runs the real kube-apiserver, etcd and kubeadm: built from source through the
+# Go module proxy (tests/upstream/build.sh, cached under target/upstream), or taken from
+# KUBEADM_RECOVER_KUBE_BIN (e.g. the official release binaries). No Go: the tier is skipped and
+# this says so; CI sets KUBEADM_RECOVER_REQUIRE_UPSTREAM=1 and fails instead.
+[ -x /usr/local/go/bin/go ] && export PATH="$PATH:/usr/local/go/bin"
+kubernetes_version=${KUBERNETES_VERSION:-v1.37.2}
+if [ -n "${KUBEADM_RECOVER_KUBE_BIN:-}" ]; then
+  echo "upstream tier: binaries from $KUBEADM_RECOVER_KUBE_BIN"
+elif command -v go >/dev/null; then
+  bash tests/upstream/build.sh "$kubernetes_version"
+  export KUBEADM_RECOVER_KUBE_BIN=$PWD/target/upstream/$kubernetes_version/bin
+elif [ -n "${KUBEADM_RECOVER_REQUIRE_UPSTREAM:-}" ]; then
+  echo "tests/run.sh: the upstream tier is required, and Go (1.26, for tests/upstream/build.sh) is not installed" >&2
+  exit 1
+else
+  echo "tests/run.sh: NOTE: Go is not installed, so the upstream tier (real kube-apiserver, etcd, kubeadm) is SKIPPED; the simulator tier runs" >&2
 fi
+
+if [ $# -gt 0 ]; then
+  cargo test --locked --workspace --features test-clock "$@"
+  exit
+fi
+# The whole workspace (the product and the simulator), with the test clock compiled in; the
+# upstream tier runs on its own afterwards, so real apiservers do not crowd the timing-sensitive
+# simulator tests on two cores.
+cargo test --locked --workspace --features test-clock -- --skip upstream::
+# The failure-point matrix: the same end-to-end tests' crash cases, in a build with failure points.
+cargo test --locked --features test-clock,failpoints --test integration crash
+# The upstream tier.
+cargo test --locked --workspace --features test-clock --test integration upstream::

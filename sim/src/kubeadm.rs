@@ -21,7 +21,6 @@ pub const BINARIES: [&str; 3] = ["kubeadm", "kube-apiserver", "etcd"];
 
 pub struct RealOptions<'a> {
     pub kube_bin: &'a Path,
-    pub admin_expired: bool,
     pub config: SimConfig,
 }
 
@@ -152,9 +151,6 @@ pub fn lay_out(root: &Path, options: &RealOptions) -> Result<(), String> {
     for name in ["etcd", "kube-apiserver"] {
         std::fs::write(root.join("usr/local/bin").join(name), "").map_err(io)?;
     }
-    if options.admin_expired {
-        expire_admin_credentials(root).map_err(|e| e.to_string())?;
-    }
     Ok(())
 }
 
@@ -174,8 +170,9 @@ pub fn upload_config(root: &Path) -> Result<(), String> {
 }
 
 /// Replaces kubeadm's admin.conf and super-admin.conf with ones that expired a year ago: same
-/// CA, same subject, same server.
-fn expire_admin_credentials(root: &Path) -> Result<(), pki::Error> {
+/// CA, same subject, same server. On a real node, after `upload_config` (which needs a working
+/// admin.conf, as during `kubeadm init`).
+pub fn expire_admin_credentials(root: &Path) -> Result<(), pki::Error> {
     let k8s = root.join("etc/kubernetes");
     let ca_pem = std::fs::read_to_string(k8s.join("pki/ca.crt"))?;
     let ca_key = Key::from_pem(&std::fs::read_to_string(k8s.join("pki/ca.key"))?)?;

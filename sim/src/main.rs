@@ -54,6 +54,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         root: PathBuf,
     },
+    /// Replace admin.conf and super-admin.conf with ones that expired a year ago (same CA,
+    /// subject and server): a locked-out node.
+    ExpireAdmin {
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+    },
     /// Run COMMAND in a new network namespace holding the real node's advertise address
     /// (192.0.2.10 on a veth pair that leads nowhere). Without COMMAND, print "ready" and hold
     /// the namespace until terminated (others join it through /proc/PID/ns/net).
@@ -130,11 +136,17 @@ fn run(cli: Cli) -> Result<(), String> {
                 None => SimConfig::default(),
             };
             if let Some(kube_bin) = kube_bin {
+                if admin_expired {
+                    return Err(
+                        "--admin-expired with --kube-bin: kubeadm needs a working admin.conf \
+                        until `upload-config`; expire it afterwards with `expire-admin`"
+                            .into(),
+                    );
+                }
                 kubeadm::lay_out(
                     &root,
                     &kubeadm::RealOptions {
                         kube_bin: &kube_bin,
-                        admin_expired,
                         config,
                     },
                 )?;
@@ -169,6 +181,9 @@ fn run(cli: Cli) -> Result<(), String> {
             ))
         }
         Command::UploadConfig { root } => kubeadm::upload_config(&sandbox_root(&root)?),
+        Command::ExpireAdmin { root } => {
+            kubeadm::expire_admin_credentials(&sandbox_root(&root)?).map_err(|e| e.to_string())
+        }
         Command::Netns { command } => {
             netns::enter_new()?;
             match command.split_first() {

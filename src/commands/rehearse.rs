@@ -17,6 +17,8 @@ use crate::ui::Report;
 struct Sandbox {
     root: PathBuf,
     kubelet: Option<Child>,
+    /// With real binaries: the process holding the node's network namespace.
+    netns_holder: Option<Child>,
     keep: bool,
     _temp: Option<tempfile::TempDir>,
 }
@@ -29,6 +31,10 @@ impl Drop for Sandbox {
                 nix::sys::signal::Signal::SIGTERM,
             );
             let _ = kubelet.wait();
+        }
+        if let Some(mut holder) = self.netns_holder.take() {
+            let _ = holder.kill();
+            let _ = holder.wait();
         }
         if self.keep
             && let Some(temp) = self._temp.take()
@@ -50,6 +56,58 @@ struct Timings {
     waited_ms: u64,
     noticed_after_ready_ms: Option<i64>,
     overhead_ms: u64,
+}
+
+/// Where the rehearsal's commands run: the sandbox root and, for a node of real binaries, its
+/// network namespace (kubeadm's fixed ports and advertise address live only there).
+struct Target {
+    root: PathBuf,
+    netns: Option<std::fs::File>,
+}
+
+impl Target {
+    /// Makes `command` join the node's network namespace, if it has one.
+    fn enter(&self, command: &mut Command) {
+        use std::os::fd::{AsRawFd, BorrowedFd};
+        use std::os::unix::process::CommandExt;
+        let Some(netns) = &self.netns else {
+            return;
+        };
+        let fd = netns.as_raw_fd();
+        // SAFETY: setns only, between fork and exec; the file outlives the spawn.
+        unsafe {
+            command.pre_exec(move || {
+                nix::sched::setns(
+                    BorrowedFd::borrow_raw(fd),
+                    nix::sched::CloneFlags::CLONE_NEWNET,
+                )
+                .map_err(std::io::Error::from)
+            });
+        }
+    }
+}
+
+/// Starts the simulator's network-namespace holder; returns it and its namespace.
+fn hold_network_namespace() -> Result<(Child, std::fs::File)> {
+    let mut holder = Command::new(simulator()?)
+        .arg("netns")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Failed(format!("cannot run {SIMULATOR} netns: {e}")))?;
+    let mut ready = String::new();
+    let stdout = holder.stdout.take().expect("piped");
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready);
+    if ready.trim() != "ready" {
+        let _ = holder.kill();
+        let _ = holder.wait();
+        return Err(Error::Failed(format!(
+            "{SIMULATOR} netns could not make the node's network namespace (it needs root and iproute2)"
+        )));
+    }
+    let path = format!("/proc/{}/ns/net", holder.id());
+    let netns = std::fs::File::open(&path).map_err(|e| Error::Failed(format!("{path}: {e}")))?;
+    Ok((holder, netns))
 }
 
 fn exe() -> Result<PathBuf> {
@@ -84,9 +142,16 @@ fn simulator() -> Result<PathBuf> {
 
 /// Runs the simulator to completion; its stdout.
 fn simulate(args: &[&std::ffi::OsStr]) -> Result<String> {
-    let out = Command::new(simulator()?)
-        .args(args)
-        .stdin(Stdio::null())
+    simulate_in(None, args)
+}
+
+fn simulate_in(target: Option<&Target>, args: &[&std::ffi::OsStr]) -> Result<String> {
+    let mut command = Command::new(simulator()?);
+    command.args(args).stdin(Stdio::null());
+    if let Some(target) = target {
+        target.enter(&mut command);
+    }
+    let out = command
         .output()
         .map_err(|e| Error::Failed(format!("cannot run {SIMULATOR}: {e}")))?;
     if !out.status.success() {
@@ -107,14 +172,15 @@ fn configure(root: &Path, settings: &[&str]) -> Result<()> {
 }
 
 /// Starts the node's simulated kubelet; it dies with us.
-fn spawn_kubelet(root: &Path) -> Result<Child> {
+fn spawn_kubelet(target: &Target) -> Result<Child> {
     use std::os::unix::process::CommandExt;
     let mut command = Command::new(simulator()?);
     command
         .arg("kubelet")
         .arg("--root")
-        .arg(root)
+        .arg(&target.root)
         .stdin(Stdio::null());
+    target.enter(&mut command);
     // SAFETY: prctl is async-signal-safe; it only ties the child's life to ours.
     unsafe {
         command.pre_exec(|| {
@@ -128,14 +194,17 @@ fn spawn_kubelet(root: &Path) -> Result<Child> {
 }
 
 /// Runs this binary against the sandbox with `-o json`; returns (exit code, JSON, stderr).
-fn tool(root: &Path, args: &[&str]) -> Result<(i32, Value, String)> {
-    let out = Command::new(exe()?)
+fn tool(target: &Target, args: &[&str]) -> Result<(i32, Value, String)> {
+    let mut command = Command::new(exe()?);
+    command
         .arg("--root")
-        .arg(root)
+        .arg(&target.root)
         .args(args)
         .args(["-o", "json", "--non-interactive"])
         .env_remove("KUBEADM_RECOVER_ROOT")
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    target.enter(&mut command);
+    let out = command
         .output()
         .map_err(|e| Error::Failed(format!("cannot run kubeadm-recover: {e}")))?;
     let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
@@ -176,9 +245,10 @@ fn expect(step: &str, code: i32, want: i32, stderr: &str) -> Result<()> {
     }
 }
 
-fn change_step(root: &Path, name: &str, args: &[&str], want: i32) -> Result<Step> {
+fn change_step(target: &Target, name: &str, args: &[&str], want: i32) -> Result<Step> {
+    let root = &target.root;
     let started = Instant::now();
-    let (code, doc, stderr) = tool(root, args)?;
+    let (code, doc, stderr) = tool(target, args)?;
     let elapsed = started.elapsed();
     expect(name, code, want, &stderr)?;
     let proof = &doc["proof"];
@@ -269,23 +339,22 @@ fn start_sandbox(options: &RehearseOptions) -> Result<Sandbox> {
     Ok(Sandbox {
         root,
         kubelet: None,
+        netns_holder: None,
         keep: options.keep || options.dir.is_some(),
         _temp: temp,
     })
 }
 
-fn wait_until_serving(root: &Path, timeout: Duration) -> Result<()> {
+fn wait_until_serving(target: &Target, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        let (_, doc, _) = tool(root, &["status"])?;
+        let (_, doc, _) = tool(target, &["status"])?;
         if doc["apiserver"]["health"] == "ok" {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    Err(Error::Failed(
-        "the simulated kube-apiserver did not come up".into(),
-    ))
+    Err(Error::Failed("kube-apiserver did not come up".into()))
 }
 
 #[derive(Debug, Serialize)]
@@ -345,7 +414,11 @@ fn median(values: &mut [i64]) -> Option<i64> {
 /// The rehearsal as it goes: each step is printed as it finishes and kept for the report.
 struct Rehearsing<'a> {
     ctx: &'a Context,
-    root: PathBuf,
+    target: Target,
+    /// The real binaries to lay a new node out with.
+    kube_bin: Option<PathBuf>,
+    /// The node runs the real etcd and kube-apiserver (new with --kube-bin, or kept and served).
+    real: bool,
     show_timings: bool,
     steps: Vec<Step>,
     noticed: Vec<i64>,
@@ -390,6 +463,22 @@ impl Rehearsing<'_> {
 
     fn build_node(&mut self, options: &RehearseOptions) -> Result<()> {
         let started = Instant::now();
+        let root = self.target.root.as_os_str();
+        if let Some(bin) = &self.kube_bin {
+            simulate(&[
+                "node".as_ref(),
+                "--root".as_ref(),
+                root,
+                "--kube-bin".as_ref(),
+                bin.as_os_str(),
+            ])?;
+            self.timed(
+                "lay the node out with the real kubeadm (init phase certs, kubeconfig, etcd, control-plane)".into(),
+                started,
+                String::new(),
+            );
+            return Ok(());
+        }
         let key_type = clap::ValueEnum::to_possible_value(&options.key_type)
             .expect("every key type has a name")
             .get_name()
@@ -397,7 +486,7 @@ impl Rehearsing<'_> {
         simulate(&[
             "node".as_ref(),
             "--root".as_ref(),
-            self.root.as_os_str(),
+            root,
             "--kubernetes-version".as_ref(),
             options.kubernetes_version.as_ref(),
             "--key-type".as_ref(),
@@ -417,10 +506,34 @@ impl Rehearsing<'_> {
 
     fn start_kubelet(&mut self, sandbox: &mut Sandbox) -> Result<()> {
         let started = Instant::now();
-        sandbox.kubelet = Some(spawn_kubelet(&self.root)?);
-        wait_until_serving(&self.root, Duration::from_secs(30))?;
+        sandbox.kubelet = Some(spawn_kubelet(&self.target)?);
+        if !self.real {
+            wait_until_serving(&self.target, Duration::from_secs(30))?;
+            self.timed(
+                "start the simulated kubelet; kube-apiserver comes up".into(),
+                started,
+                String::new(),
+            );
+            return Ok(());
+        }
+        wait_until_serving(&self.target, Duration::from_secs(120))?;
+        // What `kubeadm init` does next: kubeadm-config, and cluster-admin for admin.conf's group.
+        simulate_in(
+            Some(&self.target),
+            &[
+                "upload-config".as_ref(),
+                "--root".as_ref(),
+                self.target.root.as_os_str(),
+            ],
+        )?;
+        // Locked out from here on, as the simulated node is from the start.
+        simulate(&[
+            "expire-admin".as_ref(),
+            "--root".as_ref(),
+            self.target.root.as_os_str(),
+        ])?;
         self.timed(
-            "start the simulated kubelet; kube-apiserver comes up".into(),
+            "start the simulated kubelet; the real etcd and kube-apiserver come up; admin.conf expires".into(),
             started,
             String::new(),
         );
@@ -429,7 +542,7 @@ impl Rehearsing<'_> {
 
     fn status(&mut self) -> Result<()> {
         let started = Instant::now();
-        let (code, doc, stderr) = tool(&self.root, &["status"])?;
+        let (code, doc, stderr) = tool(&self.target, &["status"])?;
         expect("status", code, 0, &stderr)?;
         let expired = doc["credentials"][0]["expired"] == true;
         self.timed(
@@ -452,7 +565,7 @@ impl Rehearsing<'_> {
     fn regenerate_admin(&mut self) -> Result<()> {
         let started = Instant::now();
         let (code, doc, stderr) = tool(
-            &self.root,
+            &self.target,
             &["admin-conf", "regenerate", "--yes", "--reason", "rehearsal"],
         )?;
         expect("admin-conf regenerate", code, 0, &stderr)?;
@@ -481,7 +594,7 @@ impl Rehearsing<'_> {
             } else {
                 String::new()
             };
-            let before_round = read_manifest(&self.root)?;
+            let before_round = read_manifest(&self.target.root)?;
             for (name, args) in [
                 (
                     "extend-tokens enable",
@@ -492,10 +605,10 @@ impl Rehearsing<'_> {
                     &["revert", "--yes", "--stale-window", "0s"][..],
                 ),
             ] {
-                let step = change_step(&self.root, &format!("{name}{suffix}"), args, 0)?;
+                let step = change_step(&self.target, &format!("{name}{suffix}"), args, 0)?;
                 self.record(step);
             }
-            if read_manifest(&self.root)? != before_round {
+            if read_manifest(&self.target.root)? != before_round {
                 return Err(Error::Failed(
                     "after revert the manifest differs from the original".into(),
                 ));
@@ -506,31 +619,31 @@ impl Rehearsing<'_> {
 
     /// A change the apiserver refuses at start-up must be rolled back by the tool itself.
     fn rejected_change(&mut self) -> Result<()> {
-        let before = read_manifest(&self.root)?;
+        let before = read_manifest(&self.target.root)?;
         configure(
-            &self.root,
+            &self.target.root,
             &[r#"rejectArgs=["--service-account-extend-token-expiration=true"]"#],
         )?;
         let step = change_step(
-            &self.root,
+            &self.target,
             "a change the new apiserver rejects is rolled back",
             &["extend-tokens", "enable", "--yes", "--timeout", "60s"],
             1,
         )?;
-        configure(&self.root, &["rejectArgs=[]"])?;
-        if read_manifest(&self.root)? != before {
+        configure(&self.target.root, &["rejectArgs=[]"])?;
+        if read_manifest(&self.target.root)? != before {
             return Err(Error::Failed(
                 "the rolled-back manifest differs from the original".into(),
             ));
         }
         self.record(step);
-        let (_, doc, _) = tool(&self.root, &["status"])?;
+        let (_, doc, _) = tool(&self.target, &["status"])?;
         if doc["apiserver"]["health"] != "ok" {
             return Err(Error::Failed(
                 "after the rollback the apiserver is not healthy".into(),
             ));
         }
-        let (_, doc, _) = tool(&self.root, &["backups", "list"])?;
+        let (_, doc, _) = tool(&self.target, &["backups", "list"])?;
         let count = doc["backups"].as_array().map_or(0, Vec::len);
         self.record(Step {
             name: "after the rollback: manifest byte-identical, apiserver healthy".into(),
@@ -543,7 +656,7 @@ impl Rehearsing<'_> {
 
     fn report(mut self, kept: bool) -> Rehearsal {
         Rehearsal {
-            root: self.root,
+            root: self.target.root,
             kept,
             median_noticed_after_ready_ms: median(&mut self.noticed),
             median_overhead_ms: median(&mut self.overhead),
@@ -564,27 +677,89 @@ impl Rehearsing<'_> {
     }
 }
 
+/// `--kube-bin`: a directory with the three real binaries, used as root.
+fn check_kube_bin(dir: &Path) -> Result<PathBuf> {
+    let missing: Vec<&str> = ["kubeadm", "kube-apiserver", "etcd"]
+        .into_iter()
+        .filter(|name| !dir.join(name).is_file())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Refused(format!(
+            "--kube-bin {}: {} missing; it needs kubeadm, kube-apiserver and etcd (the official \
+             release binaries, or the ones tests/upstream/build.sh builds)",
+            dir.display(),
+            missing.join(", ")
+        )));
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Error::Refused(
+            "--kube-bin needs root: kubeadm and the pods run chrooted into the sandbox, in a network namespace of their own".into(),
+        ));
+    }
+    dir.canonicalize()
+        .map_err(|e| Error::io("cannot read", dir, e))
+}
+
 pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
+    let kube_bin = options
+        .kube_bin
+        .as_deref()
+        .map(check_kube_bin)
+        .transpose()?;
     let mut sandbox = start_sandbox(options)?;
+    let real = kube_bin.is_some()
+        || (options.serve
+            && sandbox
+                .root
+                .join("var/lib/kubeadm-recover-sim/kubeadm.yaml")
+                .is_file());
+    let netns = if real {
+        let (holder, netns) = hold_network_namespace()?;
+        sandbox.netns_holder = Some(holder);
+        Some(netns)
+    } else {
+        None
+    };
     let mut rehearsing = Rehearsing {
         ctx,
-        root: sandbox.root.clone(),
+        target: Target {
+            root: sandbox.root.clone(),
+            netns,
+        },
+        kube_bin,
+        real,
         show_timings: options.timings,
         steps: Vec::new(),
         noticed: Vec::new(),
         overhead: Vec::new(),
     };
     if !ctx.ui.json() {
+        let what = match &rehearsing.kube_bin {
+            Some(bin) => format!(
+                "a node laid out by the real kubeadm, running the real etcd and kube-apiserver from {}",
+                bin.display()
+            ),
+            None if real => "a node of real binaries".into(),
+            None => "a simulated kubeadm node".into(),
+        };
         crate::ui::stdout_write(&format!(
-            "rehearsal on a simulated kubeadm node in {}\n",
+            "rehearsal on {what} in {}\n",
             sandbox.root.display()
         ));
     }
     if options.serve {
         rehearsing.start_kubelet(&mut sandbox)?;
+        let how = match &sandbox.netns_holder {
+            // Its apiserver listens only inside the rehearsal's network namespace.
+            Some(holder) => format!(
+                "nsenter --net=/proc/{}/ns/net kubeadm-recover --root {} status",
+                holder.id(),
+                sandbox.root.display()
+            ),
+            None => format!("kubeadm-recover --root {} status", sandbox.root.display()),
+        };
         ctx.ui.info(format!(
-            "serving: point the tool at it with `kubeadm-recover --root {} status`; Ctrl-C stops it",
-            sandbox.root.display()
+            "serving: point the tool at it with `{how}`; Ctrl-C stops it"
         ));
         let _ = sandbox.kubelet.as_mut().map(|k| k.wait());
         return Ok(());

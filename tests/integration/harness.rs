@@ -525,9 +525,6 @@ impl RealNode {
             .arg(dir.path())
             .arg("--kube-bin")
             .arg(&bin);
-        if admin_expired {
-            node.arg("--admin-expired");
-        }
         let out = node.output().unwrap();
         assert!(
             out.status.success(),
@@ -571,6 +568,9 @@ impl RealNode {
             "kubeadm init phase upload-config: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if admin_expired {
+            kubeadm_recover_sim::kubeadm::expire_admin_credentials(node.root()).unwrap();
+        }
         Some(node)
     }
 

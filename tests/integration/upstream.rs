@@ -393,3 +393,50 @@ fn a_change_killed_mid_way_on_the_real_node_is_finished_by_resume() {
     assert_eq!(std::fs::read(node.path(MANIFEST)).unwrap(), kubeadm_bytes);
     assert_ready(&node);
 }
+
+#[test]
+fn rehearse_runs_on_the_real_binaries_a_user_supplies() {
+    let Some(bin) = kube_bin("rehearse_runs_on_the_real_binaries") else {
+        return;
+    };
+    let out = Run::new()
+        .args(["rehearse", "--kube-bin"])
+        .arg(&bin)
+        .args(["-o", "json"])
+        .ok();
+    let doc = out.json();
+    let steps: Vec<&str> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(steps[0].contains("the real kubeadm"), "{steps:?}");
+    assert!(steps.iter().any(|s| s.contains("rolled back")), "{steps:?}");
+    assert!(!doc["root"].as_str().unwrap().is_empty());
+    assert!(
+        !std::path::Path::new(doc["root"].as_str().unwrap()).exists(),
+        "the sandbox is removed"
+    );
+}
+
+#[test]
+fn rehearse_kube_bin_names_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kubeadm"), "").unwrap();
+    let out = Run::new()
+        .args(["rehearse", "--kube-bin"])
+        .arg(dir.path())
+        .code(3);
+    assert!(
+        out.stderr.contains("kube-apiserver, etcd missing"),
+        "{}",
+        out.stderr
+    );
+    let out = Run::new()
+        .args(["rehearse", "--kube-bin"])
+        .arg(dir.path())
+        .args(["--kubernetes-version", "1.30.2"])
+        .code(2);
+    assert!(out.stderr.contains("cannot be used with"), "{}", out.stderr);
+}

@@ -3,11 +3,17 @@
 # target/upstream/<version>/bin/, the way upstream builds them (static, -trimpath, version
 # ldflags). Reuses what is there. Prints how long it took.
 #
-# usage: tests/upstream/build.sh [KUBERNETES_VERSION]    (default v1.37.2; ETCD_VERSION=v3.7.3)
+# usage: tests/upstream/build.sh [KUBERNETES_VERSION]    (default v1.37.2, or $KUBERNETES_VERSION;
+#        the second pinned version is v1.34.4). etcd pairs by minor: v3.7.3 for 1.37 (whose
+#        apiserver uses the 3.7 client), v3.6.16 before; ETCD_VERSION overrides.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 k8s=${1:-${KUBERNETES_VERSION:-v1.37.2}}
-etcd=${ETCD_VERSION:-v3.7.3}
+case $k8s in
+  v1.3[4-6].*) etcd_default=v3.6.16 ;;
+  *) etcd_default=v3.7.3 ;;
+esac
+etcd=${ETCD_VERSION:-$etcd_default}
 out=$PWD/target/upstream/$k8s
 bin=$out/bin
 started=$(date +%s)
