@@ -26,8 +26,9 @@ const BOOL_FLAGS: &[&str] = &[
     "enable-aggregator-routing",
 ];
 /// How long after it starts listening the simulated apiserver's post-start hooks take (the
-/// real one's take about a second on two cores).
-const WARM_UP_MS: u64 = 150;
+/// real one's take about a second on two cores): the first half answers health with 403, the
+/// second with the verbose 500, as the real one does (docs/fidelity.md).
+const WARM_UP_MS: u64 = 200;
 /// kube-apiserver's `ExpirationExtensionSeconds`: one year.
 const EXTENSION_SECONDS: i64 = 24 * 365 * 60 * 60;
 /// The lifetime admission asks for on projected tokens; only these get extended.
@@ -508,7 +509,17 @@ async fn handle(
     // Health and version are public (system:public-info-viewer), like the real defaults.
     match (&parts.method, path.as_str()) {
         (&Method::GET, "/livez" | "/readyz" | "/healthz") => {
-            if std::time::Instant::now() < state.warm_at {
+            let now = std::time::Instant::now();
+            if now + std::time::Duration::from_millis(WARM_UP_MS / 2) < state.warm_at {
+                // Before the RBAC bootstrap roles exist, even the health paths are forbidden.
+                return reply(
+                    StatusCode::FORBIDDEN,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                           "message": format!("forbidden: User \"system:anonymous\" cannot get path \"{path}\""),
+                           "reason": "Forbidden", "details": {}, "code": 403}),
+                );
+            }
+            if now < state.warm_at {
                 // The real body lists every check; a failed one's reason is withheld from
                 // clients that are not verbose-authorized.
                 let check = path.trim_start_matches('/');

@@ -861,3 +861,25 @@ fn a_copy_on_another_filesystem_is_updated_without_crossing_it() {
         .collect();
     assert_eq!(leftovers, vec![std::ffi::OsString::from("config")]);
 }
+
+#[test]
+fn an_apiserver_in_another_network_namespace_is_not_ours() {
+    // The same port, served in the host's namespace; the tool looks from a namespace of its own
+    // (as from another sandbox or container): that apiserver is not the one it would talk to.
+    let sim = SimNode::start();
+    let out = Command::new(simulator())
+        .args([
+            "netns",
+            "--",
+            env!("CARGO_BIN_EXE_kubeadm-recover"),
+            "--root",
+        ])
+        .arg(sim.root())
+        .args(["status", "-o", "json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(doc["apiserver"]["pid"], serde_json::Value::Null, "{doc}");
+    assert!(sim.status()["apiserver"]["pid"].is_number());
+}
