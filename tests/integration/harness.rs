@@ -454,15 +454,20 @@ pub trait Running: Sandbox {
 
 impl Running for SimNode {}
 
+/// Stops a node's kubelet the way a node shuts down (SIGTERM: it stops its pods first).
+fn stop_kubelet(kubelet: &mut Option<std::process::Child>) {
+    if let Some(mut kubelet) = kubelet.take() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(kubelet.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = kubelet.wait();
+    }
+}
+
 impl Drop for SimNode {
     fn drop(&mut self) {
-        if let Some(mut kubelet) = self.kubelet.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(kubelet.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = kubelet.wait();
-        }
+        stop_kubelet(&mut self.kubelet);
     }
 }
 
@@ -620,13 +625,7 @@ impl RealNode {
 
 impl Drop for RealNode {
     fn drop(&mut self) {
-        if let Some(mut kubelet) = self.kubelet.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(kubelet.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = kubelet.wait();
-        }
+        stop_kubelet(&mut self.kubelet);
         let _ = self.holder.kill();
         let _ = self.holder.wait();
     }
