@@ -276,6 +276,87 @@ fn start(
     cmd.spawn().ok()
 }
 
+/// Mirror pods in the real apiserver: the kubelet replaces a static pod's mirror pod whenever the
+/// pod's config hash changes. The real kubelet does it with its node credential; this one uses
+/// super-admin.conf (no Node object exists for NodeRestriction to check), and keeps trying in the
+/// background while the apiserver comes up.
+mod mirror_pods {
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, DeleteParams, PostParams};
+    use serde_json::Value;
+
+    /// The newest publication per pod: an older one still retrying gives up.
+    static GENERATIONS: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
+
+    fn current(key: &str) -> u64 {
+        let generations = GENERATIONS.lock().unwrap_or_else(|e| e.into_inner());
+        generations
+            .as_ref()
+            .and_then(|g| g.get(key).copied())
+            .unwrap_or(0)
+    }
+
+    pub fn publish(root: &Path, key: &str, mirror: Value) {
+        let generation = {
+            let mut generations = GENERATIONS.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = generations
+                .get_or_insert_with(HashMap::new)
+                .entry(key.to_string())
+                .or_insert(0);
+            *entry += 1;
+            *entry
+        };
+        let root: PathBuf = root.to_path_buf();
+        let key = key.to_string();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(180);
+            while Instant::now() < deadline && current(&key) == generation {
+                match replace(&root, &mirror) {
+                    Ok(()) => return,
+                    Err(_) => std::thread::sleep(Duration::from_millis(500)),
+                }
+            }
+        });
+    }
+
+    fn replace(root: &Path, mirror: &Value) -> Result<(), String> {
+        let pod: Pod = serde_json::from_value(mirror.clone()).map_err(|e| e.to_string())?;
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let kubeconfig =
+                kube::config::Kubeconfig::read_from(root.join("etc/kubernetes/super-admin.conf"))
+                    .map_err(|e| e.to_string())?;
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+            let pods: Api<Pod> = Api::namespaced(client, &namespace);
+            match pods
+                .delete(&name, &DeleteParams::default().grace_period(0))
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            pods.create(&PostParams::default(), &pod)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// Running a static pod's container from a real binary, as a container runtime would show it
 /// on the host: a process whose comm and command line are exactly the pod's, in a private mount
 /// namespace, chrooted into the sandbox so that its hostPath volumes are at their own paths.
@@ -383,6 +464,12 @@ fn write_mirror(root: &Path, config: &SimConfig, key: &str, hash: &str, pod: &Va
         "status": {"phase": "Running"},
     });
     mirror["spec"]["nodeName"] = json!(config.node_name);
+    if config.kube_bin.is_some() {
+        // The real apiserver holds the mirror pod, as on a node.
+        mirror.as_object_mut().map(|m| m.remove("status"));
+        mirror_pods::publish(root, key, mirror);
+        return;
+    }
     let path = mirror_pod_path(root, ns, &mirror_name);
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);

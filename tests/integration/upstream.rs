@@ -52,6 +52,37 @@ fn openssl_field(node: &RealNode, kubeconfig: &str, field: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The kube-apiserver mirror pod's config hash in the real apiserver, once it differs from
+/// `other` (the kubelet replaces the mirror pod when the apiserver answers again).
+fn mirror_hash(node: &RealNode, other: Option<&str>) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = node.kubectl(
+            ADMIN,
+            &[
+                "get",
+                "pods",
+                "-n",
+                "kube-system",
+                "-l",
+                "component=kube-apiserver",
+                "-o",
+                r"jsonpath={.items[0].metadata.annotations.kubernetes\.io/config\.hash}",
+            ],
+        );
+        let hash = out.stdout.trim().to_string();
+        if !hash.is_empty() && Some(hash.as_str()) != other {
+            return hash;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new mirror pod: {}",
+            out.stderr
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn status_reads_what_the_real_kubeadm_wrote() {
     let Some(node) = RealNode::start("status_reads_what_the_real_kubeadm_wrote") else {
@@ -111,6 +142,7 @@ fn token_extension_off_revert_and_on_against_the_real_apiserver() {
         return;
     };
     let kubeadm_bytes = std::fs::read(node.path(MANIFEST)).unwrap();
+    let before_disable = mirror_hash(&node, None);
 
     let doc = node
         .run()
@@ -129,6 +161,8 @@ fn token_extension_off_revert_and_on_against_the_real_apiserver() {
     );
     assert_ready(&node);
 
+    // The kubelet keeps the mirror pod in the real apiserver; the tool reads its hash.
+    let after_disable = mirror_hash(&node, Some(&before_disable));
     node.run().args(["revert", "--yes"]).ok();
     assert_eq!(
         std::fs::read(node.path(MANIFEST)).unwrap(),
@@ -139,11 +173,21 @@ fn token_extension_off_revert_and_on_against_the_real_apiserver() {
     assert_eq!(status["apiserver"]["health"], "ok");
     assert_eq!(flag_in(&running_args(&status["apiserver"]["pid"])), None);
 
+    let after_revert = mirror_hash(&node, Some(&after_disable));
+    assert_eq!(
+        after_revert, before_disable,
+        "the same pod as kubeadm wrote it, the same hash"
+    );
     let doc = node
         .run()
         .args(["extend-tokens", "enable", "--yes", "-o", "json"])
         .ok()
         .json();
+    assert_eq!(
+        doc["apiserverBefore"]["configHash"],
+        after_revert.as_str(),
+        "the tool reads the mirror pod the kubelet keeps in the real apiserver"
+    );
     assert_eq!(
         flag_in(&running_args(&doc["proof"]["pid"])).as_deref(),
         Some("true")
