@@ -88,5 +88,7 @@ EOF
 
 "$bin/kube-apiserver" --version
 "$bin/kubeadm" version -o short
-"$bin/etcd" --version | head -1
+# (not `| head -1`: under pipefail, etcd dying of SIGPIPE would fail the build)
+etcd_version=$("$bin/etcd" --version)
+echo "${etcd_version%%$'\n'*}"
 echo "upstream $k8s + etcd $etcd built into $bin in $(($(date +%s) - started)) s"
