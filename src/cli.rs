@@ -116,6 +116,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(number),
             "m" => Duration::from_secs(number * 60),
             "h" => Duration::from_secs(number * 3600),
+            "d" => Duration::from_secs(number * 86_400),
             _ => return Err(bad()),
         };
         rest = &rest[unit_len..];
@@ -178,6 +179,78 @@ pub enum Command {
     /// Rehearse the break-glass flow end to end on a simulated node in a temp dir: no cluster,
     /// no root needed.
     Rehearse(RehearseOptions),
+    /// Service-account and OIDC tokens: read one offline, ask the apiserver about one, issue a
+    /// short-lived one.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Decode a token offline: who, for whom, until when, whether it is stale (alive only
+    /// because token extension is on) or a legacy secret-based token. Never prints the token.
+    ///
+    /// Example: kubeadm-recover token inspect /var/run/secrets/kubernetes.io/serviceaccount/token
+    Inspect(InspectOptions),
+    /// Ask the apiserver whether it accepts a token (TokenReview, with the admin credential).
+    /// Exit 0 when authenticated, 1 when not.
+    ///
+    /// Example: kubectl -n ci get secret deployer-token -o jsonpath='{.data.token}' | base64 -d | kubeadm-recover token review -
+    Review {
+        /// The token, in a file or `-` for stdin.
+        #[arg(value_name = "FILE|-")]
+        file: PathBuf,
+        /// An audience the token must be valid for (repeatable; default: the apiserver's).
+        #[arg(long = "audience", value_name = "AUDIENCE")]
+        audiences: Vec<String>,
+        #[command(flatten)]
+        api: ApiOptions,
+    },
+    /// Issue a short-lived service-account token (TokenRequest), like `kubectl create token`:
+    /// the token alone on stdout, its expiry on stderr.
+    ///
+    /// Example: kubeadm-recover token create deployer -n ci --duration 1h > token
+    Create {
+        #[arg(value_name = "SERVICE_ACCOUNT")]
+        service_account: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// The lifetime to ask for (the apiserver may shorten it, and says so).
+        #[arg(long, value_parser = parse_positive_duration, value_name = "DURATION")]
+        duration: Option<Duration>,
+        /// An audience of the token (repeatable; default: the apiserver's).
+        #[arg(long = "audience", value_name = "AUDIENCE")]
+        audiences: Vec<String>,
+        /// Bind the token to this pod (in the same namespace): it dies with the pod.
+        #[arg(long, value_name = "NAME")]
+        bound_pod: Option<String>,
+        #[command(flatten)]
+        api: ApiOptions,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct InspectOptions {
+    /// The token, in a file or `-` for stdin.
+    #[arg(
+        value_name = "FILE|-",
+        required_unless_present = "kubeconfig",
+        conflicts_with = "kubeconfig"
+    )]
+    pub file: Option<PathBuf>,
+    /// Inspect the tokens a kubeconfig holds (a bearer token, OIDC id-token and access-token).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Only this kubeconfig user (default: the current context's).
+    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ApiOptions {
+    /// The credential to call the apiserver with (default: the node's admin.conf).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl Command {
@@ -194,7 +267,8 @@ impl Command {
             Command::Status
             | Command::Backups(Backups::List)
             | Command::Journal(JournalCommand::List)
-            | Command::Rehearse(_) => None,
+            | Command::Rehearse(_)
+            | Command::Token(_) => None,
         }
     }
 }

@@ -20,6 +20,11 @@ pub enum Error {
     /// Stopped by SIGINT/SIGTERM/SIGHUP; what was started was put back (or finished).
     #[error("{0}")]
     Interrupted(String),
+    /// A question answered "no" (a token the apiserver does not accept, a workload that still
+    /// depends on token extension): the command's report, already printed, says why. Nothing
+    /// was changed.
+    #[error("{0}")]
+    Negative(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -28,7 +33,7 @@ impl Error {
     /// The documented exit code (README "Exit codes").
     pub fn code(&self) -> i32 {
         match self {
-            Error::Failed(_) => 1,
+            Error::Failed(_) | Error::Negative(_) => 1,
             Error::Usage(_) => 2,
             Error::Refused(_) => 3,
             Error::ManualActionNeeded(_) => 4,
@@ -43,6 +48,7 @@ impl Error {
             Error::Refused(_) => "Refused",
             Error::ManualActionNeeded(_) => "ManualActionNeeded",
             Error::Interrupted(_) => "Interrupted",
+            Error::Negative(_) => "Negative",
         }
     }
 

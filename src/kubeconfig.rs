@@ -133,6 +133,79 @@ pub fn client_credentials(path: &Path) -> Option<(String, secrecy::SecretString)
     Some((cert, secrecy::SecretString::from(key)))
 }
 
+/// A token a kubeconfig user holds, and where (`token`, `auth-provider id-token`, ...).
+pub struct HeldToken {
+    pub user: String,
+    pub field: &'static str,
+    pub token: secrecy::SecretString,
+}
+
+/// The tokens held by `user` (default: the current context's user, else every user): a static
+/// bearer `token`, and an OIDC `auth-provider`'s `id-token` and `access-token`.
+pub fn held_tokens(text: &str, user: Option<&str>) -> Result<Vec<HeldToken>, String> {
+    let config: serde_json::Value =
+        serde_saphyr::from_str(text).map_err(|e| format!("not a kubeconfig: {e}"))?;
+    let users: Vec<&serde_json::Value> = config
+        .get("users")
+        .and_then(|u| u.as_array())
+        .map(|u| u.iter().collect())
+        .unwrap_or_default();
+    let name_of = |u: &serde_json::Value| {
+        u.get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let chosen: Vec<&serde_json::Value> = match user {
+        Some(wanted) => {
+            let found: Vec<_> = users
+                .iter()
+                .copied()
+                .filter(|u| name_of(u) == wanted)
+                .collect();
+            if found.is_empty() {
+                let names: Vec<String> = users.iter().map(|u| name_of(u)).collect();
+                return Err(format!(
+                    "no user {wanted:?} in the kubeconfig (it has: {})",
+                    if names.is_empty() {
+                        "none".into()
+                    } else {
+                        names.join(", ")
+                    }
+                ));
+            }
+            found
+        }
+        None => match current_user_entry(&config) {
+            Some(current) if config.get("current-context").is_some() => vec![current],
+            _ => users,
+        },
+    };
+    let mut held = Vec::new();
+    for entry in chosen {
+        for (field, pointer) in [
+            ("token", "/user/token"),
+            (
+                "auth-provider id-token",
+                "/user/auth-provider/config/id-token",
+            ),
+            (
+                "auth-provider access-token",
+                "/user/auth-provider/config/access-token",
+            ),
+        ] {
+            if let Some(token) = entry.pointer(pointer).and_then(|t| t.as_str()) {
+                held.push(HeldToken {
+                    user: name_of(entry),
+                    field,
+                    token: secrecy::SecretString::from(token.to_string()),
+                });
+            }
+        }
+    }
+    Ok(held)
+}
+
 /// The `users` entry of the current context's user, else the first user, as kubectl picks it.
 fn current_user_entry(config: &serde_json::Value) -> Option<&serde_json::Value> {
     let users = config.get("users")?.as_array()?;

@@ -22,6 +22,7 @@ pub mod pki;
 pub mod plan;
 pub mod restart;
 pub mod store;
+pub mod token;
 pub mod ui;
 
 use clap::Parser;
@@ -78,7 +79,8 @@ pub fn run() -> i32 {
         Ok(()) => 0,
         Err(err) => {
             ui::stderr_line(&format!("error: {err}"));
-            if json {
+            // A negative answer's document is the command's own report, already printed.
+            if json && !matches!(err, Error::Negative(_)) {
                 report_error(&err);
             }
             err.code()

@@ -1,4 +1,5 @@
 //! The running apiserver: which process it is (/proc, crictl), and what it answers (kube).
+pub mod admin;
 pub mod client;
 pub mod logs;
 pub mod process;

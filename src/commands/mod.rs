@@ -7,6 +7,7 @@ mod journal;
 mod rehearse;
 mod revert;
 mod status;
+mod token;
 
 use crate::cli::{self, Cli, Command, ConfirmOptions, RestartOptions, StaleTokenOptions};
 use crate::error::{Error, Result};
@@ -52,6 +53,7 @@ pub fn run(cli: Cli) -> Result<()> {
         ),
         Command::Journal(action) => journal::run(&ctx, action),
         Command::Rehearse(options) => rehearse::run(&ctx, &options),
+        Command::Token(action) => token::run(&ctx, action),
     }
 }
 

@@ -12,4 +12,5 @@ mod restart;
 mod sessions;
 mod snapshots;
 mod status;
+mod token;
 mod upstream;

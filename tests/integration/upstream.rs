@@ -303,9 +303,9 @@ fn admin_conf_regenerate_with_the_real_kubeadm_certs_renew() {
     assert_ready(&node);
 }
 
-/// Uses, against the real apiserver, a service-account token bound to a real pod whose
-/// `kubernetes.io.warnafter` has passed: a token that works only because extension is on.
-fn use_a_stale_token(node: &RealNode) {
+/// The service account `default` and a pod `stale-client` using it (no controller-manager
+/// creates the former here).
+fn create_pod(node: &RealNode) {
     for args in [
         &["create", "serviceaccount", "default", "-n", "default"][..],
         &[
@@ -320,6 +320,18 @@ fn use_a_stale_token(node: &RealNode) {
         let out = node.kubectl(ADMIN, args);
         assert_eq!(out.code, 0, "kubectl {args:?}: {}", out.stderr);
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A token for default/default bound to the pod `stale-client`, signed with the cluster's
+/// `sa.key` as kube-apiserver signs them, with the given `exp` and `warnafter`.
+fn mint(node: &RealNode, exp: i64, warn_after: i64) -> String {
     let uid = |kind: &str, name: &str| {
         let out = node.kubectl(
             ADMIN,
@@ -336,24 +348,29 @@ fn use_a_stale_token(node: &RealNode) {
         assert_eq!(out.code, 0, "{}", out.stderr);
         out.stdout
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = unix_now();
     let issuer = "https://kubernetes.default.svc.cluster.local";
     let claims = serde_json::json!({
         "aud": [issuer], "iss": issuer,
         "sub": "system:serviceaccount:default:default",
-        "iat": now - 7200, "nbf": now - 7200, "exp": now + 365 * 24 * 3600,
+        "iat": now - 7200, "nbf": now - 7200, "exp": exp,
         "kubernetes.io": {
             "namespace": "default",
             "pod": {"name": "stale-client", "uid": uid("pod", "stale-client")},
             "serviceaccount": {"name": "default", "uid": uid("serviceaccount", "default")},
-            "warnafter": now - 3600,
+            "warnafter": warn_after,
         },
     });
     let sa_key = std::fs::read_to_string(node.path("/etc/kubernetes/pki/sa.key")).unwrap();
-    let token = kubeadm_recover_sim::apiserver::service_account_token(&sa_key, &claims).unwrap();
+    kubeadm_recover_sim::apiserver::service_account_token(&sa_key, &claims).unwrap()
+}
+
+/// Uses, against the real apiserver, a service-account token bound to a real pod whose
+/// `kubernetes.io.warnafter` has passed: a token that works only because extension is on.
+fn use_a_stale_token(node: &RealNode) {
+    create_pod(node);
+    let now = unix_now();
+    let token = mint(node, now + 365 * 24 * 3600, now - 3600);
     let out = node.kubectl_with_token(&token, &["get", "--raw", "/api"]);
     assert_eq!(out.code, 0, "the stale token authenticates: {}", out.stderr);
 
@@ -366,6 +383,59 @@ fn use_a_stale_token(node: &RealNode) {
     assert!(
         audit.contains("authentication.k8s.io/stale-token"),
         "the real audit annotation is there"
+    );
+}
+
+#[test]
+fn tokens_created_inspected_and_reviewed_by_the_real_apiserver() {
+    use crate::token::{create_token, inspect, lifetime, review};
+    let Some(node) = RealNode::start("tokens_created_inspected_and_reviewed") else {
+        return;
+    };
+    create_pod(&node);
+    let (token, stderr) = create_token(&node, &["default", "-n", "default", "--duration", "1h"]);
+    assert!(stderr.contains("expires"), "{stderr}");
+    let doc = inspect(&node, &token);
+    assert!((3500..=3600).contains(&lifetime(&doc)), "{doc}");
+    let (code, doc) = review(&node, &token, &[]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["username"], "system:serviceaccount:default:default");
+    let (code, doc) = review(&node, &token, &["--audience", "vault"]);
+    assert_eq!(code, 1, "another audience: {doc}");
+
+    let bound = [
+        "default",
+        "-n",
+        "default",
+        "--bound-pod",
+        "stale-client",
+        "--duration",
+        "3607s",
+    ];
+    let (token, _) = create_token(&node, &bound);
+    let doc = inspect(&node, &token);
+    assert!(
+        lifetime(&doc) > 300 * 86_400,
+        "one year with extension on: {doc}"
+    );
+    assert_eq!(
+        doc["tokens"][0]["kubernetes"]["pod"]["name"],
+        "stale-client"
+    );
+
+    let now = unix_now();
+    let (code, doc) = review(&node, &mint(&node, now - 60, now - 3600), &[]);
+    assert_eq!(code, 1, "an expired token: {doc}");
+    assert_eq!(doc["authenticated"], false);
+
+    node.run()
+        .args(["extend-tokens", "disable", "--yes", "--accept-stale-tokens"])
+        .ok();
+    let (token, _) = create_token(&node, &bound);
+    let doc = inspect(&node, &token);
+    assert!(
+        (3500..=3607).contains(&lifetime(&doc)),
+        "3607 s with it off: {doc}"
     );
 }
 

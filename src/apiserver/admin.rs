@@ -1,0 +1,98 @@
+//! The apiserver as kubectl reaches it with a kubeconfig (admin.conf by default): for the API
+//! calls of the migration toolkit (TokenReview, TokenRequest, listing what uses old tokens).
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+pub struct Admin {
+    /// The client's background worker lives on this runtime: every call runs on it.
+    runtime: tokio::runtime::Runtime,
+    client: kube::Client,
+}
+
+/// Why a call failed: the apiserver's own words when it answered.
+#[derive(Debug)]
+pub enum CallError {
+    Status { code: u16, message: String },
+    Unreachable(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Status { code, message } => {
+                write!(f, "the apiserver answered {code}: {message}")
+            }
+            CallError::Unreachable(e) => write!(f, "the apiserver did not answer: {e}"),
+        }
+    }
+}
+
+fn call_error(e: kube::Error) -> CallError {
+    match e {
+        kube::Error::Api(status) => CallError::Status {
+            code: status.code,
+            message: status.message,
+        },
+        other => CallError::Unreachable(other.to_string()),
+    }
+}
+
+impl Admin {
+    /// Connects exactly as kubectl would with the kubeconfig at `path`.
+    pub fn connect(path: &Path) -> Result<Admin> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Refused(format!(
+                "{}: {e}\n  what to do: give a working kubeconfig with --kubeconfig, or regenerate admin.conf (`kubeadm-recover admin-conf regenerate`)",
+                path.display()
+            ))
+        })?;
+        let bad = |e: String| {
+            Error::Refused(format!(
+                "{}: the kubeconfig does not load: {e}",
+                path.display()
+            ))
+        };
+        let kubeconfig =
+            kube::config::Kubeconfig::from_yaml(&text).map_err(|e| bad(e.to_string()))?;
+        let runtime = super::runtime();
+        let mut config = runtime
+            .block_on(kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            ))
+            .map_err(|e| bad(e.to_string()))?;
+        config.connect_timeout = Some(Duration::from_secs(3));
+        config.read_timeout = Some(Duration::from_secs(10));
+        let client = runtime
+            .block_on(async { kube::Client::try_from(config) })
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(Admin { runtime, client })
+    }
+
+    fn call<T: DeserializeOwned>(&self, request: http::Request<Vec<u8>>) -> Result<T, CallError> {
+        let client = self.client.clone();
+        self.runtime
+            .block_on(async move { client.request::<T>(request).await.map_err(call_error) })
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {
+        self.call(http::Request::get(path).body(Vec::new()).expect("request"))
+    }
+
+    pub fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, CallError> {
+        self.call(
+            http::Request::post(path)
+                .header("content-type", "application/json")
+                .body(body.to_string().into_bytes())
+                .expect("request"),
+        )
+    }
+}

@@ -1,0 +1,411 @@
+//! `token inspect|review|create`: the troubleshooting notes' token steps as commands. None of
+//! them changes the node; none prints a token except `create`, whose output is the token.
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::Context;
+use crate::apiserver::admin::{Admin, CallError};
+use crate::cli::{ApiOptions, InspectOptions, TokenCommand};
+use crate::clock::{now_unix, rfc3339};
+use crate::error::{Error, Result};
+use crate::token::{self, TokenFacts, Verdict, relative};
+use crate::ui::Report;
+
+pub fn run(ctx: &Context, action: TokenCommand) -> Result<()> {
+    match action {
+        TokenCommand::Inspect(options) => inspect(ctx, &options),
+        TokenCommand::Review {
+            file,
+            audiences,
+            api,
+        } => review(ctx, &file, &audiences, &api),
+        TokenCommand::Create {
+            service_account,
+            namespace,
+            duration,
+            audiences,
+            bound_pod,
+            api,
+        } => create(
+            ctx,
+            &Request {
+                service_account,
+                namespace,
+                duration,
+                audiences,
+                bound_pod,
+            },
+            &api,
+        ),
+    }
+}
+
+/// A token from a file or stdin (`-`), never echoed.
+fn read_token(file: &Path) -> Result<SecretString> {
+    let mut text = String::new();
+    if file == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Error::Usage(format!("cannot read the token from stdin: {e}")))?;
+    } else {
+        text = std::fs::read_to_string(file)
+            .map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?;
+    }
+    Ok(SecretString::from(token::clean(&text).to_string()))
+}
+
+fn malformed(source: &str, e: token::Malformed) -> Error {
+    Error::Usage(format!(
+        "{source} does not hold a readable token: {e}\n  what to do: give the token itself (a JWT: three base64url parts separated by dots), e.g. from `kubectl create token` or a pod's /var/run/secrets/kubernetes.io/serviceaccount/token"
+    ))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inspected {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(flatten)]
+    pub facts: TokenFacts,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inspection {
+    pub source: String,
+    pub now: String,
+    pub tokens: Vec<Inspected>,
+    #[serde(skip)]
+    now_unix: i64,
+}
+
+fn when(label: &str, at: Option<i64>, now: i64) -> String {
+    match at {
+        Some(at) => format!("  {label:<10} {} ({})\n", rfc3339(at), relative(at, now)),
+        None => String::new(),
+    }
+}
+
+fn meaning(facts: &TokenFacts, now: i64) -> String {
+    let warn_after = facts.kubernetes.as_ref().and_then(|k| k.warn_after);
+    match facts.verdict {
+        Verdict::Expired => "EXPIRED: every apiserver refuses it; get a new one".into(),
+        Verdict::NotYetValid => "NOT YET VALID (its nbf is in the future)".into(),
+        Verdict::NeverExpires => "NEVER EXPIRES: a legacy secret-based token; move its users to TokenRequest or projected tokens".into(),
+        Verdict::Stale => format!(
+            "STALE: valid only because token extension is on; without it, it died {} (at its warnafter)",
+            relative(warn_after.unwrap_or(now), now)
+        ),
+        Verdict::Valid => match warn_after {
+            Some(w) => format!(
+                "valid; extended by the apiserver: without token extension it dies {}",
+                relative(w, now)
+            ),
+            None => "valid".into(),
+        },
+    }
+}
+
+impl Report for Inspection {
+    const KIND: &'static str = "TokenInspection";
+
+    fn text(&self) -> String {
+        let now = self.now_unix;
+        let mut out = String::new();
+        if self.tokens.is_empty() {
+            out.push_str(&format!("{}: no tokens\n", self.source));
+        }
+        for t in &self.tokens {
+            let f = &t.facts;
+            match (&t.user, &t.field) {
+                (Some(user), Some(field)) => {
+                    out.push_str(&format!("{} user {user} ({field})\n", self.source))
+                }
+                _ => out.push_str(&format!("{}\n", self.source)),
+            }
+            out.push_str(&format!(
+                "  algorithm  {}{}\n",
+                f.algorithm,
+                f.key_id
+                    .as_deref()
+                    .map_or(String::new(), |k| format!(", key id {k}"))
+            ));
+            let line = |label: &str, value: Option<&String>| {
+                value.map_or(String::new(), |v| format!("  {label:<10} {v}\n"))
+            };
+            out.push_str(&line("issuer", f.issuer.as_ref()));
+            out.push_str(&line("subject", f.subject.as_ref()));
+            if !f.audiences.is_empty() {
+                out.push_str(&format!("  audiences  {}\n", f.audiences.join(", ")));
+            }
+            out.push_str(&when("issued", f.issued_at, now));
+            out.push_str(&when("not before", f.not_before, now));
+            out.push_str(&when("expires", f.expires, now));
+            if let Some(k) = &f.kubernetes {
+                out.push_str(&when("warn after", k.warn_after, now));
+                let mut bound = Vec::new();
+                if let Some(ns) = &k.namespace {
+                    bound.push(format!("namespace {ns}"));
+                }
+                for (what, r) in [
+                    ("service account", &k.service_account),
+                    ("pod", &k.pod),
+                    ("node", &k.node),
+                    ("secret", &k.secret),
+                ] {
+                    if let Some(r) = r {
+                        bound.push(format!("{what} {}", r.name));
+                    }
+                }
+                if !bound.is_empty() {
+                    out.push_str(&format!("  kubernetes {}\n", bound.join(", ")));
+                }
+            }
+            out.push_str(&format!("  verdict    {}\n", meaning(f, now)));
+        }
+        out
+    }
+}
+
+fn inspect(ctx: &Context, options: &InspectOptions) -> Result<()> {
+    let now = now_unix();
+    let mut tokens = Vec::new();
+    let source = match (&options.kubeconfig, &options.file) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+            let held = crate::kubeconfig::held_tokens(&text, options.user.as_deref())
+                .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+            for h in held {
+                let where_ = format!("{} user {} ({})", path.display(), h.user, h.field);
+                let facts = token::inspect(h.token.expose_secret(), now)
+                    .map_err(|e| malformed(&where_, e))?;
+                tokens.push(Inspected {
+                    user: Some(h.user),
+                    field: Some(h.field.to_string()),
+                    facts,
+                });
+            }
+            path.display().to_string()
+        }
+        (None, Some(file)) => {
+            let name = if file == Path::new("-") {
+                "stdin".to_string()
+            } else {
+                file.display().to_string()
+            };
+            let secret = read_token(file)?;
+            let facts =
+                token::inspect(secret.expose_secret(), now).map_err(|e| malformed(&name, e))?;
+            tokens.push(Inspected {
+                user: None,
+                field: None,
+                facts,
+            });
+            name
+        }
+        (None, None) => {
+            return Err(Error::Usage(
+                "give a token FILE, `-`, or --kubeconfig".into(),
+            ));
+        }
+    };
+    ctx.ui.report(&Inspection {
+        source,
+        now: rfc3339(now),
+        tokens,
+        now_unix: now,
+    });
+    Ok(())
+}
+
+fn admin(ctx: &Context, api: &ApiOptions) -> Result<Admin> {
+    let path: PathBuf = api
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| ctx.layout.admin_conf());
+    Admin::connect(&path)
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Review {
+    pub authenticated: bool,
+    pub username: Option<String>,
+    pub uid: Option<String>,
+    pub groups: Vec<String>,
+    pub audiences: Vec<String>,
+    pub error: Option<String>,
+}
+
+impl Report for Review {
+    const KIND: &'static str = "TokenReview";
+
+    fn text(&self) -> String {
+        if !self.authenticated {
+            return format!(
+                "NOT authenticated: {}\n",
+                self.error
+                    .as_deref()
+                    .unwrap_or("the apiserver gave no reason")
+            );
+        }
+        let mut out = format!(
+            "authenticated as {}\n  groups     {}\n",
+            self.username.as_deref().unwrap_or("?"),
+            self.groups.join(", ")
+        );
+        if !self.audiences.is_empty() {
+            out.push_str(&format!("  audiences  {}\n", self.audiences.join(", ")));
+        }
+        out
+    }
+}
+
+fn api_failed(what: &str, e: CallError) -> Error {
+    Error::Failed(format!("{what}: {e}"))
+}
+
+fn review(ctx: &Context, file: &Path, audiences: &[String], api: &ApiOptions) -> Result<()> {
+    let secret = read_token(file)?;
+    if secret.expose_secret().is_empty() {
+        return Err(Error::Usage(format!(
+            "{}: the token is empty",
+            file.display()
+        )));
+    }
+    let admin = admin(ctx, api)?;
+    let mut spec = json!({ "token": secret.expose_secret() });
+    if !audiences.is_empty() {
+        spec["audiences"] = json!(audiences);
+    }
+    let body =
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec});
+    let answer: Value = admin
+        .post("/apis/authentication.k8s.io/v1/tokenreviews", &body)
+        .map_err(|e| api_failed("TokenReview", e))?;
+    let status = &answer["status"];
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let review = Review {
+        authenticated: status["authenticated"].as_bool().unwrap_or(false),
+        username: status["user"]["username"].as_str().map(str::to_string),
+        uid: status["user"]["uid"].as_str().map(str::to_string),
+        groups: strings(&status["user"]["groups"]),
+        audiences: strings(&status["audiences"]),
+        error: status["error"].as_str().map(str::to_string),
+    };
+    ctx.ui.report(&review);
+    if review.authenticated {
+        Ok(())
+    } else {
+        Err(Error::Negative(
+            "the apiserver does not accept this token".into(),
+        ))
+    }
+}
+
+struct Request {
+    service_account: String,
+    namespace: String,
+    duration: Option<Duration>,
+    audiences: Vec<String>,
+    bound_pod: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Created {
+    pub token: String,
+    pub expiration_timestamp: String,
+    pub requested_seconds: Option<u64>,
+    pub granted_seconds: i64,
+}
+
+impl Report for Created {
+    const KIND: &'static str = "TokenRequest";
+
+    /// The token alone, for `$(...)` and files.
+    fn text(&self) -> String {
+        format!("{}\n", self.token)
+    }
+}
+
+fn create(ctx: &Context, request: &Request, api: &ApiOptions) -> Result<()> {
+    let admin = admin(ctx, api)?;
+    let mut spec = json!({});
+    if let Some(duration) = request.duration {
+        spec["expirationSeconds"] = json!(duration.as_secs());
+    }
+    if !request.audiences.is_empty() {
+        spec["audiences"] = json!(request.audiences);
+    }
+    if let Some(pod) = &request.bound_pod {
+        spec["boundObjectRef"] = json!({"kind": "Pod", "apiVersion": "v1", "name": pod});
+    }
+    let body =
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
+    let path = format!(
+        "/api/v1/namespaces/{}/serviceaccounts/{}/token",
+        request.namespace, request.service_account
+    );
+    let now = now_unix();
+    let answer: Value = admin.post(&path, &body).map_err(|e| {
+        api_failed(
+            &format!(
+                "TokenRequest for {}/{}",
+                request.namespace, request.service_account
+            ),
+            e,
+        )
+    })?;
+    let token = answer["status"]["token"]
+        .as_str()
+        .ok_or_else(|| Error::Failed("the apiserver's TokenRequest answer has no token".into()))?
+        .to_string();
+    let expiration = answer["status"]["expirationTimestamp"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let granted = crate::clock::parse_rfc3339(&expiration).map_or(0, |e| e - now);
+    let requested = request.duration.map(|d| d.as_secs());
+    // A minute of slack for the round trip and clock skew between here and the apiserver.
+    if let Some(asked) = requested
+        && granted + 60 < asked as i64
+    {
+        ctx.ui.warn(format!(
+            "the apiserver shortened the lifetime: asked for {}, granted {} (its --service-account-max-token-expiration)",
+            relative(now + asked as i64, now).trim_start_matches("in "),
+            relative(now + granted, now).trim_start_matches("in ")
+        ));
+    }
+    ctx.ui.info(format!(
+        "token for {}/{} expires {} ({})",
+        request.namespace,
+        request.service_account,
+        expiration,
+        relative(now + granted, now)
+    ));
+    ctx.ui.report(&Created {
+        token,
+        expiration_timestamp: expiration,
+        requested_seconds: requested,
+        granted_seconds: granted,
+    });
+    Ok(())
+}
