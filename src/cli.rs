@@ -183,6 +183,49 @@ pub enum Command {
     /// short-lived one.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Kubeconfig files: expired tokens out, fresh short-lived ones in.
+    #[command(subcommand)]
+    Kubeconfig(KubeconfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KubeconfigCommand {
+    /// Remove expired tokens (bearer `token`, OIDC `id-token`, `access-token` with its
+    /// `refresh-token`) so that the next kubectl call re-authenticates; show expired client
+    /// certificates and exec-plugin users (with the command that refreshes them), never edited.
+    /// Backs up first; keeps owner and mode; every other byte stays.
+    ///
+    /// Example: kubeadm-recover kubeconfig prune-expired --kubeconfig ~/.kube/config --dry-run
+    PruneExpired {
+        /// The kubeconfig (default: $KUBECONFIG's first file, else ~/.kube/config).
+        #[arg(long, value_name = "PATH")]
+        kubeconfig: Option<PathBuf>,
+        #[command(flatten)]
+        confirm: ConfirmOptions,
+    },
+    /// Replace a user's static token with a fresh short-lived one from a service account
+    /// (TokenRequest with the node's admin.conf), for the CI/CD kubeconfig that held a
+    /// long-lived one.
+    ///
+    /// Example: kubeadm-recover kubeconfig set-token --kubeconfig ci.conf --user ci --from deployer -n ci --duration 24h
+    SetToken {
+        /// The kubeconfig to edit (default: $KUBECONFIG's first file, else ~/.kube/config).
+        #[arg(long, value_name = "PATH")]
+        kubeconfig: Option<PathBuf>,
+        /// The kubeconfig user whose `token` is replaced.
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        /// The service account the new token is for.
+        #[arg(long = "from", value_name = "SERVICE_ACCOUNT")]
+        service_account: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// The lifetime to ask for (the apiserver may shorten it, and says so).
+        #[arg(long, value_parser = parse_positive_duration, value_name = "DURATION")]
+        duration: Option<Duration>,
+        #[command(flatten)]
+        confirm: ConfirmOptions,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -262,7 +305,9 @@ impl Command {
             | Command::Backups(Backups::Restore { confirm, .. })
             | Command::Revert { confirm, .. }
             | Command::Resume { confirm, .. }
-            | Command::Journal(JournalCommand::Abandon { confirm, .. }) => Some(confirm),
+            | Command::Journal(JournalCommand::Abandon { confirm, .. })
+            | Command::Kubeconfig(KubeconfigCommand::PruneExpired { confirm, .. })
+            | Command::Kubeconfig(KubeconfigCommand::SetToken { confirm, .. }) => Some(confirm),
             Command::AdminConf(AdminConf::Regenerate(options)) => Some(&options.confirm),
             Command::Status
             | Command::Backups(Backups::List)

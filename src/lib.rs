@@ -14,6 +14,7 @@ pub mod failpoints;
 pub mod interrupt;
 pub mod journal;
 pub mod kubeconfig;
+pub mod kubeconfig_prune;
 pub mod manifest;
 pub mod migration;
 pub mod node;

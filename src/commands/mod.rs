@@ -4,6 +4,7 @@ mod admin_conf;
 mod backups;
 mod extend_tokens;
 mod journal;
+mod kubeconfig;
 mod rehearse;
 mod revert;
 mod status;
@@ -54,6 +55,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Journal(action) => journal::run(&ctx, action),
         Command::Rehearse(options) => rehearse::run(&ctx, &options),
         Command::Token(action) => token::run(&ctx, action),
+        Command::Kubeconfig(action) => kubeconfig::run(&ctx, action),
     }
 }
 

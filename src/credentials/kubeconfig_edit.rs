@@ -133,6 +133,88 @@ pub fn replace_credential(
     Ok(out)
 }
 
+/// Replaces `user`'s static bearer `token` value in place; every other byte stays. Proved by
+/// re-reading both texts: the only difference is that value.
+pub fn replace_token(text: &str, user: &str, token: &str) -> Result<String, String> {
+    let root = yaml::parse_document(text).map_err(|e| e.to_string())?;
+    let entry = users(&root)
+        .into_iter()
+        .find(|u| u.get("name").and_then(Node::as_str) == Some(user))
+        .ok_or_else(|| format!("no user {user:?} in the kubeconfig"))?;
+    let value = entry
+        .get("user")
+        .and_then(|u| u.get("token"))
+        .ok_or_else(|| {
+            format!("user {user:?} has no static `token` to replace (it authenticates otherwise)")
+        })?;
+    let (start, end) = scalar_span(value).ok_or_else(|| {
+        format!(
+            "line {}: user {user:?}'s token is not a plain value the edit can replace",
+            value.start().line
+        )
+    })?;
+    let out = format!("{}{token}{}", &text[..start], &text[end..]);
+    let mut expected: serde_json::Value =
+        serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    if let Some(u) = expected
+        .get_mut("users")
+        .and_then(|u| u.as_array_mut())
+        .and_then(|users| {
+            users
+                .iter_mut()
+                .find(|u| u.get("name").and_then(|n| n.as_str()) == Some(user))
+        })
+    {
+        u["user"]["token"] = token.into();
+    }
+    let actual: serde_json::Value = serde_saphyr::from_str(&out).map_err(|e| e.to_string())?;
+    if expected != actual {
+        return Err("the edit could not be proved to touch only this user's token".into());
+    }
+    Ok(out)
+}
+
+/// Secret values a kubeconfig holds, as the keys that name them.
+const SECRET_KEYS: [&str; 8] = [
+    "token",
+    "id-token",
+    "access-token",
+    "refresh-token",
+    "client-key-data",
+    "client-certificate-data",
+    "password",
+    "client-secret",
+];
+
+/// The text with every secret value replaced by `<redacted>`, line by line: what a diff of a
+/// kubeconfig may show a person or a log.
+pub fn redacted(text: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|line| {
+            let trimmed = line.trim_start().trim_start_matches("- ");
+            let secret = SECRET_KEYS.iter().find(|k| {
+                trimmed
+                    .strip_prefix(**k)
+                    .is_some_and(|rest| rest.starts_with(':'))
+            });
+            match secret {
+                Some(key) => {
+                    let at = line.find(key).expect("the key is on the line") + key.len() + 1;
+                    let eol = if line.ends_with("\r\n") {
+                        "\r\n"
+                    } else if line.ends_with('\n') {
+                        "\n"
+                    } else {
+                        ""
+                    };
+                    format!("{} <redacted>{eol}", &line[..at])
+                }
+                None => line.to_string(),
+            }
+        })
+        .collect()
+}
+
 /// A kubeconfig shaped exactly like kubeadm's (names, embedded data).
 pub fn kubeadm_kubeconfig(
     ca_pem: &str,
@@ -156,6 +238,25 @@ pub fn kubeadm_kubeconfig(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_is_replaced_in_place_and_secrets_never_reach_a_diff() {
+        let text = "users:\n- name: ci # the pipeline\n  user:\n    token: old.tok.en\n- name: b\n  user:\n    token: other\n";
+        let out = replace_token(text, "ci", "new.tok.en").unwrap();
+        assert_eq!(out, text.replace("old.tok.en", "new.tok.en"));
+        assert!(
+            replace_token(text, "nobody", "x")
+                .unwrap_err()
+                .contains("no user")
+        );
+        let shown = redacted(&out);
+        assert!(
+            !shown.contains("new.tok.en") && !shown.contains("other"),
+            "{shown}"
+        );
+        assert!(shown.contains("    token: <redacted>\n"), "{shown}");
+        assert!(shown.contains("- name: ci # the pipeline\n"));
+    }
 
     const CONFIG: &str = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://a:6443\n  name: a\n# keep me\ncontexts: []\nusers:\n- name: other\n  user:\n    client-certificate-data: T1RIRVI=\n    client-key-data: T0s=\n- name: kubernetes-admin\n  user:\n    client-certificate-data: T0xE\n    client-key-data: T0xES0VZ\n";
 

@@ -8,6 +8,7 @@ mod crash;
 mod dry_run;
 mod extend_tokens;
 mod hostile;
+mod kubeconfig;
 mod restart;
 mod sessions;
 mod snapshots;
