@@ -186,6 +186,26 @@ pub enum Command {
     /// Kubeconfig files: expired tokens out, fresh short-lived ones in.
     #[command(subcommand)]
     Kubeconfig(KubeconfigCommand),
+    /// The migration off long-lived and stale tokens.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// What still depends on long-lived or stale tokens: service-account-token Secrets and the
+    /// pods that mount them (with the projected volume to use instead), and who uses stale
+    /// tokens (serviceaccount_stale_tokens_total and the audit log). Exit 0 when nothing
+    /// depends on token extension, 1 otherwise.
+    ///
+    /// Example: kubeadm-recover migrate check -o json
+    Check {
+        /// How long to watch serviceaccount_stale_tokens_total for new stale-token use.
+        #[arg(long, value_parser = parse_duration, default_value = "0s", value_name = "DURATION")]
+        stale_window: Duration,
+        #[command(flatten)]
+        api: ApiOptions,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -313,7 +333,8 @@ impl Command {
             | Command::Backups(Backups::List)
             | Command::Journal(JournalCommand::List)
             | Command::Rehearse(_)
-            | Command::Token(_) => None,
+            | Command::Token(_)
+            | Command::Migrate(_) => None,
         }
     }
 }

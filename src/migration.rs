@@ -189,9 +189,122 @@ pub fn confirm_or_refuse(ui: &Ui, check: &Check, accept: bool) -> Result<()> {
     })
 }
 
+/// A `kubernetes.io/service-account-token` Secret: a long-lived token that never expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenSecret {
+    pub namespace: String,
+    pub name: String,
+    pub service_account: Option<String>,
+    /// namespace/pod of every pod that mounts it.
+    pub mounted_by: Vec<String>,
+}
+
+/// A pod that mounts a service-account token from a Secret volume instead of a projected one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretMount {
+    pub namespace: String,
+    pub pod: String,
+    pub volume: String,
+    pub secret: String,
+    /// The projected volume to use instead.
+    pub projected_volume: String,
+}
+
+/// The volume that replaces a secret-mounted service-account token: a token the kubelet
+/// requests for the pod, rotates, and that expires.
+pub fn projected_volume(volume: &str, audience: Option<&str>) -> String {
+    let audience = audience.map_or(String::new(), |a| format!("\n        audience: {a}"));
+    format!(
+        "- name: {volume}\n  projected:\n    sources:\n    - serviceAccountToken:\n        path: token\n        expirationSeconds: 3607{audience}\n    - configMap:\n        name: kube-root-ca.crt\n        items:\n        - key: ca.crt\n          path: ca.crt\n"
+    )
+}
+
+/// What still depends on long-lived tokens, from the API's secrets and pods.
+pub fn dependents(
+    secrets: &[k8s_openapi::api::core::v1::Secret],
+    pods: &[k8s_openapi::api::core::v1::Pod],
+) -> (Vec<TokenSecret>, Vec<SecretMount>) {
+    let mut token_secrets: Vec<TokenSecret> = secrets
+        .iter()
+        .filter(|s| s.type_.as_deref() == Some("kubernetes.io/service-account-token"))
+        .map(|s| TokenSecret {
+            namespace: s.metadata.namespace.clone().unwrap_or_default(),
+            name: s.metadata.name.clone().unwrap_or_default(),
+            service_account: s
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("kubernetes.io/service-account.name").cloned()),
+            mounted_by: Vec::new(),
+        })
+        .collect();
+    let mut mounts = Vec::new();
+    for pod in pods {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+        for volume in volumes.into_iter().flatten() {
+            let Some(secret) = volume.secret.as_ref().and_then(|s| s.secret_name.as_ref()) else {
+                continue;
+            };
+            let Some(token) = token_secrets
+                .iter_mut()
+                .find(|t| t.namespace == namespace && &t.name == secret)
+            else {
+                continue;
+            };
+            token.mounted_by.push(format!("{namespace}/{name}"));
+            mounts.push(SecretMount {
+                namespace: namespace.clone(),
+                pod: name.clone(),
+                volume: volume.name.clone(),
+                secret: secret.clone(),
+                projected_volume: projected_volume(&volume.name, None),
+            });
+        }
+    }
+    token_secrets.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    (token_secrets, mounts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_secrets_and_the_pods_that_mount_them_are_found() {
+        let secrets: Vec<k8s_openapi::api::core::v1::Secret> = serde_json::from_value(serde_json::json!([
+            {"metadata": {"namespace": "ci", "name": "deployer-token", "annotations": {"kubernetes.io/service-account.name": "deployer"}}, "type": "kubernetes.io/service-account-token"},
+            {"metadata": {"namespace": "ci", "name": "tls"}, "type": "kubernetes.io/tls"},
+            {"metadata": {"namespace": "web", "name": "deployer-token"}, "type": "kubernetes.io/service-account-token"},
+        ])).unwrap();
+        let pods: Vec<k8s_openapi::api::core::v1::Pod> = serde_json::from_value(serde_json::json!([
+            {"metadata": {"namespace": "ci", "name": "runner"}, "spec": {"containers": [], "volumes": [
+                {"name": "sa", "secret": {"secretName": "deployer-token"}},
+                {"name": "certs", "secret": {"secretName": "tls"}},
+                {"name": "p", "projected": {"sources": []}}]}},
+            {"metadata": {"namespace": "other", "name": "x"}, "spec": {"containers": [], "volumes": [
+                {"name": "sa", "secret": {"secretName": "deployer-token"}}]}},
+        ])).unwrap();
+        let (secrets, mounts) = dependents(&secrets, &pods);
+        assert_eq!(secrets.len(), 2);
+        assert_eq!(secrets[0].mounted_by, ["ci/runner"]);
+        assert_eq!(secrets[0].service_account.as_deref(), Some("deployer"));
+        assert!(
+            secrets[1].mounted_by.is_empty(),
+            "another namespace's secret of that name"
+        );
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(
+            (mounts[0].pod.as_str(), mounts[0].volume.as_str()),
+            ("runner", "sa")
+        );
+        assert!(mounts[0].projected_volume.contains(
+            "serviceAccountToken:\n        path: token\n        expirationSeconds: 3607"
+        ));
+    }
 
     #[test]
     fn counters_are_summed_and_other_metrics_ignored() {

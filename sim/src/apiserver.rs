@@ -629,6 +629,30 @@ async fn handle(
                 "token",
             ],
         ) => token_request(state, ns, sa, &body),
+        (&Method::POST, ["api", "v1", "namespaces", ns, kind @ ("secrets" | "pods")]) => {
+            objects::create(&state.settings.root, kind, ns, body)
+        }
+        (&Method::GET, ["api", "v1", "secrets"]) => {
+            let wanted_type = parts
+                .uri
+                .query()
+                .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("fieldSelector=")))
+                .map(|f| f.replace("%3D", "=").replace("%2F", "/"))
+                .and_then(|f| f.strip_prefix("type=").map(str::to_string));
+            let items: Vec<Value> = objects::list(&state.settings.root, "secrets", None)
+                .into_iter()
+                .filter(|s| wanted_type.as_deref().is_none_or(|t| s["type"] == t))
+                .collect();
+            reply(
+                StatusCode::OK,
+                json!({"kind": "SecretList", "apiVersion": "v1", "metadata": {}, "items": items}),
+            )
+        }
+        (&Method::GET, ["api", "v1", "pods"]) => reply(
+            StatusCode::OK,
+            json!({"kind": "PodList", "apiVersion": "v1", "metadata": {},
+                   "items": objects::list(&state.settings.root, "pods", None)}),
+        ),
         (&Method::GET, ["api", "v1", "namespaces", ns, "pods"]) => {
             let dir = super::kubelet::mirror_pod_path(&state.settings.root, ns, "x");
             let mut items = Vec::new();
@@ -647,6 +671,7 @@ async fn handle(
                     items.push(pod);
                 }
             }
+            items.extend(objects::list(&state.settings.root, "pods", Some(ns)));
             reply(
                 StatusCode::OK,
                 json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}),
@@ -676,6 +701,74 @@ async fn handle(
             "NotFound",
             "the server could not find the requested resource",
         ),
+    }
+}
+
+/// Secrets and pods that tests create, kept under the sandbox (as etcd keeps them) so that they
+/// outlive apiserver restarts. No controllers: a service-account-token Secret gets no token.
+mod objects {
+    use std::path::{Path, PathBuf};
+
+    use bytes::Bytes;
+    use http::{Response, StatusCode};
+    use http_body_util::Full;
+    use serde_json::{Value, json};
+
+    fn dir(root: &Path, kind: &str) -> PathBuf {
+        crate::config::sim_dir(root).join("objects").join(kind)
+    }
+
+    pub fn create(root: &Path, kind: &str, ns: &str, mut object: Value) -> Response<Full<Bytes>> {
+        let Some(name) = object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            return super::status_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                "metadata.name: Required value",
+            );
+        };
+        let path = dir(root, kind).join(format!("{ns}_{name}.json"));
+        if path.exists() {
+            return super::status_error(
+                StatusCode::CONFLICT,
+                "AlreadyExists",
+                &format!("{kind} \"{name}\" already exists"),
+            );
+        }
+        object["metadata"]["namespace"] = json!(ns);
+        object["metadata"]["uid"] = json!(format!("sim-{kind}-{ns}-{name}"));
+        object["metadata"]["creationTimestamp"] =
+            json!(kubeadm_recover::clock::rfc3339(crate::now_unix()));
+        let _ = std::fs::create_dir_all(dir(root, kind));
+        if let Err(e) = std::fs::write(&path, object.to_string()) {
+            return super::status_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                &e.to_string(),
+            );
+        }
+        super::reply(StatusCode::CREATED, object)
+    }
+
+    pub fn list(root: &Path, kind: &str, ns: Option<&str>) -> Vec<Value> {
+        let mut items: Vec<(String, Value)> = std::fs::read_dir(dir(root, kind))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if ns.is_some_and(|ns| !name.starts_with(&format!("{ns}_"))) {
+                    return None;
+                }
+                let value = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+                Some((name, value))
+            })
+            .collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        items.into_iter().map(|(_, v)| v).collect()
     }
 }
 

@@ -5,6 +5,7 @@ mod backups;
 mod extend_tokens;
 mod journal;
 mod kubeconfig;
+mod migrate;
 mod rehearse;
 mod revert;
 mod status;
@@ -56,6 +57,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Rehearse(options) => rehearse::run(&ctx, &options),
         Command::Token(action) => token::run(&ctx, action),
         Command::Kubeconfig(action) => kubeconfig::run(&ctx, action),
+        Command::Migrate(action) => migrate::run(&ctx, action),
     }
 }
 

@@ -30,6 +30,9 @@ pub struct Status {
     pub strays: Vec<StrayEntry>,
     pub backups: Vec<BackupEntry>,
     pub credentials: Vec<CredentialInfo>,
+    /// `migrate check`'s one line, when the apiserver answers it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -197,6 +200,9 @@ impl Report for Status {
         for c in &self.credentials {
             out.push_str(&format!("  {}: {}\n", c.path, c.describe()));
         }
+        if let Some(migration) = &self.migration {
+            out.push_str(&format!("migration {migration}\n"));
+        }
         out
     }
 }
@@ -286,8 +292,22 @@ pub fn status(ctx: &Context) -> Status {
         .map(|s| (s, true))
         .or_else(|| journal.revertable().map(|s| (s, false)))
         .map(|(s, unfinished)| summary(layout, s, unfinished, now));
+    // Only an apiserver that is there and healthy is asked (no waiting on one that is not).
+    let migration = apiserver
+        .as_ref()
+        .filter(|a| a.health.as_deref() == Some("ok"))
+        .and_then(|_| {
+            super::migrate::inspect(
+                ctx,
+                std::time::Duration::ZERO,
+                &crate::cli::ApiOptions { kubeconfig: None },
+            )
+            .ok()
+        })
+        .map(|check| check.summary());
     Status {
         root: layout.root().to_path_buf(),
+        migration,
         session,
         journal_problem,
         manifest: ManifestStatus {

@@ -9,6 +9,7 @@ mod dry_run;
 mod extend_tokens;
 mod hostile;
 mod kubeconfig;
+mod migrate;
 mod restart;
 mod sessions;
 mod snapshots;

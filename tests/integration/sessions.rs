@@ -118,7 +118,7 @@ fn after_an_upgrade_or_edit_revert_puts_back_only_the_flag() {
 }
 
 /// A pod-bound token with the magic 3607 s lifetime, then used after its warn-after time.
-fn use_a_stale_token(sim: &SimNode) {
+pub fn use_a_stale_token(sim: &SimNode) {
     let kubeconfig = sim.path("/etc/kubernetes/admin.conf");
     let token = Command::new("kubectl")
         .arg("--kubeconfig")

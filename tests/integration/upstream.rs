@@ -554,3 +554,27 @@ fn rehearse_kube_bin_names_what_is_missing() {
         .code(2);
     assert!(out.stderr.contains("cannot be used with"), "{}", out.stderr);
 }
+
+#[test]
+fn migrate_check_against_the_real_apiserver() {
+    use crate::migrate::{assert_finds_the_legacy_token, check, legacy_token_in_use};
+    let Some(node) = RealNode::start("migrate_check_against_the_real_apiserver") else {
+        return;
+    };
+    let (code, doc) = check(&node);
+    assert_eq!(code, 0, "a new cluster has no legacy tokens: {doc}");
+    assert_eq!(
+        node.status()["migration"],
+        "nothing depends on long-lived or stale tokens"
+    );
+
+    use_a_stale_token(&node);
+    legacy_token_in_use(|args| node.kubectl(ADMIN, args));
+    let (code, doc) = check(&node);
+    assert_eq!(code, 1, "{doc}");
+    assert_finds_the_legacy_token(&doc);
+    assert_eq!(
+        doc["staleTokenUsers"][0]["subject"], "default/default",
+        "{doc}"
+    );
+}
