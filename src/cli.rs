@@ -457,6 +457,11 @@ pub enum KeyTypeArg {
 pub enum ExtendTokens {
     /// Set the flag to true: projected tokens get a one-year exp, stale clients keep working.
     Enable {
+        /// Revert this change after DURATION (e.g. 7d): recorded in the session and, where the
+        /// node has systemd, scheduled as a timer that reverts it then (retrying hourly while
+        /// stale tokens are still in use).
+        #[arg(long, value_parser = parse_positive_duration, value_name = "DURATION")]
+        revert_after: Option<Duration>,
         #[command(flatten)]
         confirm: ConfirmOptions,
         #[command(flatten)]

@@ -68,6 +68,22 @@ pub struct Session {
     /// hashes before and after. Empty for manifest changes, whose fields above then apply.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileVersion>,
+    /// `--revert-after`: when this change is to be reverted, and by what.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_after: Option<RevertSchedule>,
+}
+
+/// A revert that is not forgotten: the deadline, and the systemd timer that runs it (none on a
+/// node without systemd, where `status` keeps showing the deadline).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevertSchedule {
+    pub deadline: String,
+    pub deadline_unix: i64,
+    /// The transient timer unit (`systemctl list-timers` shows it).
+    pub timer: Option<String>,
+    /// Why there is no timer, or that it was cancelled.
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -301,6 +317,7 @@ pub fn new_session(
         stale_tokens_at_start: None,
         history: Vec::new(),
         files: Vec::new(),
+        revert_after: None,
     }
 }
 

@@ -22,6 +22,7 @@ pub mod pem;
 pub mod pki;
 pub mod plan;
 pub mod restart;
+pub mod schedule;
 pub mod store;
 pub mod token;
 pub mod ui;

@@ -155,6 +155,8 @@ pub struct Plan {
     pub on_success: Option<Mark>,
     /// Certificates the plan issues: audited, and remembered by the session in effect.
     pub certificates: Vec<CertFacts>,
+    /// `--revert-after`: the deadline (Unix seconds) by which this change is to be reverted.
+    pub revert_after: Option<i64>,
 }
 
 impl Plan {
@@ -172,6 +174,7 @@ impl Plan {
             supersedes: None,
             on_success: None,
             certificates: Vec::new(),
+            revert_after: None,
         }
     }
 

@@ -6,6 +6,7 @@ use super::{Context, change_settings, read_manifest};
 use crate::cli::ExtendTokens as Action;
 use crate::error::{Error, Result};
 use crate::executor::{self, BackupRef, Executed, Restart, Unfinished};
+use crate::journal::RevertSchedule;
 use crate::manifest::{ExtendTokens, Target, edit_extend_tokens};
 use crate::plan::{self, ChangeSettings, Gate, Plan, PlannedWrite};
 use crate::restart::{Before, Proof};
@@ -35,6 +36,9 @@ pub struct ExtendTokensResult {
     pub apiserver_before: Option<Before>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proof: Option<Proof>,
+    /// `--revert-after`: the deadline and the timer that reverts the change then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revert_after: Option<RevertSchedule>,
     #[serde(skip)]
     plan: String,
 }
@@ -77,22 +81,49 @@ impl Report for ExtendTokensResult {
             out.push_str(&format!("  moved stray {moved} into the backup\n"));
         }
         out.push_str("  undo with: kubeadm-recover revert\n");
+        if let Some(r) = &self.revert_after {
+            match &r.timer {
+                Some(timer) => out.push_str(&format!(
+                    "  reverted by itself at {} (timer {timer}; retried hourly while stale tokens are in use)\n",
+                    r.deadline
+                )),
+                None => out.push_str(&format!(
+                    "  revert by {}: {}\n",
+                    r.deadline,
+                    r.note.as_deref().unwrap_or("no timer")
+                )),
+            }
+        }
         out
     }
 }
 
 pub fn run(ctx: &Context, action: Action) -> Result<()> {
-    let (enable, settings) = match &action {
-        Action::Enable { confirm, restart } => {
-            (true, change_settings(confirm, Some(restart), None))
-        }
+    let (enable, settings, revert_after) = match &action {
+        Action::Enable {
+            confirm,
+            restart,
+            revert_after,
+        } => (
+            true,
+            change_settings(confirm, Some(restart), None),
+            *revert_after,
+        ),
         Action::Disable {
             confirm,
             restart,
             stale,
-        } => (false, change_settings(confirm, Some(restart), Some(stale))),
+        } => (
+            false,
+            change_settings(confirm, Some(restart), Some(stale)),
+            None,
+        ),
     };
-    let result = change_flag(ctx, enable, &settings)?;
+    let result = change_flag(ctx, enable, &settings, revert_after)?;
+    if !enable && result.changed && !result.dry_run {
+        // Extension is off by hand: a scheduled revert of an earlier enable has nothing to do.
+        crate::schedule::cancel(&ctx.layout, &ctx.ui, None);
+    }
     ctx.ui.report(&result);
     Ok(())
 }
@@ -101,6 +132,7 @@ fn change_flag(
     ctx: &Context,
     enable: bool,
     settings: &ChangeSettings,
+    revert_after: Option<std::time::Duration>,
 ) -> Result<ExtendTokensResult> {
     let (ui, layout) = (&ctx.ui, &ctx.layout);
     let verb = if enable { "enable" } else { "disable" };
@@ -141,6 +173,16 @@ fn change_flag(
         .gate(Gate::Kubelet)
         .gate(Gate::Strays);
         plan.diff = diff;
+        if let (Some(after), true) = (revert_after, edit.changed) {
+            let deadline = crate::clock::now_unix() + after.as_secs() as i64;
+            plan.revert_after = Some(deadline);
+            plan = plan.step(format!(
+                "revert it at {} (--revert-after): a systemd timer where the node has systemd",
+                crate::clock::rfc3339(deadline)
+            ));
+        } else if revert_after.is_some() {
+            ui.warn("--revert-after: nothing changes, so there is nothing to revert later");
+        }
         if enable {
             plan.measure_stale_tokens = true;
         } else {
@@ -154,7 +196,16 @@ fn change_flag(
         Ok(plan)
     })?;
     let edit = facts.expect("the plan was built");
-    Ok(result(verb, node_path, edit, &plan, executed))
+    let revert_after = executed.session.as_ref().and_then(|id| {
+        crate::journal::Journal::load(layout)
+            .ok()?
+            .find(id)?
+            .revert_after
+            .clone()
+    });
+    let mut result = result(verb, node_path, edit, &plan, executed);
+    result.revert_after = revert_after;
+    Ok(result)
 }
 
 fn result(
@@ -185,6 +236,7 @@ fn result(
         restart,
         apiserver_before: executed.before,
         proof: executed.proof,
+        revert_after: None,
         plan: plan.steps_text(),
     }
 }

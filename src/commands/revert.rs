@@ -334,6 +334,15 @@ pub fn revert(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) ->
         Ok(plan)
     })?;
     let (target, how) = facts.expect("the plan was built");
+    if !executed.dry_run
+        && target
+            .revert_after
+            .as_ref()
+            .is_some_and(|r| r.timer.is_some())
+    {
+        // Reverted (by hand, or by the timer itself): its scheduled revert has nothing to do.
+        crate::schedule::cancel(layout, &ctx.ui, Some(&target.id));
+    }
     ctx.ui.report(&RevertResult {
         session: target.id,
         how,

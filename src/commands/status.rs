@@ -50,6 +50,9 @@ pub struct SessionSummary {
     pub unfinished: bool,
     pub credentials_issued: Vec<String>,
     pub message: String,
+    /// `--revert-after`: when it is to be reverted, and by what.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revert_after: Option<crate::journal::RevertSchedule>,
 }
 
 #[derive(Debug, Serialize)]
@@ -165,6 +168,21 @@ impl Report for Status {
                 "{label:<9} {}\n",
                 session.message.replace('\n', "\n          ")
             ));
+            if let Some(r) = &session.revert_after {
+                out.push_str(&match &r.timer {
+                    Some(timer) => format!(
+                        "          revert scheduled for {} ({}) by the timer {timer}\n",
+                        r.deadline,
+                        crate::token::relative(r.deadline_unix, crate::clock::now_unix())
+                    ),
+                    None => format!(
+                        "          revert due by {} ({}): {}\n",
+                        r.deadline,
+                        crate::token::relative(r.deadline_unix, crate::clock::now_unix()),
+                        r.note.as_deref().unwrap_or("no timer")
+                    ),
+                });
+            }
         }
         out.push_str(&self.apiserver_text());
         if self.strays.is_empty() {
@@ -344,6 +362,7 @@ fn summary(layout: &NodeLayout, s: &Session, unfinished: bool, now: i64) -> Sess
         reason: s.reason.clone(),
         unfinished,
         credentials_issued: s.credentials_issued.clone(),
+        revert_after: s.revert_after.clone(),
         message: if unfinished {
             crate::journal::unfinished_message(layout, s)
         } else {

@@ -23,6 +23,8 @@ pub struct Change<'a> {
     /// The session this change reverts, if it is a revert.
     pub reverts: Option<String>,
     pub stale_tokens_at_start: Option<u64>,
+    /// `--revert-after`'s deadline, recorded with the session from its start.
+    pub revert_after: Option<i64>,
 }
 
 /// What a change reports.
@@ -71,6 +73,12 @@ pub fn execute(layout: &NodeLayout, ui: &Ui, change: Change) -> Result<Outcome> 
     );
     session.reverts = change.reverts.clone();
     session.stale_tokens_at_start = change.stale_tokens_at_start;
+    session.revert_after = change.revert_after.map(|deadline| journal::RevertSchedule {
+        deadline: crate::clock::rfc3339(deadline),
+        deadline_unix: deadline,
+        timer: None,
+        note: Some("not scheduled yet: the change is under way".into()),
+    });
     let id = session.id.clone();
     let recorder = match journal::Recorder::begin(layout, session) {
         Ok(r) => r,

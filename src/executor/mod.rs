@@ -320,8 +320,19 @@ fn change_manifest(
             on_interrupt: settings.on_interrupt,
             reverts: plan.reverts.clone(),
             stale_tokens_at_start,
+            revert_after: plan.revert_after,
         },
     )?;
+    if let Some(deadline) = plan.revert_after {
+        let scheduled = crate::schedule::schedule(layout, ui, &outcome.session, deadline);
+        if let Err(e) = journal::Recorder::attach(layout, &outcome.session)
+            .update(|s| s.revert_after = Some(scheduled))
+        {
+            ui.warn(format!(
+                "the journal could not record the scheduled revert: {e}"
+            ));
+        }
+    }
     Ok(Executed {
         dry_run: false,
         nothing: false,

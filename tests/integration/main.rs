@@ -11,6 +11,7 @@ mod hostile;
 mod kubeconfig;
 mod migrate;
 mod restart;
+mod schedule;
 mod sessions;
 mod snapshots;
 mod status;

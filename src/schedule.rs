@@ -1,0 +1,174 @@
+//! `--revert-after`: a revert that is not forgotten. Where the node has systemd, a transient
+//! timer (`systemd-run`, named after the session, in `systemctl list-timers`) runs
+//! `kubeadm-recover revert --session ID` at the deadline, and every hour after that while the
+//! revert refuses (stale tokens still in use: it logs why and leaves the node as it is). A
+//! successful revert, or `extend-tokens disable`, stops the timer.
+use crate::journal::{Journal, Recorder, RevertSchedule};
+use crate::node::NodeLayout;
+use crate::ui::Ui;
+
+/// The timer's unit name for a session: only the characters systemd allows, no dots.
+pub fn unit_name(session: &str) -> String {
+    let safe: String = session
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("kubeadm-recover-revert-{safe}")
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// The command the timer runs: this binary, reverting exactly this session, unattended.
+pub fn revert_command(layout: &NodeLayout, session: &str) -> Vec<String> {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "kubeadm-recover".into());
+    let mut command = vec![exe];
+    if !layout.is_host() {
+        command.push(format!("--root={}", layout.root().display()));
+    }
+    command.extend(
+        [
+            "revert",
+            "--session",
+            session,
+            "--yes",
+            "--non-interactive",
+            "--reason",
+            "scheduled by --revert-after",
+        ]
+        .map(String::from),
+    );
+    command
+}
+
+/// `2026-12-06 07:44:00 UTC`, as `OnCalendar=` reads it.
+fn calendar(unix: i64) -> String {
+    crate::clock::rfc3339(unix)
+        .trim_end_matches('Z')
+        .replace('T', " ")
+        + " UTC"
+}
+
+/// Schedules the revert of `session` at `deadline_unix`; says what it did.
+pub fn schedule(layout: &NodeLayout, ui: &Ui, session: &str, deadline_unix: i64) -> RevertSchedule {
+    let deadline = crate::clock::rfc3339(deadline_unix);
+    let mut scheduled = RevertSchedule {
+        deadline: deadline.clone(),
+        deadline_unix,
+        timer: None,
+        note: None,
+    };
+    if !on_path("systemd-run") {
+        let note = format!(
+            "this node has no systemd (no systemd-run), so nothing will revert it by itself: run `kubeadm-recover revert` by {deadline}; `status` shows the deadline"
+        );
+        ui.warn(&note);
+        scheduled.note = Some(note);
+        return scheduled;
+    }
+    let unit = unit_name(session);
+    let mut args = vec![
+        format!("--unit={unit}"),
+        format!("--description=kubeadm-recover: revert session {session} (--revert-after)"),
+        format!("--on-calendar={}", calendar(deadline_unix)),
+        // While the revert refuses (stale tokens still in use), try again every hour.
+        "--on-unit-active=1h".into(),
+        "--timer-property=AccuracySec=1min".into(),
+        "--".into(),
+    ];
+    args.extend(revert_command(layout, session));
+    match duct::cmd("systemd-run", &args)
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+    {
+        Ok(out) if out.status.success() => {
+            ui.info(format!(
+                "revert scheduled for {deadline} by the timer {unit}.timer (systemctl list-timers {unit}.timer); it retries hourly while stale tokens are in use"
+            ));
+            scheduled.timer = Some(format!("{unit}.timer"));
+        }
+        Ok(out) => {
+            let note = format!(
+                "systemd-run could not schedule the revert ({}): {}; run `kubeadm-recover revert` by {deadline}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout).trim()
+            );
+            ui.warn(&note);
+            scheduled.note = Some(note);
+        }
+        Err(e) => {
+            let note =
+                format!("cannot run systemd-run ({e}); run `kubeadm-recover revert` by {deadline}");
+            ui.warn(&note);
+            scheduled.note = Some(note);
+        }
+    }
+    scheduled
+}
+
+/// Stops the scheduled revert timers in the journal — of session `only`, or all — after a revert,
+/// or turning extension off by hand: the change it would undo is gone. Failing to stop one is a
+/// warning, not an error.
+pub fn cancel(layout: &NodeLayout, ui: &Ui, only: Option<&str>) {
+    let Ok(journal) = Journal::load(layout) else {
+        return;
+    };
+    for session in &journal.sessions {
+        if only.is_some_and(|id| id != session.id) {
+            continue;
+        }
+        let Some(schedule) = &session.revert_after else {
+            continue;
+        };
+        let Some(timer) = &schedule.timer else {
+            continue;
+        };
+        let stopped = on_path("systemctl")
+            && duct::cmd("systemctl", ["stop", timer.as_str()])
+                .stderr_null()
+                .stdout_null()
+                .unchecked()
+                .run()
+                .is_ok_and(|o| o.status.success());
+        if !stopped {
+            ui.warn(format!(
+                "could not stop the scheduled revert {timer}: stop it with `systemctl stop {timer}`"
+            ));
+        } else {
+            ui.info(format!("stopped the scheduled revert {timer}"));
+        }
+        let timer = timer.clone();
+        let _ = Recorder::attach(layout, &session.id).update(|s| {
+            if let Some(r) = s.revert_after.as_mut() {
+                r.timer = None;
+                r.note = Some(format!(
+                    "{timer} was stopped: the change was reverted or turned off"
+                ));
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unit_names_and_calendar_times_are_what_systemd_reads() {
+        assert_eq!(
+            super::unit_name("20261129T064828.520Z-extend-tokens-enable"),
+            "kubeadm-recover-revert-20261129T064828-520Z-extend-tokens-enable"
+        );
+        assert_eq!(super::calendar(1_800_000_000), "2027-01-15 08:00:00 UTC");
+    }
+}
