@@ -191,3 +191,24 @@ fn inspect_reads_the_tokens_a_kubeconfig_holds() {
         out.stderr
     );
 }
+
+#[test]
+fn a_lifetime_the_apiserver_shortens_or_refuses_is_reported_in_its_words() {
+    let sim = SimNode::with(NodeOptions {
+        extra_args: vec!["--service-account-max-token-expiration=2h".into()],
+        ..Default::default()
+    });
+    let (token, stderr) = create_token(&sim, &["deployer", "-n", "ci", "--duration", "48h"]);
+    assert!(stderr.contains("shortened"), "{stderr}");
+    assert!((7000..=7200).contains(&lifetime(&inspect(&sim, &token))));
+    let out = sim
+        .run()
+        .args(["token", "create", "deployer", "-n", "ci", "--duration", "5m"])
+        .code(1);
+    assert!(
+        out.stderr.contains("may not specify a duration less than 10 minutes"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "no token: {}", out.stdout);
+}
