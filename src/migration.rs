@@ -221,10 +221,12 @@ pub fn projected_volume(volume: &str, audience: Option<&str>) -> String {
     )
 }
 
-/// What still depends on long-lived tokens, from the API's secrets and pods.
+/// What still depends on long-lived tokens, from the API's secrets and pods. `audience` is the
+/// apiserver's own (its `--api-audiences`, else its issuer), for the projected volume.
 pub fn dependents(
     secrets: &[k8s_openapi::api::core::v1::Secret],
     pods: &[k8s_openapi::api::core::v1::Pod],
+    audience: Option<&str>,
 ) -> (Vec<TokenSecret>, Vec<SecretMount>) {
     let mut token_secrets: Vec<TokenSecret> = secrets
         .iter()
@@ -261,7 +263,7 @@ pub fn dependents(
                 pod: name.clone(),
                 volume: volume.name.clone(),
                 secret: secret.clone(),
-                projected_volume: projected_volume(&volume.name, None),
+                projected_volume: projected_volume(&volume.name, audience),
             });
         }
     }
@@ -288,7 +290,7 @@ mod tests {
             {"metadata": {"namespace": "other", "name": "x"}, "spec": {"containers": [], "volumes": [
                 {"name": "sa", "secret": {"secretName": "deployer-token"}}]}},
         ])).unwrap();
-        let (secrets, mounts) = dependents(&secrets, &pods);
+        let (secrets, mounts) = dependents(&secrets, &pods, Some("https://kubernetes.default.svc"));
         assert_eq!(secrets.len(), 2);
         assert_eq!(secrets[0].mounted_by, ["ci/runner"]);
         assert_eq!(secrets[0].service_account.as_deref(), Some("deployer"));

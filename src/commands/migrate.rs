@@ -122,12 +122,20 @@ pub fn inspect(ctx: &Context, stale_window: Duration, api: &ApiOptions) -> Resul
         .get("/api/v1/secrets?fieldSelector=type%3Dkubernetes.io%2Fservice-account-token")
         .map_err(|e| failed("secrets", e))?;
     let pods: k8s_openapi::List<Pod> = admin.get("/api/v1/pods").map_err(|e| failed("pods", e))?;
-    let (token_secrets, secret_mounts) = migration::dependents(&secrets.items, &pods.items);
     let manifest_text = std::fs::read_to_string(ctx.layout.apiserver_manifest()).ok();
-    let stale = manifest_text
+    let manifest = manifest_text
         .as_deref()
-        .and_then(|t| Manifest::parse(t).ok())
-        .map(|m| migration::check(&ctx.layout, &m, None, stale_window));
+        .and_then(|t| Manifest::parse(t).ok());
+    let audience = manifest.as_ref().and_then(|m| {
+        m.flag("api-audiences")
+            .and_then(|a| a.split(',').next().map(str::to_string))
+            .or_else(|| m.flag("service-account-issuer"))
+    });
+    let (token_secrets, secret_mounts) =
+        migration::dependents(&secrets.items, &pods.items, audience.as_deref());
+    let stale = manifest
+        .as_ref()
+        .map(|m| migration::check(&ctx.layout, m, None, stale_window));
     let (stale_token_users, stale_tokens_total, audit_log, stale_in_use) = match stale {
         Some(c) => (c.users, c.metric_now, c.audit_log, c.in_use),
         None => (Vec::new(), None, None, false),

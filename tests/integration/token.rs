@@ -203,10 +203,19 @@ fn a_lifetime_the_apiserver_shortens_or_refuses_is_reported_in_its_words() {
     assert!((7000..=7200).contains(&lifetime(&inspect(&sim, &token))));
     let out = sim
         .run()
-        .args(["token", "create", "deployer", "-n", "ci", "--duration", "5m"])
+        .args([
+            "token",
+            "create",
+            "deployer",
+            "-n",
+            "ci",
+            "--duration",
+            "5m",
+        ])
         .code(1);
     assert!(
-        out.stderr.contains("may not specify a duration less than 10 minutes"),
+        out.stderr
+            .contains("may not specify a duration less than 10 minutes"),
         "{}",
         out.stderr
     );
