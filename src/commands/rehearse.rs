@@ -68,21 +68,8 @@ struct Target {
 impl Target {
     /// Makes `command` join the node's network namespace, if it has one.
     fn enter(&self, command: &mut Command) {
-        use std::os::fd::{AsRawFd, BorrowedFd};
-        use std::os::unix::process::CommandExt;
-        let Some(netns) = &self.netns else {
-            return;
-        };
-        let fd = netns.as_raw_fd();
-        // SAFETY: setns only, between fork and exec; the file outlives the spawn.
-        unsafe {
-            command.pre_exec(move || {
-                nix::sched::setns(
-                    BorrowedFd::borrow_raw(fd),
-                    nix::sched::CloneFlags::CLONE_NEWNET,
-                )
-                .map_err(std::io::Error::from)
-            });
+        if let Some(netns) = &self.netns {
+            crate::apiserver::process::join_network_namespace(command, netns);
         }
     }
 }

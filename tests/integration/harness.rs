@@ -189,19 +189,7 @@ impl std::fmt::Debug for Snapshot {
 
 /// Makes `command` join the network namespace of `netns` before it runs.
 pub fn enter_on_exec(command: &mut Command, netns: &std::fs::File) {
-    use std::os::fd::{AsRawFd, BorrowedFd};
-    use std::os::unix::process::CommandExt;
-    let fd = netns.as_raw_fd();
-    // SAFETY: setns only, between fork and exec; the file outlives the spawn (the node holds it).
-    unsafe {
-        command.pre_exec(move || {
-            nix::sched::setns(
-                BorrowedFd::borrow_raw(fd),
-                nix::sched::CloneFlags::CLONE_NEWNET,
-            )
-            .map_err(std::io::Error::from)
-        });
-    }
+    kubeadm_recover::apiserver::process::join_network_namespace(command, netns);
 }
 
 /// A fluent builder over the built binary (just-style).
@@ -254,12 +242,7 @@ impl Run {
     }
 
     pub fn output(mut self) -> Output {
-        let out = self.command.output().unwrap();
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        self.command.output().unwrap().into()
     }
 
     /// Runs and asserts the exit code, showing both streams when it differs.
@@ -275,6 +258,16 @@ impl Run {
 
     pub fn ok(self) -> Output {
         self.code(0)
+    }
+}
+
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Self {
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 }
 
@@ -614,12 +607,7 @@ impl RealNode {
         let mut command = Command::new("kubectl");
         command.args(args).stdin(Stdio::null());
         enter_on_exec(&mut command, &self.netns);
-        let out = command.output().unwrap();
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        command.output().unwrap().into()
     }
 }
 

@@ -37,6 +37,22 @@ fn mixed(expired_cert_b64: &str, old: &str) -> String {
     )
 }
 
+/// `kubeconfig prune-expired --yes -o json` on `path`.
+fn prune(sim: &SimNode, path: &std::path::Path) -> serde_json::Value {
+    sim.run()
+        .args([
+            "kubeconfig",
+            "prune-expired",
+            "--yes",
+            "-o",
+            "json",
+            "--kubeconfig",
+        ])
+        .arg(path)
+        .ok()
+        .json()
+}
+
 fn expired_admin_cert(sim: &SimNode) -> String {
     std::fs::read_to_string(sim.path("/etc/kubernetes/admin.conf"))
         .unwrap()
@@ -81,19 +97,7 @@ fn prune_expired_removes_only_the_expired_token_fields() {
         dry.stdout
     );
 
-    let doc = sim
-        .run()
-        .args([
-            "kubeconfig",
-            "prune-expired",
-            "--yes",
-            "-o",
-            "json",
-            "--kubeconfig",
-        ])
-        .arg(&path)
-        .ok()
-        .json();
+    let doc = prune(&sim, &path);
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
         without_expired(&text, &old_token)
@@ -163,19 +167,7 @@ fn prune_expired_removes_only_the_expired_token_fields() {
     assert!(user("legacy-gcp")["auth-provider"]["config"]["refresh-token"].is_null());
 
     // Nothing left to do: a second run changes nothing.
-    let again = sim
-        .run()
-        .args([
-            "kubeconfig",
-            "prune-expired",
-            "--yes",
-            "-o",
-            "json",
-            "--kubeconfig",
-        ])
-        .arg(&path)
-        .ok()
-        .json();
+    let again = prune(&sim, &path);
     assert_eq!(again["changed"], false);
 }
 

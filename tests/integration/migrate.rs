@@ -44,17 +44,13 @@ pub fn assert_finds_the_legacy_token(doc: &serde_json::Value) {
 
 fn sim_kubectl(sim: &SimNode) -> impl Fn(&[&str]) -> Output + '_ {
     move |args: &[&str]| {
-        let out = Command::new("kubectl")
+        Command::new("kubectl")
             .arg("--kubeconfig")
             .arg(sim.path("/etc/kubernetes/admin.conf"))
             .args(args)
             .output()
-            .unwrap();
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+            .unwrap()
+            .into()
     }
 }
 

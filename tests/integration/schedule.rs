@@ -71,17 +71,13 @@ fn disabled_node(audit: bool) -> SimNode {
 }
 
 fn run_scheduled(command: &[String], path_env: &str) -> Output {
-    let out = Command::new(&command[0])
+    Command::new(&command[0])
         .args(&command[1..])
         .env("PATH", path_env)
         .env_remove("KUBEADM_RECOVER_ROOT")
         .output()
-        .unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        .unwrap()
+        .into()
 }
 
 fn now() -> i64 {
