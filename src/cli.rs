@@ -143,6 +143,8 @@ pub enum Format {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show the flag, stray files, backups and admin credential expiry. Changes nothing.
+    ///
+    /// Example: kubeadm-recover status -o json
     Status,
     /// Turn --service-account-extend-token-expiration on or off in the apiserver manifest.
     #[command(subcommand)]
@@ -151,6 +153,8 @@ pub enum Command {
     #[command(subcommand)]
     Backups(Backups),
     /// Put back what a recorded change did (after the migration), and prove it.
+    ///
+    /// Example: sudo kubeadm-recover revert --reason "migration done"
     Revert {
         #[command(flatten)]
         session: SessionOptions,
@@ -162,6 +166,8 @@ pub enum Command {
         stale: StaleTokenOptions,
     },
     /// Finish an unfinished change (after a crash or a kill) and prove it.
+    ///
+    /// Example: sudo kubeadm-recover resume
     Resume {
         #[command(flatten)]
         session: SessionOptions,
@@ -178,6 +184,8 @@ pub enum Command {
     Journal(JournalCommand),
     /// Rehearse the break-glass flow end to end on a simulated node in a temp dir: no cluster,
     /// no root needed.
+    ///
+    /// Example: kubeadm-recover rehearse --keep
     Rehearse(RehearseOptions),
     /// Service-account and OIDC tokens: read one offline, ask the apiserver about one, issue a
     /// short-lived one.
@@ -189,6 +197,24 @@ pub enum Command {
     /// The migration off long-lived and stale tokens.
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// Print the shell completion script for SHELL to stdout.
+    ///
+    /// Example: kubeadm-recover completions bash > /etc/bash_completion.d/kubeadm-recover
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the manual page (roff) to stdout.
+    ///
+    /// Example: kubeadm-recover man > /usr/local/share/man/man1/kubeadm-recover.1
+    Man,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]
@@ -334,7 +360,9 @@ impl Command {
             | Command::Journal(JournalCommand::List)
             | Command::Rehearse(_)
             | Command::Token(_)
-            | Command::Migrate(_) => None,
+            | Command::Migrate(_)
+            | Command::Completions { .. }
+            | Command::Man => None,
         }
     }
 }
@@ -342,9 +370,13 @@ impl Command {
 #[derive(Debug, Subcommand)]
 pub enum JournalCommand {
     /// Every recorded session, oldest first.
+    ///
+    /// Example: kubeadm-recover journal list
     List,
     /// Give up an unfinished session the tool cannot finish (say, after a hand edit): it is
     /// marked abandoned and audited, the manifest is left exactly as it is.
+    ///
+    /// Example: sudo kubeadm-recover journal abandon --session ID --reason "edited by hand"
     Abandon {
         /// The unfinished session (see `status`).
         #[arg(long, value_name = "ID")]
@@ -364,6 +396,8 @@ pub struct SessionOptions {
 #[derive(Debug, Subcommand)]
 pub enum AdminConf {
     /// Re-issue admin.conf (and/or super-admin.conf), verify it with SelfSubjectReview.
+    ///
+    /// Example: sudo kubeadm-recover admin-conf regenerate --update-copies --reason "admin.conf expired"
     Regenerate(RegenerateOptions),
 }
 
@@ -456,6 +490,8 @@ pub enum KeyTypeArg {
 #[derive(Debug, Subcommand)]
 pub enum ExtendTokens {
     /// Set the flag to true: projected tokens get a one-year exp, stale clients keep working.
+    ///
+    /// Example: sudo kubeadm-recover extend-tokens enable --revert-after 7d --reason "tokens expired"
     Enable {
         /// Revert this change after DURATION (e.g. 7d): recorded in the session and, where the
         /// node has systemd, scheduled as a timer that reverts it then (retrying hourly while
@@ -468,6 +504,8 @@ pub enum ExtendTokens {
         restart: RestartOptions,
     },
     /// Set the flag to false (CIS 1.2.30): tokens are no longer extended.
+    ///
+    /// Example: sudo kubeadm-recover extend-tokens disable --reason "CIS 1.2.30"
     Disable {
         #[command(flatten)]
         confirm: ConfirmOptions,
@@ -481,8 +519,12 @@ pub enum ExtendTokens {
 #[derive(Debug, Subcommand)]
 pub enum Backups {
     /// List backups, oldest first, with their checksum state.
+    ///
+    /// Example: kubeadm-recover backups list
     List,
     /// Put a backup's files back, byte for byte (the current files are backed up first).
+    ///
+    /// Example: sudo kubeadm-recover backups restore 20261128T174427.454Z-extend-tokens-disable
     Restore {
         /// The backup id, as `backups list` shows it.
         id: String,
@@ -509,5 +551,44 @@ mod tests {
         assert!(parse_positive_duration("0s").is_err());
         assert!(parse_positive_duration("0m0s").is_err());
         assert_eq!(parse_positive_duration("1s"), Ok(Duration::from_secs(1)));
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory;
+
+    /// Every command a person runs shows an example in its `--help`.
+    #[test]
+    fn every_command_has_an_example() {
+        fn walk(command: &clap::Command, path: String, missing: &mut Vec<String>) {
+            let leaves: Vec<&clap::Command> = command
+                .get_subcommands()
+                .filter(|c| c.get_name() != "help")
+                .collect();
+            if leaves.is_empty() {
+                let about = command
+                    .get_long_about()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                if !about.contains("Example: kubeadm-recover")
+                    && !about.contains("Example: sudo kubeadm-recover")
+                    && !about.contains("Example: kubectl")
+                {
+                    missing.push(path);
+                }
+                return;
+            }
+            for sub in leaves {
+                walk(sub, format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(
+            &super::Cli::command(),
+            "kubeadm-recover".into(),
+            &mut missing,
+        );
+        assert!(missing.is_empty(), "no example in --help: {missing:?}");
     }
 }

@@ -8,6 +8,7 @@ mod kubeconfig;
 mod migrate;
 mod rehearse;
 mod revert;
+mod shell;
 mod status;
 mod token;
 
@@ -58,6 +59,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Token(action) => token::run(&ctx, action),
         Command::Kubeconfig(action) => kubeconfig::run(&ctx, action),
         Command::Migrate(action) => migrate::run(&ctx, action),
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Man => shell::man(),
     }
 }
 

@@ -13,6 +13,7 @@ mod migrate;
 mod restart;
 mod schedule;
 mod sessions;
+mod shell;
 mod snapshots;
 mod status;
 mod token;
