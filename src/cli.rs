@@ -197,6 +197,12 @@ pub enum Command {
     /// The migration off long-lived and stale tokens.
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// What is wrong with this node, in plain words: each finding with its severity, evidence
+    /// and fix (credentials and certificates expiring, kubelet and apiserver, token extension,
+    /// unfinished sessions, strays, backups). Changes nothing.
+    ///
+    /// Example: kubeadm-recover diagnose -o json
+    Diagnose,
     /// Print the shell completion script for SHELL to stdout.
     ///
     /// Example: kubeadm-recover completions bash > /etc/bash_completion.d/kubeadm-recover
@@ -362,6 +368,7 @@ impl Command {
             | Command::Token(_)
             | Command::Migrate(_)
             | Command::Completions { .. }
+            | Command::Diagnose
             | Command::Man => None,
         }
     }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod credentials;
+pub mod diagnose;
 pub mod error;
 pub mod executor;
 pub mod failpoints;

@@ -315,14 +315,14 @@ fn regenerate(ctx: &Context, options: &RegenerateOptions) -> Result<()> {
 }
 
 /// The cluster CA certificate (DER), to recognise certificates it signed.
-fn cluster_ca_der(ctx: &Context) -> Option<Vec<u8>> {
+pub(super) fn cluster_ca_der(ctx: &Context) -> Option<Vec<u8>> {
     let pem = std::fs::read_to_string(ctx.layout.path("/etc/kubernetes/pki/ca.crt")).ok()?;
     crate::pem::certificates(&pem).into_iter().next()
 }
 
 /// Whether a user's client certificate is kubeadm's `kind` credential of this cluster: signed
 /// by its CA and carrying that identity's CN.
-fn is_admin_certificate(cert_b64: &str, kind: Kind, ca: Option<&[u8]>) -> bool {
+pub(super) fn is_admin_certificate(cert_b64: &str, kind: Kind, ca: Option<&[u8]>) -> bool {
     issue::read_certificate(cert_b64).is_some_and(|(subject, _, der)| {
         subject.common_name == kind.user_name() && ca.is_some_and(|ca| issue::signed_by(&der, ca))
     })

@@ -2,6 +2,7 @@
 //! the top: below this module nothing knows about clap.
 mod admin_conf;
 mod backups;
+mod diagnose;
 mod extend_tokens;
 mod journal;
 mod kubeconfig;
@@ -61,6 +62,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Migrate(action) => migrate::run(&ctx, action),
         Command::Completions { shell } => shell::completions(shell),
         Command::Man => shell::man(),
+        Command::Diagnose => diagnose::run(&ctx),
     }
 }
 

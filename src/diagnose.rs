@@ -1,0 +1,453 @@
+//! What is wrong with this node, in plain words: facts in, findings out, each with its severity,
+//! its evidence and its fix. Pure — `diagnose`, `status` and (later) `guide` read the node and
+//! hand the facts here, so every face says the same thing.
+use serde::Serialize;
+
+/// Within this many days an expiry is a warning.
+pub const SOON_DAYS: i64 = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The cluster does not answer its operators, or a change is half done.
+    Critical,
+    /// It will break, or something is off.
+    Warning,
+    /// Worth knowing now.
+    Info,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// A stable name scripts can key on, e.g. `admin-conf-expired`.
+    pub id: String,
+    pub severity: Severity,
+    pub summary: String,
+    pub evidence: String,
+    pub fix: String,
+}
+
+/// A certificate's expiry, by what it is.
+#[derive(Debug, Clone, Default)]
+pub struct Expiry {
+    /// `admin.conf`, `apiserver`, `etcd/server`, ...
+    pub name: String,
+    /// Where it was read.
+    pub path: String,
+    pub not_after: Option<i64>,
+    pub problem: Option<String>,
+}
+
+/// The apiserver as /proc and its health show it.
+#[derive(Debug, Clone, Default)]
+pub struct Apiserver {
+    pub pid: Option<i32>,
+    /// "ok" or why not; `None` when it was not asked.
+    pub health: Option<String>,
+    pub matches_manifest: Option<bool>,
+    /// The flag's effective value in its command line.
+    pub extends_tokens: Option<bool>,
+    /// Attempts that exited under /var/log/pods for the current manifest, with the last lines.
+    pub crashed_attempts: usize,
+    pub last_log: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub now: i64,
+    /// admin.conf and super-admin.conf.
+    pub credentials: Vec<Expiry>,
+    /// Kubeconfig copies holding an older admin certificate than admin.conf's.
+    pub stale_copies: Vec<String>,
+    /// The other certificates kubeadm manages.
+    pub certificates: Vec<Expiry>,
+    pub kubelet_running: bool,
+    /// The manifest's problem, when it cannot be read.
+    pub manifest_problem: Option<String>,
+    /// The flag's effective value in the manifest (`None`: unknown).
+    pub manifest_extends_tokens: Option<bool>,
+    pub apiserver: Apiserver,
+    /// `migrate check`'s line, when something depends on the extension.
+    pub migration: Option<String>,
+    /// (session id, what to do) of an unfinished session.
+    pub unfinished: Option<(String, String)>,
+    pub parked_manifest: Option<String>,
+    pub strays: Vec<String>,
+    pub bad_backups: Vec<String>,
+    pub journal_problem: Option<String>,
+}
+
+fn finding(
+    id: &str,
+    severity: Severity,
+    summary: String,
+    evidence: String,
+    fix: String,
+) -> Finding {
+    Finding {
+        id: id.into(),
+        severity,
+        summary,
+        evidence,
+        fix,
+    }
+}
+
+fn days(seconds: i64) -> String {
+    match seconds.abs() / 86_400 {
+        0 => "today".into(),
+        1 => "1 day".into(),
+        n => format!("{n} days"),
+    }
+}
+
+fn credential_findings(facts: &Facts, out: &mut Vec<Finding>) {
+    for c in &facts.credentials {
+        let Some(not_after) = c.not_after else {
+            if let Some(problem) = &c.problem
+                && c.name == "admin.conf"
+            {
+                out.push(finding(
+                    "admin-conf-unreadable",
+                    Severity::Critical,
+                    format!("{} cannot be used: {problem}", c.name),
+                    c.path.clone(),
+                    "kubeadm-recover admin-conf regenerate".into(),
+                ));
+            }
+            continue;
+        };
+        // Copies are made of admin.conf only; super-admin.conf stays on the node.
+        let flag = if c.name == "super-admin.conf" {
+            " --only-super-admin"
+        } else {
+            " --update-copies"
+        };
+        let left = not_after - facts.now;
+        if left <= 0 {
+            out.push(finding(
+                &format!("{}-expired", c.name.trim_end_matches(".conf")),
+                Severity::Critical,
+                format!(
+                    "{} expired {} ago: kubectl with it cannot authenticate (401 Unauthorized)",
+                    c.name,
+                    days(left)
+                ),
+                format!("{}: not after {}", c.path, crate::clock::rfc3339(not_after)),
+                format!("kubeadm-recover admin-conf regenerate{flag}"),
+            ));
+        } else if left <= SOON_DAYS * 86_400 {
+            out.push(finding(
+                &format!("{}-expiring", c.name.trim_end_matches(".conf")),
+                Severity::Warning,
+                format!("{} expires in {}", c.name, days(left)),
+                format!("{}: not after {}", c.path, crate::clock::rfc3339(not_after)),
+                format!("kubeadm-recover admin-conf regenerate{flag}"),
+            ));
+        }
+    }
+    for copy in &facts.stale_copies {
+        out.push(finding(
+            "kubeconfig-copy-stale",
+            Severity::Warning,
+            format!("{copy} holds an older admin certificate than admin.conf"),
+            copy.clone(),
+            format!("kubeadm-recover admin-conf regenerate --update-copies --copy {copy}"),
+        ));
+    }
+}
+
+fn certificate_findings(facts: &Facts, out: &mut Vec<Finding>) {
+    for c in &facts.certificates {
+        let Some(not_after) = c.not_after else {
+            continue;
+        };
+        let left = not_after - facts.now;
+        let (severity, state) = if left <= 0 {
+            (Severity::Critical, format!("expired {} ago", days(left)))
+        } else if left <= SOON_DAYS * 86_400 {
+            (Severity::Warning, format!("expires in {}", days(left)))
+        } else {
+            continue;
+        };
+        out.push(finding(
+            &format!("certificate-{}", c.name.replace('/', "-")),
+            severity,
+            format!("the {} certificate {state}", c.name),
+            format!("{}: not after {}", c.path, crate::clock::rfc3339(not_after)),
+            format!(
+                "kubeadm certs renew {} (then restart the control-plane pods that use it); this tool reads it, it does not renew it",
+                c.name.replace('/', "-")
+            ),
+        ));
+    }
+}
+
+fn apiserver_findings(facts: &Facts, out: &mut Vec<Finding>) {
+    if !facts.kubelet_running {
+        out.push(finding(
+            "kubelet-not-running",
+            Severity::Critical,
+            "the kubelet is not running: nothing restarts the control-plane pods".into(),
+            "no kubelet process for this node".into(),
+            "systemctl start kubelet (and journalctl -u kubelet for why it stopped)".into(),
+        ));
+    }
+    let a = &facts.apiserver;
+    if a.crashed_attempts >= 2 {
+        out.push(finding(
+            "apiserver-crash-looping",
+            Severity::Critical,
+            format!(
+                "kube-apiserver keeps exiting ({} attempts under /var/log/pods)",
+                a.crashed_attempts
+            ),
+            a.last_log.clone().unwrap_or_default(),
+            "read the last attempt's log; `kubeadm-recover revert` puts back the last change this tool made".into(),
+        ));
+    }
+    match (a.pid, a.health.as_deref()) {
+        (None, _) if facts.manifest_problem.is_none() => out.push(finding(
+            "apiserver-not-running",
+            Severity::Critical,
+            "no kube-apiserver process serves the manifest's port".into(),
+            "/proc".into(),
+            "check the kubelet and the apiserver's pod logs under /var/log/pods".into(),
+        )),
+        (Some(pid), Some(health)) if health != "ok" => out.push(finding(
+            "apiserver-unhealthy",
+            Severity::Critical,
+            format!("kube-apiserver (pid {pid}) is not healthy"),
+            health.to_string(),
+            "wait for it to finish starting; if it does not, read its log under /var/log/pods"
+                .into(),
+        )),
+        _ => {}
+    }
+    if a.matches_manifest == Some(false) {
+        out.push(finding(
+            "restart-pending",
+            Severity::Warning,
+            "the running kube-apiserver's command line differs from the manifest: a restart is pending".into(),
+            format!("pid {}", a.pid.unwrap_or_default()),
+            "wait for the kubelet (up to its 20 s relist), or see `kubeadm-recover status`".into(),
+        ));
+    }
+}
+
+fn extension_findings(facts: &Facts, out: &mut Vec<Finding>) {
+    let running = facts.apiserver.extends_tokens;
+    let state = match (facts.manifest_extends_tokens, running) {
+        (Some(true), Some(true)) | (Some(true), None) => Some(true),
+        (Some(false), Some(false)) | (Some(false), None) => Some(false),
+        _ => None,
+    };
+    match state {
+        Some(true) => out.push(finding(
+            "token-extension-on",
+            Severity::Info,
+            "token extension is on: projected service-account tokens live a year, stale clients keep working".into(),
+            "--service-account-extend-token-expiration (manifest and running process)".into(),
+            "migrate the clients (kubeadm-recover migrate check), then turn it off: kubeadm-recover revert, or extend-tokens disable".into(),
+        )),
+        Some(false) => out.push(finding(
+            "token-extension-off",
+            Severity::Info,
+            "token extension is off: tokens die at their real expiry; clients with old tokens get 401 'invalid bearer token'".into(),
+            "--service-account-extend-token-expiration=false".into(),
+            "if clients are locked out: kubeadm-recover extend-tokens enable --revert-after 7d".into(),
+        )),
+        None => {}
+    }
+    if let Some(migration) = &facts.migration {
+        out.push(finding(
+            "depends-on-token-extension",
+            Severity::Warning,
+            "workloads still depend on long-lived or stale tokens".into(),
+            migration.clone(),
+            "kubeadm-recover migrate check (it shows what to change)".into(),
+        ));
+    }
+}
+
+fn node_findings(facts: &Facts, out: &mut Vec<Finding>) {
+    if let Some(problem) = &facts.manifest_problem {
+        out.push(finding(
+            "manifest-unreadable",
+            Severity::Critical,
+            "the apiserver manifest cannot be read as a pod".into(),
+            problem.clone(),
+            "fix the file (the message names the line), or kubeadm-recover backups restore".into(),
+        ));
+    }
+    if let Some((id, what)) = &facts.unfinished {
+        out.push(finding(
+            "unfinished-session",
+            Severity::Critical,
+            format!("a change was interrupted (session {id})"),
+            what.clone(),
+            "kubeadm-recover resume, or kubeadm-recover revert".into(),
+        ));
+    }
+    if let Some(problem) = &facts.journal_problem {
+        out.push(finding(
+            "journal-unreadable",
+            Severity::Critical,
+            "the recovery journal cannot be read: every change is refused".into(),
+            problem.clone(),
+            "look at /var/lib/kubeadm-recover/journal.json".into(),
+        ));
+    }
+    if let Some(parked) = &facts.parked_manifest {
+        out.push(finding(
+            "manifest-parked",
+            Severity::Critical,
+            "the apiserver manifest is parked outside the manifest directory by an interrupted nudge".into(),
+            parked.clone(),
+            "any kubeadm-recover change puts it back first; or move it back by hand".into(),
+        ));
+    }
+    for stray in &facts.strays {
+        out.push(finding(
+            "stray-manifest",
+            Severity::Warning,
+            "a stray file in the manifest directory: the kubelet runs it too".into(),
+            stray.clone(),
+            "move it out of /etc/kubernetes/manifests (or pass --move-strays to the next change)"
+                .into(),
+        ));
+    }
+    for backup in &facts.bad_backups {
+        out.push(finding(
+            "backup-checksum",
+            Severity::Warning,
+            "a backup fails its checksums: it cannot be restored".into(),
+            backup.clone(),
+            "keep it for inspection; make a new backup with the next change".into(),
+        ));
+    }
+}
+
+/// The findings, most severe first (within a severity, in the order a person fixes them).
+pub fn diagnose(facts: &Facts) -> Vec<Finding> {
+    let mut out = Vec::new();
+    node_findings(facts, &mut out);
+    apiserver_findings(facts, &mut out);
+    credential_findings(facts, &mut out);
+    certificate_findings(facts, &mut out);
+    extension_findings(facts, &mut out);
+    out.sort_by_key(|f| f.severity);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn healthy() -> Facts {
+        Facts {
+            now: NOW,
+            credentials: vec![Expiry {
+                name: "admin.conf".into(),
+                path: "/etc/kubernetes/admin.conf".into(),
+                not_after: Some(NOW + 300 * 86_400),
+                problem: None,
+            }],
+            kubelet_running: true,
+            manifest_extends_tokens: Some(true),
+            apiserver: Apiserver {
+                pid: Some(42),
+                health: Some("ok".into()),
+                matches_manifest: Some(true),
+                extends_tokens: Some(true),
+                ..Apiserver::default()
+            },
+            ..Facts::default()
+        }
+    }
+
+    fn ids(facts: &Facts) -> Vec<String> {
+        diagnose(facts).into_iter().map(|f| f.id).collect()
+    }
+
+    #[test]
+    fn a_healthy_node_only_says_what_the_extension_means() {
+        assert_eq!(ids(&healthy()), ["token-extension-on"]);
+    }
+
+    #[test]
+    fn each_problem_is_one_finding_with_its_fix_most_severe_first() {
+        let mut facts = healthy();
+        facts.credentials[0].not_after = Some(NOW - 3 * 86_400);
+        facts.credentials.push(Expiry {
+            name: "super-admin.conf".into(),
+            path: "/etc/kubernetes/super-admin.conf".into(),
+            not_after: Some(NOW + 10 * 86_400),
+            problem: None,
+        });
+        facts.certificates.push(Expiry {
+            name: "etcd/server".into(),
+            path: "/etc/kubernetes/pki/etcd/server.crt".into(),
+            not_after: Some(NOW - 86_400),
+            problem: None,
+        });
+        facts.kubelet_running = false;
+        facts.apiserver.matches_manifest = Some(false);
+        facts
+            .strays
+            .push("/etc/kubernetes/manifests/kube-apiserver.yaml.bak".into());
+        facts.unfinished = Some(("s1".into(), "resume or revert".into()));
+        facts.migration = Some("1 service-account-token secret(s)".into());
+        let found = diagnose(&facts);
+        let ids: Vec<&str> = found.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "unfinished-session",
+                "kubelet-not-running",
+                "admin-expired",
+                "certificate-etcd-server",
+                "stray-manifest",
+                "restart-pending",
+                "super-admin-expiring",
+                "depends-on-token-extension",
+                "token-extension-on"
+            ]
+        );
+        let admin = &found[2];
+        assert_eq!(
+            admin.summary,
+            "admin.conf expired 3 days ago: kubectl with it cannot authenticate (401 Unauthorized)"
+        );
+        assert_eq!(
+            admin.fix,
+            "kubeadm-recover admin-conf regenerate --update-copies"
+        );
+        assert!(found[3].fix.starts_with("kubeadm certs renew etcd-server"));
+        assert_eq!(
+            found[6].fix,
+            "kubeadm-recover admin-conf regenerate --only-super-admin"
+        );
+    }
+
+    #[test]
+    fn a_crash_loop_and_a_missing_apiserver_are_critical() {
+        let mut facts = healthy();
+        facts.apiserver = Apiserver {
+            crashed_attempts: 3,
+            last_log: Some("Error: invalid argument".into()),
+            ..Apiserver::default()
+        };
+        assert_eq!(
+            ids(&facts),
+            [
+                "apiserver-crash-looping",
+                "apiserver-not-running",
+                "token-extension-on"
+            ]
+        );
+    }
+}
