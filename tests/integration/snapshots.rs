@@ -201,3 +201,105 @@ fn the_rehearsal_tells_the_break_glass_story() {
     settings(std::path::Path::new("/nonexistent"))
         .bind(|| insta::assert_snapshot!("rehearse.txt", out.stdout));
 }
+
+/// A JWT with fixed claims (its signature is not checked offline).
+fn fixed_jwt(claims: serde_json::Value) -> String {
+    use base64::Engine;
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
+    };
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        b64(&serde_json::json!({"alg": "RS256", "kid": "k-2026"})),
+        b64(&claims)
+    )
+}
+
+/// Pins text and JSON of a command run with the test clock at `now`.
+fn pin_at(node: &dyn Sandbox, name: &str, now: i64, args: &[&str], code: i32) {
+    let now = now.to_string();
+    let text = node
+        .run()
+        .args(args)
+        .env("KUBEADM_RECOVER_NOW", &now)
+        .code(code);
+    let json = node
+        .run()
+        .args(args)
+        .args(["-o", "json"])
+        .env("KUBEADM_RECOVER_NOW", &now)
+        .code(code);
+    settings(node.root()).bind(|| {
+        insta::assert_snapshot!(format!("{name}.txt"), text.stdout);
+        insta::assert_snapshot!(format!("{name}.json"), json.stdout);
+    });
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "test-clock"),
+    ignore = "needs the test clock: run tests/run.sh (--features test-clock)"
+)]
+fn the_migration_toolkit_and_the_diagnosis() {
+    const NOW: i64 = 1_800_000_000;
+    let node = Node::new();
+    let stale = fixed_jwt(serde_json::json!({
+        "iss": "https://kubernetes.default.svc.cluster.local",
+        "sub": "system:serviceaccount:web:frontend",
+        "aud": ["https://kubernetes.default.svc.cluster.local"],
+        "iat": NOW - 7200, "nbf": NOW - 7200, "exp": NOW + 365 * 86_400,
+        "kubernetes.io": {"namespace": "web", "serviceaccount": {"name": "frontend", "uid": "u1"},
+                          "pod": {"name": "web-1", "uid": "u2"}, "node": {"name": "cp-1", "uid": "u3"},
+                          "warnafter": NOW - 3593},
+    }));
+    let token_file = node.path("/srv/token");
+    std::fs::create_dir_all(token_file.parent().unwrap()).unwrap();
+    std::fs::write(&token_file, &stale).unwrap();
+    let token_arg = token_file.to_str().unwrap();
+    pin_at(
+        &node,
+        "token-inspect-stale",
+        NOW,
+        &["token", "inspect", token_arg],
+        0,
+    );
+
+    let expired = fixed_jwt(serde_json::json!({"sub": "alice", "exp": NOW - 3600}));
+    let kubeconfig = node.path("/home/alice/.kube/config");
+    std::fs::create_dir_all(kubeconfig.parent().unwrap()).unwrap();
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nusers:\n- name: alice\n  user:\n    auth-provider:\n      name: oidc\n      config:\n        id-token: {expired}\n        refresh-token: r\n\
+             - name: eks\n  user:\n    exec:\n      command: aws\n      args: [eks, get-token, --cluster-name, prod]\n"
+        ),
+    )
+    .unwrap();
+    let kubeconfig_arg = kubeconfig.to_str().unwrap();
+    pin_at(
+        &node,
+        "kubeconfig-prune-expired-dry-run",
+        NOW,
+        &[
+            "kubeconfig",
+            "prune-expired",
+            "--dry-run",
+            "--kubeconfig",
+            kubeconfig_arg,
+        ],
+        0,
+    );
+
+    let sim = SimNode::start();
+    pin(&sim, "diagnose-live", &["diagnose"], 0);
+    crate::migrate::legacy_token_in_use(|args| {
+        std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(sim.path("/etc/kubernetes/admin.conf"))
+            .args(args)
+            .output()
+            .unwrap()
+            .into()
+    });
+    pin(&sim, "migrate-check", &["migrate", "check"], 1);
+}
