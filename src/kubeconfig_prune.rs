@@ -102,14 +102,13 @@ fn line_span(text: &str, key: &Node, value: &Node) -> Option<(usize, usize)> {
     Some((line_start, line_end))
 }
 
+/// The expiry of an embedded (`client-certificate-data`) certificate.
 fn certificate_not_after(data: &str) -> Option<i64> {
     use base64::Engine;
     let pem = base64::engine::general_purpose::STANDARD
         .decode(data.trim())
         .ok()?;
-    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
-    let cert = pem.parse_x509().ok()?;
-    Some(cert.validity().not_after.timestamp())
+    crate::pem::not_after(&pem).ok()
 }
 
 /// Finds what has expired in `text` at `now`, and the text with the expired token fields gone.

@@ -3,6 +3,15 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// An external program as the shell finds it: the first `program` file on PATH.
+pub fn on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct NodeLayout {
     root: PathBuf,

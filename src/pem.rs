@@ -18,3 +18,10 @@ pub fn blocks(text: &str, label: &str) -> Vec<Vec<u8>> {
 pub fn certificates(text: &str) -> Vec<Vec<u8>> {
     blocks(text, "CERTIFICATE")
 }
+
+/// The `notAfter` (Unix seconds) of the first certificate in a PEM text.
+pub fn not_after(pem: &[u8]) -> Result<i64, String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| e.to_string())?;
+    let cert = pem.parse_x509().map_err(|e| e.to_string())?;
+    Ok(cert.validity().not_after.timestamp())
+}

@@ -4,7 +4,7 @@
 //! revert refuses (stale tokens still in use: it logs why and leaves the node as it is). A
 //! successful revert, or `extend-tokens disable`, stops the timer.
 use crate::journal::{Journal, Recorder, RevertSchedule};
-use crate::node::NodeLayout;
+use crate::node::{NodeLayout, on_path};
 use crate::ui::Ui;
 
 /// The timer's unit name for a session: only the characters systemd allows, no dots.
@@ -20,11 +20,6 @@ pub fn unit_name(session: &str) -> String {
         })
         .collect();
     format!("kubeadm-recover-revert-{safe}")
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// The command the timer runs: this binary, reverting exactly this session, unattended.
@@ -68,7 +63,7 @@ pub fn schedule(layout: &NodeLayout, ui: &Ui, session: &str, deadline_unix: i64)
         timer: None,
         note: None,
     };
-    if !on_path("systemd-run") {
+    if on_path("systemd-run").is_none() {
         let note = format!(
             "this node has no systemd (no systemd-run), so nothing will revert it by itself: run `kubeadm-recover revert` by {deadline}; `status` shows the deadline"
         );
@@ -135,7 +130,7 @@ pub fn cancel(layout: &NodeLayout, ui: &Ui, only: Option<&str>) {
         let Some(timer) = &schedule.timer else {
             continue;
         };
-        let stopped = on_path("systemctl")
+        let stopped = on_path("systemctl").is_some()
             && duct::cmd("systemctl", ["stop", timer.as_str()])
                 .stderr_null()
                 .stdout_null()

@@ -96,3 +96,64 @@ impl Admin {
         )
     }
 }
+
+/// A TokenRequest for a service account (`kubectl create token`).
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    pub namespace: String,
+    pub service_account: String,
+    /// None: the apiserver's default lifetime.
+    pub duration: Option<Duration>,
+    /// Empty: the apiserver's own audiences.
+    pub audiences: Vec<String>,
+    /// Bind the token to this pod in the same namespace.
+    pub bound_pod: Option<String>,
+}
+
+/// What the apiserver issued: the token (never printed but by `token create`) and its expiry as
+/// the apiserver states it.
+pub struct IssuedToken {
+    pub token: secrecy::SecretString,
+    pub expiration_timestamp: String,
+}
+
+impl Admin {
+    /// Asks for a token; a refusal is `Failed` in the apiserver's words.
+    pub fn request_token(&self, request: &TokenRequest) -> Result<IssuedToken> {
+        let mut spec = serde_json::json!({});
+        if let Some(duration) = request.duration {
+            spec["expirationSeconds"] = duration.as_secs().into();
+        }
+        if !request.audiences.is_empty() {
+            spec["audiences"] = serde_json::json!(request.audiences);
+        }
+        if let Some(pod) = &request.bound_pod {
+            spec["boundObjectRef"] =
+                serde_json::json!({"kind": "Pod", "apiVersion": "v1", "name": pod});
+        }
+        let body = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
+        let what = format!(
+            "TokenRequest for {}/{}",
+            request.namespace, request.service_account
+        );
+        let answer: serde_json::Value = self
+            .post(
+                &format!(
+                    "/api/v1/namespaces/{}/serviceaccounts/{}/token",
+                    request.namespace, request.service_account
+                ),
+                &body,
+            )
+            .map_err(|e| Error::Failed(format!("{what}: {e}")))?;
+        let token = answer["status"]["token"]
+            .as_str()
+            .ok_or_else(|| Error::Failed(format!("{what}: the answer has no token")))?;
+        Ok(IssuedToken {
+            token: secrecy::SecretString::from(token.to_string()),
+            expiration_timestamp: answer["status"]["expirationTimestamp"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        })
+    }
+}

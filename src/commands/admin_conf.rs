@@ -129,7 +129,7 @@ fn b64(text: &str) -> String {
 
 fn resolve_method(ctx: &Context, method: Method) -> Result<Method> {
     let ca_key = ctx.layout.path("/etc/kubernetes/pki/ca.key");
-    let kubeadm = which("kubeadm");
+    let kubeadm = crate::node::on_path("kubeadm").is_some();
     match method {
         Method::Auto if ca_key.is_file() => Ok(Method::Native),
         Method::Auto if kubeadm => Ok(Method::Kubeadm),
@@ -142,11 +142,6 @@ fn resolve_method(ctx: &Context, method: Method) -> Result<Method> {
         )),
         other => Ok(other),
     }
-}
-
-fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// What the apiserver manifest says about the cluster: 1.29 or later, and the server address.

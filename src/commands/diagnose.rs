@@ -57,19 +57,13 @@ impl Report for Diagnosis {
     }
 }
 
-fn not_after_of_pem(pem: &[u8]) -> Result<i64, String> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| e.to_string())?;
-    let cert = pem.parse_x509().map_err(|e| e.to_string())?;
-    Ok(cert.validity().not_after.timestamp())
-}
-
 fn certificates(ctx: &Context) -> Vec<Expiry> {
     CERTIFICATES
         .iter()
         .filter_map(|name| {
             let path = ctx.layout.path(&format!("/etc/kubernetes/pki/{name}.crt"));
             let bytes = std::fs::read(&path).ok()?;
-            let (not_after, problem) = match not_after_of_pem(&bytes) {
+            let (not_after, problem) = match crate::pem::not_after(&bytes) {
                 Ok(n) => (Some(n), None),
                 Err(e) => (None, Some(e)),
             };
@@ -181,7 +175,7 @@ pub fn facts(ctx: &Context) -> Facts {
         apiserver,
         migration: status
             .migration
-            .filter(|m| !m.starts_with("nothing depends")),
+            .filter(|m| m != super::migrate::NOTHING_DEPENDS),
         unfinished: status
             .session
             .as_ref()

@@ -2,14 +2,12 @@
 //! journaled, backed-up edits through the one executor. Diffs are shown with every secret value
 //! redacted.
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use super::{Context, change_settings};
-use crate::apiserver::admin::Admin;
+use crate::apiserver::admin::{Admin, TokenRequest};
 use crate::cli::KubeconfigCommand;
 use crate::clock::{now_unix, rfc3339};
 use crate::credentials::kubeconfig_edit::{redacted, replace_token};
@@ -42,9 +40,13 @@ pub fn run(ctx: &Context, action: KubeconfigCommand) -> Result<()> {
             &target(kubeconfig)?,
             &NewToken {
                 user,
-                service_account,
-                namespace,
-                duration,
+                request: TokenRequest {
+                    service_account,
+                    namespace,
+                    duration,
+                    audiences: Vec::new(),
+                    bound_pod: None,
+                },
             },
             &change_settings(&confirm, None, None),
         ),
@@ -207,9 +209,7 @@ fn prune_expired(ctx: &Context, path: &Path, settings: &plan::ChangeSettings) ->
 
 struct NewToken {
     user: String,
-    service_account: String,
-    namespace: String,
-    duration: Option<Duration>,
+    request: TokenRequest,
 }
 
 #[derive(Debug, Serialize)]
@@ -252,35 +252,10 @@ impl Report for SetTokenResult {
 
 /// A TokenRequest with the node's admin credential: (token, expirationTimestamp).
 fn request_token(ctx: &Context, new: &NewToken) -> Result<(SecretString, String)> {
-    let admin = Admin::connect(&ctx.layout.admin_conf())?;
-    let mut spec = json!({});
-    if let Some(duration) = new.duration {
-        spec["expirationSeconds"] = json!(duration.as_secs());
-    }
-    let answer: Value = admin
-        .post(
-            &format!(
-                "/api/v1/namespaces/{}/serviceaccounts/{}/token",
-                new.namespace, new.service_account
-            ),
-            &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}),
-        )
-        .map_err(|e| {
-            Error::Failed(format!(
-                "TokenRequest for {}/{}: {e}; nothing was changed",
-                new.namespace, new.service_account
-            ))
-        })?;
-    let token = answer["status"]["token"]
-        .as_str()
-        .ok_or_else(|| Error::Failed("the TokenRequest answer has no token".into()))?;
-    Ok((
-        SecretString::from(token.to_string()),
-        answer["status"]["expirationTimestamp"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-    ))
+    let issued = Admin::connect(&ctx.layout.admin_conf())?
+        .request_token(&new.request)
+        .map_err(|e| Error::Failed(format!("{e}; nothing was changed")))?;
+    Ok((issued.token, issued.expiration_timestamp))
 }
 
 fn set_token(
@@ -314,15 +289,15 @@ fn set_token(
                 "replace user {}'s token in {} with a new one for {}/{} (backed up first)",
                 new.user,
                 path.display(),
-                new.namespace,
-                new.service_account
+                new.request.namespace,
+                new.request.service_account
             )))
         })?;
     ctx.ui.report(&SetTokenResult {
         kubeconfig: path.display().to_string(),
         diff: plan.diff,
         user: new.user.clone(),
-        service_account: format!("{}/{}", new.namespace, new.service_account),
+        service_account: format!("{}/{}", new.request.namespace, new.request.service_account),
         expiration_timestamp: expiration,
         changed: executed.changed(),
         dry_run: executed.dry_run,

@@ -32,11 +32,14 @@ pub struct MigrationCheck {
     pub depends_on_extension: bool,
 }
 
+/// `status`'s migration line when nothing depends on token extension.
+pub const NOTHING_DEPENDS: &str = "nothing depends on long-lived or stale tokens";
+
 impl MigrationCheck {
     /// One line for `status`.
     pub fn summary(&self) -> String {
         if !self.depends_on_extension {
-            return "nothing depends on long-lived or stale tokens".into();
+            return NOTHING_DEPENDS.into();
         }
         format!(
             "{} service-account-token secret(s), {} pod(s) mounting one, {} stale-token user(s) (kubeadm-recover migrate check)",

@@ -110,13 +110,7 @@ fn simulator() -> Result<PathBuf> {
     if beside.is_file() {
         return Ok(beside);
     }
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(SIMULATOR))
-                .find(|p| p.is_file())
-        })
-        .ok_or_else(|| {
+    crate::node::on_path(SIMULATOR).ok_or_else(|| {
             Error::Refused(format!(
                 "rehearse needs the simulator `{SIMULATOR}`, which is neither next to {} nor on PATH.\n  \
                  what to do: build it with `cargo build --release` in the source tree (it builds both binaries), \

@@ -2,14 +2,13 @@
 //! them changes the node; none prints a token except `create`, whose output is the token.
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Context;
-use crate::apiserver::admin::{Admin, CallError};
+use crate::apiserver::admin::{Admin, TokenRequest};
 use crate::cli::{ApiOptions, InspectOptions, TokenCommand};
 use crate::clock::{now_unix, rfc3339};
 use crate::error::{Error, Result};
@@ -33,7 +32,7 @@ pub fn run(ctx: &Context, action: TokenCommand) -> Result<()> {
             api,
         } => create(
             ctx,
-            &Request {
+            &TokenRequest {
                 service_account,
                 namespace,
                 duration,
@@ -269,10 +268,6 @@ impl Report for Review {
     }
 }
 
-fn api_failed(what: &str, e: CallError) -> Error {
-    Error::Failed(format!("{what}: {e}"))
-}
-
 fn review(ctx: &Context, file: &Path, audiences: &[String], api: &ApiOptions) -> Result<()> {
     let secret = read_token(file)?;
     if secret.expose_secret().is_empty() {
@@ -290,7 +285,7 @@ fn review(ctx: &Context, file: &Path, audiences: &[String], api: &ApiOptions) ->
         json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec});
     let answer: Value = admin
         .post("/apis/authentication.k8s.io/v1/tokenreviews", &body)
-        .map_err(|e| api_failed("TokenReview", e))?;
+        .map_err(|e| Error::Failed(format!("TokenReview: {e}")))?;
     let status = &answer["status"];
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
@@ -320,14 +315,6 @@ fn review(ctx: &Context, file: &Path, audiences: &[String], api: &ApiOptions) ->
     }
 }
 
-struct Request {
-    service_account: String,
-    namespace: String,
-    duration: Option<Duration>,
-    audiences: Vec<String>,
-    bound_pod: Option<String>,
-}
-
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Created {
@@ -346,42 +333,12 @@ impl Report for Created {
     }
 }
 
-fn create(ctx: &Context, request: &Request, api: &ApiOptions) -> Result<()> {
+fn create(ctx: &Context, request: &TokenRequest, api: &ApiOptions) -> Result<()> {
     let admin = admin(ctx, api)?;
-    let mut spec = json!({});
-    if let Some(duration) = request.duration {
-        spec["expirationSeconds"] = json!(duration.as_secs());
-    }
-    if !request.audiences.is_empty() {
-        spec["audiences"] = json!(request.audiences);
-    }
-    if let Some(pod) = &request.bound_pod {
-        spec["boundObjectRef"] = json!({"kind": "Pod", "apiVersion": "v1", "name": pod});
-    }
-    let body =
-        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
-    let path = format!(
-        "/api/v1/namespaces/{}/serviceaccounts/{}/token",
-        request.namespace, request.service_account
-    );
     let now = now_unix();
-    let answer: Value = admin.post(&path, &body).map_err(|e| {
-        api_failed(
-            &format!(
-                "TokenRequest for {}/{}",
-                request.namespace, request.service_account
-            ),
-            e,
-        )
-    })?;
-    let token = answer["status"]["token"]
-        .as_str()
-        .ok_or_else(|| Error::Failed("the apiserver's TokenRequest answer has no token".into()))?
-        .to_string();
-    let expiration = answer["status"]["expirationTimestamp"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let issued = admin.request_token(request)?;
+    let token = issued.token.expose_secret().to_string();
+    let expiration = issued.expiration_timestamp;
     let granted = crate::clock::parse_rfc3339(&expiration).map_or(0, |e| e - now);
     let requested = request.duration.map(|d| d.as_secs());
     // A minute of slack for the round trip and clock skew between here and the apiserver.

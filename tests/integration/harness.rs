@@ -373,6 +373,20 @@ impl SimNode {
     }
 }
 
+impl SimNode {
+    /// The real kubectl with one of the node's kubeconfigs.
+    pub fn kubectl(&self, kubeconfig: &str, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.path(kubeconfig))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+            .into()
+    }
+}
+
 /// A sandbox whose simulated kubelet runs: its knobs can be turned while it does.
 pub trait Running: Sandbox {
     fn status(&self) -> serde_json::Value {

@@ -1,7 +1,5 @@
 //! `migrate check` (and its line in `status`) on the simulator; the upstream tier repeats it
 //! against the real apiserver.
-use std::process::Command;
-
 use crate::harness::*;
 
 pub const TOKEN_SECRET: &str = r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "deployer-token", "annotations": {"kubernetes.io/service-account.name": "deployer"}}, "type": "kubernetes.io/service-account-token"}"#;
@@ -42,18 +40,6 @@ pub fn assert_finds_the_legacy_token(doc: &serde_json::Value) {
     assert_eq!(doc["dependsOnExtension"], true);
 }
 
-fn sim_kubectl(sim: &SimNode) -> impl Fn(&[&str]) -> Output + '_ {
-    move |args: &[&str]| {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(sim.path("/etc/kubernetes/admin.conf"))
-            .args(args)
-            .output()
-            .unwrap()
-            .into()
-    }
-}
-
 #[test]
 fn migrate_check_finds_legacy_tokens_the_pods_mounting_them_and_stale_token_users() {
     let sim = SimNode::with(NodeOptions {
@@ -71,7 +57,7 @@ fn migrate_check_finds_legacy_tokens_the_pods_mounting_them_and_stale_token_user
         "nothing depends on long-lived or stale tokens"
     );
 
-    legacy_token_in_use(sim_kubectl(&sim));
+    legacy_token_in_use(|args| sim.kubectl("/etc/kubernetes/admin.conf", args));
     crate::sessions::use_a_stale_token(&sim);
     let (code, doc) = check(&sim);
     assert_eq!(code, 1, "something still depends on the extension: {doc}");

@@ -292,14 +292,6 @@ fn the_migration_toolkit_and_the_diagnosis() {
 
     let sim = SimNode::start();
     pin(&sim, "diagnose-live", &["diagnose"], 0);
-    crate::migrate::legacy_token_in_use(|args| {
-        std::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(sim.path("/etc/kubernetes/admin.conf"))
-            .args(args)
-            .output()
-            .unwrap()
-            .into()
-    });
+    crate::migrate::legacy_token_in_use(|args| sim.kubectl("/etc/kubernetes/admin.conf", args));
     pin(&sim, "migrate-check", &["migrate", "check"], 1);
 }
