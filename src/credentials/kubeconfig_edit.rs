@@ -186,7 +186,11 @@ const SECRET_KEYS: [&str; 8] = [
     "client-secret",
 ];
 
-/// The text with every secret value replaced by `<redacted>`, line by line: what a diff of a
+/// Secrets that may be a person's choice, and so guessable.
+const CHOSEN_BY_PEOPLE: [&str; 2] = ["password", "client-secret"];
+
+/// The text with every secret value replaced by `<redacted sha256:…>` (eight hex digits of
+/// the hash of a random value), or `<redacted>` for a password, line by line: what a diff of a
 /// kubeconfig may show a person or a log.
 pub fn redacted(text: &str) -> String {
     text.split_inclusive('\n')
@@ -207,7 +211,15 @@ pub fn redacted(text: &str) -> String {
                     } else {
                         ""
                     };
-                    format!("{} <redacted>{eol}", &line[..at])
+                    // A short fingerprint, so that a diff still shows that the value changed;
+                    // never of what a person may have chosen (a fingerprint would let a
+                    // guess be checked).
+                    if CHOSEN_BY_PEOPLE.contains(key) {
+                        return format!("{} <redacted>{eol}", &line[..at]);
+                    }
+                    let value = line[at..].trim();
+                    let fingerprint = &crate::store::sha256_hex(value.as_bytes())[..8];
+                    format!("{} <redacted sha256:{fingerprint}>{eol}", &line[..at])
                 }
                 None => line.to_string(),
             }
@@ -254,7 +266,7 @@ mod tests {
             !shown.contains("new.tok.en") && !shown.contains("other"),
             "{shown}"
         );
-        assert!(shown.contains("    token: <redacted>\n"), "{shown}");
+        assert!(shown.contains("    token: <redacted sha256:"), "{shown}");
         assert!(shown.contains("- name: ci # the pipeline\n"));
     }
 

@@ -87,7 +87,7 @@ fn prune_expired_removes_only_the_expired_token_fields() {
         "a dry run writes nothing"
     );
     assert!(
-        dry.stdout.contains("-        id-token: <redacted>"),
+        dry.stdout.contains("-        id-token: <redacted sha256:"),
         "{}",
         dry.stdout
     );

@@ -7,12 +7,12 @@ use crate::harness::*;
 
 /// A directory with a fake `systemd-run` and `systemctl` that record their arguments (one per
 /// line) in `systemd-run.args` and `systemctl.log`.
-struct FakeSystemd {
+pub struct FakeSystemd {
     dir: tempfile::TempDir,
 }
 
 impl FakeSystemd {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         for (name, script) in [
             (
@@ -31,7 +31,7 @@ impl FakeSystemd {
         FakeSystemd { dir }
     }
 
-    fn path_env(&self) -> String {
+    pub fn path_env(&self) -> String {
         format!(
             "{}:{}",
             self.dir.path().display(),
