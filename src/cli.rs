@@ -15,8 +15,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOptions,
+    /// With none, on a terminal: `guide`.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// What every command takes.
@@ -142,6 +143,16 @@ pub enum Format {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Walk through the recovery at a terminal: what is wrong, in plain words, then each fix as
+    /// a step you confirm (do it / skip / show details / quit). The default with no command on
+    /// a terminal. Scripts: `diagnose` shows the same steps; run each with --yes.
+    ///
+    /// Example: sudo kubeadm-recover guide
+    Guide {
+        /// Why you are doing this (recorded in the audit log); asked once when not given.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
     /// Show the flag, stray files, backups and admin credential expiry. Changes nothing.
     ///
     /// Example: kubeadm-recover status -o json
@@ -362,6 +373,7 @@ impl Command {
             | Command::Kubeconfig(KubeconfigCommand::SetToken { confirm, .. }) => Some(confirm),
             Command::AdminConf(AdminConf::Regenerate(options)) => Some(&options.confirm),
             Command::Status
+            | Command::Guide { .. }
             | Command::Backups(Backups::List)
             | Command::Journal(JournalCommand::List)
             | Command::Rehearse(_)

@@ -25,6 +25,10 @@ pub enum Error {
     /// was changed.
     #[error("{0}")]
     Negative(String),
+    /// The person at the terminal declined a step of `guide`: `skip` (go on to the next step)
+    /// or `quit` (stop here). Nothing of that step was changed.
+    #[error("{message}")]
+    Declined { quit: bool, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -34,7 +38,7 @@ impl Error {
     pub fn code(&self) -> i32 {
         match self {
             Error::Failed(_) | Error::Negative(_) => 1,
-            Error::Usage(_) => 2,
+            Error::Usage(_) | Error::Declined { .. } => 2,
             Error::Refused(_) => 3,
             Error::ManualActionNeeded(_) => 4,
             Error::Interrupted(_) => 130,
@@ -49,6 +53,7 @@ impl Error {
             Error::ManualActionNeeded(_) => "ManualActionNeeded",
             Error::Interrupted(_) => "Interrupted",
             Error::Negative(_) => "Negative",
+            Error::Declined { .. } => "Declined",
         }
     }
 

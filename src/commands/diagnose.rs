@@ -5,12 +5,13 @@ use serde::Serialize;
 
 use super::Context;
 use super::backups::BackupEntry;
-use super::status::{ManifestRead, status};
+use super::status::{ManifestRead, Status, status};
 use crate::credentials::copies;
 use crate::credentials::issue::Kind;
 use crate::credentials::kubeconfig_edit;
-use crate::diagnose::{self, Apiserver, Expiry, Facts, Finding, Severity};
+use crate::diagnose::{Apiserver, Expiry, Facts, Finding, Severity};
 use crate::error::Result;
+use crate::guide::Guidance;
 use crate::ui::Report;
 
 /// The certificates kubeadm manages besides the kubeconfigs', as `kubeadm certs renew` names
@@ -29,6 +30,9 @@ const CERTIFICATES: [&str; 7] = [
 #[serde(rename_all = "camelCase")]
 pub struct Diagnosis {
     pub findings: Vec<Finding>,
+    /// What `guide` would propose: this tool's steps in order, and what is left to a person.
+    #[serde(flatten)]
+    pub guidance: Guidance,
 }
 
 impl Report for Diagnosis {
@@ -52,6 +56,19 @@ impl Report for Diagnosis {
         }
         if self.findings.is_empty() {
             out.push_str("nothing wrong found\n");
+        }
+        if !self.guidance.steps.is_empty() {
+            out.push_str(
+                "\nsteps (`kubeadm-recover guide` asks about each; scripts add --reason and --yes):\n",
+            );
+            for (i, step) in self.guidance.steps.iter().enumerate() {
+                out.push_str(&format!(
+                    "{}. {}\n   {}\n",
+                    i + 1,
+                    step.title,
+                    step.command_line()
+                ));
+            }
         }
         out
     }
@@ -131,9 +148,9 @@ fn crash_attempts(ctx: &Context) -> (usize, Option<String>) {
     )
 }
 
-pub fn facts(ctx: &Context) -> Facts {
+/// The facts: a `status` just read, and what only the diagnosis reads.
+pub fn facts(ctx: &Context, status: &Status) -> Facts {
     let now = crate::clock::now_unix();
-    let status = status(ctx);
     let (manifest_problem, manifest_extends_tokens) = match &status.manifest.read {
         ManifestRead::Parsed {
             extend_token_expiration,
@@ -175,6 +192,7 @@ pub fn facts(ctx: &Context) -> Facts {
         apiserver,
         migration: status
             .migration
+            .clone()
             .filter(|m| m != super::migrate::NOTHING_DEPENDS),
         unfinished: status
             .session
@@ -196,13 +214,15 @@ pub fn facts(ctx: &Context) -> Facts {
                 _ => None,
             })
             .collect(),
-        journal_problem: status.journal_problem,
+        journal_problem: status.journal_problem.clone(),
     }
 }
 
 pub fn run(ctx: &Context) -> Result<()> {
+    let findings = status(ctx).findings;
     ctx.ui.report(&Diagnosis {
-        findings: diagnose::diagnose(&facts(ctx)),
+        guidance: crate::guide::plan(&findings),
+        findings,
     });
     Ok(())
 }

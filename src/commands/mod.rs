@@ -4,6 +4,7 @@ mod admin_conf;
 mod backups;
 mod diagnose;
 mod extend_tokens;
+mod guide;
 mod journal;
 mod kubeconfig;
 mod migrate;
@@ -27,22 +28,33 @@ pub struct Context {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    let settings = ui_settings(&cli);
     let ctx = Context {
         layout: NodeLayout::new(cli.global.root.clone()),
-        ui: Ui::new(ui_settings(&cli)),
+        ui: Ui::new(settings),
     };
     match cli.command {
-        Command::Status => status::run(&ctx),
-        Command::ExtendTokens(action) => extend_tokens::run(&ctx, action),
-        Command::Backups(action) => backups::run(&ctx, action),
-        Command::AdminConf(action) => admin_conf::run(&ctx, action),
+        // Alone on a terminal: the guide. Anywhere else, at once, the advice (never a hang).
+        None => guide::run(&ctx, settings, None),
+        Some(command) => dispatch(&ctx, settings, command),
+    }
+}
+
+/// Runs one command on the node; `guide` runs its steps through here too.
+fn dispatch(ctx: &Context, settings: UiSettings, command: Command) -> Result<()> {
+    match command {
+        Command::Guide { reason } => guide::run(ctx, settings, reason),
+        Command::Status => status::run(ctx),
+        Command::ExtendTokens(action) => extend_tokens::run(ctx, action),
+        Command::Backups(action) => backups::run(ctx, action),
+        Command::AdminConf(action) => admin_conf::run(ctx, action),
         Command::Revert {
             session,
             confirm,
             restart,
             stale,
         } => revert::revert(
-            &ctx,
+            ctx,
             session.session.as_deref(),
             &change_settings(&confirm, Some(&restart), Some(&stale)),
         ),
@@ -51,18 +63,18 @@ pub fn run(cli: Cli) -> Result<()> {
             confirm,
             restart,
         } => revert::resume(
-            &ctx,
+            ctx,
             session.session.as_deref(),
             &change_settings(&confirm, Some(&restart), None),
         ),
-        Command::Journal(action) => journal::run(&ctx, action),
-        Command::Rehearse(options) => rehearse::run(&ctx, &options),
-        Command::Token(action) => token::run(&ctx, action),
-        Command::Kubeconfig(action) => kubeconfig::run(&ctx, action),
-        Command::Migrate(action) => migrate::run(&ctx, action),
+        Command::Journal(action) => journal::run(ctx, action),
+        Command::Rehearse(options) => rehearse::run(ctx, &options),
+        Command::Token(action) => token::run(ctx, action),
+        Command::Kubeconfig(action) => kubeconfig::run(ctx, action),
+        Command::Migrate(action) => migrate::run(ctx, action),
         Command::Completions { shell } => shell::completions(shell),
         Command::Man => shell::man(),
-        Command::Diagnose => diagnose::run(&ctx),
+        Command::Diagnose => diagnose::run(ctx),
     }
 }
 
@@ -79,7 +91,11 @@ fn ui_settings(cli: &Cli) -> UiSettings {
         quiet: cli.global.quiet,
         verbose: cli.global.verbose,
         non_interactive: cli.global.non_interactive,
-        yes: cli.command.confirm().is_some_and(|c| c.yes),
+        yes: cli
+            .command
+            .as_ref()
+            .and_then(Command::confirm)
+            .is_some_and(|c| c.yes),
     }
 }
 

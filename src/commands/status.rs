@@ -7,6 +7,7 @@ use super::Context;
 use super::backups::{BackupEntry, entries};
 use crate::apiserver::client::{ApiClient, Endpoint};
 use crate::apiserver::process;
+use crate::diagnose::{Finding, Severity};
 use crate::error::Result;
 use crate::journal::{Journal, Session, State};
 use crate::kubeconfig::{CredentialInfo, credential_info};
@@ -33,6 +34,8 @@ pub struct Status {
     /// `migrate check`'s one line, when the apiserver answers it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub migration: Option<String>,
+    /// What is wrong, as `diagnose` says it (the same pure module, from the same facts).
+    pub findings: Vec<Finding>,
 }
 
 #[derive(Debug, Serialize)]
@@ -221,6 +224,25 @@ impl Report for Status {
         if let Some(migration) = &self.migration {
             out.push_str(&format!("migration {migration}\n"));
         }
+        let problems: Vec<&Finding> = self
+            .findings
+            .iter()
+            .filter(|f| f.severity != Severity::Info)
+            .collect();
+        if problems.is_empty() {
+            out.push_str("findings  nothing wrong found\n");
+        } else {
+            out.push_str(
+                "findings  (`kubeadm-recover diagnose`: evidence and fixes; `kubeadm-recover guide`: fix them)\n",
+            );
+            for f in problems {
+                let severity = match f.severity {
+                    Severity::Critical => "CRITICAL",
+                    _ => "warning",
+                };
+                out.push_str(&format!("  [{severity}] {}\n", f.summary));
+            }
+        }
         out
     }
 }
@@ -323,9 +345,10 @@ pub fn status(ctx: &Context) -> Status {
             .ok()
         })
         .map(|check| check.summary());
-    Status {
+    let mut status = Status {
         root: layout.root().to_path_buf(),
         migration,
+        findings: Vec::new(),
         session,
         journal_problem,
         manifest: ManifestStatus {
@@ -346,7 +369,10 @@ pub fn status(ctx: &Context) -> Status {
             .iter()
             .map(|p| credential_info(p, &layout.node_path(p), now))
             .collect(),
-    }
+    };
+    // What is wrong, from what was just read (and what only the diagnosis reads).
+    status.findings = crate::diagnose::diagnose(&super::diagnose::facts(ctx, &status));
+    status
 }
 
 fn summary(layout: &NodeLayout, s: &Session, unfinished: bool, now: i64) -> SessionSummary {

@@ -10,7 +10,6 @@ pub mod nudge;
 pub mod observe;
 pub mod verdict;
 
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -171,7 +170,7 @@ impl<'a> Progress<'a> {
     fn new(ui: &'a Ui) -> Self {
         Progress {
             ui,
-            tty: std::io::stderr().is_terminal() && !ui.json(),
+            tty: ui.redraws_progress(),
             phase: String::new(),
             started: Instant::now(),
         }

@@ -5,6 +5,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
+pub mod guided;
+
 pub const API_VERSION: &str = "kubeadm-recover/v1";
 
 /// A command's result: one typed value, rendered as JSON for scripts or as text for people.
@@ -85,12 +87,24 @@ pub fn stdout_write(text: &str) {
     let _ = out.flush();
 }
 
+/// `NO_COLOR`, set and not empty (no-color.org): no colours.
+pub fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// `TERM=dumb` (Emacs shells, some consoles): no cursor movement, so no spinner.
+pub fn dumb_terminal() -> bool {
+    std::env::var("TERM").is_ok_and(|t| t == "dumb")
+}
+
 pub struct Ui {
     pub format: Format,
     quiet: bool,
     verbose: bool,
     interactive: bool,
     yes: bool,
+    /// Inside `guide`: the executor's question is the guide's (do it / skip / details / quit).
+    guided: Option<guided::GuidedStep>,
 }
 
 impl Ui {
@@ -103,11 +117,26 @@ impl Ui {
                 && std::io::stdin().is_terminal()
                 && std::io::stderr().is_terminal(),
             yes: settings.yes,
+            guided: None,
+        }
+    }
+
+    /// The talker for one step of `guide`.
+    pub fn guided(settings: UiSettings, step: guided::GuidedStep) -> Self {
+        Ui {
+            guided: Some(step),
+            ..Ui::new(settings)
         }
     }
 
     pub fn json(&self) -> bool {
         self.format == Format::Json
+    }
+
+    /// A redrawn progress line: on a terminal that can redraw, unless `-o json` or `--quiet`.
+    /// Elsewhere (logs, pipes) progress is one plain line per phase: no spinner residue.
+    pub fn redraws_progress(&self) -> bool {
+        std::io::stderr().is_terminal() && !self.json() && !self.quiet && !dumb_terminal()
     }
 
     /// Progress and advice, on stderr so that stdout stays parseable.
@@ -147,6 +176,9 @@ impl Ui {
 
     /// Asks before a change. `--yes` answers; without a terminal the question is an error (exit 2).
     pub fn confirm(&self, question: &str) -> Result<()> {
+        if let Some(step) = &self.guided {
+            return guided::ask_step(step, question);
+        }
         if self.yes {
             return Ok(());
         }

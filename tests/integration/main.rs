@@ -8,6 +8,7 @@ mod crash;
 mod diagnose;
 mod dry_run;
 mod extend_tokens;
+mod guide;
 mod hostile;
 mod kubeconfig;
 mod migrate;

@@ -42,6 +42,17 @@ pub fn settings(root: &std::path::Path) -> insta::Settings {
         ),
         (r"\b\d+\.\d\ds\b", "[SECONDS]s"),
         (r"\d+ backups", "[N] backups"),
+        (
+            r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+",
+            "[TOKEN]",
+        ),
+        (
+            r"kubeadm-recover-revert-[0-9A-Za-z.-]+",
+            "kubeadm-recover-revert-[SESSION]",
+        ),
+        (r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]"),
+        (r"<redacted sha256:[0-9a-f]{8}>", "<redacted sha256:[FP]>"),
+        (r#""deadlineUnix": \d+"#, r#""deadlineUnix": "[N]""#),
     ];
     s.add_filter(&escape(&root.display().to_string()), "[ROOT]");
     for (regex, replacement) in filters {
@@ -294,4 +305,121 @@ fn the_migration_toolkit_and_the_diagnosis() {
     pin(&sim, "diagnose-live", &["diagnose"], 0);
     crate::migrate::legacy_token_in_use(|args| sim.kubectl("/etc/kubernetes/admin.conf", args));
     pin(&sim, "migrate-check", &["migrate", "check"], 1);
+}
+
+/// One run with `env` set: (stdout, stderr), with the expected exit code.
+fn run_with(node: &dyn Sandbox, env: &[(&str, &str)], args: &[&str], code: i32) -> Output {
+    let mut run = node.run().args(args);
+    for (key, value) in env {
+        run = run.env(key, value);
+    }
+    run.code(code)
+}
+
+#[test]
+fn the_token_api_set_token_and_the_revert_deadline() {
+    let sim = SimNode::start();
+    let created = sim
+        .run()
+        .args([
+            "token",
+            "create",
+            "deployer",
+            "-n",
+            "ci",
+            "--duration",
+            "1h",
+        ])
+        .ok();
+    let created_json = sim
+        .run()
+        .args([
+            "token",
+            "create",
+            "deployer",
+            "-n",
+            "ci",
+            "--duration",
+            "1h",
+            "-o",
+            "json",
+        ])
+        .ok();
+    let token_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token_file.path(), created.stdout.trim()).unwrap();
+    let token = token_file.path().to_str().unwrap();
+    let review = run_with(&sim, &[], &["token", "review", token], 0);
+    let review_json = run_with(&sim, &[], &["token", "review", token, "-o", "json"], 0);
+    let forged = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(forged.path(), "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln").unwrap();
+    let forged = forged.path().to_str().unwrap();
+    let rejected = run_with(&sim, &[], &["token", "review", forged], 1);
+    let rejected_json = run_with(&sim, &[], &["token", "review", forged, "-o", "json"], 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("ci.conf");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nusers:\n- name: ci\n  user:\n    token: a-long-lived-secret-token\n",
+    )
+    .unwrap();
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    let set_token = [
+        "kubeconfig",
+        "set-token",
+        "--kubeconfig",
+        kubeconfig,
+        "--user",
+        "ci",
+        "--from",
+        "deployer",
+        "-n",
+        "ci",
+    ];
+    let set_dry = run_with(
+        &sim,
+        &[],
+        &[&set_token[..], &["--duration", "1h", "--dry-run"]].concat(),
+        0,
+    );
+    let set_text = run_with(
+        &sim,
+        &[],
+        &[&set_token[..], &["--duration", "1h", "--yes"]].concat(),
+        0,
+    );
+    // Another lifetime: the same request in the same second is the same token.
+    let set_json = run_with(
+        &sim,
+        &[],
+        &[&set_token[..], &["--yes", "--duration", "2h", "-o", "json"]].concat(),
+        0,
+    );
+
+    let systemd = crate::schedule::FakeSystemd::new();
+    let path = systemd.path_env();
+    let env = [("PATH", path.as_str())];
+    let enable = ["extend-tokens", "enable", "--yes", "--revert-after", "2d"];
+    let enable_text = run_with(&sim, &env, &enable, 0);
+    run_with(&sim, &env, &["revert", "--yes", "--stale-window", "0s"], 0);
+    let enable_json = run_with(&sim, &env, &[&enable[..], &["-o", "json"]].concat(), 0);
+
+    for secret in ["a-long-lived-secret-token", created.stdout.trim()] {
+        for out in [&set_dry, &set_text, &set_json] {
+            assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret));
+        }
+    }
+    settings(sim.root()).bind(|| {
+        insta::assert_snapshot!("token-create.stderr", created.stderr);
+        insta::assert_snapshot!("token-create.json", created_json.stdout);
+        insta::assert_snapshot!("token-review.txt", review.stdout);
+        insta::assert_snapshot!("token-review.json", review_json.stdout);
+        insta::assert_snapshot!("token-review-rejected.txt", rejected.stdout);
+        insta::assert_snapshot!("token-review-rejected.json", rejected_json.stdout);
+        insta::assert_snapshot!("kubeconfig-set-token-dry-run.txt", set_dry.stdout);
+        insta::assert_snapshot!("kubeconfig-set-token.txt", set_text.stdout);
+        insta::assert_snapshot!("kubeconfig-set-token.json", set_json.stdout);
+        insta::assert_snapshot!("extend-tokens-enable-revert-after.txt", enable_text.stdout);
+        insta::assert_snapshot!("extend-tokens-enable-revert-after.json", enable_json.stdout);
+    });
 }

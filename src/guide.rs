@@ -1,0 +1,318 @@
+//! From findings to a recovery plan: which of this tool's commands to run, in which order, and
+//! what is left for a person to do by hand. Pure — `guide` asks about each step, `diagnose`
+//! shows the same steps to scripts, which run them with `--yes`.
+use serde::Serialize;
+
+use crate::diagnose::{Finding, Severity};
+
+/// The validity proposed for a new super-admin.conf: it is `system:masters`, which RBAC cannot
+/// restrict and nothing can revoke short of rotating the CA, so it should not outlive the
+/// emergency.
+pub const SUPER_ADMIN_VALIDITY: &str = "24h";
+
+/// How long token extension is proposed to stay on before it is reverted by itself.
+pub const REVERT_AFTER: &str = "7d";
+
+/// One step: a command of this tool, as a script would run it (plus `--reason` and `--yes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    /// What it does, for people.
+    pub title: String,
+    /// The arguments after `kubeadm-recover` (no `--root`, `--reason` or `--yes`).
+    pub args: Vec<String>,
+    /// The ids of the findings it answers.
+    pub answers: Vec<String>,
+    /// What a person should know before saying yes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Step {
+    /// The command line, as typed.
+    pub fn command_line(&self) -> String {
+        std::iter::once("kubeadm-recover".to_string())
+            .chain(self.args.iter().map(|a| shell_quote(a)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// What to do about the findings: this tool's steps in order, and what only a person can do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Guidance {
+    pub steps: Vec<Step>,
+    /// Fixes this tool does not make (start the kubelet, renew other certificates, ...).
+    pub by_hand: Vec<String>,
+}
+
+fn has(findings: &[Finding], id: &str) -> bool {
+    findings.iter().any(|f| f.id == id)
+}
+
+fn ids(findings: &[Finding], wanted: &[&str]) -> Vec<String> {
+    findings
+        .iter()
+        .filter(|f| wanted.contains(&f.id.as_str()))
+        .map(|f| f.id.clone())
+        .collect()
+}
+
+fn args(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+/// The plan for `findings` (as `diagnose` orders them): finish an interrupted change first,
+/// then the credentials, then token extension.
+pub fn plan(findings: &[Finding]) -> Guidance {
+    let mut guidance = Guidance::default();
+    let mut by_hand: Vec<(&str, String)> = Vec::new();
+    // Fixes that are not ours, most severe first; ours are steps.
+    const OURS: [&str; 9] = [
+        "unfinished-session",
+        "manifest-parked",
+        "admin-expired",
+        "admin-expiring",
+        "admin-conf-unreadable",
+        "kubeconfig-copy-stale",
+        "super-admin-expired",
+        "super-admin-expiring",
+        "token-extension-off",
+    ];
+    for f in findings {
+        let informational = matches!(
+            f.id.as_str(),
+            "token-extension-on" | "depends-on-token-extension"
+        );
+        if !OURS.contains(&f.id.as_str()) && !informational && f.severity != Severity::Info {
+            by_hand.push((&f.id, format!("{}: {}", f.summary, f.fix)));
+        }
+    }
+    // An unreadable journal refuses every change; so does a manifest that is not a pod.
+    if has(findings, "journal-unreadable") || has(findings, "manifest-unreadable") {
+        guidance.by_hand = by_hand.into_iter().map(|(_, text)| text).collect();
+        return guidance;
+    }
+    let strays = has(findings, "stray-manifest");
+    let apiserver_down = [
+        "apiserver-not-running",
+        "apiserver-unhealthy",
+        "apiserver-crash-looping",
+    ]
+    .iter()
+    .any(|id| has(findings, id));
+
+    let interrupted = ids(findings, &["unfinished-session", "manifest-parked"]);
+    if !interrupted.is_empty() {
+        let mut words = args(&["resume"]);
+        if strays {
+            words.push("--move-strays".into());
+        }
+        guidance.steps.push(Step {
+            title: "finish the interrupted change (resume), and prove it".into(),
+            args: words,
+            answers: interrupted,
+            note: Some(
+                "to undo it instead, skip this step and run `kubeadm-recover revert`".into(),
+            ),
+        });
+    }
+
+    let admin = ids(
+        findings,
+        &[
+            "admin-expired",
+            "admin-expiring",
+            "admin-conf-unreadable",
+            "kubeconfig-copy-stale",
+        ],
+    );
+    let not_verified = "the apiserver is not answering, so the new credential is checked against \
+                        ca.crt only, not with SelfSubjectReview";
+    if !admin.is_empty() {
+        let mut words = args(&["admin-conf", "regenerate", "--update-copies"]);
+        if apiserver_down {
+            words.push("--no-verify".into());
+        }
+        guidance.steps.push(Step {
+            title: "regenerate admin.conf from the cluster CA and update the copies that hold the old one".into(),
+            args: words,
+            answers: admin,
+            note: apiserver_down.then(|| not_verified.to_string()),
+        });
+    }
+
+    let super_admin = ids(findings, &["super-admin-expired", "super-admin-expiring"]);
+    if !super_admin.is_empty() {
+        let mut words = args(&[
+            "admin-conf",
+            "regenerate",
+            "--only-super-admin",
+            "--validity",
+            SUPER_ADMIN_VALIDITY,
+        ]);
+        if apiserver_down {
+            words.push("--no-verify".into());
+        }
+        guidance.steps.push(Step {
+            title: format!("regenerate super-admin.conf, valid {SUPER_ADMIN_VALIDITY} only"),
+            args: words,
+            answers: super_admin,
+            note: Some(format!(
+                "super-admin.conf is system:masters: RBAC cannot restrict it and nothing revokes it, \
+                 so it is issued for {SUPER_ADMIN_VALIDITY}; skip this step and run the command with \
+                 another --validity if you need longer"
+            )),
+        });
+    }
+
+    // Turning extension on restarts the apiserver: only with a kubelet to do it and an
+    // apiserver to restart; otherwise those come first, by hand.
+    if has(findings, "token-extension-off")
+        && !has(findings, "kubelet-not-running")
+        && !has(findings, "apiserver-not-running")
+    {
+        let mut words = args(&["extend-tokens", "enable", "--revert-after", REVERT_AFTER]);
+        if strays {
+            words.push("--move-strays".into());
+        }
+        guidance.steps.push(Step {
+            title: format!(
+                "turn token extension on, so that clients with expired service-account tokens \
+                 work again; reverted by itself in {REVERT_AFTER}"
+            ),
+            args: words,
+            answers: ids(findings, &["token-extension-off", "stray-manifest"]),
+            note: Some(
+                "the apiserver restarts (the kubelet does it); if the new one is not healthy, \
+                 the change is rolled back. Skip this step if no client fails with \
+                 'invalid bearer token'"
+                    .into(),
+            ),
+        });
+    }
+    // A step that restarts the apiserver moves the strays itself.
+    let moved = guidance
+        .steps
+        .iter()
+        .any(|s| s.args.iter().any(|a| a == "--move-strays"));
+    guidance.by_hand = by_hand
+        .into_iter()
+        .filter(|(id, _)| !(moved && *id == "stray-manifest"))
+        .map(|(_, text)| text)
+        .collect();
+    guidance
+}
+
+/// Quoted for a POSIX shell when it needs to be.
+pub fn shell_quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(id: &str, severity: Severity) -> Finding {
+        Finding {
+            id: id.into(),
+            severity,
+            summary: format!("{id} summary"),
+            evidence: String::new(),
+            fix: format!("{id} fix"),
+        }
+    }
+
+    fn commands(guidance: &Guidance) -> Vec<String> {
+        guidance.steps.iter().map(Step::command_line).collect()
+    }
+
+    #[test]
+    fn the_break_glass_order_session_then_credentials_then_extension() {
+        let findings = [
+            finding("unfinished-session", Severity::Critical),
+            finding("admin-expired", Severity::Critical),
+            finding("kubeconfig-copy-stale", Severity::Warning),
+            finding("super-admin-expired", Severity::Critical),
+            finding("token-extension-off", Severity::Info),
+        ];
+        let guidance = plan(&findings);
+        assert_eq!(
+            commands(&guidance),
+            [
+                "kubeadm-recover resume",
+                "kubeadm-recover admin-conf regenerate --update-copies",
+                "kubeadm-recover admin-conf regenerate --only-super-admin --validity 24h",
+                "kubeadm-recover extend-tokens enable --revert-after 7d",
+            ]
+        );
+        assert_eq!(
+            guidance.steps[1].answers,
+            ["admin-expired", "kubeconfig-copy-stale"]
+        );
+        assert!(guidance.by_hand.is_empty());
+    }
+
+    #[test]
+    fn a_healthy_node_needs_nothing() {
+        let guidance = plan(&[
+            finding("token-extension-on", Severity::Info),
+            finding("depends-on-token-extension", Severity::Warning),
+        ]);
+        assert_eq!(guidance, Guidance::default());
+    }
+
+    #[test]
+    fn without_a_kubelet_or_an_apiserver_extension_waits_and_credentials_are_not_verified_online() {
+        let guidance = plan(&[
+            finding("kubelet-not-running", Severity::Critical),
+            finding("apiserver-not-running", Severity::Critical),
+            finding("admin-expired", Severity::Critical),
+            finding("token-extension-off", Severity::Info),
+        ]);
+        assert_eq!(
+            commands(&guidance),
+            ["kubeadm-recover admin-conf regenerate --update-copies --no-verify"]
+        );
+        assert_eq!(
+            guidance.by_hand,
+            [
+                "kubelet-not-running summary: kubelet-not-running fix",
+                "apiserver-not-running summary: apiserver-not-running fix"
+            ]
+        );
+    }
+
+    #[test]
+    fn strays_are_moved_by_the_step_that_restarts_and_an_unreadable_journal_stops_everything() {
+        let guidance = plan(&[
+            finding("stray-manifest", Severity::Warning),
+            finding("token-extension-off", Severity::Info),
+        ]);
+        assert_eq!(
+            commands(&guidance),
+            ["kubeadm-recover extend-tokens enable --revert-after 7d --move-strays"]
+        );
+        assert!(guidance.by_hand.is_empty(), "the step moves them");
+        let blocked = plan(&[
+            finding("journal-unreadable", Severity::Critical),
+            finding("admin-expired", Severity::Critical),
+        ]);
+        assert!(blocked.steps.is_empty());
+        assert_eq!(blocked.by_hand.len(), 1);
+    }
+
+    #[test]
+    fn words_a_shell_would_split_are_quoted() {
+        assert_eq!(shell_quote("--reason"), "--reason");
+        assert_eq!(shell_quote("admin.conf expired"), "'admin.conf expired'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}
