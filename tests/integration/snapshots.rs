@@ -423,3 +423,22 @@ fn the_token_api_set_token_and_the_revert_deadline() {
         insta::assert_snapshot!("extend-tokens-enable-revert-after.json", enable_json.stdout);
     });
 }
+
+#[test]
+fn an_interrupted_change_resumed_and_one_abandoned() {
+    let sim = SimNode::start();
+    sim.killed_mid_change();
+    sim.configure(|c| c.frozen = false);
+    pin_once(&sim, "resume.json", &["resume", "--yes", "-o", "json"]);
+    let sim = SimNode::start();
+    sim.killed_mid_change();
+    let session = sim.status()["session"]["id"].as_str().unwrap().to_string();
+    pin_once(
+        &sim,
+        "journal-abandon.json",
+        &[
+            "journal", "abandon", "--session", &session, "--yes", "--reason", "edited by hand", "-o",
+            "json",
+        ],
+    );
+}
