@@ -177,5 +177,9 @@ fn every_finding_that_can_be_staged_on_a_stopped_node_is_named() {
         assert!(ids(&found).contains(&id), "{id} in {found:?}");
     }
     let doc = node.run().args(["diagnose", "-o", "json"]).ok().json();
-    assert_eq!(doc["steps"], serde_json::json!([]), "nothing can be changed: {doc}");
+    assert_eq!(
+        doc["steps"],
+        serde_json::json!([]),
+        "nothing can be changed: {doc}"
+    );
 }

@@ -1,13 +1,9 @@
 //! `guide` driven through a pseudo-terminal (expectrl), as a person at an SSH session drives it.
-use std::process::Command;
 use std::time::Duration;
 
-use expectrl::Expect;
-use expectrl::process::unix::WaitStatus;
-use expectrl::session::OsSession as Session;
 use kubeadm_recover_sim::node::NodeOptions;
 
-use crate::harness::{Running, Sandbox, SimNode, Snapshot};
+use crate::harness::{Answer, Running, Sandbox, SimNode, Snapshot, Terminal};
 
 /// The expired admin credentials and token extension off: the three break-glass steps.
 fn locked_out() -> SimNode {
@@ -26,103 +22,6 @@ fn extension_off() -> SimNode {
     })
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Answer {
-    DoIt,
-    Skip,
-    Details,
-    Quit,
-    CtrlC,
-}
-
-/// The tool on a terminal of its own (it is the session leader; the pty is its controlling
-/// terminal, as over SSH).
-struct Terminal {
-    session: Session,
-    seen: String,
-}
-
-impl Terminal {
-    fn guide(node: &impl Sandbox, args: &[&str]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kubeadm-recover"));
-        command
-            .env_remove("KUBEADM_RECOVER_ROOT")
-            .env("NO_COLOR", "1")
-            .env("TERM", "xterm")
-            .arg("--root")
-            .arg(node.root())
-            .args(args);
-        let mut session = Session::spawn(command).expect("spawn on a pty");
-        // The restart under a busy test run takes seconds; a hang still fails.
-        session.set_expect_timeout(Some(Duration::from_secs(120)));
-        Terminal {
-            session,
-            seen: String::new(),
-        }
-    }
-
-    /// Waits for `text` on the screen; returns what came before it.
-    fn expect(&mut self, text: &str) -> String {
-        match self.session.expect(text) {
-            Ok(found) => {
-                let before = String::from_utf8_lossy(found.before()).into_owned();
-                self.seen.push_str(&before);
-                self.seen.push_str(text);
-                before
-            }
-            Err(e) => panic!("waiting for {text:?}: {e}\nscreen so far:\n{}", self.seen),
-        }
-    }
-
-    fn send(&mut self, keys: &str) {
-        self.session.send(keys).unwrap();
-    }
-
-    /// Waits for step `n`'s question (after its plan) and answers it; returns what the screen
-    /// showed since the last answer (the previous step's result, this step's plan).
-    fn answer(&mut self, n: usize, answer: Answer) -> String {
-        let mut before = self.expect(&format!("== step {n}/"));
-        before.push_str(&self.expect("quit"));
-        // Let the question start reading keys.
-        std::thread::sleep(Duration::from_millis(200));
-        const DOWN: &str = "\x1b[B";
-        let keys = match answer {
-            Answer::DoIt => "\r".to_string(),
-            Answer::Skip => format!("{DOWN}\r"),
-            Answer::Details => format!("{DOWN}{DOWN}\r"),
-            Answer::Quit => format!("{DOWN}{DOWN}{DOWN}\r"),
-            Answer::CtrlC => "\x03".to_string(),
-        };
-        self.send(&keys);
-        before
-    }
-
-    /// Everything until the tool exits, and its exit code.
-    fn finish(mut self) -> (i32, String) {
-        let rest = self.expect_eof();
-        self.seen.push_str(&rest);
-        let status = self.session.get_process().wait().unwrap();
-        let code = match status {
-            WaitStatus::Exited(_, code) => code,
-            other => panic!("not a normal exit: {other:?}\n{}", self.seen),
-        };
-        (code, self.seen)
-    }
-
-    fn expect_eof(&mut self) -> String {
-        match self.session.expect(expectrl::Eof) {
-            Ok(found) => {
-                let mut rest = String::from_utf8_lossy(found.before()).into_owned();
-                for m in found.matches() {
-                    rest.push_str(&String::from_utf8_lossy(m));
-                }
-                rest
-            }
-            Err(e) => panic!("waiting for the end: {e}\nscreen so far:\n{}", self.seen),
-        }
-    }
-}
-
 /// The node as a person could tell: every file the tool may touch, and the journal.
 fn node_state(node: &SimNode) -> Snapshot {
     node.snapshot()
@@ -131,7 +30,7 @@ fn node_state(node: &SimNode) -> Snapshot {
 #[test]
 fn the_happy_path_gets_a_working_admin_conf_and_token_extension_on() {
     let sim = locked_out();
-    let mut t = Terminal::guide(&sim, &[]);
+    let mut t = Terminal::run(&sim, &[]);
     let overview = t.expect("Why are you doing this?");
     assert!(
         overview.contains("[CRITICAL] admin.conf expired"),
@@ -200,7 +99,7 @@ fn skip_or_quit_at_each_question_leaves_the_node_as_it_was_before_that_step() {
     let start = node_state(&sim);
 
     // Ctrl-C at the reason: nothing.
-    let mut t = Terminal::guide(&sim, &["guide"]);
+    let mut t = Terminal::run(&sim, &["guide"]);
     t.expect("Why are you doing this?");
     std::thread::sleep(Duration::from_millis(200));
     t.send("\x03");
@@ -212,7 +111,7 @@ fn skip_or_quit_at_each_question_leaves_the_node_as_it_was_before_that_step() {
     // Each step in turn: skip the ones before it (nothing changes), then quit or Ctrl-C at it.
     for step in 1..=3 {
         for (answer, expected) in [(Answer::Quit, 2), (Answer::CtrlC, 130)] {
-            let mut t = Terminal::guide(&sim, &["guide", "--reason", "drill"]);
+            let mut t = Terminal::run(&sim, &["guide", "--reason", "drill"]);
             for earlier in 1..step {
                 t.answer(earlier, Answer::Skip);
             }
@@ -233,7 +132,7 @@ fn skip_or_quit_at_each_question_leaves_the_node_as_it_was_before_that_step() {
     }
 
     // Do a step, then quit at the next: the node is as that step left it.
-    let mut t = Terminal::guide(&sim, &["guide", "--reason", "drill"]);
+    let mut t = Terminal::run(&sim, &["guide", "--reason", "drill"]);
     t.answer(1, Answer::DoIt);
     t.expect("step 2/");
     let after_first = node_state(&sim);
@@ -253,7 +152,7 @@ fn ctrl_c_while_the_apiserver_restarts_rolls_back() {
     let sim = extension_off();
     let original = sim.manifest();
     sim.configure(|c| c.frozen = true);
-    let mut t = Terminal::guide(&sim, &["guide", "--reason", "drill"]);
+    let mut t = Terminal::run(&sim, &["guide", "--reason", "drill"]);
     t.answer(1, Answer::DoIt);
     t.expect("waiting");
     t.send("\x03");

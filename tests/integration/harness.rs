@@ -4,6 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use expectrl::Expect;
+use expectrl::process::unix::WaitStatus;
+use expectrl::session::OsSession as Session;
+
 pub use kubeadm_recover_sim::config::SimConfig;
 pub use kubeadm_recover_sim::node::NodeOptions;
 
@@ -630,5 +634,104 @@ impl Drop for RealNode {
         stop_kubelet(&mut self.kubelet);
         let _ = self.holder.kill();
         let _ = self.holder.wait();
+    }
+}
+
+/// A person at a terminal: the tool on a pseudo-terminal of its own (expectrl), as over SSH.
+#[derive(Clone, Copy, Debug)]
+pub enum Answer {
+    DoIt,
+    Skip,
+    Details,
+    Quit,
+    CtrlC,
+}
+
+/// The tool on a terminal of its own (it is the session leader; the pty is its controlling
+/// terminal, as over SSH).
+pub struct Terminal {
+    session: Session,
+    seen: String,
+}
+
+impl Terminal {
+    /// `kubeadm-recover --root NODE ARGS` on a new pseudo-terminal.
+    pub fn run(node: &(impl Sandbox + ?Sized), args: &[&str]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kubeadm-recover"));
+        command
+            .env_remove("KUBEADM_RECOVER_ROOT")
+            .env("NO_COLOR", "1")
+            .env("TERM", "xterm")
+            .arg("--root")
+            .arg(node.root())
+            .args(args);
+        let mut session = Session::spawn(command).expect("spawn on a pty");
+        // The restart under a busy test run takes seconds; a hang still fails.
+        session.set_expect_timeout(Some(Duration::from_secs(120)));
+        Terminal {
+            session,
+            seen: String::new(),
+        }
+    }
+
+    /// Waits for `text` on the screen; returns what came before it.
+    pub fn expect(&mut self, text: &str) -> String {
+        match self.session.expect(text) {
+            Ok(found) => {
+                let before = String::from_utf8_lossy(found.before()).into_owned();
+                self.seen.push_str(&before);
+                self.seen.push_str(text);
+                before
+            }
+            Err(e) => panic!("waiting for {text:?}: {e}\nscreen so far:\n{}", self.seen),
+        }
+    }
+
+    pub fn send(&mut self, keys: &str) {
+        self.session.send(keys).unwrap();
+    }
+
+    /// Waits for step `n`'s question (after its plan) and answers it; returns what the screen
+    /// showed since the last answer (the previous step's result, this step's plan).
+    pub fn answer(&mut self, n: usize, answer: Answer) -> String {
+        let mut before = self.expect(&format!("== step {n}/"));
+        before.push_str(&self.expect("quit"));
+        // Let the question start reading keys.
+        std::thread::sleep(Duration::from_millis(200));
+        const DOWN: &str = "\x1b[B";
+        let keys = match answer {
+            Answer::DoIt => "\r".to_string(),
+            Answer::Skip => format!("{DOWN}\r"),
+            Answer::Details => format!("{DOWN}{DOWN}\r"),
+            Answer::Quit => format!("{DOWN}{DOWN}{DOWN}\r"),
+            Answer::CtrlC => "\x03".to_string(),
+        };
+        self.send(&keys);
+        before
+    }
+
+    /// Everything until the tool exits, and its exit code.
+    pub fn finish(mut self) -> (i32, String) {
+        let rest = self.expect_eof();
+        self.seen.push_str(&rest);
+        let status = self.session.get_process().wait().unwrap();
+        let code = match status {
+            WaitStatus::Exited(_, code) => code,
+            other => panic!("not a normal exit: {other:?}\n{}", self.seen),
+        };
+        (code, self.seen)
+    }
+
+    fn expect_eof(&mut self) -> String {
+        match self.session.expect(expectrl::Eof) {
+            Ok(found) => {
+                let mut rest = String::from_utf8_lossy(found.before()).into_owned();
+                for m in found.matches() {
+                    rest.push_str(&String::from_utf8_lossy(m));
+                }
+                rest
+            }
+            Err(e) => panic!("waiting for the end: {e}\nscreen so far:\n{}", self.seen),
+        }
     }
 }

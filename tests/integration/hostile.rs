@@ -707,84 +707,10 @@ fn an_empty_root_variable_means_no_sandbox() {
 /// Runs the tool on a pseudo-terminal (its controlling terminal, as over SSH), types `keys`
 /// once the question is on the screen, and returns (exit code, everything it printed).
 fn on_a_terminal(node: &Node, args: &[&str], keys: &[u8]) -> (i32, String) {
-    use std::io::{Read, Write};
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let slave = std::fs::File::from(pty.slave);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kubeadm-recover"));
-    command
-        .arg("--root")
-        .arg(node.root())
-        .args(args)
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave.try_clone().unwrap());
-    // SAFETY: setsid and the ioctl are async-signal-safe; they make the pty the child's
-    // controlling terminal, which is where the prompt reads keys from.
-    unsafe {
-        command.pre_exec(|| {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            if nix::libc::ioctl(0, nix::libc::TIOCSCTTY as _, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn().unwrap();
-    // Every copy of the terminal's slave side must be gone, or reading the master after the
-    // child exits blocks instead of ending.
-    drop(command);
-    drop(slave);
-    let mut master = std::fs::File::from(pty.master);
-    let fd = master.as_raw_fd();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut typed = false;
-    loop {
-        let mut fds = [nix::poll::PollFd::new(
-            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
-            nix::poll::PollFlags::POLLIN,
-        )];
-        let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16)).unwrap_or(0);
-        if ready > 0 {
-            match master.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
-        }
-        if !typed && String::from_utf8_lossy(&seen).contains("[y/N]") {
-            if keys.is_empty() {
-                // No key: a signal while the question waits (a `kill -INT`).
-                nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(child.id() as i32),
-                    nix::sys::signal::Signal::SIGINT,
-                )
-                .unwrap();
-            } else {
-                master.write_all(keys).unwrap();
-            }
-            typed = true;
-        }
-        if let Ok(Some(_)) = child.try_wait() {
-            // Drain what is left.
-            while let Ok(n) = master.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                seen.extend_from_slice(&buf[..n]);
-            }
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no exit: {}",
-            String::from_utf8_lossy(&seen)
-        );
-    }
-    let code = child.wait().unwrap().code().unwrap_or(-1);
-    (code, String::from_utf8_lossy(&seen).into_owned())
+    let mut terminal = Terminal::run(node, args);
+    terminal.expect("[y/N]");
+    terminal.send(std::str::from_utf8(keys).unwrap());
+    terminal.finish()
 }
 
 #[test]

@@ -437,7 +437,14 @@ fn an_interrupted_change_resumed_and_one_abandoned() {
         &sim,
         "journal-abandon.json",
         &[
-            "journal", "abandon", "--session", &session, "--yes", "--reason", "edited by hand", "-o",
+            "journal",
+            "abandon",
+            "--session",
+            &session,
+            "--yes",
+            "--reason",
+            "edited by hand",
+            "-o",
             "json",
         ],
     );
