@@ -319,32 +319,17 @@ fn run_with(node: &dyn Sandbox, env: &[(&str, &str)], args: &[&str], code: i32) 
 #[test]
 fn the_token_api_set_token_and_the_revert_deadline() {
     let sim = SimNode::start();
-    let created = sim
-        .run()
-        .args([
-            "token",
-            "create",
-            "deployer",
-            "-n",
-            "ci",
-            "--duration",
-            "1h",
-        ])
-        .ok();
-    let created_json = sim
-        .run()
-        .args([
-            "token",
-            "create",
-            "deployer",
-            "-n",
-            "ci",
-            "--duration",
-            "1h",
-            "-o",
-            "json",
-        ])
-        .ok();
+    let create = [
+        "token",
+        "create",
+        "deployer",
+        "-n",
+        "ci",
+        "--duration",
+        "1h",
+    ];
+    let created = run_with(&sim, &[], &create, 0);
+    let created_json = run_with(&sim, &[], &[&create[..], &["-o", "json"]].concat(), 0);
     let token_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(token_file.path(), created.stdout.trim()).unwrap();
     let token = token_file.path().to_str().unwrap();
