@@ -680,9 +680,17 @@ fn plan_steps(
 fn warn_system_masters(ctx: &Context, plans: &[Credential]) {
     for p in plans {
         if let Some(i) = p.issued.as_ref().filter(|i| i.facts.system_masters) {
+            let lifetime = crate::clock::parse_rfc3339(&i.facts.not_after)
+                .zip(crate::clock::parse_rfc3339(&i.facts.not_before))
+                .map(|(after, before)| after - before);
+            // kubeadm back-dates not-before a little; a day plus that is "short-lived".
+            let advice = if lifetime.is_some_and(|l| l <= 25 * 3600) {
+                "Keep it offline"
+            } else {
+                "Keep it offline, or issue it short-lived (--validity 24h)"
+            };
             ctx.ui.warn(format!(
-                "{} is in system:masters: it bypasses RBAC and cannot be revoked before it expires ({}). \
-                 Keep it offline, or issue it short-lived (--validity 24h)",
+                "{} is in system:masters: it bypasses RBAC and cannot be revoked before it expires ({}). {advice}",
                 p.kind.file_name(),
                 i.facts.not_after
             ));

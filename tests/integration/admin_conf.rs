@@ -130,9 +130,18 @@ fn ecdsa_cas_and_pre_1_29_nodes_keep_key_type_and_system_masters() {
     });
     let out = sim.run().args(["admin-conf", "regenerate", "--yes"]).ok();
     assert!(
-        out.stderr.contains("system:masters"),
-        "warns that it cannot be revoked: {}",
+        out.stderr.contains("system:masters") && out.stderr.contains("--validity 24h"),
+        "warns that it cannot be revoked, and how to keep it short: {}",
         out.stderr
+    );
+    let short = sim
+        .run()
+        .args(["admin-conf", "regenerate", "--yes", "--validity", "24h"])
+        .ok();
+    assert!(
+        short.stderr.contains("Keep it offline") && !short.stderr.contains("--validity 24h"),
+        "already short-lived: {}",
+        short.stderr
     );
     assert!(
         embedded(&sim, "/etc/kubernetes/admin.conf", "client-key-data")
