@@ -17,6 +17,17 @@ pub enum Severity {
     Info,
 }
 
+impl Severity {
+    /// How text output shows it: a critical finding stands out.
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Critical => "CRITICAL",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Finding {

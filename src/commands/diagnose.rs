@@ -9,7 +9,7 @@ use super::status::{ManifestRead, Status, status};
 use crate::credentials::copies;
 use crate::credentials::issue::Kind;
 use crate::credentials::kubeconfig_edit;
-use crate::diagnose::{Apiserver, Expiry, Facts, Finding, Severity};
+use crate::diagnose::{Apiserver, Expiry, Facts, Finding};
 use crate::error::Result;
 use crate::guide::Guidance;
 use crate::ui::Report;
@@ -41,11 +41,7 @@ impl Report for Diagnosis {
     fn text(&self) -> String {
         let mut out = String::new();
         for (i, f) in self.findings.iter().enumerate() {
-            let severity = match f.severity {
-                Severity::Critical => "CRITICAL",
-                Severity::Warning => "warning",
-                Severity::Info => "info",
-            };
+            let severity = f.severity.label();
             out.push_str(&format!(
                 "{}. [{severity}] {}\n   evidence: {}\n   fix: {}\n",
                 i + 1,

@@ -3,13 +3,12 @@
 //! command a script would run — through the same executor — with the executor's question
 //! replaced by the guide's (do it / skip / show details / quit).
 use std::collections::BTreeSet;
-use std::io::IsTerminal;
 
 use clap::Parser;
 
 use super::{Context, dispatch};
 use crate::cli::Cli;
-use crate::diagnose::{Finding, Severity};
+use crate::diagnose::Finding;
 use crate::error::{Error, Result};
 use crate::guide::{self, Guidance, Step, shell_quote};
 use crate::journal::{Journal, Session, State};
@@ -37,10 +36,7 @@ pub fn run(ctx: &Context, settings: UiSettings, reason: Option<String>) -> Resul
                 .into(),
         ));
     }
-    if settings.non_interactive
-        || !std::io::stdin().is_terminal()
-        || !std::io::stderr().is_terminal()
-    {
+    if !ctx.ui.interactive() {
         return Err(Error::Usage(NOT_A_TERMINAL.into()));
     }
     // From the first question on, Ctrl-C is reported, never a kill mid-sentence.
@@ -122,24 +118,26 @@ fn run_step(ctx: &Context, settings: UiSettings, ui: Ui, step: &Step, reason: &s
     dispatch(&step_ctx, settings, command)
 }
 
-/// What a script would type for this step on this node.
-fn scripted(ctx: &Context, step: &Step, reason: &str) -> String {
-    let mut line = step.command_line();
-    if !ctx.layout.is_host() {
-        line.push_str(&format!(
+/// ` --root DIR` on a sandbox, nothing on the node itself: for the commands the guide prints.
+fn root_flag(ctx: &Context) -> String {
+    if ctx.layout.is_host() {
+        String::new()
+    } else {
+        format!(
             " --root {}",
             shell_quote(&ctx.layout.root().display().to_string())
-        ));
+        )
     }
-    format!("{line} --reason {} --yes", shell_quote(reason))
 }
 
-fn severity_label(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Critical => "CRITICAL",
-        Severity::Warning => "warning",
-        Severity::Info => "info",
-    }
+/// What a script would type for this step on this node.
+fn scripted(ctx: &Context, step: &Step, reason: &str) -> String {
+    format!(
+        "{}{} --reason {} --yes",
+        step.command_line(),
+        root_flag(ctx),
+        shell_quote(reason)
+    )
 }
 
 /// The findings, one line each, and the proposed steps in order.
@@ -149,11 +147,7 @@ fn overview(findings: &[Finding], guidance: &Guidance) -> String {
         out.push_str("  nothing\n");
     }
     for f in findings {
-        out.push_str(&format!(
-            "  [{}] {}\n",
-            severity_label(f.severity),
-            f.summary
-        ));
+        out.push_str(&format!("  [{}] {}\n", f.severity.label(), f.summary));
     }
     if !guidance.steps.is_empty() {
         out.push_str("\nProposed steps (each is shown and asked for):\n");
@@ -176,7 +170,7 @@ fn details(ctx: &Context, step: &Step, findings: &[Finding], reason: &str) -> St
     for f in findings.iter().filter(|f| step.answers.contains(&f.id)) {
         out.push_str(&format!(
             "  [{}] {}\n    evidence: {}\n",
-            severity_label(f.severity),
+            f.severity.label(),
             f.summary,
             f.evidence.replace('\n', "\n              ")
         ));
@@ -215,14 +209,7 @@ fn summary(
         };
         out.push_str(&format!("  {}. {}: {what}\n", i + 1, step.title));
     }
-    let root = if ctx.layout.is_host() {
-        String::new()
-    } else {
-        format!(
-            " --root {}",
-            shell_quote(&ctx.layout.root().display().to_string())
-        )
-    };
+    let root = root_flag(ctx);
     let new: Vec<Session> = sessions(ctx)
         .into_iter()
         .filter(|s| !before.contains(&s.id))

@@ -236,11 +236,7 @@ impl Report for Status {
                 "findings  (`kubeadm-recover diagnose`: evidence and fixes; `kubeadm-recover guide`: fix them)\n",
             );
             for f in problems {
-                let severity = match f.severity {
-                    Severity::Critical => "CRITICAL",
-                    _ => "warning",
-                };
-                out.push_str(&format!("  [{severity}] {}\n", f.summary));
+                out.push_str(&format!("  [{}] {}\n", f.severity.label(), f.summary));
             }
         }
         out

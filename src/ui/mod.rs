@@ -133,6 +133,11 @@ impl Ui {
         self.format == Format::Json
     }
 
+    /// A person can answer: stdin and stderr are a terminal, and `--non-interactive` was not given.
+    pub fn interactive(&self) -> bool {
+        self.interactive
+    }
+
     /// A redrawn progress line: on a terminal that can redraw, unless `-o json` or `--quiet`.
     /// Elsewhere (logs, pipes) progress is one plain line per phase: no spinner residue.
     pub fn redraws_progress(&self) -> bool {

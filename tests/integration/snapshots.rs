@@ -213,19 +213,6 @@ fn the_rehearsal_tells_the_break_glass_story() {
         .bind(|| insta::assert_snapshot!("rehearse.txt", out.stdout));
 }
 
-/// A JWT with fixed claims (its signature is not checked offline).
-fn fixed_jwt(claims: serde_json::Value) -> String {
-    use base64::Engine;
-    let b64 = |v: &serde_json::Value| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
-    };
-    format!(
-        "{}.{}.c2lnbmF0dXJl",
-        b64(&serde_json::json!({"alg": "RS256", "kid": "k-2026"})),
-        b64(&claims)
-    )
-}
-
 /// Pins text and JSON of a command run with the test clock at `now`.
 fn pin_at(node: &dyn Sandbox, name: &str, now: i64, args: &[&str], code: i32) {
     let now = now.to_string();
@@ -254,7 +241,7 @@ fn pin_at(node: &dyn Sandbox, name: &str, now: i64, args: &[&str], code: i32) {
 fn the_migration_toolkit_and_the_diagnosis() {
     const NOW: i64 = 1_800_000_000;
     let node = Node::new();
-    let stale = fixed_jwt(serde_json::json!({
+    let stale = unsigned_jwt(serde_json::json!({
         "iss": "https://kubernetes.default.svc.cluster.local",
         "sub": "system:serviceaccount:web:frontend",
         "aud": ["https://kubernetes.default.svc.cluster.local"],
@@ -275,7 +262,7 @@ fn the_migration_toolkit_and_the_diagnosis() {
         0,
     );
 
-    let expired = fixed_jwt(serde_json::json!({"sub": "alice", "exp": NOW - 3600}));
+    let expired = unsigned_jwt(serde_json::json!({"sub": "alice", "exp": NOW - 3600}));
     let kubeconfig = node.path("/home/alice/.kube/config");
     std::fs::create_dir_all(kubeconfig.parent().unwrap()).unwrap();
     std::fs::write(
