@@ -182,14 +182,12 @@ fn details(ctx: &Context, step: &Step, findings: &[Finding], reason: &str) -> St
     out
 }
 
-fn sessions(ctx: &Context) -> Vec<Session> {
-    Journal::load(&ctx.layout)
-        .map(|j| j.sessions)
-        .unwrap_or_default()
-}
-
+/// The sessions of the journal; the guide only starts with a readable one (an unreadable
+/// journal refuses every change, so the plan has no steps).
 fn session_ids(ctx: &Context) -> BTreeSet<String> {
-    sessions(ctx).into_iter().map(|s| s.id).collect()
+    Journal::load(&ctx.layout)
+        .map(|j| j.sessions.into_iter().map(|s| s.id).collect())
+        .unwrap_or_default()
 }
 
 /// What changed, the backups and sessions, how to undo each, and what comes next.
@@ -210,13 +208,27 @@ fn summary(
         out.push_str(&format!("  {}. {}: {what}\n", i + 1, step.title));
     }
     let root = root_flag(ctx);
-    let new: Vec<Session> = sessions(ctx)
-        .into_iter()
-        .filter(|s| !before.contains(&s.id))
-        .collect();
-    if new.is_empty() {
-        out.push_str("  nothing on the node was changed\n");
-    }
+    // What changed is what the journal recorded; when it cannot be read, say so rather than
+    // claim that nothing changed.
+    let new: Vec<Session> = match Journal::load(&ctx.layout) {
+        Ok(journal) => {
+            let new: Vec<Session> = journal
+                .sessions
+                .into_iter()
+                .filter(|s| !before.contains(&s.id))
+                .collect();
+            if new.is_empty() {
+                out.push_str("  nothing on the node was changed\n");
+            }
+            new
+        }
+        Err(e) => {
+            out.push_str(&format!(
+                "  what changed cannot be told: {e}; the audit log and `kubeadm-recover backups list{root}` show it\n"
+            ));
+            Vec::new()
+        }
+    };
     for s in &new {
         let state = serde_json::to_value(s.state)
             .ok()

@@ -266,26 +266,34 @@ pub(super) fn nothing_written(recorder: &journal::Recorder, error: Error) -> Err
 /// even that, removed), so that exit 1 never leaves an unfinished session behind.
 pub(super) fn close_as_before(recorder: &journal::Recorder, error: Error, step: &str) -> Error {
     // What the journal on disk says decides, not whether a save reported an error.
-    let left_unfinished = || match recorder.load() {
-        Ok(journal) => journal
-            .find(&recorder.id)
-            .is_some_and(|s| matches!(s.state, State::InProgress | State::Failed)),
-        Err(_) => true,
+    let unfinished = || {
+        recorder.load().map(|journal| {
+            journal
+                .find(&recorder.id)
+                .is_some_and(|s| matches!(s.state, State::InProgress | State::Failed))
+        })
     };
     let _ = recorder.finish(State::RolledBack, step);
-    if left_unfinished() {
+    if !matches!(unfinished(), Ok(false)) {
         let _ = recorder.discard();
     }
-    if !left_unfinished() {
-        return error;
+    match unfinished() {
+        Ok(false) => error,
+        Ok(true) => Error::ManualActionNeeded(format!(
+            "{error}. The files are as before, but the journal cannot be updated and still lists \
+             session {} as unfinished: free space under {}, then `kubeadm-recover journal abandon --session {}` clears it",
+            recorder.id,
+            recorder.dir().display(),
+            recorder.id
+        )),
+        // Whether it lists this session cannot be told: a person must look at it.
+        Err(_) => Error::ManualActionNeeded(format!(
+            "{error}. The files are as before, but the journal under {} cannot be read, so whether \
+             it lists session {} cannot be told; every change is refused until it is readable again",
+            recorder.dir().display(),
+            recorder.id
+        )),
     }
-    Error::ManualActionNeeded(format!(
-        "{error}. The manifest is as before, but the journal cannot be updated and still lists \
-         session {} as unfinished: free space under {}, then `kubeadm-recover journal abandon --session {}` clears it",
-        recorder.id,
-        recorder.dir().display(),
-        recorder.id
-    ))
 }
 
 /// A write failed (an error, not a crash). What is on disk decides what happened: every file

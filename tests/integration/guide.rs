@@ -187,3 +187,33 @@ fn without_a_terminal_the_guide_refuses_at_once_with_the_advice() {
     let out = sim.run().args(["guide", "-o", "json"]).code(2);
     assert_eq!(out.json()["reason"], "Usage");
 }
+
+#[test]
+fn a_journal_broken_while_the_guide_asks_is_said_not_taken_for_no_change() {
+    let sim = locked_out();
+    let admin = std::fs::read(sim.path("/etc/kubernetes/admin.conf")).unwrap();
+    let mut t = Terminal::run(&sim, &["guide", "--reason", "drill"]);
+    t.expect("== step 1/");
+    t.expect("quit");
+    // Someone breaks the journal while the question waits.
+    let journal = sim.path("/var/lib/kubeadm-recover/journal.json");
+    std::fs::create_dir_all(journal.parent().unwrap()).unwrap();
+    std::fs::write(&journal, "{ garbage").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    t.send("\r");
+    let (code, screen) = t.finish();
+    assert_eq!(code, 4, "the journal needs a person: {screen}");
+    assert!(screen.contains("The files are as before"), "{screen}");
+    assert!(!screen.contains("still lists"), "it cannot tell: {screen}");
+    assert!(screen.contains("what changed cannot be told"), "{screen}");
+    assert!(
+        !screen.contains("nothing on the node was changed"),
+        "{screen}"
+    );
+    assert_eq!(
+        std::fs::read(sim.path("/etc/kubernetes/admin.conf")).unwrap(),
+        admin,
+        "admin.conf is as before"
+    );
+    assert!(sim.backup_dirs().is_empty(), "no backup was made");
+}
