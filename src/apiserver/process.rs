@@ -47,6 +47,9 @@ fn processes_named(name: &str) -> Vec<(String, Vec<String>)> {
             std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == name)
         })
         .filter_map(|pid| read_cmdline(&pid).map(|args| (pid, args)))
+        // A process that has exited but is not reaped yet (a zombie) keeps its name but has no
+        // command line: it serves nothing, and with no --secure-port it would pass for 6443's.
+        .filter(|(_, args)| !args.is_empty())
         .collect()
 }
 

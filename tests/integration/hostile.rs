@@ -809,3 +809,40 @@ fn an_apiserver_in_another_network_namespace_is_not_ours() {
     assert_eq!(doc["apiserver"]["pid"], serde_json::Value::Null, "{doc}");
     assert!(sim.status()["apiserver"]["pid"].is_number());
 }
+
+/// A kube-apiserver that has exited but is not reaped yet (a zombie: its name stays, its command
+/// line is gone) serves nothing, on the default port 6443 least of all.
+#[test]
+fn an_exited_apiserver_not_yet_reaped_is_not_the_apiserver() {
+    let node = Node::new(); // its manifest serves 6443
+    let dir = tempfile::tempdir().unwrap();
+    let name = dir.path().join("kube-apiserver");
+    std::os::unix::fs::symlink("/bin/true", &name).unwrap();
+    let mut zombie = Command::new(&name).spawn().unwrap();
+    let proc_dir = format!("/proc/{}", zombie.id());
+    let exited = || {
+        std::fs::read_to_string(format!("{proc_dir}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    for _ in 0..100 {
+        if exited() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(exited(), "the child is a zombie named kube-apiserver");
+    assert_eq!(
+        std::fs::read_to_string(format!("{proc_dir}/comm"))
+            .unwrap()
+            .trim(),
+        "kube-apiserver"
+    );
+    let doc = node.run().args(["status", "-o", "json"]).ok().json();
+    zombie.wait().unwrap();
+    assert_eq!(doc["apiserver"]["pid"], serde_json::Value::Null, "{doc}");
+}
