@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "kubeadm-recover",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("KUBEADM_RECOVER_COMMIT"), ")"),
     about = "Break-glass recovery for kubeadm control-plane nodes: token extension, admin credentials, backups",
     after_help = "Exit codes: 0 done; 1 failed, node as before; 2 usage or a decision is needed; \
                   3 refused by a preflight check; 4 failed and rollback failed: manual action needed."
