@@ -114,6 +114,15 @@ pub trait Sandbox {
         dirs
     }
 
+    /// The audit log's records, oldest first.
+    fn audit_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.path("/var/log/kubeadm-recover/audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     /// The binary with `--root` pointing here.
     fn run(&self) -> Run {
         Run::new().arg("--root").arg(self.root().to_str().unwrap())
@@ -162,14 +171,6 @@ impl Node {
 
     pub fn write_manifest(&self, text: &str) {
         std::fs::write(self.manifest_path(), text).unwrap();
-    }
-
-    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.path("/var/log/kubeadm-recover/audit.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
     }
 }
 
@@ -450,15 +451,9 @@ pub trait Running: Sandbox {
     }
 
     fn audit_outcomes(&self) -> Vec<String> {
-        std::fs::read_to_string(self.path("/var/log/kubeadm-recover/audit.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["outcome"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
+        self.audit_lines()
+            .iter()
+            .map(|record| record["outcome"].as_str().unwrap().to_string())
             .collect()
     }
 }
