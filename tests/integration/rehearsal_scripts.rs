@@ -1,0 +1,176 @@
+//! The kind and Vagrant rehearsal scripts, as far as a machine without Docker or a hypervisor
+//! can run them: the kind script's preflight refusals, and the admin.conf expiry both rehearsals
+//! start from, on a simulated node.
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::*;
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/rehearsal")
+        .join(name)
+}
+
+/// A PATH of only the given programs: real ones (linked from the system) and fakes (scripts
+/// that log their arguments to `calls` and print `output`).
+struct FakePath {
+    dir: tempfile::TempDir,
+}
+
+impl FakePath {
+    fn new(real: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for program in real {
+            let found = kubeadm_recover::node::on_path(program)
+                .unwrap_or_else(|| panic!("{program} is not on PATH"));
+            std::os::unix::fs::symlink(found, dir.path().join(program)).unwrap();
+        }
+        FakePath { dir }
+    }
+
+    fn fake(self, program: &str, exit: i32, output: &str) -> Self {
+        let path = self.dir.path().join(program);
+        let calls = self.dir.path().join("calls");
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho \"{program} $*\" >> '{}'\necho '{output}' >&2\nexit {exit}\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        self
+    }
+
+    fn calls(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("calls")).unwrap_or_default()
+    }
+
+    fn run_kind_script(&self) -> (i32, String) {
+        let out = Command::new("/bin/bash")
+            .arg(script("kind.sh"))
+            .env_clear()
+            .env("PATH", self.dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// What kind.sh uses before it decides.
+const SHELL_TOOLS: &[&str] = &["dirname", "date", "tail", "grep"];
+
+#[test]
+fn the_kind_rehearsal_refuses_clearly_without_docker_kind_or_a_docker_engine() {
+    // No docker at all.
+    let path = FakePath::new(SHELL_TOOLS).fake("kind", 0, "");
+    let (code, err) = path.run_kind_script();
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(
+            "refused: docker is not installed; this rehearsal needs a machine with Docker"
+        ) && err.contains("what to do: install Docker, or rehearse on the simulator"),
+        "{err}"
+    );
+
+    // Docker, but no kind.
+    let path = FakePath::new(SHELL_TOOLS).fake("docker", 0, "");
+    let (code, err) = path.run_kind_script();
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("refused: kind is not installed") && err.contains("sigs.k8s.io/kind@v0.33.0"),
+        "{err}"
+    );
+
+    // A docker client whose engine does not answer (this machine's case): refused before
+    // anything is created.
+    let path = FakePath::new(SHELL_TOOLS)
+        .fake(
+            "docker",
+            1,
+            "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
+        )
+        .fake("kind", 0, "")
+        .fake("kubectl", 0, "");
+    let (code, err) = path.run_kind_script();
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(
+            "refused: docker cannot reach a Docker engine: Cannot connect to the Docker daemon"
+        ),
+        "{err}"
+    );
+    assert_eq!(path.calls(), "docker info\n", "only asked, created nothing");
+}
+
+#[test]
+fn expire_admin_conf_locks_the_admin_out_and_regenerate_lets_them_back_in() {
+    let node = SimNode::start();
+    let admin = node.path("/etc/kubernetes/admin.conf");
+    let mode_before = std::fs::metadata(&admin).unwrap().permissions().mode();
+    let before = std::fs::read_to_string(&admin).unwrap();
+
+    let out = Command::new("bash")
+        .arg(script("expire-admin-conf.sh"))
+        .arg(node.root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Only the two credential lines changed, owner and mode kept.
+    let after = std::fs::read_to_string(&admin).unwrap();
+    let changed: Vec<(&str, &str)> = before
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(changed.len(), 2, "{changed:?}");
+    assert!(
+        changed[0]
+            .0
+            .trim_start()
+            .starts_with("client-certificate-data:")
+    );
+    assert!(changed[1].0.trim_start().starts_with("client-key-data:"));
+    assert_eq!(
+        std::fs::metadata(&admin).unwrap().permissions().mode(),
+        mode_before
+    );
+
+    // The tool sees it expired, with the same identity; the apiserver refuses it.
+    let status = node.status();
+    let credential = &status["credentials"][0];
+    assert_eq!(credential["expired"], true, "{status}");
+    assert_eq!(credential["notAfter"], "2020-01-02T00:00:00Z");
+    assert_eq!(
+        credential["subject"],
+        "O=kubeadm:cluster-admins, CN=kubernetes-admin"
+    );
+    let refused = node.kubectl("/etc/kubernetes/admin.conf", &["auth", "whoami"]);
+    assert_ne!(refused.code, 0, "an expired admin.conf still works");
+
+    // The break-glass step the rehearsals then run.
+    node.run()
+        .args(["admin-conf", "regenerate", "--yes", "-o", "json"])
+        .ok();
+    let whoami = node.kubectl(
+        "/etc/kubernetes/admin.conf",
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
+    assert_eq!(whoami.stdout, "kubernetes-admin", "{}", whoami.stderr);
+}

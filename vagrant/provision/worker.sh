@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# A worker node joins with the command cp1 left in the synced folder.
+set -euo pipefail
+join=/kubeadm-recover/vagrant/.cluster/join-worker.sh
+[ -f "$join" ] || { echo "worker.sh: cp1 has not run kubeadm init yet ($join)" >&2; exit 1; }
+bash "$join"
