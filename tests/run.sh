@@ -16,9 +16,10 @@ command -v sha256sum >/dev/null || missing+=(coreutils)
 command -v setpriv >/dev/null || missing+=(util-linux)
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 # The static release binary (musl-gcc for ring's C; the aarch64 cross compiler) and its checks
-# (readelf, strip); the operations material's checks (shellcheck, ruby -c).
+# (readelf, strip; qemu-user runs the aarch64 one); the operations material's checks (shellcheck, ruby -c).
 command -v musl-gcc >/dev/null || missing+=(musl-tools)
 command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
+command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
 command -v readelf >/dev/null || missing+=(binutils)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v ruby >/dev/null || missing+=(ruby)

@@ -3,7 +3,8 @@
 # x86_64-unknown-linux-musl with the release profile, then checked the way it will be used:
 # no dynamic loader or shared library needed, stripped, under 10 MB, `--version` naming the
 # commit it was built from, and the whole `rehearse` run by it (with the static simulator
-# beside it). aarch64 too when its toolchain is here (AARCH64=1 makes that a requirement).
+# beside it). aarch64 too when its toolchain is here, run under qemu-user (AARCH64=1, as in CI,
+# makes that a requirement).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 limit=$((10 * 1000 * 1000))
@@ -47,7 +48,24 @@ esac
 if rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-musl &&
   command -v aarch64-linux-gnu-gcc >/dev/null; then
   cargo build --release --locked --target aarch64-unknown-linux-musl --package kubeadm-recover
-  check_static target/aarch64-unknown-linux-musl/release/kubeadm-recover
+  arm=target/aarch64-unknown-linux-musl/release/kubeadm-recover
+  readelf -h "$arm" | grep -q 'Machine:.*AArch64' || { echo "static binary: $arm is not an AArch64 executable" >&2; exit 1; }
+  check_static "$arm"
+  # Run under qemu-user when it is here: its version, and its read of a node (manifest,
+  # certificates, kubeconfigs) laid out by the x86_64 simulator.
+  if command -v qemu-aarch64-static >/dev/null; then
+    echo "static binary (aarch64, qemu): $(qemu-aarch64-static "$arm" --version)"
+    node=$(mktemp -d)
+    trap 'rm -rf "$node"' EXIT
+    "target/$target/release/kubeadm-recover-sim" node --root "$node" >/dev/null
+    qemu-aarch64-static "$arm" --root "$node" status -o json |
+      grep -q '"path": "/etc/kubernetes/manifests/kube-apiserver.yaml"' ||
+      { echo "static binary: the aarch64 build could not read a node" >&2; exit 1; }
+    echo "static binary (aarch64, qemu): status of a simulated node read"
+  elif [ -n "${AARCH64:-}" ]; then
+    echo "static binary: AARCH64 is set, and qemu-aarch64-static (qemu-user-static) is missing" >&2
+    exit 1
+  fi
 elif [ -n "${AARCH64:-}" ]; then
   echo "static binary: AARCH64 is set, and the aarch64-unknown-linux-musl target or aarch64-linux-gnu-gcc is missing" >&2
   exit 1

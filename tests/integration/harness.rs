@@ -177,6 +177,14 @@ impl Node {
 #[derive(PartialEq, Eq)]
 pub struct Snapshot(BTreeMap<PathBuf, (String, u32)>);
 
+impl Snapshot {
+    /// The snapshot without `dir` and everything under it.
+    pub fn without(mut self, dir: &str) -> Snapshot {
+        self.0.retain(|path, _| !path.starts_with(dir));
+        self
+    }
+}
+
 impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for (path, (hash, mode)) in &self.0 {

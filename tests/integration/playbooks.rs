@@ -305,9 +305,56 @@ fn a_node_whose_apiserver_rejects_the_change_stops_the_play_and_the_rest_are_unt
     let before: Vec<Snapshot> = cluster.nodes.iter().map(|n| n.snapshot()).collect();
     let cp2_manifest = cluster.nodes[1].manifest();
 
+    // Refused before anything is done: a state that is not one, no reason, no binary, and a
+    // binary that is not the tool.
+    let not_the_tool = cluster.dir.path().join("not-the-tool");
+    std::fs::write(
+        &not_the_tool,
+        "#!/bin/sh\necho 'Permission denied' >&2\necho hello\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&not_the_tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let not_the_tool = format!("kubeadm_recover_binary={}", not_the_tool.display());
+    let reason = reason();
+    let cases: [(Vec<&str>, &str); 4] = [
+        (
+            [&["-e", "state=on"][..], &reason].concat(),
+            "Set state=enabled or state=disabled",
+        ),
+        (vec!["-e", "state=enabled"], "and kubeadm_recover_reason"),
+        (
+            [
+                &["-e", "state=enabled"][..],
+                &reason,
+                &["-e", "kubeadm_recover_binary=/nonexistent/kubeadm-recover"],
+            ]
+            .concat(),
+            "/nonexistent/kubeadm-recover is missing or not executable",
+        ),
+        (
+            [
+                &["-e", "state=enabled"][..],
+                &reason,
+                &["-e", &not_the_tool],
+            ]
+            .concat(),
+            "printed no JSON document: Permission denied; hello",
+        ),
+    ];
+    for (args, says) in cases {
+        let (code, out) = cluster.play("extend-tokens.yml", &args);
+        assert_ne!(code, 0, "{out}");
+        assert!(out.contains(says), "{says}:\n{out}");
+        assert!(!out.contains("[cp2]"), "the play went on past cp1:\n{out}");
+        for (node, before) in cluster.nodes.iter().zip(&before) {
+            // Only the copied binary may be there (the not-the-tool case installs it).
+            assert_eq!(&node.snapshot().without("usr"), before, "{out}");
+        }
+    }
+
     let (code, out) = cluster.play(
         "extend-tokens.yml",
-        &[&["-e", "state=disabled"][..], &reason()].concat(),
+        &[&["-e", "state=disabled"][..], &reason].concat(),
     );
     assert_ne!(code, 0, "{out}");
     assert!(
