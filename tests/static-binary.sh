@@ -42,8 +42,22 @@ case "$version" in
   *) echo "static binary: --version does not name the version and commit $commit: $version" >&2; exit 1 ;;
 esac
 
-# The whole break-glass flow by the static binary, on a simulated node.
-"$binary" rehearse
+# The whole break-glass flow by the static binary, on a simulated node, on a "node" that has
+# nothing else: a chroot holding only the two binaries, /proc, /dev/null and an empty /tmp (no
+# libc, no loader, no /etc, no shell). Without root (no chroot), it runs as it is.
+if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
+  bare=$(mktemp -d)
+  mkdir -p "$bare/bin" "$bare/tmp" "$bare/proc" "$bare/dev"
+  chmod 1777 "$bare/tmp"
+  touch "$bare/dev/null"
+  cp "$binary" "target/$target/release/kubeadm-recover-sim" "$bare/bin/"
+  echo "static binary: rehearse in a chroot holding only the binaries ($bare)"
+  unshare --mount sh -c "mount -t proc proc '$bare/proc' && mount --bind /dev/null '$bare/dev/null' &&
+    exec chroot '$bare' /bin/kubeadm-recover rehearse"
+  rm -rf "$bare"
+else
+  "$binary" rehearse
+fi
 
 if rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-musl &&
   command -v aarch64-linux-gnu-gcc >/dev/null; then
