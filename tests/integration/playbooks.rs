@@ -370,4 +370,21 @@ fn a_node_whose_apiserver_rejects_the_change_stops_the_play_and_the_rest_are_unt
     // cp3: never reached; not even the binary was copied there.
     assert_eq!(cluster.nodes[2].snapshot(), before[2], "{out}");
     assert!(!out.contains("[cp3]"), "cp3 was not in the play:\n{out}");
+
+    // cp2 is fixed; cp3 is left half-way by a killed run of the tool (its journal holds the
+    // unfinished change). The next play finishes cp2 and stops at cp3 with the tool's refusal.
+    cluster.nodes[1].configure(|c| c.reject_args.clear());
+    cluster.nodes[2].killed_mid_change();
+    let (code, out) = cluster.play(
+        "extend-tokens.yml",
+        &[&["-e", "state=disabled"][..], &reason].concat(),
+    );
+    assert_ne!(code, 0, "{out}");
+    assert_eq!(extension_running(&cluster.nodes[1]), false);
+    assert!(
+        out.contains("kubeadm-recover exited 3 on cp3: refused by a preflight check")
+            && out.contains("resume")
+            && out.contains("revert"),
+        "cp3's unfinished change is named, with resume and revert:\n{out}"
+    );
 }
