@@ -19,7 +19,10 @@ if [ "$role" = init ]; then
     --apiserver-advertise-address "$node_ip" \
     --pod-network-cidr 10.244.0.0/16 \
     --upload-certs | tee "$shared/init.log"
-  kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f "$flannel"
+  # Every VM has the same NAT address on its first interface: flannel must use the private one.
+  iface=$(ip -o -4 addr show | awk -v ip="$node_ip" '$4 ~ "^" ip "/" {print $2}')
+  curl -fsSL "$flannel" | sed "s|- --kube-subnet-mgr|- --kube-subnet-mgr\n        - --iface=$iface|" |
+    kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f -
   kubeadm token create --print-join-command >"$shared/join-worker.sh"
   cert_key=$(kubeadm init phase upload-certs --upload-certs | tail -n1)
   echo "$(cat "$shared/join-worker.sh") --control-plane --certificate-key $cert_key" >"$shared/join-control-plane.sh"
