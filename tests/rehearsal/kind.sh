@@ -85,6 +85,8 @@ mkdir -p "$work/node/etc"
 docker cp "$node:/etc/kubernetes" "$work/node/etc/"
 bash "$here/expire-admin-conf.sh" "$work/node"
 docker cp "$work/node/etc/kubernetes/admin.conf" "$node:/etc/kubernetes/admin.conf"
+# docker cp keeps the host user's uid; on the node it is root's, as kubeadm wrote it.
+docker exec "$node" sh -c 'chown root:root /etc/kubernetes/admin.conf && chmod 600 /etc/kubernetes/admin.conf'
 rm -rf "$work/node"
 if docker exec "$node" kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes >/dev/null 2>&1; then
   echo "kind.sh: admin.conf still works after it was expired" >&2
