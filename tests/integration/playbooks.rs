@@ -184,6 +184,11 @@ fn extend_tokens_lands_on_every_node_in_order_then_status_regenerate_and_revert(
         3,
         "each node's diff is shown:\n{out}"
     );
+    assert_eq!(
+        out.matches(" changed=1 ").count(),
+        3,
+        "check mode says each node would change:\n{out}"
+    );
     for (node, before) in cluster.nodes.iter().zip(&before) {
         assert_eq!(
             &node.snapshot(),
