@@ -14,7 +14,7 @@ fn script(name: &str) -> PathBuf {
 }
 
 /// A PATH of only the given programs: real ones (linked from the system) and fakes (scripts
-/// that log their arguments to `calls` and print `output`).
+/// that log their arguments to `calls` and print `output` on stdout and stderr).
 struct FakePath {
     dir: tempfile::TempDir,
 }
@@ -36,7 +36,7 @@ impl FakePath {
         std::fs::write(
             &path,
             format!(
-                "#!/bin/sh\necho \"{program} $*\" >> '{}'\necho '{output}' >&2\nexit {exit}\n",
+                "#!/bin/sh\necho \"{program} $*\" >> '{}'\necho '{output}'\necho '{output}' >&2\nexit {exit}\n",
                 calls.display()
             ),
         )
@@ -49,11 +49,12 @@ impl FakePath {
         std::fs::read_to_string(self.dir.path().join("calls")).unwrap_or_default()
     }
 
-    fn run_kind_script(&self) -> (i32, String) {
+    fn run_kind_script(&self, env: &[(&str, &str)]) -> (i32, String) {
         let out = Command::new("/bin/bash")
             .arg(script("kind.sh"))
             .env_clear()
             .env("PATH", self.dir.path())
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         (
@@ -67,10 +68,10 @@ impl FakePath {
 const SHELL_TOOLS: &[&str] = &["dirname", "date", "tail", "grep"];
 
 #[test]
-fn the_kind_rehearsal_refuses_clearly_without_docker_kind_or_a_docker_engine() {
+fn the_kind_rehearsal_refuses_clearly_and_touches_nothing_without_what_it_needs() {
     // No docker at all.
     let path = FakePath::new(SHELL_TOOLS).fake("kind", 0, "");
-    let (code, err) = path.run_kind_script();
+    let (code, err) = path.run_kind_script(&[]);
     assert_eq!(code, 3, "{err}");
     assert!(
         err.contains(
@@ -81,7 +82,7 @@ fn the_kind_rehearsal_refuses_clearly_without_docker_kind_or_a_docker_engine() {
 
     // Docker, but no kind.
     let path = FakePath::new(SHELL_TOOLS).fake("docker", 0, "");
-    let (code, err) = path.run_kind_script();
+    let (code, err) = path.run_kind_script(&[]);
     assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("refused: kind is not installed") && err.contains("sigs.k8s.io/kind@v0.33.0"),
@@ -98,7 +99,7 @@ fn the_kind_rehearsal_refuses_clearly_without_docker_kind_or_a_docker_engine() {
         )
         .fake("kind", 0, "")
         .fake("kubectl", 0, "");
-    let (code, err) = path.run_kind_script();
+    let (code, err) = path.run_kind_script(&[]);
     assert_eq!(code, 3, "{err}");
     assert!(
         err.contains(
@@ -107,6 +108,37 @@ fn the_kind_rehearsal_refuses_clearly_without_docker_kind_or_a_docker_engine() {
         "{err}"
     );
     assert_eq!(path.calls(), "docker info\n", "only asked, created nothing");
+
+    // Everything there, but no static binary: refused, with the command that builds it.
+    let everything = || {
+        FakePath::new(SHELL_TOOLS)
+            .fake("docker", 0, "")
+            .fake("kubectl", 0, "")
+    };
+    let path = everything().fake("kind", 0, "");
+    let (code, err) =
+        path.run_kind_script(&[("KUBEADM_RECOVER_BINARY", "/nonexistent/kubeadm-recover")]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("refused: no static kubeadm-recover at /nonexistent/kubeadm-recover")
+            && err.contains("cargo build --release --target x86_64-unknown-linux-musl"),
+        "{err}"
+    );
+
+    // A cluster of that name exists: it is someone's, and the script deletes the cluster it
+    // uses at the end, so it refuses rather than use (and delete) it.
+    let path = everything().fake("kind", 0, "kubeadm-recover-rehearsal");
+    let (code, err) = path.run_kind_script(&[("KUBEADM_RECOVER_BINARY", "/bin/sh")]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("a kind cluster named kubeadm-recover-rehearsal exists already"),
+        "{err}"
+    );
+    assert_eq!(
+        path.calls(),
+        "docker info\nkind get clusters\n",
+        "nothing created, nothing deleted"
+    );
 }
 
 #[test]
