@@ -50,6 +50,8 @@ flag_on_every_apiserver() {
 step "expire admin.conf on ${control_planes[*]}"
 for cp in "${control_planes[@]}"; do
   vagrant ssh "$cp" -c "sudo bash /kubeadm-recover/tests/rehearsal/expire-admin-conf.sh /" -- -q
+  # ...and the copy the vagrant user keeps, as people do (sudo cp admin.conf ~/.kube/config).
+  vagrant ssh "$cp" -c "sudo install -o vagrant -g vagrant -m 600 /etc/kubernetes/admin.conf ~/.kube/config" -- -q
 done
 if on_cp1 "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes" >/dev/null 2>&1; then
   echo "rehearse.sh: admin.conf still works after it was expired" >&2
@@ -61,8 +63,10 @@ step "status.yml"
 play status.yml
 
 step "regenerate-admin.yml"
-play regenerate-admin.yml
+# (--update-copies: the vagrant user's ~/.kube/config is a copy of the expired admin.conf)
+play regenerate-admin.yml -e kubeadm_recover_update_copies=true
 on_cp1 "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf auth whoami"
+on_cp1 "kubectl get nodes"   # the vagrant user's copy, rewritten
 if command -v kubectl >/dev/null; then
   kubectl --kubeconfig "$work/fetched/${control_planes[0]}/admin.conf" get nodes -o wide
 fi

@@ -252,9 +252,21 @@ fn extend_tokens_lands_on_every_node_in_order_then_status_regenerate_and_revert(
         "cp2's expired admin.conf is reported, and only cp2's:\n{out}"
     );
 
-    // The admin credentials: re-issued, proved, fetched private, and working with the real kubectl.
-    let (code, out) = cluster.play("regenerate-admin.yml", &reason());
+    // The admin credentials: re-issued, proved, fetched private, and working with the real
+    // kubectl; on cp2, the copy someone made of its expired admin.conf is rewritten too.
+    let copy = cluster.nodes[1].path("/home/alice/.kube/config");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::copy(cluster.nodes[1].path("/etc/kubernetes/admin.conf"), &copy).unwrap();
+    let (code, out) = cluster.play(
+        "regenerate-admin.yml",
+        &[&reason()[..], &["-e", "kubeadm_recover_update_copies=true"]].concat(),
+    );
     assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        std::fs::read(cluster.nodes[1].path("/etc/kubernetes/admin.conf")).unwrap(),
+        "cp2's copy is rewritten:\n{out}"
+    );
     for (i, node) in cluster.nodes.iter().enumerate() {
         let fetched = cluster.fetched(&format!("cp{}", i + 1));
         let meta = std::fs::metadata(&fetched)
