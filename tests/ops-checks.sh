@@ -15,8 +15,24 @@ echo "ops checks: shellcheck"
 mapfile -t scripts < <(git ls-files '*.sh' .ci/run)
 shellcheck "${scripts[@]}"
 
-echo "ops checks: ruby -c vagrant/Vagrantfile"
+echo "ops checks: ruby -c vagrant/Vagrantfile, and the machines it defines"
 ruby -c vagrant/Vagrantfile
+expect_plan() { # CONTROL_PLANES EXPECTED
+  local plan
+  plan=$(CONTROL_PLANES=$1 ruby tests/vagrant-plan.rb vagrant/Vagrantfile)
+  [ "$plan" = "$2" ] || { printf 'vagrant/Vagrantfile with CONTROL_PLANES=%s defines:\n%s\nnot:\n%s\n' "$1" "$plan" "$2" >&2; exit 1; }
+}
+expect_plan 1 "cp1 192.168.56.11: provision/common.sh 1.34.4 192.168.56.11; provision/control-plane.sh init 192.168.56.11 192.168.56.11:6443 1.34.4
+worker1 192.168.56.21: provision/common.sh 1.34.4 192.168.56.21; provision/worker.sh"
+expect_plan 3 "lb 192.168.56.10: provision/lb.sh 192.168.56.11 192.168.56.12 192.168.56.13
+cp1 192.168.56.11: provision/common.sh 1.34.4 192.168.56.11; provision/control-plane.sh init 192.168.56.11 192.168.56.10:6443 1.34.4
+cp2 192.168.56.12: provision/common.sh 1.34.4 192.168.56.12; provision/control-plane.sh join 192.168.56.12 192.168.56.10:6443 1.34.4
+cp3 192.168.56.13: provision/common.sh 1.34.4 192.168.56.13; provision/control-plane.sh join 192.168.56.13 192.168.56.10:6443 1.34.4
+worker1 192.168.56.21: provision/common.sh 1.34.4 192.168.56.21; provision/worker.sh"
+if CONTROL_PLANES=2 ruby tests/vagrant-plan.rb vagrant/Vagrantfile >/dev/null 2>&1; then
+  echo "vagrant/Vagrantfile accepts CONTROL_PLANES=2 (etcd needs an odd number)" >&2
+  exit 1
+fi
 
 echo "ops checks: YAML"
 # Not the manifest fixtures (many are broken on purpose) nor the simulator's manifest template

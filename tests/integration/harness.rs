@@ -200,6 +200,17 @@ impl std::fmt::Debug for Snapshot {
     }
 }
 
+/// `bash ARGS`, which must succeed (its stderr is the failure message): its stdout.
+pub fn bash_ok<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(args: I) -> String {
+    let out = Command::new("bash").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Makes `command` join the network namespace of `netns` before it runs.
 pub fn enter_on_exec(command: &mut Command, netns: &std::fs::File) {
     kubeadm_recover::apiserver::process::join_network_namespace(command, netns);

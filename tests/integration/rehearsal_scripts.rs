@@ -148,16 +148,10 @@ fn expire_admin_conf_locks_the_admin_out_and_regenerate_lets_them_back_in() {
     let mode_before = std::fs::metadata(&admin).unwrap().permissions().mode();
     let before = std::fs::read_to_string(&admin).unwrap();
 
-    let out = Command::new("bash")
-        .arg(script("expire-admin-conf.sh"))
-        .arg(node.root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    bash_ok([
+        script("expire-admin-conf.sh").as_os_str(),
+        node.root().as_os_str(),
+    ]);
 
     // Only the two credential lines changed, owner and mode kept.
     let after = std::fs::read_to_string(&admin).unwrap();

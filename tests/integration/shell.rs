@@ -17,16 +17,7 @@ fn bash_completes(words: &[&str]) -> Vec<String> {
         words[words.len() - 1],
         words[words.len() - 2],
     );
-    let out = Command::new("bash")
-        .args(["-c", &program])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    bash_ok(["-c", &program])
         .lines()
         .map(str::to_string)
         .collect()
