@@ -63,6 +63,14 @@ fn args(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
 }
 
+/// `words` with `flag` added when `on`.
+fn with_flag(mut words: Vec<String>, flag: &str, on: bool) -> Vec<String> {
+    if on {
+        words.push(flag.into());
+    }
+    words
+}
+
 /// The plan for `findings` (as `diagnose` orders them): finish an interrupted change first,
 /// then the credentials, then token extension.
 pub fn plan(findings: &[Finding]) -> Guidance {
@@ -105,10 +113,7 @@ pub fn plan(findings: &[Finding]) -> Guidance {
 
     let interrupted = ids(findings, &["unfinished-session", "manifest-parked"]);
     if !interrupted.is_empty() {
-        let mut words = args(&["resume"]);
-        if strays {
-            words.push("--move-strays".into());
-        }
+        let words = with_flag(args(&["resume"]), "--move-strays", strays);
         guidance.steps.push(Step {
             title: "finish the interrupted change (resume), and prove it".into(),
             args: words,
@@ -131,10 +136,11 @@ pub fn plan(findings: &[Finding]) -> Guidance {
     let not_verified = "the apiserver is not answering, so the new credential is checked against \
                         ca.crt only, not with SelfSubjectReview";
     if !admin.is_empty() {
-        let mut words = args(&["admin-conf", "regenerate", "--update-copies"]);
-        if apiserver_down {
-            words.push("--no-verify".into());
-        }
+        let words = with_flag(
+            args(&["admin-conf", "regenerate", "--update-copies"]),
+            "--no-verify",
+            apiserver_down,
+        );
         guidance.steps.push(Step {
             title: "regenerate admin.conf from the cluster CA and update the copies that hold the old one".into(),
             args: words,
@@ -145,16 +151,17 @@ pub fn plan(findings: &[Finding]) -> Guidance {
 
     let super_admin = ids(findings, &["super-admin-expired", "super-admin-expiring"]);
     if !super_admin.is_empty() {
-        let mut words = args(&[
-            "admin-conf",
-            "regenerate",
-            "--only-super-admin",
-            "--validity",
-            SUPER_ADMIN_VALIDITY,
-        ]);
-        if apiserver_down {
-            words.push("--no-verify".into());
-        }
+        let words = with_flag(
+            args(&[
+                "admin-conf",
+                "regenerate",
+                "--only-super-admin",
+                "--validity",
+                SUPER_ADMIN_VALIDITY,
+            ]),
+            "--no-verify",
+            apiserver_down,
+        );
         guidance.steps.push(Step {
             title: format!("regenerate super-admin.conf, valid {SUPER_ADMIN_VALIDITY} only"),
             args: words,
@@ -173,10 +180,11 @@ pub fn plan(findings: &[Finding]) -> Guidance {
         && !has(findings, "kubelet-not-running")
         && !has(findings, "apiserver-not-running")
     {
-        let mut words = args(&["extend-tokens", "enable", "--revert-after", REVERT_AFTER]);
-        if strays {
-            words.push("--move-strays".into());
-        }
+        let words = with_flag(
+            args(&["extend-tokens", "enable", "--revert-after", REVERT_AFTER]),
+            "--move-strays",
+            strays,
+        );
         guidance.steps.push(Step {
             title: format!(
                 "turn token extension on, so that clients with expired service-account tokens \

@@ -66,6 +66,9 @@ kr() { docker exec "$node" /usr/local/sbin/kubeadm-recover "$@"; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 kubeconfig=$work/kubeconfig
 outside() { kubectl --kubeconfig "$kubeconfig" "$@"; }
+config_hash() { # of the apiserver's mirror pod: it changes when the kubelet runs a new manifest
+  outside -n kube-system get pod "kube-apiserver-$node" -o jsonpath='{.metadata.annotations.kubernetes\.io/config\.hash}'
+}
 running_flag() {
   outside -n kube-system get pod "kube-apiserver-$node" \
     -o jsonpath='{.spec.containers[0].command}' | tr ',' '\n' | grep -o 'service-account-extend-token-expiration=[a-z]*' || echo absent
@@ -109,11 +112,11 @@ kubectl --kubeconfig "$work/admin.conf" auth whoami
 kubeconfig=$work/admin.conf
 
 step "extend-tokens enable"
-before=$(outside -n kube-system get pod "kube-apiserver-$node" -o jsonpath='{.metadata.annotations.kubernetes\.io/config\.hash}')
+before=$(config_hash)
 kr extend-tokens enable --yes --reason "$reason" --timeout 5m -o json >"$work/enable.json"
 json 'd["restart"]' <"$work/enable.json" | grep -qx proved
 for _ in $(seq 60); do
-  after=$(outside -n kube-system get pod "kube-apiserver-$node" -o jsonpath='{.metadata.annotations.kubernetes\.io/config\.hash}' 2>/dev/null || true)
+  after=$(config_hash 2>/dev/null || true)
   [ -n "$after" ] && [ "$after" != "$before" ] && break
   sleep 2
 done
@@ -125,7 +128,7 @@ step "revert"
 kr revert --yes --reason "$reason" --timeout 5m --accept-stale-tokens -o json >"$work/revert.json"
 json 'd["restart"]' <"$work/revert.json" | grep -qx proved
 for _ in $(seq 60); do
-  [ "$(outside -n kube-system get pod "kube-apiserver-$node" -o jsonpath='{.metadata.annotations.kubernetes\.io/config\.hash}' 2>/dev/null || true)" = "$before" ] && break
+  [ "$(config_hash 2>/dev/null || true)" = "$before" ] && break
   sleep 2
 done
 [ "$(running_flag)" = absent ] ||
