@@ -20,7 +20,7 @@ pub struct Applied {
 /// Refuses (exit 3) when stray copies or editor leftovers sit in the manifest directory, unless
 /// the operator asked to move them away.
 pub fn check_strays(layout: &NodeLayout, move_strays: bool) -> Result<Vec<Stray>> {
-    let found = strays::find(&layout.manifests_dir(), &layout.apiserver_manifest());
+    let found = strays::find(layout);
     if found.is_empty() || move_strays {
         return Ok(found);
     }
@@ -55,7 +55,7 @@ pub fn prepare(
     strays: &[Stray],
 ) -> Result<Applied> {
     for write in writes {
-        let current = match std::fs::read(&write.path) {
+        let current = match layout.fs().read(&write.path) {
             Ok(bytes) => Some(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io("cannot read", &write.path, e)),
@@ -90,12 +90,11 @@ pub fn prepare(
     for stray in strays {
         let name = stray.path.file_name().expect("a file in a directory");
         let dest = backup.dir.join(format!("moved-{}", name.to_string_lossy()));
-        std::fs::rename(&stray.path, &dest)
+        layout
+            .fs()
+            .rename(&stray.path, &dest)
             .map_err(|e| Error::io("could not move the stray file", &stray.path, e))?;
         moved_strays.push(layout.node_path(&stray.path));
-    }
-    if !strays.is_empty() {
-        let _ = crate::store::sync_dir(&layout.manifests_dir());
     }
     ui.detail(format!("backed up to {}", backup.dir.display()));
     crate::failpoint!("after-backup");
@@ -171,7 +170,7 @@ pub fn commit(
             sha256_after: None,
         }))
         .collect();
-    if let Err(e) = audit::append(&layout.audit_log(), &record) {
+    if let Err(e) = audit::append(layout, &record) {
         // The change is made and backed up; a missing audit line must not hide that.
         crate::ui::stderr_line(&format!(
             "warning: could not write the audit log {}: {e}",
@@ -184,36 +183,19 @@ pub fn commit(
     })
 }
 
-/// Replaces a file on the node atomically. A symlink is written through, so that the file it
-/// points at (the one in use) gets the new bytes and the link stays a link. The temp file is
-/// made in `/etc/kubernetes/tmp` when that is on the target's filesystem (never in the manifest
-/// directory itself), else beside the target, so that the rename never crosses filesystems.
+/// Replaces a file on the node atomically (`NodeFs::replace`): a link is written through
+/// inside the root, so that the file it points at (the one in use) gets the new bytes and the
+/// link stays a link; the temp file is made in `/etc/kubernetes/tmp` when that is on the
+/// target's filesystem (never in the manifest directory), else beside the target.
 pub fn write_node_file(
     layout: &NodeLayout,
     path: &std::path::Path,
     contents: &[u8],
     ownership: Option<atomic::Ownership>,
 ) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let target = match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => path.canonicalize()?,
-        _ => path.to_path_buf(),
-    };
-    let dir = target
-        .parent()
-        .ok_or_else(|| std::io::Error::other(format!("{} has no directory", target.display())))?;
     let tmp = layout.tmp_dir();
-    crate::store::private_dir(&tmp)?;
-    let same_filesystem = match (std::fs::metadata(&tmp), std::fs::metadata(dir)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev(),
-        _ => true,
-    };
-    let temp_dir = if same_filesystem || dir == layout.manifests_dir() {
-        tmp
-    } else {
-        dir.to_path_buf()
-    };
-    atomic::replace(&target, &temp_dir, contents, ownership)
+    layout.fs().private_dir(&tmp)?;
+    layout.fs().replace(path, &tmp, contents, ownership)
 }
 
 fn injected_after_rename() -> Result<()> {
@@ -228,7 +210,7 @@ pub fn put_back_changed(layout: &NodeLayout, writes: &[PlannedWrite]) -> Vec<Str
         layout,
         writes
             .iter()
-            .filter(|w| std::fs::read(&w.path).ok() != w.old),
+            .filter(|w| layout.fs().read(&w.path).ok() != w.old),
     )
 }
 
@@ -242,7 +224,7 @@ pub fn put_back<'a>(
     for write in writes {
         let result = match &write.old {
             Some(old) => write_node_file(layout, &write.path, old, None),
-            None => match std::fs::remove_file(&write.path) {
+            None => match layout.fs().remove_file(&write.path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 other => other,
             },

@@ -175,6 +175,13 @@ pub enum Command {
         restart: RestartOptions,
         #[command(flatten)]
         stale: StaleTokenOptions,
+        /// Keep the fleet rule without a person watching: take the Lease
+        /// kube-system/kubeadm-recover-apiserver-restart through the API, and check that every
+        /// other apiserver answers /readyz, before restarting this one; give it back after the
+        /// proof. Held, or another apiserver unhealthy: refused (exit 3), nothing changed. The
+        /// timer of --revert-after runs revert with it.
+        #[arg(long)]
+        fleet_lease: bool,
     },
     /// Finish an unfinished change (after a crash or a kill) and prove it.
     ///

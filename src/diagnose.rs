@@ -74,6 +74,8 @@ pub struct Facts {
     /// The other certificates kubeadm manages.
     pub certificates: Vec<Expiry>,
     pub kubelet_running: bool,
+    /// The node is a `--root` other than the host's `/`: the host's systemd does not run it.
+    pub sandbox: bool,
     /// The manifest's problem, when it cannot be read.
     pub manifest_problem: Option<String>,
     /// The flag's effective value in the manifest (`None`: unknown).
@@ -202,7 +204,11 @@ fn apiserver_findings(facts: &Facts, out: &mut Vec<Finding>) {
             Severity::Critical,
             "the kubelet is not running: nothing restarts the control-plane pods".into(),
             "no kubelet process for this node".into(),
-            "systemctl start kubelet (and journalctl -u kubelet for why it stopped)".into(),
+            if facts.sandbox {
+                "start the kubelet that runs this root's manifests (the host's systemctl does not: this is not the host's own node)".into()
+            } else {
+                "systemctl start kubelet (and journalctl -u kubelet for why it stopped)".into()
+            },
         ));
     }
     let a = &facts.apiserver;
@@ -360,6 +366,7 @@ mod tests {
 
     fn healthy() -> Facts {
         Facts {
+            sandbox: false,
             now: NOW,
             credentials: vec![Expiry {
                 name: "admin.conf".into(),

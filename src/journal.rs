@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::manifest::FlagState;
 use crate::node::NodeLayout;
-use crate::store::atomic::{self, Ownership};
+use crate::store::atomic::Ownership;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -126,7 +126,7 @@ pub fn path(layout: &NodeLayout) -> std::path::PathBuf {
 impl Journal {
     pub fn load(layout: &NodeLayout) -> Result<Journal> {
         let path = path(layout);
-        match std::fs::read(&path) {
+        match layout.fs().read_state(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 Error::Refused(format!(
                     "{} is unreadable ({e}); move it aside after checking the node by hand",
@@ -142,7 +142,10 @@ impl Journal {
     pub fn save(&self, layout: &NodeLayout) -> Result<()> {
         crate::failpoint!("before-journal-write");
         let dir = layout.state_dir();
-        crate::store::private_dir(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+        layout
+            .fs()
+            .private_dir(&dir)
+            .map_err(|e| Error::io("cannot create", &dir, e))?;
         let document = Document {
             api_version: crate::ui::API_VERSION,
             kind: "Journal",
@@ -154,7 +157,9 @@ impl Journal {
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
         };
-        atomic::replace(&path(layout), &dir, &bytes, Some(me))
+        layout
+            .fs()
+            .replace_state(&path(layout), &bytes, me)
             .map_err(|e| Error::io("cannot write the journal", &path(layout), e))?;
         crate::failpoint!("after-journal-write");
         Ok(())
@@ -340,13 +345,15 @@ pub fn refuse_if_unfinished(layout: &NodeLayout) -> Result<()> {
         return Ok(());
     };
     // A running process holds the lock: that is "busy", not "unfinished".
-    drop(crate::store::lock::acquire(&layout.lock_file())?);
+    drop(crate::store::lock::acquire(layout)?);
     Err(Error::Refused(unfinished_message(layout, session)))
 }
 
 pub fn unfinished_message(layout: &NodeLayout, session: &Session) -> String {
     let sha = |node_path: &str| {
-        std::fs::read(layout.path(node_path))
+        layout
+            .fs()
+            .read(&layout.path(node_path))
             .ok()
             .map(|b| crate::store::sha256_hex(&b))
     };

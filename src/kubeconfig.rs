@@ -1,4 +1,5 @@
 //! Reading kubeconfig files and the client certificates embedded in them.
+use crate::node::NodeLayout;
 use std::path::Path;
 
 use base64::Engine;
@@ -55,8 +56,9 @@ impl CredentialInfo {
 }
 
 /// Reads the client certificate of the current context's user (or the first user).
-pub fn credential_info(path: &Path, node_path: &str, now: i64) -> CredentialInfo {
-    let text = match std::fs::read_to_string(path) {
+pub fn credential_info(layout: &NodeLayout, path: &Path, now: i64) -> CredentialInfo {
+    let node_path = &layout.node_path(path);
+    let text = match layout.fs().read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return CredentialInfo::problem(node_path, "not present".into());
@@ -121,8 +123,11 @@ fn certificate_facts(pem: &[u8], now: i64) -> Result<CredentialInfo, String> {
 
 /// The embedded client certificate and key (base64, as stored) of the current user, for
 /// authenticating health checks when anonymous access is refused. Never printed.
-pub fn client_credentials(path: &Path) -> Option<(String, secrecy::SecretString)> {
-    let text = std::fs::read_to_string(path).ok()?;
+pub fn client_credentials(
+    layout: &NodeLayout,
+    path: &Path,
+) -> Option<(String, secrecy::SecretString)> {
+    let text = layout.fs().read_to_string(path).ok()?;
     let config: serde_json::Value = serde_saphyr::from_str(&text).ok()?;
     let user = current_user_entry(&config)?;
     let cert = user
@@ -234,7 +239,8 @@ mod tests {
     #[test]
     fn health_checks_authenticate_as_the_current_contexts_user() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config");
+        let layout = NodeLayout::new(Some(dir.path().to_path_buf())).unwrap();
+        let path = layout.path("/config");
         std::fs::write(
             &path,
             "current-context: admin@k\ncontexts:\n- name: admin@k\n  context: {user: admin}\nusers:\n\
@@ -242,7 +248,7 @@ mod tests {
              - name: admin\n  user: {client-certificate-data: QURNSU4=, client-key-data: QUs=}\n",
         )
         .unwrap();
-        let (cert, _) = client_credentials(&path).unwrap();
+        let (cert, _) = client_credentials(&layout, &path).unwrap();
         assert_eq!(cert, "QURNSU4=");
     }
 }

@@ -12,6 +12,7 @@ pub mod diagnose;
 pub mod error;
 pub mod executor;
 pub mod failpoints;
+pub mod fleet;
 pub mod guide;
 pub mod interrupt;
 pub mod journal;

@@ -129,7 +129,7 @@ pub fn check(
     let audit_path = manifest.flag("audit-log-path").filter(|p| p != "-");
     let users = audit_path
         .as_deref()
-        .and_then(|p| std::fs::read_to_string(layout.path(p)).ok())
+        .and_then(|p| layout.fs().read_to_string(&layout.path(p)).ok())
         .map(|log| audit_users(&log, since))
         .unwrap_or_default();
     let at_start = session.and_then(|(_, n)| n);

@@ -3,9 +3,51 @@
 //! `kubeadm-recover revert --session ID` at the deadline, and every hour after that while the
 //! revert refuses (stale tokens still in use: it logs why and leaves the node as it is). A
 //! successful revert, or `extend-tokens disable`, stops the timer.
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
 use crate::journal::{Journal, Recorder, RevertSchedule};
 use crate::node::{NodeLayout, on_path};
 use crate::ui::Ui;
+
+/// Whether this node's revert may be left to systemd. Only the host's own systemd runs timers,
+/// and it must never be given one for a `--root` sandbox (it would keep firing after the
+/// sandbox is gone, as the container runtime is never touched for one). Test builds may allow
+/// it for the tests' fake systemd.
+pub fn uses_systemd(layout: &NodeLayout) -> bool {
+    layout.is_host()
+        || (cfg!(feature = "test-clock")
+            && std::env::var_os("KUBEADM_RECOVER_TEST_SANDBOX_SYSTEMD").is_some())
+}
+
+/// The binary a root timer will run later, refused unless only root can change it: the file
+/// and every directory above it owned by root and writable by no one else. Otherwise whoever
+/// may write there chooses what root runs at the deadline.
+pub fn runnable_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Refused(format!("--revert-after: cannot find this binary: {e}")))?;
+    let install = "install it where only root can write (install -o root -g root -m 0755 kubeadm-recover /usr/local/sbin/) and run it from there, or revert by hand without --revert-after";
+    for path in std::iter::once(exe.as_path()).chain(exe.ancestors().skip(1)) {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path)
+            .map_err(|e| Error::Refused(format!("--revert-after: {}: {e}", path.display())))?;
+        if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+            return Err(Error::Refused(format!(
+                "--revert-after: a root timer would run {}, but {} is {} (owner uid {}, mode {:04o}): refused.\n  what to do: {install}",
+                exe.display(),
+                path.display(),
+                if meta.uid() != 0 {
+                    "not root's"
+                } else {
+                    "writable by others"
+                },
+                meta.uid(),
+                meta.mode() & 0o7777
+            )));
+        }
+    }
+    Ok(exe)
+}
 
 /// The timer's unit name for a session: only the characters systemd allows, no dots.
 pub fn unit_name(session: &str) -> String {
@@ -23,11 +65,8 @@ pub fn unit_name(session: &str) -> String {
 }
 
 /// The command the timer runs: this binary, reverting exactly this session, unattended.
-pub fn revert_command(layout: &NodeLayout, session: &str) -> Vec<String> {
-    let exe = std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "kubeadm-recover".into());
-    let mut command = vec![exe];
+pub fn revert_command(layout: &NodeLayout, exe: &Path, session: &str) -> Vec<String> {
+    let mut command = vec![exe.display().to_string()];
     if !layout.is_host() {
         command.push(format!("--root={}", layout.root().display()));
     }
@@ -36,6 +75,7 @@ pub fn revert_command(layout: &NodeLayout, session: &str) -> Vec<String> {
             "revert",
             "--session",
             session,
+            "--fleet-lease",
             "--yes",
             "--non-interactive",
             "--reason",
@@ -63,6 +103,25 @@ pub fn schedule(layout: &NodeLayout, ui: &Ui, session: &str, deadline_unix: i64)
         timer: None,
         note: None,
     };
+    if !uses_systemd(layout) {
+        let note = format!(
+            "{} is a --root sandbox, not this host's node: no timer is left on the host's systemd, so nothing will revert it by itself; run `kubeadm-recover --root {} revert` by {deadline}",
+            layout.root().display(),
+            layout.root().display()
+        );
+        ui.warn(&note);
+        scheduled.note = Some(note);
+        return scheduled;
+    }
+    let exe = match runnable_binary() {
+        Ok(exe) => exe,
+        Err(e) => {
+            let note = format!("{e}; run `kubeadm-recover revert` by {deadline}");
+            ui.warn(&note);
+            scheduled.note = Some(note);
+            return scheduled;
+        }
+    };
     if on_path("systemd-run").is_none() {
         let note = format!(
             "this node has no systemd (no systemd-run), so nothing will revert it by itself: run `kubeadm-recover revert` by {deadline}; `status` shows the deadline"
@@ -81,7 +140,7 @@ pub fn schedule(layout: &NodeLayout, ui: &Ui, session: &str, deadline_unix: i64)
         "--timer-property=AccuracySec=1min".into(),
         "--".into(),
     ];
-    args.extend(revert_command(layout, session));
+    args.extend(revert_command(layout, &exe, session));
     match duct::cmd("systemd-run", &args)
         .stderr_to_stdout()
         .stdout_capture()
@@ -130,6 +189,9 @@ pub fn cancel(layout: &NodeLayout, ui: &Ui, only: Option<&str>) {
         let Some(timer) = &schedule.timer else {
             continue;
         };
+        if !uses_systemd(layout) {
+            continue;
+        }
         let stopped = on_path("systemctl").is_some()
             && duct::cmd("systemctl", ["stop", timer.as_str()])
                 .stderr_null()

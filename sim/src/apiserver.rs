@@ -632,6 +632,55 @@ async fn handle(
         (&Method::POST, ["api", "v1", "namespaces", ns, kind @ ("secrets" | "pods")]) => {
             objects::create(&state.settings.root, kind, ns, body)
         }
+        // Leases (coordination.k8s.io/v1), as the fleet rule of a timed revert takes one:
+        // create, get, replace with an optimistic resourceVersion, delete.
+        (
+            &Method::POST,
+            [
+                "apis",
+                "coordination.k8s.io",
+                "v1",
+                "namespaces",
+                ns,
+                "leases",
+            ],
+        ) => objects::create(&state.settings.root, "leases", ns, body),
+        (
+            &Method::GET,
+            [
+                "apis",
+                "coordination.k8s.io",
+                "v1",
+                "namespaces",
+                ns,
+                "leases",
+                name,
+            ],
+        ) => objects::get(&state.settings.root, "leases", ns, name),
+        (
+            &Method::PUT,
+            [
+                "apis",
+                "coordination.k8s.io",
+                "v1",
+                "namespaces",
+                ns,
+                "leases",
+                name,
+            ],
+        ) => objects::replace(&state.settings.root, "leases", ns, name, body),
+        (
+            &Method::DELETE,
+            [
+                "apis",
+                "coordination.k8s.io",
+                "v1",
+                "namespaces",
+                ns,
+                "leases",
+                name,
+            ],
+        ) => objects::delete(&state.settings.root, "leases", ns, name),
         (&Method::GET, ["api", "v1", "secrets"]) => {
             let wanted_type = parts
                 .uri
@@ -739,6 +788,7 @@ mod objects {
             );
         }
         object["metadata"]["namespace"] = json!(ns);
+        object["metadata"]["resourceVersion"] = json!("1");
         object["metadata"]["uid"] = json!(format!("sim-{kind}-{ns}-{name}"));
         object["metadata"]["creationTimestamp"] =
             json!(kubeadm_recover::clock::rfc3339(crate::now_unix()));
@@ -751,6 +801,75 @@ mod objects {
             );
         }
         super::reply(StatusCode::CREATED, object)
+    }
+
+    fn not_found(kind: &str, name: &str) -> Response<Full<Bytes>> {
+        super::status_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("{kind}.coordination.k8s.io \"{name}\" not found"),
+        )
+    }
+
+    fn read(root: &Path, kind: &str, ns: &str, name: &str) -> Option<Value> {
+        let path = dir(root, kind).join(format!("{ns}_{name}.json"));
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
+    pub fn get(root: &Path, kind: &str, ns: &str, name: &str) -> Response<Full<Bytes>> {
+        match read(root, kind, ns, name) {
+            Some(object) => super::reply(StatusCode::OK, object),
+            None => not_found(kind, name),
+        }
+    }
+
+    /// PUT: the stored object's resourceVersion must be the one sent, as the real apiserver's
+    /// optimistic concurrency demands ("the object has been modified").
+    pub fn replace(
+        root: &Path,
+        kind: &str,
+        ns: &str,
+        name: &str,
+        mut object: Value,
+    ) -> Response<Full<Bytes>> {
+        let Some(current) = read(root, kind, ns, name) else {
+            return not_found(kind, name);
+        };
+        let stored = current["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("0");
+        if object["metadata"]["resourceVersion"].as_str() != Some(stored) {
+            return super::status_error(
+                StatusCode::CONFLICT,
+                "Conflict",
+                &format!(
+                    "Operation cannot be fulfilled on {kind} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+                ),
+            );
+        }
+        let next = stored.parse::<u64>().unwrap_or(0) + 1;
+        object["metadata"] = current["metadata"].clone();
+        object["metadata"]["resourceVersion"] = json!(next.to_string());
+        let path = dir(root, kind).join(format!("{ns}_{name}.json"));
+        match std::fs::write(&path, object.to_string()) {
+            Ok(()) => super::reply(StatusCode::OK, object),
+            Err(e) => super::status_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                &e.to_string(),
+            ),
+        }
+    }
+
+    pub fn delete(root: &Path, kind: &str, ns: &str, name: &str) -> Response<Full<Bytes>> {
+        let path = dir(root, kind).join(format!("{ns}_{name}.json"));
+        match std::fs::remove_file(&path) {
+            Ok(()) => super::reply(
+                StatusCode::OK,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+            ),
+            Err(_) => not_found(kind, name),
+        }
     }
 
     pub fn list(root: &Path, kind: &str, ns: Option<&str>) -> Vec<Value> {

@@ -95,6 +95,27 @@ impl Admin {
                 .expect("request"),
         )
     }
+
+    pub fn put<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, CallError> {
+        self.call(
+            http::Request::put(path)
+                .header("content-type", "application/json")
+                .body(body.to_string().into_bytes())
+                .expect("request"),
+        )
+    }
+
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {
+        self.call(
+            http::Request::delete(path)
+                .body(Vec::new())
+                .expect("request"),
+        )
+    }
 }
 
 /// A TokenRequest for a service account (`kubectl create token`).

@@ -89,11 +89,13 @@ pub fn failed_checks(body: &str) -> String {
 impl ApiClient {
     pub fn new(layout: &NodeLayout, endpoint: &Endpoint) -> Result<Self, String> {
         let ca_path = layout.path("/etc/kubernetes/pki/ca.crt");
-        let ca_pem =
-            std::fs::read_to_string(&ca_path).map_err(|e| format!("{}: {e}", ca_path.display()))?;
+        let ca_pem = layout
+            .fs()
+            .read_to_string(&ca_path)
+            .map_err(|e| format!("{}: {e}", ca_path.display()))?;
         let anonymous = kube::Client::try_from(config(endpoint, &ca_pem, AuthInfo::default())?)
             .map_err(|e| e.to_string())?;
-        let admin = crate::kubeconfig::client_credentials(&layout.admin_conf())
+        let admin = crate::kubeconfig::client_credentials(layout, &layout.admin_conf())
             .map(|(cert, key)| AuthInfo {
                 client_certificate_data: Some(cert),
                 client_key_data: Some(key),
@@ -123,6 +125,18 @@ impl ApiClient {
             },
             other => other,
         }
+    }
+
+    /// `/readyz` alone: whether another apiserver of the fleet serves.
+    pub async fn ready(&self) -> Result<(), ProbeError> {
+        let body = self.get("/readyz").await.map_err(|e| match e {
+            ProbeError::Status(code, body) => ProbeError::Status(code, failed_checks(&body)),
+            other => other,
+        })?;
+        if body.trim() != "ok" {
+            return Err(ProbeError::Status(200, format!("/readyz said {body:?}")));
+        }
+        Ok(())
     }
 
     /// `/livez` then `/readyz`, both "ok".

@@ -8,18 +8,18 @@ use crate::node::NodeLayout;
 
 pub fn attempt_files(layout: &NodeLayout) -> BTreeSet<PathBuf> {
     let pods = layout.path("/var/log/pods");
-    let Ok(entries) = std::fs::read_dir(&pods) else {
+    let Ok(entries) = layout.fs().read_dir(&pods) else {
         return BTreeSet::new();
     };
     entries
-        .filter_map(|e| e.ok())
+        .into_iter()
         .filter(|e| {
-            e.file_name()
+            e.name
                 .to_string_lossy()
                 .starts_with("kube-system_kube-apiserver-")
         })
-        .filter_map(|e| std::fs::read_dir(e.path().join("kube-apiserver")).ok())
-        .flat_map(|dir| dir.filter_map(|f| f.ok()).map(|f| f.path()))
+        .filter_map(|e| layout.fs().read_dir(&e.path.join("kube-apiserver")).ok())
+        .flat_map(|dir| dir.into_iter().map(|f| f.path))
         .filter(|p| p.extension().is_some_and(|x| x == "log"))
         .collect()
 }
@@ -29,15 +29,15 @@ pub fn new_attempts(layout: &NodeLayout, before: &BTreeSet<PathBuf>) -> Vec<Path
     let mut fresh: Vec<(std::time::SystemTime, PathBuf)> = attempt_files(layout)
         .into_iter()
         .filter(|p| !before.contains(p))
-        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .filter_map(|p| Some((layout.fs().metadata(&p).ok()?.modified, p)))
         .collect();
     fresh.sort();
     fresh.into_iter().map(|(_, p)| p).collect()
 }
 
 /// The last `lines` lines of a log, for telling the operator why the apiserver stopped.
-pub fn tail(path: &std::path::Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+pub fn tail(layout: &NodeLayout, path: &std::path::Path, lines: usize) -> String {
+    let text = layout.fs().read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -109,12 +109,21 @@ pub fn find_apiserver(port: u16) -> Option<ApiserverProcess> {
         })
 }
 
-/// Whether a kubelet runs for this node. On a sandbox (`--root`), only a kubelet whose command
-/// line names that root counts, so parallel sandboxes do not vouch for each other.
-pub fn kubelet_running(root: &Path) -> bool {
-    let root_text = root.to_string_lossy();
+/// Whether a kubelet runs for this node. On the host's own root any kubelet does. On a sandbox
+/// (`--root`), only a kubelet whose `--pod-manifest-path` (or `--root-dir`) IS the sandbox's,
+/// compared as canonical paths, so that parallel sandboxes never vouch for each other (a
+/// kubelet for `/a/n10` does not run `/a/n1`) and `/a//n1` is `/a/n1`.
+pub fn kubelet_running(layout: &crate::node::NodeLayout) -> bool {
+    let ours = [layout.manifests_dir(), layout.path("/var/lib/kubelet")];
     processes_named("kubelet").iter().any(|(_, args)| {
-        root == Path::new("/") || args.iter().any(|a| a.contains(root_text.as_ref()))
+        layout.is_host()
+            || args.iter().skip(1).any(|arg| {
+                ["--pod-manifest-path=", "--root-dir="].iter().any(|flag| {
+                    arg.strip_prefix(flag)
+                        .and_then(|value| Path::new(value).canonicalize().ok())
+                        .is_some_and(|value| ours.contains(&value))
+                })
+            })
     })
 }
 

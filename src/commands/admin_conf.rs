@@ -131,7 +131,7 @@ fn resolve_method(ctx: &Context, method: Method) -> Result<Method> {
     let ca_key = ctx.layout.path("/etc/kubernetes/pki/ca.key");
     let kubeadm = crate::node::on_path("kubeadm").is_some();
     match method {
-        Method::Auto if ca_key.is_file() => Ok(Method::Native),
+        Method::Auto if ctx.layout.fs().is_file(&ca_key) => Ok(Method::Native),
         Method::Auto if kubeadm => Ok(Method::Kubeadm),
         Method::Auto => Err(Error::Refused(format!(
             "{} is not on this node and kubeadm is not installed: run this on the control-plane node that holds the CA key",
@@ -147,13 +147,16 @@ fn resolve_method(ctx: &Context, method: Method) -> Result<Method> {
 /// What the apiserver manifest says about the cluster: 1.29 or later, and the server address.
 fn cluster_facts(ctx: &Context) -> (bool, Option<String>) {
     let layout = &ctx.layout;
-    let manifest_text = std::fs::read_to_string(layout.apiserver_manifest()).ok();
+    let manifest_text = layout
+        .fs()
+        .read_to_string(&layout.apiserver_manifest())
+        .ok();
     let manifest = manifest_text
         .as_deref()
         .and_then(|t| Manifest::parse(t).ok());
     let v129 = match manifest.as_ref().and_then(Manifest::version) {
         Some((major, minor, _)) => (major, minor) >= (1, 29),
-        None => layout.super_admin_conf().exists(),
+        None => layout.fs().exists(&layout.super_admin_conf()),
     };
     let server = manifest.as_ref().map(|m| {
         let (host, port) = m.probe_endpoint();
@@ -189,12 +192,24 @@ fn copy_writes(
     };
     let ca = cluster_ca_der(ctx);
     let mut writes = Vec::new();
+    let admin_resolved = ctx.layout.fs().resolved(&admin.path).ok();
     for copy in copies::candidates(&ctx.layout, &options.copies) {
-        if copy == admin.path {
+        // A link to admin.conf (the usual ~/.kube/config) IS admin.conf, not a copy of it.
+        if copy == admin.path || ctx.layout.fs().resolved(&copy).ok() == admin_resolved {
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(&copy) else {
-            continue;
+        let text = match ctx.layout.fs().read_to_string(&copy) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                // A copy behind a user's symlink, or in a directory others may write: root
+                // does not follow it, and says so.
+                ctx.ui.warn(format!(
+                    "--update-copies left {} alone: {e}",
+                    copy.display()
+                ));
+                continue;
+            }
+            Err(_) => continue,
         };
         let Ok(users) = kubeconfig_edit::user_credentials(&text) else {
             continue;
@@ -244,13 +259,23 @@ fn install_write(
             ctx.layout.path("/etc/passwd").display()
         ))
     })?;
-    let target = ctx.layout.path(&format!("{}/.kube/config", account.home));
-    if target.exists() {
-        ctx.ui.warn(format!(
-            "{} exists; --install-for leaves it alone (use --update-copies to update it)",
-            target.display()
-        ));
-        return Ok(None);
+    let home = copies::home_of(&ctx.layout, &account)?;
+    let target = home.join(".kube/config");
+    match ctx.layout.fs().symlink_metadata(&target) {
+        Ok(_) => {
+            ctx.ui.warn(format!(
+                "{} exists; --install-for leaves it alone (use --update-copies to update it)",
+                target.display()
+            ));
+            return Ok(None);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // A link or a directory others may write on the way: never followed as root.
+        Err(e) => {
+            return Err(Error::Refused(format!(
+                "cannot install a kubeconfig for {user}: {e}\n  what to do: make ~{user}/.kube a real directory of {user}'s own, or copy admin.conf by hand"
+            )));
+        }
     }
     let write = PlannedWrite {
         path: target,
@@ -311,7 +336,11 @@ fn regenerate(ctx: &Context, options: &RegenerateOptions) -> Result<()> {
 
 /// The cluster CA certificate (DER), to recognise certificates it signed.
 pub(super) fn cluster_ca_der(ctx: &Context) -> Option<Vec<u8>> {
-    let pem = std::fs::read_to_string(ctx.layout.path("/etc/kubernetes/pki/ca.crt")).ok()?;
+    let pem = ctx
+        .layout
+        .fs()
+        .read_to_string(&ctx.layout.path("/etc/kubernetes/pki/ca.crt"))
+        .ok()?;
     crate::pem::certificates(&pem).into_iter().next()
 }
 
@@ -549,7 +578,7 @@ fn plan_credential(
 ) -> Result<Credential> {
     let layout = &ctx.layout;
     let path = layout.path(&format!("/etc/kubernetes/{}", kind.file_name()));
-    let old_text = std::fs::read_to_string(&path).ok();
+    let old_text = layout.fs().read_to_string(&path).ok();
     let ca = cluster_ca_der(ctx);
     let admin = match old_text.as_deref() {
         Some(text) => Some(admin_user(text, kind, ca.as_deref()).ok_or_else(|| {
@@ -598,6 +627,7 @@ fn plan_credential(
         });
     }
     let issued = issue::issue(
+        layout,
         &layout.path("/etc/kubernetes/pki"),
         &subject,
         key_type,
@@ -614,9 +644,12 @@ fn plan_credential(
         Some(Err(e)) => return Err(Error::Refused(format!("{}: {e}", path.display()))),
         None => {
             // No usable old file: write one shaped exactly like kubeadm's.
-            let ca = std::fs::read_to_string(layout.path("/etc/kubernetes/pki/ca.crt")).map_err(
-                |e| Error::io("cannot read", &layout.path("/etc/kubernetes/pki/ca.crt"), e),
-            )?;
+            let ca = layout
+                .fs()
+                .read_to_string(&layout.path("/etc/kubernetes/pki/ca.crt"))
+                .map_err(|e| {
+                    Error::io("cannot read", &layout.path("/etc/kubernetes/pki/ca.crt"), e)
+                })?;
             let server = server.ok_or_else(|| Error::Refused("no usable old kubeconfig and no apiserver manifest to take the server address from".into()))?;
             crate::credentials::kubeconfig_edit::kubeadm_kubeconfig(
                 &ca,

@@ -75,7 +75,7 @@ fn certificates(ctx: &Context) -> Vec<Expiry> {
         .iter()
         .filter_map(|name| {
             let path = ctx.layout.path(&format!("/etc/kubernetes/pki/{name}.crt"));
-            let bytes = std::fs::read(&path).ok()?;
+            let bytes = ctx.layout.fs().read(&path).ok()?;
             let (not_after, problem) = match crate::pem::not_after(&bytes) {
                 Ok(n) => (Some(n), None),
                 Err(e) => (None, Some(e)),
@@ -92,7 +92,11 @@ fn certificates(ctx: &Context) -> Vec<Expiry> {
 
 /// Kubeconfig copies whose admin certificate (this cluster's) is not admin.conf's current one.
 fn stale_copies(ctx: &Context) -> Vec<String> {
-    let admin = std::fs::read_to_string(ctx.layout.admin_conf()).ok();
+    let admin = ctx
+        .layout
+        .fs()
+        .read_to_string(&ctx.layout.admin_conf())
+        .ok();
     let current = admin
         .as_deref()
         .and_then(|t| kubeconfig_edit::user_credentials(t).ok())
@@ -105,7 +109,9 @@ fn stale_copies(ctx: &Context) -> Vec<String> {
         .into_iter()
         .filter(|copy| *copy != ctx.layout.admin_conf())
         .filter(|copy| {
-            std::fs::read_to_string(copy)
+            ctx.layout
+                .fs()
+                .read_to_string(copy)
                 .ok()
                 .and_then(|t| kubeconfig_edit::user_credentials(&t).ok())
                 .is_some_and(|users| {
@@ -130,7 +136,7 @@ fn crash_attempts(ctx: &Context) -> (usize, Option<String>) {
     let files = crate::apiserver::logs::attempt_files(&ctx.layout);
     let newest = files
         .iter()
-        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        .max_by_key(|p| ctx.layout.fs().metadata(p).map(|m| m.modified).ok());
     let Some(newest) = newest else {
         return (0, None);
     };
@@ -140,7 +146,7 @@ fn crash_attempts(ctx: &Context) -> (usize, Option<String>) {
         .count();
     (
         attempts.saturating_sub(1),
-        Some(crate::apiserver::logs::tail(newest, 5)),
+        Some(crate::apiserver::logs::tail(&ctx.layout, newest, 5)),
     )
 }
 
@@ -170,6 +176,7 @@ pub fn facts(ctx: &Context, status: &Status) -> Facts {
     let parked = crate::restart::nudge::parked_path(&ctx.layout);
     Facts {
         now,
+        sandbox: !ctx.layout.is_host(),
         credentials: status
             .credentials
             .iter()
@@ -195,7 +202,11 @@ pub fn facts(ctx: &Context, status: &Status) -> Facts {
             .as_ref()
             .filter(|s| s.unfinished)
             .map(|s| (s.id.clone(), s.message.clone())),
-        parked_manifest: parked.exists().then(|| ctx.layout.node_path(&parked)),
+        parked_manifest: ctx
+            .layout
+            .fs()
+            .exists(&parked)
+            .then(|| ctx.layout.node_path(&parked)),
         strays: status.strays.iter().map(|s| s.path.clone()).collect(),
         bad_backups: status
             .backups

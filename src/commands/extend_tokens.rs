@@ -138,6 +138,10 @@ fn change_flag(
     let verb = if enable { "enable" } else { "disable" };
     let path = layout.apiserver_manifest();
     let node_path = layout.node_path(&path);
+    // The timer's binary is checked before anything changes: a refusal then changes nothing.
+    if revert_after.is_some() && crate::schedule::uses_systemd(layout) {
+        crate::schedule::runnable_binary()?;
+    }
     let mut facts = None;
     let (plan, executed) = executor::run(layout, ui, settings, Unfinished::Refuse, || {
         let text = read_manifest(layout)?;

@@ -110,7 +110,9 @@ fn abandon(ctx: &Context, id: &str, settings: &plan::ChangeSettings) -> Result<(
                 session.state
             )));
         }
-        let current = std::fs::read(layout.apiserver_manifest())
+        let current = layout
+            .fs()
+            .read(&layout.apiserver_manifest())
             .ok()
             .map(|b| sha256_hex(&b));
         let manifest = match current {

@@ -25,7 +25,7 @@ pub fn run(ctx: &Context, action: KubeconfigCommand) -> Result<()> {
             confirm,
         } => prune_expired(
             ctx,
-            &target(kubeconfig)?,
+            &target(ctx, kubeconfig)?,
             &change_settings(&confirm, None, None),
         ),
         KubeconfigCommand::SetToken {
@@ -37,7 +37,7 @@ pub fn run(ctx: &Context, action: KubeconfigCommand) -> Result<()> {
             confirm,
         } => set_token(
             ctx,
-            &target(kubeconfig)?,
+            &target(ctx, kubeconfig)?,
             &NewToken {
                 user,
                 request: TokenRequest {
@@ -54,23 +54,26 @@ pub fn run(ctx: &Context, action: KubeconfigCommand) -> Result<()> {
 }
 
 /// The kubeconfig kubectl would use: `--kubeconfig`, else `$KUBECONFIG`'s first file, else
-/// `~/.kube/config`.
-fn target(given: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(path) = given {
-        return Ok(path);
-    }
-    if let Some(first) = std::env::var_os("KUBECONFIG")
-        .and_then(|v| std::env::split_paths(&v).find(|p| !p.as_os_str().is_empty()))
-    {
-        return Ok(first);
-    }
-    std::env::var_os("HOME")
-        .map(|home| Path::new(&home).join(".kube/config"))
-        .ok_or_else(|| Error::Usage("no --kubeconfig, no $KUBECONFIG and no $HOME".into()))
+/// `~/.kube/config` — each a path on the node, so that under `--root` it is the sandbox's.
+fn target(ctx: &Context, given: Option<PathBuf>) -> Result<PathBuf> {
+    let chosen = match given {
+        Some(path) => path,
+        None => match std::env::var_os("KUBECONFIG")
+            .and_then(|v| std::env::split_paths(&v).find(|p| !p.as_os_str().is_empty()))
+        {
+            Some(first) => first,
+            None => std::env::var_os("HOME")
+                .map(|home| Path::new(&home).join(".kube/config"))
+                .ok_or_else(|| {
+                    Error::Usage("no --kubeconfig, no $KUBECONFIG and no $HOME".into())
+                })?,
+        },
+    };
+    ctx.layout.given_path(&chosen)
 }
 
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| {
+fn read(ctx: &Context, path: &Path) -> Result<String> {
+    ctx.layout.fs().read_to_string(path).map_err(|e| {
         Error::Usage(format!(
             "{}: {e}\n  what to do: name the kubeconfig with --kubeconfig PATH",
             path.display()
@@ -176,7 +179,7 @@ fn prune_expired(ctx: &Context, path: &Path, settings: &plan::ChangeSettings) ->
     let mut findings = Vec::new();
     let (plan, executed) =
         executor::run(&ctx.layout, &ctx.ui, settings, Unfinished::Refuse, || {
-            let text = read(path)?;
+            let text = read(ctx, path)?;
             let pruned = prune(&text, now)
                 .map_err(|e| Error::Refused(format!("{}: {e}", path.display())))?;
             findings = pruned.findings;
@@ -267,7 +270,7 @@ fn set_token(
     let mut expiration = None;
     let (plan, executed) =
         executor::run(&ctx.layout, &ctx.ui, settings, Unfinished::Refuse, || {
-            let text = read(path)?;
+            let text = read(ctx, path)?;
             // The dry run shows where the token goes without minting one.
             let (token, expires) = if settings.dry_run {
                 (SecretString::from("dry-run".to_string()), None)

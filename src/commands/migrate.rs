@@ -125,7 +125,11 @@ pub fn inspect(ctx: &Context, stale_window: Duration, api: &ApiOptions) -> Resul
         .get("/api/v1/secrets?fieldSelector=type%3Dkubernetes.io%2Fservice-account-token")
         .map_err(|e| failed("secrets", e))?;
     let pods: k8s_openapi::List<Pod> = admin.get("/api/v1/pods").map_err(|e| failed("pods", e))?;
-    let manifest_text = std::fs::read_to_string(ctx.layout.apiserver_manifest()).ok();
+    let manifest_text = ctx
+        .layout
+        .fs()
+        .read_to_string(&ctx.layout.apiserver_manifest())
+        .ok();
     let manifest = manifest_text
         .as_deref()
         .and_then(|t| Manifest::parse(t).ok());

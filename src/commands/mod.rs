@@ -30,7 +30,7 @@ pub struct Context {
 pub fn run(cli: Cli) -> Result<()> {
     let settings = ui_settings(&cli);
     let ctx = Context {
-        layout: NodeLayout::new(cli.global.root.clone()),
+        layout: NodeLayout::new(cli.global.root.clone())?,
         ui: Ui::new(settings),
     };
     match cli.command {
@@ -53,10 +53,12 @@ fn dispatch(ctx: &Context, settings: UiSettings, command: Command) -> Result<()>
             confirm,
             restart,
             stale,
+            fleet_lease,
         } => revert::revert(
             ctx,
             session.session.as_deref(),
             &change_settings(&confirm, Some(&restart), Some(&stale)),
+            fleet_lease,
         ),
         Command::Resume {
             session,
@@ -128,9 +130,9 @@ pub fn change_settings(
 /// The apiserver manifest's text, or a refusal that says why this node cannot be worked on.
 pub fn read_manifest(layout: &NodeLayout) -> Result<String> {
     let path = layout.apiserver_manifest();
-    let bytes = std::fs::read(&path).map_err(|e| {
+    let bytes = layout.fs().read(&path).map_err(|e| {
         let parked = crate::restart::parked_path(layout);
-        if e.kind() == std::io::ErrorKind::NotFound && parked.exists() {
+        if e.kind() == std::io::ErrorKind::NotFound && layout.fs().exists(&parked) {
             Error::Refused(format!(
                 "{} is parked at {} by an interrupted nudge; any kubeadm-recover command that changes the node \
                  (resume, revert) moves it back first",

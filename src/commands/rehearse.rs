@@ -199,9 +199,8 @@ fn tool(target: &Target, args: &[&str]) -> Result<(i32, Value, String)> {
 /// When the newest simulated apiserver started serving (the simulation's own log line), to
 /// measure how quickly the tool noticed. The tool under test never reads this.
 fn ready_at_ms(root: &Path) -> Option<i64> {
-    let logs = crate::apiserver::logs::attempt_files(&crate::node::NodeLayout::new(Some(
-        root.to_path_buf(),
-    )));
+    let layout = crate::node::NodeLayout::new(Some(root.to_path_buf())).ok()?;
+    let logs = crate::apiserver::logs::attempt_files(&layout);
     let newest = logs
         .iter()
         .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())?;

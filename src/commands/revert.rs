@@ -172,14 +172,14 @@ fn backed_up_bytes(
     sha256: &str,
 ) -> Option<Vec<u8>> {
     let from = |b: &backup::Backup| -> Option<Vec<u8>> {
-        if !b.verify().is_empty() {
+        if !b.verify(&ctx.layout).is_empty() {
             return None;
         }
         let file = b
             .files
             .iter()
             .find(|f| f.path == node_path && f.sha256 == sha256)?;
-        b.read(file).ok()
+        b.read(&ctx.layout, file).ok()
     };
     let own = session
         .backup_id
@@ -261,10 +261,50 @@ fn turns_off(current: &str, after: &str) -> bool {
     effective(after) == Some(false) && effective(current) != Some(false)
 }
 
-pub fn revert(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) -> Result<()> {
+/// The fleet rule for an unattended revert: the Lease, and every other apiserver ready.
+fn take_fleet_lease(
+    ctx: &Context,
+    wanted: Option<&str>,
+    settings: &ChangeSettings,
+) -> Result<crate::fleet::Held> {
+    let own = read_manifest(&ctx.layout).ok().and_then(|text| {
+        crate::manifest::Manifest::parse(&text)
+            .ok()
+            .and_then(|m| m.advertise_endpoint.clone())
+    });
+    // Long enough for the restart and a rollback; it expires by itself if this run dies.
+    let lasts = settings
+        .wait
+        .map(|w| w.timeout + w.rollback_timeout)
+        .unwrap_or_default()
+        + std::time::Duration::from_secs(120);
+    let held = crate::fleet::acquire(
+        &ctx.layout,
+        own.as_deref(),
+        wanted.unwrap_or("revert"),
+        lasts,
+    )?;
+    ctx.ui.info(format!(
+        "took the fleet lease kube-system/{}; every other apiserver is ready",
+        crate::fleet::LEASE_NAME
+    ));
+    Ok(held)
+}
+
+pub fn revert(
+    ctx: &Context,
+    wanted: Option<&str>,
+    settings: &ChangeSettings,
+    fleet_lease: bool,
+) -> Result<()> {
     let layout = &ctx.layout;
+    let lease = if fleet_lease && !settings.dry_run {
+        Some(take_fleet_lease(ctx, wanted, settings)?)
+    } else {
+        None
+    };
     let mut facts = None;
-    let (plan, executed) = executor::run(layout, &ctx.ui, settings, Unfinished::Allow, || {
+    let outcome = executor::run(layout, &ctx.ui, settings, Unfinished::Allow, || {
         let journal = Journal::load(layout)?;
         let target = pick(
             &journal,
@@ -332,7 +372,17 @@ pub fn revert(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) ->
         });
         facts = Some((target, how));
         Ok(plan)
-    })?;
+    });
+    // After the proof (or the rollback's): the next node's apiserver may restart now.
+    if let Some(lease) = lease
+        && let Err(e) = lease.release()
+    {
+        ctx.ui.warn(format!(
+            "could not give back the fleet lease kube-system/{} ({e}); it expires by itself",
+            crate::fleet::LEASE_NAME
+        ));
+    }
+    let (plan, executed) = outcome?;
     let (target, how) = facts.expect("the plan was built");
     if !executed.dry_run
         && target
@@ -365,7 +415,7 @@ fn files_revert_plan(ctx: &Context, target: &Session) -> Result<Plan> {
     let mut steps = Vec::new();
     for file in &target.files {
         let path = ctx.layout.path(&file.path);
-        let now = std::fs::read(&path).ok();
+        let now = ctx.layout.fs().read(&path).ok();
         if now.as_deref().map(sha256_hex) == file.sha256_before {
             continue;
         }

@@ -352,8 +352,8 @@ pub fn status(ctx: &Context) -> Status {
             read,
         },
         apiserver,
-        kubelet_running: process::kubelet_running(layout.root()),
-        strays: strays::find(&layout.manifests_dir(), &path)
+        kubelet_running: process::kubelet_running(layout),
+        strays: strays::find(layout)
             .into_iter()
             .map(|s| StrayEntry {
                 path: layout.node_path(&s.path),
@@ -363,7 +363,7 @@ pub fn status(ctx: &Context) -> Status {
         backups: entries(ctx),
         credentials: [layout.admin_conf(), layout.super_admin_conf()]
             .iter()
-            .map(|p| credential_info(p, &layout.node_path(p), now))
+            .map(|p| credential_info(layout, p, now))
             .collect(),
     };
     // What is wrong, from what was just read (and what only the diagnosis reads).

@@ -2,6 +2,7 @@
 //! and where a user's kubeconfig belongs.
 use std::path::PathBuf;
 
+use crate::error::{Error, Result};
 use crate::node::NodeLayout;
 
 /// A user from the node's /etc/passwd.
@@ -14,7 +15,10 @@ pub struct Account {
 }
 
 pub fn account(layout: &NodeLayout, name: &str) -> Option<Account> {
-    let passwd = std::fs::read_to_string(layout.path("/etc/passwd")).ok()?;
+    let passwd = layout
+        .fs()
+        .read_to_string(&layout.path("/etc/passwd"))
+        .ok()?;
     passwd.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();
         (fields.len() >= 6 && fields[0] == name).then(|| Account {
@@ -26,14 +30,53 @@ pub fn account(layout: &NodeLayout, name: &str) -> Option<Account> {
     })
 }
 
+/// The home directory of `account`, where root may put a kubeconfig for them: it must exist,
+/// not be `/` (a system account's), and be the user's own or root's. What lies below it is
+/// checked on the way in by `node::fs` (no link followed, nothing writable by others).
+pub fn home_of(layout: &NodeLayout, account: &Account) -> Result<PathBuf> {
+    let refuse = |why: String| {
+        Error::Refused(format!(
+            "cannot install a kubeconfig for {}: {why}",
+            account.name
+        ))
+    };
+    let home = std::path::Path::new(&account.home);
+    if !home.is_absolute() || home.components().count() < 2 {
+        return Err(refuse(format!(
+            "its home in /etc/passwd is {:?}, not a home directory of its own",
+            account.home
+        )));
+    }
+    let path = layout.path(&account.home);
+    let meta = layout.fs().symlink_metadata(&path).map_err(|e| {
+        refuse(format!(
+            "its home {} cannot be used ({e}); create it for the user first (with their ownership), then rerun",
+            account.home
+        ))
+    })?;
+    if !meta.is_dir() {
+        return Err(refuse(format!(
+            "its home {} is not a directory (a symlink is not followed for another user)",
+            account.home
+        )));
+    }
+    if meta.uid != account.uid && meta.uid != 0 {
+        return Err(refuse(format!(
+            "its home {} belongs to uid {}, not to {} (uid {})",
+            account.home, meta.uid, account.name, account.uid
+        )));
+    }
+    Ok(path)
+}
+
 /// Kubeconfigs that may hold a copy: root's, every /home/*'s, SUDO_USER's, and the extra
 /// node paths given. Existing files only, each once.
 pub fn candidates(layout: &NodeLayout, extra: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = vec![layout.path("/root/.kube/config")];
-    if let Ok(homes) = std::fs::read_dir(layout.path("/home")) {
+    if let Ok(homes) = layout.fs().read_dir(&layout.path("/home")) {
         let mut homes: Vec<PathBuf> = homes
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join(".kube/config"))
+            .into_iter()
+            .map(|e| e.path.join(".kube/config"))
             .collect();
         homes.sort();
         out.extend(homes);
@@ -44,14 +87,12 @@ pub fn candidates(layout: &NodeLayout, extra: &[PathBuf]) -> Vec<PathBuf> {
     {
         out.push(layout.path(&format!("{}/.kube/config", sudo.home)));
     }
-    out.extend(extra.iter().map(|p| {
-        if p.is_absolute() {
-            layout.path(&p.to_string_lossy())
-        } else {
-            p.clone()
-        }
-    }));
+    out.extend(extra.iter().filter_map(|p| layout.given_path(p).ok()));
     let mut seen = std::collections::BTreeSet::new();
-    out.retain(|p| p.is_file() && seen.insert(p.clone()));
+    // A copy root may not read (behind a user's link) is kept: the caller says why it is left.
+    out.retain(|p| {
+        (layout.fs().is_file(p) || layout.fs().symlink_metadata(p).is_ok())
+            && seen.insert(p.clone())
+    });
     out
 }

@@ -171,14 +171,19 @@ pub struct Issued {
 /// Signs a new client certificate with the CA in `pki_dir` (ca.crt + ca.key in any format
 /// kubeadm writes). The validity never runs past the CA's own.
 pub fn issue(
+    layout: &crate::node::NodeLayout,
     pki_dir: &Path,
     subject: &Subject,
     key_type: KeyType,
     validity: Duration,
 ) -> Result<Issued, String> {
-    let ca_pem = std::fs::read_to_string(pki_dir.join("ca.crt"))
+    let ca_pem = layout
+        .fs()
+        .read_to_string(&pki_dir.join("ca.crt"))
         .map_err(|e| format!("{}: {e}", pki_dir.join("ca.crt").display()))?;
-    let ca_key_pem = std::fs::read_to_string(pki_dir.join("ca.key"))
+    let ca_key_pem = layout
+        .fs()
+        .read_to_string(&pki_dir.join("ca.key"))
         .map_err(|e| format!("{}: {e}", pki_dir.join("ca.key").display()))?;
     let ca_key = Key::from_pem(&ca_key_pem)
         .map_err(|e| unusable_key(&pki_dir.join("ca.key"), &ca_key_pem, &e.to_string()))?;

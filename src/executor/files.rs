@@ -25,7 +25,7 @@ pub fn write(
     let recorder = begin(layout, command, reason, writes, true)?;
     let prepared = (|| {
         for write in writes.iter().filter(|w| w.old.is_none()) {
-            make_parent(write)?;
+            make_parent(layout, write)?;
         }
         change::prepare(layout, ui, command, reason, writes, strays)
     })();
@@ -131,24 +131,14 @@ fn finish(journal: &Journal, proved: Result<Vec<Verified>>) -> Result<Vec<Verifi
 }
 
 /// A new file's missing directory (`~alice/.kube`) is made private and owned like the file.
-fn make_parent(write: &PlannedWrite) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    let Some(dir) = write.path.parent().filter(|d| !d.exists()) else {
+fn make_parent(layout: &NodeLayout, write: &PlannedWrite) -> Result<()> {
+    let Some(dir) = write.path.parent().filter(|d| !layout.fs().exists(d)) else {
         return Ok(());
     };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    layout
+        .fs()
+        .create_dir_all(dir, 0o700, write.ownership.map(|o| (o.uid, o.gid)))
         .map_err(|e| Error::io("cannot create", dir, e))?;
-    if let Some(owner) = write.ownership {
-        nix::unistd::chown(
-            dir,
-            Some(nix::unistd::Uid::from_raw(owner.uid)),
-            Some(nix::unistd::Gid::from_raw(owner.gid)),
-        )
-        .map_err(|e| Error::io("cannot chown", dir, e.into()))?;
-    }
     Ok(())
 }
 
@@ -207,7 +197,7 @@ pub fn external(
     }
     let mut record = audit::Record::new(command, reason, "rewritten by an external program");
     record.backup = Some(layout.node_path(&made.dir));
-    let _ = audit::append(&layout.audit_log(), &record);
+    let _ = audit::append(layout, &record);
     let journal = Journal {
         recorder: &recorder,
         ui,
@@ -245,7 +235,9 @@ pub fn verify_or_restore(
     };
     let mut verified = Vec::new();
     for check in checks {
-        let proved = std::fs::read_to_string(&check.path)
+        let proved = layout
+            .fs()
+            .read_to_string(&check.path)
             .map_err(|e| format!("cannot read {}: {e}", check.path.display()))
             .and_then(|text| verify::verify(&text, &check.subject));
         match proved {
@@ -253,7 +245,7 @@ pub fn verify_or_restore(
             Err(why) => {
                 let failed = change::put_back(layout, writes);
                 let record = audit::Record::new(command, reason, "verification failed; restored");
-                let _ = audit::append(&layout.audit_log(), &record);
+                let _ = audit::append(layout, &record);
                 if !failed.is_empty() {
                     return Err(Error::ManualActionNeeded(format!(
                         "{} did not verify ({why}), and putting the previous files back failed: {}",

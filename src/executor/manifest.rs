@@ -356,7 +356,7 @@ fn record(
 ) {
     let mut record = audit::Record::new(command, reason, outcome);
     record.backup = Some(layout.node_path(&applied.backup.dir));
-    if let Err(e) = audit::append(&layout.audit_log(), &record) {
+    if let Err(e) = audit::append(layout, &record) {
         crate::ui::stderr_line(&format!("warning: could not write the audit log: {e}"));
     }
 }

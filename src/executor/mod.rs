@@ -126,10 +126,10 @@ pub fn run(
     ui.info(plan.describe());
     ui.confirm(&plan.question)?;
     stop_if_interrupted()?;
-    let _lock = lock::acquire(&layout.lock_file())?;
+    let _lock = lock::acquire(layout)?;
     // Every change is audited, so a change whose audit cannot be written does not start.
     let started = audit::Record::new(&plan.command, settings.reason.as_deref(), "started");
-    audit::append(&layout.audit_log(), &started).map_err(|e| {
+    audit::append(layout, &started).map_err(|e| {
         Error::Refused(format!(
             "the audit log {} cannot be written ({e}); every change is audited, so nothing was changed. \
              Free space or fix it, then run this again",
@@ -168,10 +168,7 @@ fn dry_run_warnings(layout: &NodeLayout, plan: &Plan, settings: &ChangeSettings)
                 }
             }
             Gate::Strays if !settings.move_strays => {
-                for stray in crate::store::strays::find(
-                    &layout.manifests_dir(),
-                    &layout.apiserver_manifest(),
-                ) {
+                for stray in crate::store::strays::find(layout) {
                     out.push(format!("{}: {}", stray.path.display(), stray.why));
                 }
             }
@@ -218,7 +215,7 @@ fn clean_up_after_killed_runs(layout: &NodeLayout, ui: &Ui) {
             .iter()
             .filter_map(|copy| copy.parent().map(|d| d.to_path_buf())),
     );
-    for path in crate::store::remove_stale_temps(&dirs) {
+    for path in crate::store::remove_stale_temps(layout, &dirs) {
         ui.warn(format!(
             "removed {}, a temp file left by a killed run",
             layout.node_path(&path)
@@ -268,7 +265,7 @@ fn act(
         } => files::external(layout, ui, &plan.command, reason, programs, targets, verify),
         Action::CloseSession => {
             let record = audit::Record::new(&plan.command, reason, "journal updated");
-            audit::append(&layout.audit_log(), &record).map_err(|e| {
+            audit::append(layout, &record).map_err(|e| {
                 Error::Failed(format!(
                     "the audit log {} cannot be written ({e}); nothing was changed",
                     layout.audit_log().display()
@@ -422,7 +419,7 @@ fn remember_certificates(
     let mut record = audit::Record::new(&plan.command, settings.reason.as_deref(), "issued");
     record.backup = executed.backup.as_ref().map(|b| b.path.clone());
     record.certificates = plan.certificates.clone();
-    let _ = audit::append(&layout.audit_log(), &record);
+    let _ = audit::append(layout, &record);
     if let Some(session) = journal::Journal::load(layout)
         .ok()
         .and_then(|j| j.revertable().map(|s| s.id.clone()))

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::apiserver::client::{ApiClient, Endpoint};
-use crate::apiserver::logs;
 use crate::apiserver::process::{self, ProcessIdentity};
 use crate::apiserver::runtime;
 use crate::error::{Error, Result};
@@ -130,15 +129,22 @@ impl std::fmt::Display for WaitFailure {
 
 /// Refuses to change the manifest when no kubelet would act on it.
 pub fn require_kubelet(layout: &NodeLayout) -> Result<()> {
-    if process::kubelet_running(layout.root()) {
+    if process::kubelet_running(layout) {
         return Ok(());
     }
-    Err(Error::Refused(
+    let start = if layout.is_host() {
+        "start it (systemctl start kubelet; journalctl -u kubelet to see why it stopped)"
+            .to_string()
+    } else {
+        format!(
+            "start the kubelet that runs {} (the host's systemctl does not)",
+            layout.manifests_dir().display()
+        )
+    };
+    Err(Error::Refused(format!(
         "the kubelet is not running, so nothing would restart kube-apiserver after the change.\n  \
-         what to do: start it (systemctl start kubelet; journalctl -u kubelet to see why it stopped), \
-         or pass --no-wait to only edit the file"
-            .into(),
-    ))
+         what to do: {start}, or pass --no-wait to only edit the file"
+    )))
 }
 
 pub fn observe_before(layout: &NodeLayout, expected: &Expected) -> Before {
@@ -238,10 +244,16 @@ pub fn wait_with(
     let mut progress = Progress::new(ui);
     let mut nudged = false;
     let mut seen_new: Vec<ProcessIdentity> = Vec::new();
-    let why = |attempts: &[std::path::PathBuf]| {
+    let why = |observer: &mut dyn Observer, attempts: &[std::path::PathBuf]| {
         attempts
             .last()
-            .map(|log| format!("; its log {} ends:\n{}", log.display(), logs::tail(log, 5)))
+            .map(|log| {
+                format!(
+                    "; its log {} ends:\n{}",
+                    log.display(),
+                    observer.log_tail(log)
+                )
+            })
             .unwrap_or_default()
     };
     let result = loop {
@@ -294,14 +306,14 @@ pub fn wait_with(
             Verdict::CrashLoop { attempts: count } => {
                 break Err(WaitFailure::CrashLoop(format!(
                     "{count} attempts exited{}",
-                    why(&attempts)
+                    why(observer, &attempts)
                 )));
             }
             Verdict::TimedOut => {
                 break Err(WaitFailure::Timeout(format!(
                     "{}{}",
                     progress.phase,
-                    why(&attempts)
+                    why(observer, &attempts)
                 )));
             }
             Verdict::Interrupted => break Err(WaitFailure::Interrupted),

@@ -30,24 +30,22 @@ pub fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant
         parked.display(),
         manifest.display()
     ));
-    if std::fs::rename(&manifest, &parked).is_err() {
+    if layout.fs().rename(&manifest, &parked).is_err() {
         return;
     }
-    let _ = crate::store::sync_dir(&layout.manifests_dir());
     injected_during_nudge();
     // The kubelet relists every 20 s: give it that and a little, but never past our deadline.
     let deadline = deadline.min(Instant::now() + Duration::from_secs(25));
     while Instant::now() < deadline && process::find_apiserver(expected_port).is_some() {
         std::thread::sleep(POLL);
     }
-    if let Err(e) = std::fs::rename(&parked, &manifest) {
+    if let Err(e) = layout.fs().rename(&parked, &manifest) {
         ui.warn(format!(
             "could not move the manifest back ({e}): run mv {} {}",
             parked.display(),
             manifest.display()
         ));
     }
-    let _ = crate::store::sync_dir(&layout.manifests_dir());
 }
 
 /// Where a nudge parks the manifest while the kubelet notices it is gone (same filesystem).
@@ -62,19 +60,20 @@ pub fn parked_path(layout: &NodeLayout) -> std::path::PathBuf {
 pub fn unpark_manifest(layout: &NodeLayout, ui: &Ui) -> Result<()> {
     let parked = parked_path(layout);
     let manifest = layout.apiserver_manifest();
-    if !parked.exists() {
+    if !layout.fs().exists(&parked) {
         return Ok(());
     }
-    if manifest.exists() {
+    if layout.fs().exists(&manifest) {
         return Err(Error::Refused(format!(
             "{} exists and so does {} (parked by an interrupted nudge): compare them and remove the one that is wrong",
             manifest.display(),
             parked.display()
         )));
     }
-    std::fs::rename(&parked, &manifest)
+    layout
+        .fs()
+        .rename(&parked, &manifest)
         .map_err(|e| Error::io("cannot move back the parked manifest", &parked, e))?;
-    let _ = crate::store::sync_dir(&layout.manifests_dir());
     ui.warn(format!(
         "an interrupted nudge had parked the manifest in {}; it is back in {}",
         parked.display(),

@@ -17,6 +17,8 @@ pub trait Observer {
     fn health(&mut self) -> Result<(), String>;
     /// Container attempt logs the kubelet wrote since the wait began, oldest first.
     fn new_attempts(&mut self) -> Vec<PathBuf>;
+    /// The last lines of an attempt's log, for the operator.
+    fn log_tail(&mut self, log: &std::path::Path) -> String;
     /// Gets a kubelet that has not reacted to restart the apiserver (only while changing).
     fn nudge(&mut self, port: u16, deadline: Instant);
     /// The mirror pod's config hash, where the API answers.
@@ -58,6 +60,10 @@ impl<'a> NodeObserver<'a> {
 }
 
 impl Observer for NodeObserver<'_> {
+    fn log_tail(&mut self, log: &std::path::Path) -> String {
+        logs::tail(self.layout, log, 5)
+    }
+
     fn serving(&mut self, port: u16) -> Option<ApiserverProcess> {
         process::find_apiserver(port)
     }

@@ -1,9 +1,9 @@
 //! The append-only JSON-lines audit log: who changed what, when, why, with file hashes.
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 
 use serde::Serialize;
+
+use crate::node::NodeLayout;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FileChange {
@@ -48,16 +48,12 @@ impl Record {
 }
 
 /// Appends one line (O_APPEND, 0600, never through a symlink) and fsyncs it.
-pub fn append(log: &Path, record: &Record) -> std::io::Result<()> {
+pub fn append(layout: &NodeLayout, record: &Record) -> std::io::Result<()> {
+    let log = layout.audit_log();
     if let Some(dir) = log.parent() {
-        super::private_dir(dir)?;
+        layout.fs().private_dir(dir)?;
     }
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(log)?;
+    let mut file = layout.fs().open_append(&log)?;
     let mut line = serde_json::to_string(record).map_err(std::io::Error::other)?;
     line.push('\n');
     file.write_all(line.as_bytes())?;

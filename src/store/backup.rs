@@ -1,8 +1,6 @@
 //! Backups in `/etc/kubernetes/tmp/kubeadm-recover-backup-<UTC>-<operation>/`: 0700, files 0600,
 //! their original path and metadata in `backup.json`, and a `SHA256SUMS` that `sha256sum -c`
 //! understands. Never inside the manifest directory.
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -45,16 +43,6 @@ pub struct Source<'a> {
     pub restorable: bool,
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
 /// Copies `sources` into a new backup directory. On failure the partial directory is removed.
 pub fn create(
     layout: &NodeLayout,
@@ -63,7 +51,7 @@ pub fn create(
     sources: &[Source],
 ) -> std::io::Result<Backup> {
     let tmp = layout.tmp_dir();
-    super::private_dir(&tmp)?;
+    layout.fs().private_dir(&tmp)?;
     let stamp = crate::clock::compact_ms(crate::clock::now_unix_ms());
     let (id, dir) = (1..)
         .map(|n| {
@@ -75,12 +63,12 @@ pub fn create(
             let dir = tmp.join(format!("{PREFIX}{id}"));
             (id, dir)
         })
-        .find(|(_, dir)| !dir.exists())
+        .find(|(_, dir)| !layout.fs().exists(dir))
         .expect("an unused name exists");
-    super::private_dir(&dir)?;
+    layout.fs().private_dir(&dir)?;
     let result = fill(layout, &dir, &id, operation, reason, sources);
     if result.is_err() {
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = layout.fs().remove_dir_all(&dir);
     }
     result
 }
@@ -96,7 +84,7 @@ fn fill(
     let mut files = Vec::new();
     let mut sums = String::new();
     for (i, source) in sources.iter().enumerate() {
-        let bytes = std::fs::read(source.path)?;
+        let bytes = layout.fs().read(source.path)?;
         let base = source
             .path
             .file_name()
@@ -106,7 +94,7 @@ fn fill(
         } else {
             base
         };
-        write_private(&dir.join(&name), &bytes)?;
+        layout.fs().create_new_private(&dir.join(&name), &bytes)?;
         let sha256 = super::sha256_hex(&bytes);
         sums.push_str(&format!("{sha256}  {name}\n"));
         files.push(BackupFile {
@@ -114,7 +102,7 @@ fn fill(
             path: layout.node_path(source.path),
             sha256,
             size: bytes.len() as u64,
-            ownership: Ownership::of(source.path)?,
+            ownership: Ownership::of(layout, source.path)?,
             restorable: source.restorable,
         });
     }
@@ -126,31 +114,39 @@ fn fill(
         files,
         dir: dir.to_path_buf(),
     };
-    write_private(&dir.join("SHA256SUMS"), sums.as_bytes())?;
+    layout
+        .fs()
+        .create_new_private(&dir.join("SHA256SUMS"), sums.as_bytes())?;
     let meta = serde_json::to_vec_pretty(&backup).map_err(std::io::Error::other)?;
-    write_private(&dir.join("backup.json"), &meta)?;
-    super::sync_dir(dir)?;
-    super::sync_dir(dir.parent().expect("backup dir has a parent"))?;
+    layout
+        .fs()
+        .create_new_private(&dir.join("backup.json"), &meta)?;
+    layout.fs().sync_dir(dir)?;
+    layout
+        .fs()
+        .sync_dir(dir.parent().expect("backup dir has a parent"))?;
     Ok(backup)
 }
 
 /// Every backup the tool made, oldest first. Unreadable ones are listed with what is wrong.
 pub fn list(layout: &NodeLayout) -> Vec<Result<Backup, (PathBuf, String)>> {
-    let Ok(entries) = std::fs::read_dir(layout.tmp_dir()) else {
+    let Ok(entries) = layout.fs().read_dir(&layout.tmp_dir()) else {
         return Vec::new();
     };
     let mut dirs: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(PREFIX))
-        .map(|e| e.path())
+        .into_iter()
+        .filter(|e| e.name.to_string_lossy().starts_with(PREFIX))
+        .map(|e| e.path)
         .collect();
     dirs.sort();
-    dirs.into_iter().map(|dir| load(&dir)).collect()
+    dirs.into_iter().map(|dir| load(layout, &dir)).collect()
 }
 
-fn load(dir: &Path) -> Result<Backup, (PathBuf, String)> {
-    let text =
-        std::fs::read(dir.join("backup.json")).map_err(|e| (dir.to_path_buf(), e.to_string()))?;
+fn load(layout: &NodeLayout, dir: &Path) -> Result<Backup, (PathBuf, String)> {
+    let text = layout
+        .fs()
+        .read(&dir.join("backup.json"))
+        .map_err(|e| (dir.to_path_buf(), e.to_string()))?;
     let mut backup: Backup = serde_json::from_slice(&text)
         .map_err(|e| (dir.to_path_buf(), format!("backup.json: {e}")))?;
     backup.dir = dir.to_path_buf();
@@ -161,13 +157,16 @@ fn load(dir: &Path) -> Result<Backup, (PathBuf, String)> {
 pub fn find(layout: &NodeLayout, id: &str) -> Option<Result<Backup, (PathBuf, String)>> {
     let id = id.strip_prefix(PREFIX).unwrap_or(id);
     let dir = layout.tmp_dir().join(format!("{PREFIX}{id}"));
-    dir.is_dir().then(|| load(&dir))
+    layout.fs().is_dir(&dir).then(|| load(layout, &dir))
 }
 
 impl Backup {
     /// Checks every file against both `backup.json` and `SHA256SUMS`; returns what does not match.
-    pub fn verify(&self) -> Vec<String> {
-        let sums = std::fs::read_to_string(self.dir.join("SHA256SUMS")).unwrap_or_default();
+    pub fn verify(&self, layout: &NodeLayout) -> Vec<String> {
+        let sums = layout
+            .fs()
+            .read_to_string(&self.dir.join("SHA256SUMS"))
+            .unwrap_or_default();
         let mut problems = Vec::new();
         for file in &self.files {
             let listed = sums
@@ -179,7 +178,11 @@ impl Backup {
                     file.name
                 ));
             }
-            match super::sha256_file(&self.dir.join(&file.name)) {
+            match layout
+                .fs()
+                .read(&self.dir.join(&file.name))
+                .map(|b| super::sha256_hex(&b))
+            {
                 Ok(actual) if actual == file.sha256 => {}
                 Ok(actual) => problems.push(format!(
                     "{}: checksum {actual} does not match the recorded {}",
@@ -191,7 +194,7 @@ impl Backup {
         problems
     }
 
-    pub fn read(&self, file: &BackupFile) -> std::io::Result<Vec<u8>> {
-        std::fs::read(self.dir.join(&file.name))
+    pub fn read(&self, layout: &NodeLayout, file: &BackupFile) -> std::io::Result<Vec<u8>> {
+        layout.fs().read(&self.dir.join(&file.name))
     }
 }

@@ -1,30 +1,28 @@
 //! One mutating run at a time per node: an exclusive flock, holding the holder's pid.
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, Result};
+use crate::node::NodeLayout;
 
 /// Held for as long as it lives; the kernel releases it if the process dies.
 pub struct NodeLock {
     _lock: Flock<std::fs::File>,
 }
 
-pub fn acquire(path: &Path) -> Result<NodeLock> {
+pub fn acquire(layout: &NodeLayout) -> Result<NodeLock> {
+    let path = &layout.lock_file();
     if let Some(dir) = path.parent() {
-        super::private_dir(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+        layout
+            .fs()
+            .private_dir(dir)
+            .map_err(|e| Error::io("cannot create", dir, e))?;
     }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        // A symlink planted here must not make root truncate whatever it points at.
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
+    // A symlink planted here must not make root truncate whatever it points at.
+    let file = layout
+        .fs()
+        .open_read_write(path)
         .map_err(|e| Error::io("cannot open the lock file (a symlink is refused)", path, e))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(mut lock) => {

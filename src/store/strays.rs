@@ -1,9 +1,11 @@
 //! The kubelet reads every non-dot regular file in the manifest directory, whatever its suffix:
 //! a `kube-apiserver.yaml.bak` is a second definition of the same pod that can silently win
 //! (kubernetes#136962). Editor leftovers mean someone is editing right now.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
+
+use crate::node::NodeLayout;
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -40,18 +42,20 @@ fn apiserver_port(text: &str) -> Option<u16> {
 }
 
 /// Files in `dir`, other than `manifest`, that would confuse the kubelet or the tool.
-pub fn find(dir: &Path, manifest: &Path) -> Vec<Stray> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+pub fn find(layout: &NodeLayout) -> Vec<Stray> {
+    let (dir, manifest) = (&layout.manifests_dir(), &layout.apiserver_manifest());
+    let fs = layout.fs();
+    let Ok(entries) = fs.read_dir(dir) else {
         return Vec::new();
     };
-    let our_text = std::fs::read_to_string(manifest).unwrap_or_default();
+    let our_text = fs.read_to_string(manifest).unwrap_or_default();
     let ours = declared_pod(&our_text).unwrap_or_else(|| "kube-system/kube-apiserver".into());
     let our_port = apiserver_port(&our_text);
     let mut strays = Vec::new();
-    for entry in entries.filter_map(|e| e.ok()) {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if path == manifest {
+    for entry in entries {
+        let path = entry.path.clone();
+        let name = entry.name.to_string_lossy().into_owned();
+        if &path == manifest {
             continue;
         }
         if is_editor_leftover(&name) {
@@ -62,19 +66,33 @@ pub fn find(dir: &Path, manifest: &Path) -> Vec<Stray> {
             continue;
         }
         // The kubelet stats each entry, so a symlink to a regular file is read like one.
-        let regular = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
+        let regular = fs.metadata(&path).is_ok_and(|m| m.is_file());
         if name.starts_with('.') || !regular {
             continue;
         }
-        let link = if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+        let link = if entry.kind == crate::node::fs::Kind::Symlink {
             format!(
                 " (a symlink to {})",
-                std::fs::read_link(&path).unwrap_or_default().display()
+                fs.read_link(&path).unwrap_or_default().display()
             )
         } else {
             String::new()
         };
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        // The kubelet runs whatever pod any file here declares: one that a user owns or may
+        // write is a way to root (a privileged hostPID pod), whatever it holds today.
+        if let Ok(meta) = fs.metadata(&path)
+            && (meta.uid != 0 || meta.mode & 0o022 != 0)
+        {
+            strays.push(Stray {
+                path,
+                why: format!(
+                    "owned by uid {} with mode {:04o}: a file a user controls in the manifest directory is a pod they can make the kubelet run as root",
+                    meta.uid, meta.mode
+                ),
+            });
+            continue;
+        }
+        let text = fs.read_to_string(&path).unwrap_or_default();
         let declared = declared_pod(&text);
         let same_pod = declared.as_deref() == Some(ours.as_str());
         let lookalike = name.starts_with("kube-apiserver") && declared.is_none();
@@ -109,33 +127,24 @@ mod tests {
 
     #[test]
     fn finds_copies_and_editor_leftovers_but_not_other_pods_or_dot_files() {
-        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let layout = NodeLayout::new(Some(root.path().to_path_buf())).unwrap();
+        let dir = layout.manifests_dir();
+        std::fs::create_dir_all(&dir).unwrap();
         let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\n  namespace: kube-system\nspec:\n  containers:\n  - name: kube-apiserver\n    command: [kube-apiserver, --secure-port=6443]\n";
-        let manifest = dir.path().join("kube-apiserver.yaml");
+        let manifest = dir.join("kube-apiserver.yaml");
         std::fs::write(&manifest, pod).unwrap();
-        std::fs::write(dir.path().join("kube-apiserver.yaml.bak"), pod).unwrap();
-        std::fs::write(dir.path().join("old-apiserver"), pod).unwrap();
-        std::fs::write(dir.path().join(".kube-apiserver.yaml.swp"), "x").unwrap();
-        std::fs::write(dir.path().join("4913"), "").unwrap();
-        std::fs::write(dir.path().join(".hidden-copy"), pod).unwrap();
-        std::fs::write(
-            dir.path().join("etcd.yaml"),
-            pod.replace("kube-apiserver", "etcd"),
-        )
-        .unwrap();
-        std::os::unix::fs::symlink(
-            dir.path().join("kube-apiserver.yaml.bak"),
-            dir.path().join("linked.yaml"),
-        )
-        .unwrap();
+        std::fs::write(dir.join("kube-apiserver.yaml.bak"), pod).unwrap();
+        std::fs::write(dir.join("old-apiserver"), pod).unwrap();
+        std::fs::write(dir.join(".kube-apiserver.yaml.swp"), "x").unwrap();
+        std::fs::write(dir.join("4913"), "").unwrap();
+        std::fs::write(dir.join(".hidden-copy"), pod).unwrap();
+        std::fs::write(dir.join("etcd.yaml"), pod.replace("kube-apiserver", "etcd")).unwrap();
+        std::os::unix::fs::symlink("kube-apiserver.yaml.bak", dir.join("linked.yaml")).unwrap();
         let renamed = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: apiserver-old\n  namespace: kube-system\nspec:\n  containers:\n  - name: kube-apiserver\n    command: [kube-apiserver, --secure-port=6443]\n";
-        std::fs::write(dir.path().join("renamed.yaml"), renamed).unwrap();
-        std::fs::write(
-            dir.path().join("other-port.yaml"),
-            renamed.replace("6443", "7443"),
-        )
-        .unwrap();
-        let names: Vec<String> = find(dir.path(), &manifest)
+        std::fs::write(dir.join("renamed.yaml"), renamed).unwrap();
+        std::fs::write(dir.join("other-port.yaml"), renamed.replace("6443", "7443")).unwrap();
+        let names: Vec<String> = find(&layout)
             .iter()
             .map(|s| s.path.file_name().unwrap().to_string_lossy().into_owned())
             .collect();

@@ -260,6 +260,9 @@ fn copies_are_updated_in_place_and_users_get_a_kubeconfig() {
         "root:x:0:0:root:/root:/bin/bash\nbob:x:1001:1001::/home/bob:/bin/bash\n",
     )
     .unwrap();
+    // bob's home exists and is his (a missing one is refused: tests/integration/confinement.rs).
+    std::fs::create_dir_all(sim.path("/home/bob")).unwrap();
+    std::os::unix::fs::chown(sim.path("/home/bob"), Some(1001), Some(1001)).unwrap();
 
     let doc = sim
         .run()

@@ -4,6 +4,7 @@ mod harness;
 
 mod admin_conf;
 mod backups;
+mod confinement;
 mod crash;
 mod diagnose;
 mod dry_run;

@@ -1,6 +1,7 @@
 //! `extend-tokens enable --revert-after`: the deadline in the session, the systemd timer (a fake
 //! `systemd-run` records its arguments), the scheduled command itself, and the cancelling.
 use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::process::Command;
 
 use crate::harness::*;
@@ -70,10 +71,15 @@ fn disabled_node(audit: bool) -> SimNode {
     })
 }
 
+/// Test builds only: lets a sandbox's revert use the fake systemd (a real build never gives the
+/// host's systemd a timer for a `--root` sandbox).
+pub const SANDBOX_SYSTEMD: &str = "KUBEADM_RECOVER_TEST_SANDBOX_SYSTEMD";
+
 fn run_scheduled(command: &[String], path_env: &str) -> Output {
     Command::new(&command[0])
         .args(&command[1..])
         .env("PATH", path_env)
+        .env(SANDBOX_SYSTEMD, "1")
         .env_remove("KUBEADM_RECOVER_ROOT")
         .output()
         .unwrap()
@@ -104,6 +110,7 @@ fn revert_after_schedules_a_timer_whose_command_reverts_and_stops_it() {
             "json",
         ])
         .env("PATH", &systemd.path_env())
+        .env(SANDBOX_SYSTEMD, "1")
         .ok()
         .json();
     let session = doc["session"].as_str().unwrap();
@@ -135,6 +142,7 @@ fn revert_after_schedules_a_timer_whose_command_reverts_and_stops_it() {
             "revert",
             "--session",
             session,
+            "--fleet-lease",
             "--yes",
             "--non-interactive",
             "--reason",
@@ -173,6 +181,7 @@ fn the_scheduled_revert_refuses_while_stale_tokens_are_in_use() {
     sim.run()
         .args(["extend-tokens", "enable", "--yes", "--revert-after", "1h"])
         .env("PATH", &systemd.path_env())
+        .env(SANDBOX_SYSTEMD, "1")
         .ok();
     let enabled = sim.manifest();
     crate::sessions::use_a_stale_token(&sim);
@@ -196,6 +205,7 @@ fn without_systemd_the_deadline_is_kept_in_status_and_disable_cancels_a_timer() 
         .run()
         .args(["extend-tokens", "enable", "--yes", "--revert-after", "2d"])
         .env("PATH", empty.path().to_str().unwrap())
+        .env(SANDBOX_SYSTEMD, "1")
         .ok();
     assert!(out.stderr.contains("no systemd"), "{}", out.stderr);
     let text = sim.run().arg("status").ok().stdout;
@@ -206,10 +216,12 @@ fn without_systemd_the_deadline_is_kept_in_status_and_disable_cancels_a_timer() 
     sim.run()
         .args(["extend-tokens", "enable", "--yes", "--revert-after", "2d"])
         .env("PATH", &systemd.path_env())
+        .env(SANDBOX_SYSTEMD, "1")
         .ok();
     sim.run()
         .args(["extend-tokens", "disable", "--yes", "--accept-stale-tokens"])
         .env("PATH", &systemd.path_env())
+        .env(SANDBOX_SYSTEMD, "1")
         .ok();
     assert!(
         systemd
@@ -218,4 +230,234 @@ fn without_systemd_the_deadline_is_kept_in_status_and_disable_cancels_a_timer() 
         "{}",
         systemd.systemctl_log()
     );
+}
+
+#[test]
+fn a_sandbox_never_gets_a_timer_on_the_hosts_systemd() {
+    let sim = disabled_node(false);
+    let systemd = FakeSystemd::new();
+    let doc = sim
+        .run()
+        .args([
+            "extend-tokens",
+            "enable",
+            "--yes",
+            "--revert-after",
+            "7d",
+            "-o",
+            "json",
+        ])
+        .env("PATH", &systemd.path_env())
+        .ok()
+        .json();
+    assert!(
+        !systemd.dir.path().join("systemd-run.args").exists(),
+        "systemd-run was not run"
+    );
+    assert!(doc["revertAfter"]["timer"].is_null(), "{doc}");
+    let note = doc["revertAfter"]["note"].as_str().unwrap();
+    assert!(note.contains("sandbox"), "{note}");
+    // Variant: turning it off later stops no host timer either.
+    sim.run()
+        .args(["extend-tokens", "disable", "--yes", "--accept-stale-tokens"])
+        .env("PATH", &systemd.path_env())
+        .ok();
+    assert_eq!(systemd.systemctl_log(), "");
+}
+
+#[test]
+fn a_timer_never_runs_a_binary_that_someone_else_can_replace() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = disabled_node(false);
+    let original = sim.manifest();
+    let systemd = FakeSystemd::new();
+    let shared = tempfile::tempdir().unwrap();
+    let dir = shared.path().join("bin");
+    std::fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let copy = dir.join("kubeadm-recover");
+    std::fs::copy(env!("CARGO_BIN_EXE_kubeadm-recover"), &copy).unwrap();
+    let run = |binary: &std::path::Path| -> Output {
+        Command::new(binary)
+            .arg("--root")
+            .arg(sim.root())
+            .args(["extend-tokens", "enable", "--yes", "--revert-after", "7d"])
+            .env("PATH", systemd.path_env())
+            .env(SANDBOX_SYSTEMD, "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+            .into()
+    };
+    let out = run(&copy);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("{} is not root's", dir.display())),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sim.manifest(), original, "refused before anything changed");
+    assert!(!systemd.dir.path().join("systemd-run.args").exists());
+    // Variant: a root-owned directory, but the binary itself is another user's.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(0), Some(0)).unwrap();
+    std::os::unix::fs::chown(&copy, Some(65534), Some(65534)).unwrap();
+    let out = run(&copy);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("{} is not root's", copy.display())),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sim.manifest(), original);
+}
+
+/// The simulated apiserver keeps API objects as files (as etcd keeps them across restarts).
+fn api_object(sim: &SimNode, kind: &str, name: &str) -> PathBuf {
+    sim.path(&format!(
+        "/var/lib/kubeadm-recover-sim/objects/{kind}/kube-system_{name}.json"
+    ))
+}
+
+fn put_object(sim: &SimNode, kind: &str, name: &str, object: serde_json::Value) {
+    let path = api_object(sim, kind, name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, object.to_string()).unwrap();
+}
+
+fn micro(unix: i64) -> String {
+    let out = Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{unix}"),
+            "+%Y-%m-%dT%H:%M:%S.000000Z",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn lease(holder: &str, renewed: i64) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "kubeadm-recover-apiserver-restart", "namespace": "kube-system", "resourceVersion": "7"},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 600,
+                 "acquireTime": micro(renewed), "renewTime": micro(renewed)}
+    })
+}
+
+fn enabled_for_revert(sim: &SimNode) -> String {
+    let doc = sim
+        .run()
+        .args(["extend-tokens", "enable", "--yes", "-o", "json"])
+        .ok()
+        .json();
+    doc["session"].as_str().unwrap().to_string()
+}
+
+fn fleet_revert(sim: &SimNode, session: &str) -> Output {
+    sim.run()
+        .args([
+            "revert",
+            "--session",
+            session,
+            "--fleet-lease",
+            "--yes",
+            "--stale-window",
+            "0s",
+        ])
+        .output()
+}
+
+#[test]
+fn a_timed_revert_waits_while_another_node_holds_the_fleet_lease() {
+    let sim = disabled_node(false);
+    let original = sim.manifest();
+    let session = enabled_for_revert(&sim);
+    let enabled = sim.manifest();
+    put_object(
+        &sim,
+        "leases",
+        "kubeadm-recover-apiserver-restart",
+        lease("cp2/other-session", now()),
+    );
+    let out = fleet_revert(&sim, &session);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("cp2/other-session holds the fleet lease"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sim.manifest(), enabled, "nothing restarted");
+
+    // Expired (its holder died mid-restart an hour ago): taken over, and given back after the proof.
+    put_object(
+        &sim,
+        "leases",
+        "kubeadm-recover-apiserver-restart",
+        lease("cp2/other-session", now() - 3600),
+    );
+    let out = fleet_revert(&sim, &session);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("took the fleet lease"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sim.manifest(), original);
+    assert!(
+        !api_object(&sim, "leases", "kubeadm-recover-apiserver-restart").exists(),
+        "released after the proof"
+    );
+}
+
+#[test]
+fn a_timed_revert_waits_while_another_apiserver_is_unhealthy() {
+    let sim = disabled_node(false);
+    let session = enabled_for_revert(&sim);
+    let enabled = sim.manifest();
+    // A second control-plane node whose apiserver does not answer (nothing listens there).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    put_object(
+        &sim,
+        "pods",
+        "kube-apiserver-cp2",
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "kube-apiserver-cp2", "namespace": "kube-system",
+                         "labels": {"component": "kube-apiserver", "tier": "control-plane"},
+                         "annotations": {"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": format!("127.0.0.1:{port}")}},
+            "spec": {"nodeName": "cp2"}
+        }),
+    );
+    let out = fleet_revert(&sim, &session);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("kube-apiserver-cp2") && out.stderr.contains("not ready"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sim.manifest(), enabled);
+    assert!(
+        !api_object(&sim, "leases", "kubeadm-recover-apiserver-restart").exists(),
+        "no lease taken"
+    );
+    // Variant: without --fleet-lease (a person at the node decides), the revert goes ahead.
+    sim.run()
+        .args([
+            "revert",
+            "--session",
+            &session,
+            "--yes",
+            "--stale-window",
+            "0s",
+        ])
+        .ok();
 }

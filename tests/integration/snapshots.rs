@@ -370,7 +370,10 @@ fn the_token_api_set_token_and_the_revert_deadline() {
 
     let systemd = crate::schedule::FakeSystemd::new();
     let path = systemd.path_env();
-    let env = [("PATH", path.as_str())];
+    let env = [
+        ("PATH", path.as_str()),
+        (crate::schedule::SANDBOX_SYSTEMD, "1"),
+    ];
     let enable = ["extend-tokens", "enable", "--yes", "--revert-after", "2d"];
     let enable_text = run_with(&sim, &env, &enable, 0);
     run_with(&sim, &env, &["revert", "--yes", "--stale-window", "0s"], 0);

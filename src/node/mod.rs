@@ -1,5 +1,9 @@
-//! The node's filesystem, under `--root`: every path the tool touches comes from here.
+//! The node's filesystem, under `--root`: every path the tool touches comes from here, and
+//! every file operation on it goes through `fs`, confined to the root.
+pub mod fs;
+
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -14,28 +18,66 @@ pub fn on_path(program: &str) -> Option<PathBuf> {
 
 #[derive(Debug, Clone)]
 pub struct NodeLayout {
+    /// The root, canonical (made so once, here).
     root: PathBuf,
     /// `--root` was given: a sandbox, where running as non-root is fine.
     sandbox: bool,
+    fs: Arc<fs::NodeFs>,
 }
 
 impl NodeLayout {
-    pub fn new(root: Option<PathBuf>) -> Self {
-        match root {
-            Some(root) => NodeLayout {
-                root,
-                sandbox: true,
-            },
-            None => NodeLayout {
-                root: PathBuf::from("/"),
-                sandbox: false,
-            },
-        }
+    /// The node at `root` (`--root`), or the host's own `/`. The root is canonicalised once:
+    /// `/a//n1`, `/a/./n1` and a link to it are the same node.
+    pub fn new(root: Option<PathBuf>) -> Result<Self> {
+        let sandbox = root.is_some();
+        let given = root.unwrap_or_else(|| PathBuf::from("/"));
+        let fs = fs::NodeFs::open(&given).map_err(|e| {
+            Error::Usage(format!(
+                "--root {}: {e}; give the directory where the node's filesystem is mounted",
+                given.display()
+            ))
+        })?;
+        Ok(NodeLayout {
+            root: fs.host_root().to_path_buf(),
+            sandbox,
+            fs: Arc::new(fs),
+        })
+    }
+
+    /// The one way to touch a file on the node.
+    pub fn fs(&self) -> &fs::NodeFs {
+        &self.fs
+    }
+
+    /// Whether `--root` was given.
+    pub fn is_sandbox(&self) -> bool {
+        self.sandbox
     }
 
     /// An absolute node path (`/etc/kubernetes/...`) under the root.
     pub fn path(&self, absolute: &str) -> PathBuf {
         self.root.join(absolute.trim_start_matches('/'))
+    }
+
+    /// A path a person gave on the command line (`--kubeconfig`, `--copy`), as a host path
+    /// inside the root: an absolute one is a node path; a relative one is taken from the
+    /// current directory, which must then lie inside the root.
+    pub fn given_path(&self, given: &Path) -> Result<PathBuf> {
+        if given.is_absolute() {
+            return Ok(self.path(&given.to_string_lossy()));
+        }
+        let cwd = std::env::current_dir().map_err(|e| {
+            Error::Usage(format!("{}: the current directory: {e}", given.display()))
+        })?;
+        let cwd = cwd.canonicalize().unwrap_or(cwd);
+        if !cwd.starts_with(&self.root) {
+            return Err(Error::Usage(format!(
+                "{}: a relative path is taken from the current directory, which is not inside the node root {}; give it as the node sees it, from /",
+                given.display(),
+                self.root.display()
+            )));
+        }
+        Ok(cwd.join(given))
     }
 
     /// The node path of a file under the root, for records that must make sense on the node.
@@ -78,7 +120,7 @@ impl NodeLayout {
     /// Whether the root is the host's own `/`: only then may the tool touch the host's container
     /// runtime (crictl). A sandbox on a real control-plane node must never stop its apiserver.
     pub fn is_host(&self) -> bool {
-        self.root.canonicalize().is_ok_and(|r| r == Path::new("/"))
+        self.root == Path::new("/")
     }
 
     /// Changing a real node needs root; a sandbox (`--root`) does not.
