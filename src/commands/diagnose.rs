@@ -219,6 +219,6 @@ pub fn run(ctx: &Context) -> Result<()> {
     ctx.ui.report(&Diagnosis {
         guidance: crate::guide::plan(&findings),
         findings,
-    });
+    })?;
     Ok(())
 }
