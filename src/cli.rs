@@ -97,9 +97,15 @@ pub enum OnInterrupt {
     Continue,
 }
 
-/// "300ms", "90s", "5m", "1h", "1m30s".
+/// The longest duration any flag takes: 100 years. Every duration meets a time somewhere (a
+/// deadline, a revert date, a certificate's end), and a longer one would wrap around it; it is
+/// refused here, once, with the flag named by clap (a usage error, exit 2).
+pub const LONGEST: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// "300ms", "90s", "5m", "1h", "1m30s"; at most [`LONGEST`], in checked arithmetic.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("{text:?} is not a duration: write e.g. 90s, 5m or 1m30s");
+    let too_long = || format!("{text:?} is out of range: at most 36500d (100 years)");
     let mut total = Duration::ZERO;
     let mut rest = text.trim();
     if rest.is_empty() {
@@ -107,19 +113,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        // More digits than a u64 holds is a number, only far too large.
+        let number: u64 = rest[..digits].parse().map_err(|_| too_long())?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len());
-        total += match &rest[..unit_len] {
-            "ms" => Duration::from_millis(number),
-            "s" => Duration::from_secs(number),
-            "m" => Duration::from_secs(number * 60),
-            "h" => Duration::from_secs(number * 3600),
-            "d" => Duration::from_secs(number * 86_400),
+        let part = match &rest[..unit_len] {
+            "ms" => Some(Duration::from_millis(number)),
+            "s" => Some(Duration::from_secs(number)),
+            "m" => number.checked_mul(60).map(Duration::from_secs),
+            "h" => number.checked_mul(3600).map(Duration::from_secs),
+            "d" => number.checked_mul(86_400).map(Duration::from_secs),
             _ => return Err(bad()),
         };
+        total = part
+            .and_then(|p| total.checked_add(p))
+            .filter(|t| *t <= LONGEST)
+            .ok_or_else(too_long)?;
         rest = &rest[unit_len..];
     }
     Ok(total)
@@ -577,6 +591,22 @@ mod tests {
         assert!(parse_positive_duration("0s").is_err());
         assert!(parse_positive_duration("0m0s").is_err());
         assert_eq!(parse_positive_duration("1s"), Ok(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn durations_that_would_wrap_around_a_time_are_out_of_range() {
+        assert_eq!(parse_duration("36500d"), Ok(super::LONGEST));
+        for huge in [
+            "36500d1ms",
+            "213503982334601d",
+            "18446744073709551615s",
+            "99999999999999999999ms",
+            "18446744073709551615ms18446744073709551615ms",
+            "5124095576030431h",
+        ] {
+            let err = parse_duration(huge).unwrap_err();
+            assert!(err.contains("out of range"), "{huge}: {err}");
+        }
     }
 }
 

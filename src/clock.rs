@@ -1,7 +1,15 @@
 //! Time, injectable in test builds: with the `test-clock` feature, `KUBEADM_RECOVER_NOW` (Unix
 //! seconds) fixes "now". Release builds have no such knob: nobody can make a root-run tool on a
 //! real node misjudge certificate expiry through its environment.
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `unix` plus `duration`, in checked arithmetic: `None` when it does not fit (never a time
+/// that wrapped around into the past).
+pub fn after(unix: i64, duration: Duration) -> Option<i64> {
+    i64::try_from(duration.as_secs())
+        .ok()
+        .and_then(|secs| unix.checked_add(secs))
+}
 
 pub fn now_unix() -> i64 {
     now_unix_ms().div_euclid(1000)
@@ -13,11 +21,11 @@ pub fn now_unix_ms() -> i64 {
         .ok()
         .and_then(|v| v.parse::<i64>().ok())
     {
-        return fixed * 1000;
+        return fixed.saturating_mul(1000);
     }
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
@@ -54,6 +62,17 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     let time = time.split('.').next()?;
     let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
     let (h, mi, s) = (t.next()??, t.next()??, t.next()??);
+    // The text is someone else's (an apiserver's answer, a kubeconfig): a year or an hour that
+    // does not fit is no time at all, never one that wrapped around.
+    let valid = (1..=12).contains(&mo)
+        && (1..=31).contains(&da)
+        && (0..24).contains(&h)
+        && (0..60).contains(&mi)
+        && (0..=60).contains(&s)
+        && (-1_000_000..=1_000_000).contains(&y);
+    if !valid {
+        return None;
+    }
     Some(days_from_civil(y, mo as u32, da as u32) * 86_400 + h * 3600 + mi * 60 + s)
 }
 
@@ -92,5 +111,19 @@ mod tests {
             parse_rfc3339("2026-11-28T17:34:08.123456Z"),
             Some(1_795_887_248)
         );
+        for hostile in [
+            "9223372036854775807-01-01T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01T99999999999999:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(hostile), None, "{hostile}");
+        }
+    }
+
+    #[test]
+    fn a_duration_after_a_time_never_wraps_around() {
+        assert_eq!(after(100, Duration::from_secs(60)), Some(160));
+        assert_eq!(after(1_800_000_000, Duration::from_secs(u64::MAX)), None);
+        assert_eq!(after(i64::MAX - 1, Duration::from_secs(2)), None);
     }
 }

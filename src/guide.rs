@@ -31,10 +31,9 @@ pub struct Step {
 impl Step {
     /// The command line, as typed.
     pub fn command_line(&self) -> String {
-        std::iter::once("kubeadm-recover".to_string())
-            .chain(self.args.iter().map(|a| shell_quote(a)))
-            .collect::<Vec<_>>()
-            .join(" ")
+        crate::ui::command_line(
+            std::iter::once("kubeadm-recover").chain(self.args.iter().map(String::as_str)),
+        )
     }
 }
 
@@ -213,16 +212,6 @@ pub fn plan(findings: &[Finding]) -> Guidance {
     guidance
 }
 
-/// Quoted for a POSIX shell when it needs to be.
-pub fn shell_quote(word: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c);
-    if !word.is_empty() && word.chars().all(safe) {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,13 +303,5 @@ mod tests {
         ]);
         assert!(blocked.steps.is_empty());
         assert_eq!(blocked.by_hand.len(), 1);
-    }
-
-    #[test]
-    fn words_a_shell_would_split_are_quoted() {
-        assert_eq!(shell_quote("--reason"), "--reason");
-        assert_eq!(shell_quote("admin.conf expired"), "'admin.conf expired'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote(""), "''");
     }
 }

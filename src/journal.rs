@@ -394,7 +394,21 @@ pub fn unfinished_message(layout: &NodeLayout, session: &Session) -> String {
     format!(
         "an earlier change did not finish: session {} ({}), stopped at step {:?}; {where_}.\n  \
          what to do: {what_to_do}; if that cannot help, \
-         `kubeadm-recover journal abandon --session {}` hands it over to you",
-        session.id, session.command, session.step, session.id
+         `{}` hands it over to you",
+        session.id,
+        session.command,
+        session.step,
+        abandon_command(&session.id)
     )
+}
+
+/// The command that hands an unfinished session over to a person, as they would type it.
+pub fn abandon_command(session: &str) -> String {
+    crate::ui::command_line([
+        "kubeadm-recover",
+        "journal",
+        "abandon",
+        "--session",
+        session,
+    ])
 }

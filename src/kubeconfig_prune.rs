@@ -9,13 +9,14 @@ use serde_json::Value;
 
 use crate::manifest::yaml::{self, Node};
 use crate::token::{self, Verdict};
+use crate::ui::{Untrusted, command_line};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum Finding {
     /// A token field that has expired: removed.
     ExpiredToken {
-        user: String,
+        user: Untrusted,
         field: String,
         expired: i64,
         /// The fields taken out of the file (the token, and an access-token's refresh-token).
@@ -23,18 +24,19 @@ pub enum Finding {
     },
     /// An expired client certificate: shown, not removed (a new one must be issued).
     ExpiredCertificate {
-        user: String,
+        user: Untrusted,
         not_after: i64,
         fix: String,
     },
     /// A user whose credential an exec plugin makes: refreshed by its CLI, never edited here.
     ExecPlugin {
-        user: String,
-        command: String,
+        user: Untrusted,
+        command: Untrusted,
+        /// A command line for a person to run, every word quoted ([`command_line`]).
         refresh: String,
     },
     /// A token that is not a JWT, whose expiry cannot be read offline: left alone.
-    OpaqueToken { user: String, field: String },
+    OpaqueToken { user: Untrusted, field: String },
 }
 
 #[derive(Debug, Clone)]
@@ -55,7 +57,8 @@ fn users(root: &Node) -> Vec<(String, &Node)> {
         .collect()
 }
 
-/// How to get a fresh credential for an exec-plugin user, from its command and arguments.
+/// How to get a fresh credential for an exec-plugin user, from its command and arguments (which
+/// the kubeconfig's author wrote: every word quoted).
 pub fn refresh_command(command: &str, args: &[String]) -> String {
     let program = command.rsplit('/').next().unwrap_or(command);
     let arg_after = |flag: &str| {
@@ -65,19 +68,22 @@ pub fn refresh_command(command: &str, args: &[String]) -> String {
             .cloned()
     };
     match program {
-        "aws" | "aws-iam-authenticator" => format!(
-            "aws eks update-kubeconfig --name {}",
-            arg_after("--cluster-name")
-                .or_else(|| arg_after("-i"))
-                .unwrap_or_else(|| "<cluster>".into())
-        ),
+        "aws" | "aws-iam-authenticator" => match arg_after("--cluster-name")
+            .or_else(|| arg_after("-i"))
+        {
+            Some(cluster) => command_line(["aws", "eks", "update-kubeconfig", "--name", &cluster]),
+            None => "aws eks update-kubeconfig --name <cluster>".into(),
+        },
         "gke-gcloud-auth-plugin" | "gcloud" => {
             "gcloud container clusters get-credentials <cluster>".into()
         }
         "kubelogin" | "az" => {
             "az aks get-credentials --name <cluster> --resource-group <group>".into()
         }
-        other => format!("run {other} again (the exec plugin makes the credential)"),
+        other => format!(
+            "run {} again (the exec plugin makes the credential)",
+            command_line([other])
+        ),
     }
 }
 
@@ -133,9 +139,9 @@ pub fn prune(text: &str, now: i64) -> Result<Pruned, String> {
                 _ => Vec::new(),
             };
             findings.push(Finding::ExecPlugin {
-                user: name.clone(),
+                user: name.as_str().into(),
                 refresh: refresh_command(&command, &args),
-                command,
+                command: command.into(),
             });
         }
         if let Some(not_after) = user
@@ -145,7 +151,7 @@ pub fn prune(text: &str, now: i64) -> Result<Pruned, String> {
             .filter(|n| *n <= now)
         {
             findings.push(Finding::ExpiredCertificate {
-                user: name.clone(),
+                user: name.as_str().into(),
                 not_after,
                 fix: if name == "kubernetes-admin" || name == "kubernetes-super-admin" {
                     "kubeadm-recover admin-conf regenerate --update-copies".into()
@@ -174,7 +180,7 @@ pub fn prune(text: &str, now: i64) -> Result<Pruned, String> {
                 Ok(facts) => facts,
                 Err(_) => {
                     findings.push(Finding::OpaqueToken {
-                        user: name.clone(),
+                        user: name.as_str().into(),
                         field: field.into(),
                     });
                     continue;
@@ -192,18 +198,22 @@ pub fn prune(text: &str, now: i64) -> Result<Pruned, String> {
                     continue;
                 };
                 let span = line_span(text, kn, v).ok_or_else(|| {
+                    let unset = format!(
+                        "users.{name}.user.{}{k}",
+                        if field == "token" { "" } else { "auth-provider.config." }
+                    );
                     format!(
                         "line {}: user {name:?}'s {k} is not laid out one key per line, so it cannot be removed safely; \
-                         remove it with `kubectl config unset users.{name}.user.{}{k}`",
+                         remove it with `{}`",
                         kn.start().line,
-                        if field == "token" { "" } else { "auth-provider.config." }
+                        command_line(["kubectl", "config", "unset", &unset])
                     )
                 })?;
                 spans.push(span);
                 removed.push((*k).to_string());
             }
             findings.push(Finding::ExpiredToken {
-                user: name.clone(),
+                user: name.as_str().into(),
                 field: field.into(),
                 expired: facts.expires.unwrap_or(now),
                 removes: removed.clone(),

@@ -95,7 +95,7 @@ pub fn run() -> i32 {
 
 /// The `Error` document on stdout, for scripts that parse it (`-o json`).
 fn report_error(err: &Error) {
-    ui::stdout_write(&format!(
+    let _ = ui::stdout_write(&format!(
         "{}\n",
         ui::to_json(&ui::ErrorReport {
             reason: err.kind(),

@@ -149,7 +149,8 @@ pub fn schedule(layout: &NodeLayout, ui: &Ui, session: &str, deadline_unix: i64)
     {
         Ok(out) if out.status.success() => {
             ui.info(format!(
-                "revert scheduled for {deadline} by the timer {unit}.timer (systemctl list-timers {unit}.timer); it retries hourly while stale tokens are in use"
+                "revert scheduled for {deadline} by the timer {unit}.timer ({}); it retries hourly while stale tokens are in use",
+                crate::ui::command_line(["systemctl", "list-timers", &format!("{unit}.timer")])
             ));
             scheduled.timer = Some(format!("{unit}.timer"));
         }
@@ -200,9 +201,7 @@ pub fn cancel(layout: &NodeLayout, ui: &Ui, only: Option<&str>) {
                 .run()
                 .is_ok_and(|o| o.status.success());
         if !stopped {
-            ui.warn(format!(
-                "could not stop the scheduled revert {timer}: stop it with `systemctl stop {timer}`"
-            ));
+            ui.warn(stop_by_hand(timer));
         } else {
             ui.info(format!("stopped the scheduled revert {timer}"));
         }
@@ -218,8 +217,25 @@ pub fn cancel(layout: &NodeLayout, ui: &Ui, only: Option<&str>) {
     }
 }
 
+/// What to say when a timer could not be stopped. The unit name comes from the journal: quoted.
+fn stop_by_hand(timer: &str) -> String {
+    format!(
+        "could not stop the scheduled revert {}: stop it with `{}`",
+        crate::ui::escape(timer),
+        crate::ui::command_line(["systemctl", "stop", timer])
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_timer_to_stop_by_hand_is_named_in_a_quoted_command() {
+        assert_eq!(
+            super::stop_by_hand("x; rm -rf /.timer"),
+            "could not stop the scheduled revert x; rm -rf /.timer: stop it with `systemctl stop 'x; rm -rf /.timer'`"
+        );
+    }
+
     #[test]
     fn unit_names_and_calendar_times_are_what_systemd_reads() {
         assert_eq!(

@@ -7,6 +7,8 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::ui::Untrusted;
+
 /// Why a text is not a token. Says what was expected, never echoes the text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -26,14 +28,17 @@ pub enum Verdict {
     NeverExpires,
     /// Not yet valid (`nbf` in the future).
     NotYetValid,
+    /// A time claim (`exp`, `nbf`, `iat`, `warnafter`) that is not a whole number of seconds
+    /// (a string, a fraction, out of range): its lifetime cannot be read.
+    Malformed,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Reference {
-    pub name: String,
+    pub name: Untrusted,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub uid: Option<String>,
+    pub uid: Option<Untrusted>,
 }
 
 /// The `kubernetes.io` claims of a bound (projected or TokenRequest) service-account token, or
@@ -41,7 +46,7 @@ pub struct Reference {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KubernetesClaims {
-    pub namespace: Option<String>,
+    pub namespace: Option<Untrusted>,
     pub service_account: Option<Reference>,
     pub pod: Option<Reference>,
     pub node: Option<Reference>,
@@ -52,17 +57,21 @@ pub struct KubernetesClaims {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenFacts {
-    pub algorithm: String,
-    pub key_id: Option<String>,
-    pub issuer: Option<String>,
-    pub subject: Option<String>,
-    pub audiences: Vec<String>,
+    pub algorithm: Untrusted,
+    pub key_id: Option<Untrusted>,
+    pub issuer: Option<Untrusted>,
+    pub subject: Option<Untrusted>,
+    pub audiences: Vec<Untrusted>,
     pub issued_at: Option<i64>,
     pub not_before: Option<i64>,
     pub expires: Option<i64>,
     pub kubernetes: Option<KubernetesClaims>,
     /// A legacy token from a `kubernetes.io/service-account-token` Secret.
     pub legacy_secret_based: bool,
+    /// The time claims present but not a whole number of seconds: reported, never taken as
+    /// absent (a string `exp` is not a token that never expires).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub malformed_claims: Vec<String>,
     pub verdict: Verdict,
 }
 
@@ -80,14 +89,28 @@ fn segment(text: &str, which: &str) -> Result<Value, Malformed> {
 
 fn reference(value: &Value) -> Option<Reference> {
     Some(Reference {
-        name: value.get("name")?.as_str()?.to_string(),
-        uid: value.get("uid").and_then(Value::as_str).map(str::to_string),
+        name: value.get("name")?.as_str()?.into(),
+        uid: value
+            .get("uid")
+            .and_then(Value::as_str)
+            .map(Untrusted::from),
     })
 }
 
-fn number(claims: &Value, key: &str) -> Option<i64> {
-    let value = claims.get(key)?;
-    value.as_i64().or_else(|| value.as_f64().map(|f| f as i64))
+/// A NumericDate claim: `Ok(None)` when absent; `Err(())` when present but not a whole
+/// number of seconds that fits (a string, a fraction, `null`, 1e300).
+fn number(claims: &Value, key: &str) -> Result<Option<i64>, ()> {
+    let Some(value) = claims.get(key) else {
+        return Ok(None);
+    };
+    if let Some(n) = value.as_i64() {
+        return Ok(Some(n));
+    }
+    // `1700000000.0` is a whole number; `1.7e9 + 0.5` and `1e300` are not seconds.
+    match value.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => Ok(Some(f as i64)),
+        _ => Err(()),
+    }
 }
 
 /// The token itself from what a person pastes or a file holds: surrounding whitespace and a
@@ -121,13 +144,13 @@ pub fn inspect(text: &str, now: i64) -> Result<TokenFacts, Malformed> {
         .get("alg")
         .and_then(Value::as_str)
         .ok_or_else(|| Malformed("its header names no algorithm (alg)".into()))?
-        .to_string();
+        .into();
     let audiences = match claims.get("aud") {
-        Some(Value::String(one)) => vec![one.clone()],
+        Some(Value::String(one)) => vec![one.as_str().into()],
         Some(Value::Array(many)) => many
             .iter()
             .filter_map(Value::as_str)
-            .map(str::to_string)
+            .map(Untrusted::from)
             .collect(),
         _ => Vec::new(),
     };
@@ -135,18 +158,18 @@ pub fn inspect(text: &str, now: i64) -> Result<TokenFacts, Malformed> {
         namespace: k
             .get("namespace")
             .and_then(Value::as_str)
-            .map(str::to_string),
+            .map(Untrusted::from),
         service_account: k.get("serviceaccount").and_then(reference),
         pod: k.get("pod").and_then(reference),
         node: k.get("node").and_then(reference),
         secret: k.get("secret").and_then(reference),
-        warn_after: number(k, "warnafter"),
+        warn_after: number(k, "warnafter").unwrap_or(None),
     });
     let legacy_claim = |key: &str| {
         claims
             .get(format!("kubernetes.io/serviceaccount/{key}"))
             .and_then(Value::as_str)
-            .map(str::to_string)
+            .map(Untrusted::from)
     };
     let legacy_secret_based =
         claims.get("kubernetes.io").is_none() && legacy_claim("secret.name").is_some();
@@ -161,10 +184,26 @@ pub fn inspect(text: &str, now: i64) -> Result<TokenFacts, Malformed> {
             ..KubernetesClaims::default()
         })
     });
-    let expires = number(&claims, "exp");
-    let not_before = number(&claims, "nbf");
+    let mut malformed_claims = Vec::new();
+    let mut time = |holder: Option<&Value>, key: &str, name: &str| {
+        holder
+            .map_or(Ok(None), |h| number(h, key))
+            .unwrap_or_else(|()| {
+                malformed_claims.push(name.to_string());
+                None
+            })
+    };
+    let expires = time(Some(&claims), "exp", "exp");
+    let not_before = time(Some(&claims), "nbf", "nbf");
+    let issued_at = time(Some(&claims), "iat", "iat");
+    time(
+        claims.get("kubernetes.io"),
+        "warnafter",
+        "kubernetes.io.warnafter",
+    );
     let warn_after = kubernetes.as_ref().and_then(|k| k.warn_after);
     let verdict = match (expires, not_before) {
+        _ if !malformed_claims.is_empty() => Verdict::Malformed,
         (Some(exp), _) if now >= exp => Verdict::Expired,
         (_, Some(nbf)) if now < nbf => Verdict::NotYetValid,
         (None, _) => Verdict::NeverExpires,
@@ -176,28 +215,30 @@ pub fn inspect(text: &str, now: i64) -> Result<TokenFacts, Malformed> {
         key_id: header
             .get("kid")
             .and_then(Value::as_str)
-            .map(str::to_string),
+            .map(Untrusted::from),
         issuer: claims
             .get("iss")
             .and_then(Value::as_str)
-            .map(str::to_string),
+            .map(Untrusted::from),
         subject: claims
             .get("sub")
             .and_then(Value::as_str)
-            .map(str::to_string),
+            .map(Untrusted::from),
         audiences,
-        issued_at: number(&claims, "iat"),
+        issued_at,
         not_before,
         expires,
         kubernetes,
         legacy_secret_based,
+        malformed_claims,
         verdict,
     })
 }
 
 /// "in 40m", "2h ago", "3d 4h ago": how far `then` is from `now`, to the two largest units.
 pub fn relative(then: i64, now: i64) -> String {
-    let delta = (then - now).abs();
+    // Claims are someone else's numbers: no subtraction that overflows.
+    let delta = then.abs_diff(now);
     let units = [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)];
     let mut parts = Vec::new();
     let mut rest = delta;
@@ -255,13 +296,13 @@ mod tests {
     fn a_bound_token_reads_fully_and_its_verdict_follows_the_clock() {
         let facts = inspect(&bound(NOW + 2400, None), NOW).unwrap();
         assert_eq!(facts.algorithm, "RS256");
-        assert_eq!(facts.key_id.as_deref(), Some("k1"));
+        assert_eq!(facts.key_id.as_ref().map(Untrusted::as_str), Some("k1"));
         assert_eq!(
-            facts.subject.as_deref(),
+            facts.subject.as_ref().map(Untrusted::as_str),
             Some("system:serviceaccount:web:frontend")
         );
         let k = facts.kubernetes.unwrap();
-        assert_eq!(k.namespace.as_deref(), Some("web"));
+        assert_eq!(k.namespace.as_ref().map(Untrusted::as_str), Some("web"));
         assert_eq!(k.pod.unwrap().name, "web-1");
         assert_eq!(k.node.unwrap().name, "cp-1");
         assert_eq!(facts.verdict, Verdict::Valid);
@@ -290,6 +331,37 @@ mod tests {
         let k = facts.kubernetes.unwrap();
         assert_eq!(k.secret.unwrap().name, "deployer-token-x1");
         assert_eq!(k.service_account.unwrap().name, "deployer");
+    }
+
+    #[test]
+    fn a_time_claim_of_the_wrong_type_is_malformed_not_absent() {
+        let header = serde_json::json!({"alg": "RS256"});
+        for (claims, which) in [
+            (serde_json::json!({"exp": "1800000000"}), "exp"),
+            (serde_json::json!({"exp": 1.8e9 + 0.5}), "exp"),
+            (serde_json::json!({"exp": null}), "exp"),
+            (serde_json::json!({"exp": 1e300}), "exp"),
+            (serde_json::json!({"exp": NOW + 60, "nbf": [1]}), "nbf"),
+            (
+                serde_json::json!({"exp": NOW + 60, "iat": "yesterday"}),
+                "iat",
+            ),
+            (
+                serde_json::json!({"exp": NOW + 60, "kubernetes.io": {"warnafter": "soon"}}),
+                "kubernetes.io.warnafter",
+            ),
+        ] {
+            let facts = inspect(&jwt(&header, &claims), NOW).unwrap();
+            assert_eq!(facts.verdict, Verdict::Malformed, "{claims}");
+            assert_eq!(facts.malformed_claims, [which], "{claims}");
+        }
+        let whole = inspect(
+            &jwt(&header, &serde_json::json!({"exp": 1.8e9 + 60.0})),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(whole.expires, Some(NOW + 60));
+        assert_eq!(whole.verdict, Verdict::Valid);
     }
 
     #[test]

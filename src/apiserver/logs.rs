@@ -35,9 +35,36 @@ pub fn new_attempts(layout: &NodeLayout, before: &BTreeSet<PathBuf>) -> Vec<Path
     fresh.into_iter().map(|(_, p)| p).collect()
 }
 
-/// The last `lines` lines of a log, for telling the operator why the apiserver stopped.
+/// The last `lines` lines of a log, for telling the operator why the apiserver stopped. The log
+/// is the apiserver's (and whatever it echoes of its input): each line shown escaped, one line
+/// of the log one line of the tail, never a control sequence (`ui::text`).
 pub fn tail(layout: &NodeLayout, path: &std::path::Path, lines: usize) -> String {
-    let text = layout.fs().read_to_string(path).unwrap_or_default();
+    let bytes = layout.fs().read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
     let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|line| crate::ui::escape(line))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_tail_shows_a_hostile_log_line_by_line_and_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = crate::node::NodeLayout::new(Some(dir.path().to_path_buf())).unwrap();
+        let log = layout.path("/0.log");
+        std::fs::write(
+            &log,
+            b"early\nE1201 flag: invalid value \"\x1b]52;c;cm0=\x07\"\r\nE1201 exit \xff\x1b[2J\n",
+        )
+        .unwrap();
+        let tail = super::tail(&layout, &log, 2);
+        assert_eq!(
+            tail,
+            "E1201 flag: invalid value \"\\x1b]52;c;cm0=\\x07\"\nE1201 exit \u{fffd}\\x1b[2J"
+        );
+    }
 }

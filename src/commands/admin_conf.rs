@@ -330,7 +330,7 @@ fn regenerate(ctx: &Context, options: &RegenerateOptions) -> Result<()> {
         }
         warn_system_masters(ctx, &regeneration.credentials);
     }
-    ctx.ui.report(&result(ctx, regeneration, &plan, executed));
+    ctx.ui.report(&result(ctx, regeneration, &plan, executed))?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use crate::ui::{Report, unified_diff};
 pub fn run(ctx: &Context, action: Backups) -> Result<()> {
     match action {
         Backups::List => {
-            ctx.ui.report(&list(ctx));
+            ctx.ui.report(&list(ctx))?;
             Ok(())
         }
         Backups::Restore {
@@ -334,6 +334,6 @@ fn restore(ctx: &Context, id: &str, settings: &ChangeSettings) -> Result<()> {
         backup: executed.backup.clone(),
         restart: executed.changed().then_some(executed.restart),
         proof: executed.proof,
-    });
+    })?;
     Ok(())
 }

@@ -230,6 +230,6 @@ pub fn run(ctx: &Context) -> Result<()> {
     ctx.ui.report(&Diagnosis {
         guidance: crate::guide::plan(&findings),
         findings,
-    });
+    })?;
     Ok(())
 }

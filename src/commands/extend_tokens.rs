@@ -124,7 +124,7 @@ pub fn run(ctx: &Context, action: Action) -> Result<()> {
         // Extension is off by hand: a scheduled revert of an earlier enable has nothing to do.
         crate::schedule::cancel(&ctx.layout, &ctx.ui, None);
     }
-    ctx.ui.report(&result);
+    ctx.ui.report(&result)?;
     Ok(())
 }
 
@@ -178,7 +178,13 @@ fn change_flag(
         .gate(Gate::Strays);
         plan.diff = diff;
         if let (Some(after), true) = (revert_after, edit.changed) {
-            let deadline = crate::clock::now_unix() + after.as_secs() as i64;
+            let deadline =
+                crate::clock::after(crate::clock::now_unix(), after).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--revert-after {}s is out of range: give at most 36500d",
+                        after.as_secs()
+                    ))
+                })?;
             plan.revert_after = Some(deadline);
             plan = plan.step(format!(
                 "revert it at {} (--revert-after): a systemd timer where the node has systemd",

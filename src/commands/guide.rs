@@ -10,9 +10,10 @@ use super::{Context, dispatch};
 use crate::cli::Cli;
 use crate::diagnose::Finding;
 use crate::error::{Error, Result};
-use crate::guide::{self, Guidance, Step, shell_quote};
+use crate::guide::{self, Guidance, Step};
 use crate::journal::{Journal, Session, State};
 use crate::ui::guided::{self, GuidedStep};
+use crate::ui::shell_quote;
 use crate::ui::{Ui, UiSettings, stdout_write};
 
 const NOT_A_TERMINAL: &str = "the guide asks its questions at a terminal, and stdin or stderr is not one. \
@@ -45,9 +46,9 @@ pub fn run(ctx: &Context, settings: UiSettings, reason: Option<String>) -> Resul
         .info("looking at the node: manifest, kubelet, apiserver, credentials, journal ...");
     let findings = super::status::status(ctx).findings;
     let guidance = guide::plan(&findings);
-    stdout_write(&overview(&findings, &guidance));
+    stdout_write(&overview(&findings, &guidance))?;
     if guidance.steps.is_empty() {
-        stdout_write("\nnothing for kubeadm-recover to do on this node.\n");
+        stdout_write("\nnothing for kubeadm-recover to do on this node.\n")?;
         return Ok(());
     }
     let reason = match reason {
@@ -68,7 +69,7 @@ pub fn run(ctx: &Context, settings: UiSettings, reason: Option<String>) -> Resul
                 .as_deref()
                 .map(|n| format!("   note: {n}\n"))
                 .unwrap_or_default()
-        ));
+        ))?;
         let step_ui = Ui::guided(
             settings,
             GuidedStep {
@@ -87,7 +88,7 @@ pub fn run(ctx: &Context, settings: UiSettings, reason: Option<String>) -> Resul
             }
         }
     }
-    stdout_write(&summary(ctx, &guidance, &outcomes, &before));
+    stdout_write(&summary(ctx, &guidance, &outcomes, &before))?;
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
@@ -244,8 +245,8 @@ fn summary(
             continue;
         }
         out.push_str(&format!(
-            "    undo: kubeadm-recover revert --session {}{root}\n",
-            s.id
+            "    undo: {}{root}\n",
+            crate::ui::command_line(["kubeadm-recover", "revert", "--session", &s.id])
         ));
         if let Some(r) = &s.revert_after {
             out.push_str(&match &r.timer {

@@ -17,7 +17,7 @@ pub fn run(ctx: &Context, action: JournalCommand) -> Result<()> {
             let journal = Journal::load(&ctx.layout)?;
             ctx.ui.report(&SessionList {
                 sessions: journal.sessions,
-            });
+            })?;
             Ok(())
         }
         JournalCommand::Abandon { session, confirm } => {
@@ -150,6 +150,6 @@ fn abandon(ctx: &Context, id: &str, settings: &plan::ChangeSettings) -> Result<(
         dry_run: executed.dry_run,
         manifest,
         backup,
-    });
+    })?;
     Ok(())
 }

@@ -16,7 +16,7 @@ use crate::executor::{self, BackupRef, Unfinished};
 use crate::kubeconfig_prune::{Finding, prune};
 use crate::plan::{self, Plan, PlannedWrite};
 use crate::token::relative;
-use crate::ui::{Report, unified_diff};
+use crate::ui::{Report, escape, unified_diff};
 
 pub fn run(ctx: &Context, action: KubeconfigCommand) -> Result<()> {
     match action {
@@ -118,11 +118,9 @@ impl Report for PruneResult {
 
     fn text(&self) -> String {
         let mut out = String::new();
+        let kubeconfig = escape(&self.kubeconfig);
         if self.findings.is_empty() {
-            out.push_str(&format!(
-                "{}: nothing expired; nothing to do\n",
-                self.kubeconfig
-            ));
+            out.push_str(&format!("{kubeconfig}: nothing expired; nothing to do\n"));
         }
         for finding in &self.findings {
             out.push_str(&match finding {
@@ -160,8 +158,7 @@ impl Report for PruneResult {
         }
         if self.changed {
             out.push_str(&format!(
-                "{}: the expired tokens are removed; the next kubectl call re-authenticates\n",
-                self.kubeconfig
+                "{kubeconfig}: the expired tokens are removed; the next kubectl call re-authenticates\n"
             ));
             if let Some(backup) = &self.backup {
                 out.push_str(&format!("  backup: {} (id {})\n", backup.path, backup.id));
@@ -206,7 +203,7 @@ fn prune_expired(ctx: &Context, path: &Path, settings: &plan::ChangeSettings) ->
         dry_run: executed.dry_run,
         backup: executed.backup,
         now,
-    });
+    })?;
     Ok(())
 }
 
@@ -241,10 +238,10 @@ impl Report for SetTokenResult {
         }
         let mut out = format!(
             "{}: user {} now holds a token for {} that expires {}\n",
-            self.kubeconfig,
-            self.user,
-            self.service_account,
-            self.expiration_timestamp.as_deref().unwrap_or("?")
+            escape(&self.kubeconfig),
+            escape(&self.user),
+            escape(&self.service_account),
+            escape(self.expiration_timestamp.as_deref().unwrap_or("?"))
         );
         if let Some(backup) = &self.backup {
             out.push_str(&format!("  backup: {} (id {})\n", backup.path, backup.id));
@@ -305,6 +302,6 @@ fn set_token(
         changed: executed.changed(),
         dry_run: executed.dry_run,
         backup: executed.backup,
-    });
+    })?;
     Ok(())
 }

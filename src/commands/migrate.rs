@@ -95,7 +95,10 @@ impl Report for MigrationCheck {
         for u in &self.stale_token_users {
             out.push_str(&format!(
                 "  {:<40} {:>6} uses, last {}\n",
-                u.subject, u.count, u.last_seen
+                // From the audit log: the subject is a token's claim, shown escaped.
+                crate::ui::escape(&u.subject),
+                u.count,
+                crate::ui::escape(&u.last_seen)
             ));
         }
         if self.audit_log.is_none() {
@@ -162,7 +165,7 @@ pub fn inspect(ctx: &Context, stale_window: Duration, api: &ApiOptions) -> Resul
 
 fn check(ctx: &Context, stale_window: Duration, api: &ApiOptions) -> Result<()> {
     let report = inspect(ctx, stale_window, api)?;
-    ctx.ui.report(&report);
+    ctx.ui.report(&report)?;
     if report.depends_on_extension {
         Err(Error::Negative(
             "workloads still depend on long-lived or stale tokens".into(),

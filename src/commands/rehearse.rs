@@ -423,7 +423,8 @@ impl Rehearsing<'_> {
             ));
         }
         if !self.ctx.ui.json() {
-            crate::ui::stdout_write(&format!("{line}\n"));
+            // A progress line: the report at the end says whether stdout took the result.
+            let _ = crate::ui::stdout_write(&format!("{line}\n"));
         }
         if let Some(t) = step.timings {
             self.noticed.extend(t.noticed_after_ready_ms);
@@ -725,7 +726,7 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
         crate::ui::stdout_write(&format!(
             "rehearsal on {what} in {}\n",
             sandbox.root.display()
-        ));
+        ))?;
     }
     if options.serve {
         rehearsing.start_kubelet(&mut sandbox)?;
@@ -752,6 +753,6 @@ pub fn run(ctx: &Context, options: &RehearseOptions) -> Result<()> {
     rehearsing.rejected_change()?;
     let report = rehearsing.report(sandbox.keep);
     drop(sandbox);
-    ctx.ui.report(&report);
+    ctx.ui.report(&report)?;
     Ok(())
 }

@@ -52,9 +52,11 @@ impl Report for RevertResult {
                 "session {} reverted ({}){}\n",
                 self.session,
                 self.how,
-                match proof {
-                    Some(p) => format!("; proved: kube-apiserver pid {} healthy", p.pid),
-                    None => "; restart pending (--no-wait)".into(),
+                match (proof, self.restart) {
+                    (Some(p), _) => format!("; proved: kube-apiserver pid {} healthy", p.pid),
+                    (None, Some(Restart::Pending)) => "; restart pending (--no-wait)".into(),
+                    (None, _) =>
+                        "; no restart needed (the apiserver manifest was not touched)".into(),
                 }
             ),
         };
@@ -221,11 +223,11 @@ fn revert_text(ctx: &Context, target: &Session, current: &str) -> Result<(Option
     if is_unfinished(target) {
         return Err(Error::Refused(format!(
             "{} is neither the original nor the version session {} wrote; someone changed it. Check it by hand, \
-             then `kubeadm-recover journal abandon --session {}` hands the session over to you \
+             then `{}` hands the session over to you \
              (and `backups restore` can put the original back)",
             ctx.layout.node_path(&path),
             target.id,
-            target.id
+            crate::journal::abandon_command(&target.id)
         )));
     }
     let goal = match &target.original.flag {
@@ -404,7 +406,7 @@ pub fn revert(
         proof: executed.proof,
         plan: plan.steps_text(),
         credentials_kept: !executed.dry_run && !target.credentials_issued.is_empty(),
-    });
+    })?;
     Ok(())
 }
 
@@ -553,10 +555,10 @@ pub fn resume(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) ->
         } else {
             return Err(Error::Refused(format!(
                 "{} is neither the original nor the version session {} wrote; someone changed it. Check it by hand, \
-                 then `kubeadm-recover journal abandon --session {}` hands the session over to you",
+                 then `{}` hands the session over to you",
                 layout.apiserver_manifest().display(),
                 target.id,
-                target.id
+                crate::journal::abandon_command(&target.id)
             )));
         };
         Ok(plan.step(format!("session {}: {how}", target.id)))
@@ -569,6 +571,35 @@ pub fn resume(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) ->
         resumed_as: executed.session,
         proof: executed.proof,
         plan: plan.steps_text(),
-    });
+    })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reverted(restart: Option<Restart>) -> RevertResult {
+        RevertResult {
+            session: "s1".into(),
+            how: "the previous files come back exactly".into(),
+            dry_run: false,
+            diff: String::new(),
+            revert_session: Some("s2".into()),
+            backup: None,
+            restart,
+            proof: None,
+            plan: String::new(),
+            credentials_kept: false,
+        }
+    }
+
+    #[test]
+    fn a_revert_says_what_happened_to_the_apiserver() {
+        let files = reverted(Some(Restart::NotNeeded)).text();
+        assert!(!files.contains("--no-wait"), "{files}");
+        assert!(files.contains("no restart needed"), "{files}");
+        let pending = reverted(Some(Restart::Pending)).text();
+        assert!(pending.contains("restart pending (--no-wait)"), "{pending}");
+    }
 }

@@ -21,7 +21,7 @@ pub fn completions(shell: Shell) -> Result<()> {
         // (clap-rs/clap#6421, open). Spell the arms the way the loop does.
         script = script.replace("kubeadm__subcmd__recover", "kubeadm__recover");
     }
-    crate::ui::stdout_write(&script);
+    crate::ui::stdout_write(&script)?;
     Ok(())
 }
 
@@ -30,6 +30,6 @@ pub fn man() -> Result<()> {
     clap_mangen::Man::new(Cli::command())
         .render(&mut out)
         .map_err(|e| Error::Failed(format!("cannot render the manual page: {e}")))?;
-    crate::ui::stdout_write(&String::from_utf8_lossy(&out));
+    crate::ui::stdout_write(&String::from_utf8_lossy(&out))?;
     Ok(())
 }

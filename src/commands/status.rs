@@ -284,7 +284,7 @@ impl Status {
 }
 
 pub fn run(ctx: &Context) -> Result<()> {
-    ctx.ui.report(&status(ctx));
+    ctx.ui.report(&status(ctx))?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use crate::cli::{ApiOptions, InspectOptions, TokenCommand};
 use crate::clock::{now_unix, rfc3339};
 use crate::error::{Error, Result};
 use crate::token::{self, TokenFacts, Verdict, relative};
-use crate::ui::Report;
+use crate::ui::{Report, Untrusted, escape};
 
 pub fn run(ctx: &Context, action: TokenCommand) -> Result<()> {
     match action {
@@ -68,7 +68,7 @@ fn malformed(source: &str, e: token::Malformed) -> Error {
 #[serde(rename_all = "camelCase")]
 pub struct Inspected {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
+    pub user: Option<Untrusted>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     #[serde(flatten)]
@@ -97,6 +97,11 @@ fn meaning(facts: &TokenFacts, now: i64) -> String {
     match facts.verdict {
         Verdict::Expired => "EXPIRED: every apiserver refuses it; get a new one".into(),
         Verdict::NotYetValid => "NOT YET VALID (its nbf is in the future)".into(),
+        Verdict::Malformed => format!(
+            "MALFORMED: its {} claim is not a whole number of seconds, so its lifetime cannot be read; \
+             an apiserver refuses a token whose time claims are not numbers",
+            facts.malformed_claims.join(", ")
+        ),
         Verdict::NeverExpires => "NEVER EXPIRES: a legacy secret-based token; move its users to TokenRequest or projected tokens".into(),
         Verdict::Stale => format!(
             "STALE: valid only because token extension is on; without it, it died {} (at its warnafter)",
@@ -118,31 +123,33 @@ impl Report for Inspection {
     fn text(&self) -> String {
         let now = self.now_unix;
         let mut out = String::new();
+        let source = escape(&self.source);
         if self.tokens.is_empty() {
-            out.push_str(&format!("{}: no tokens\n", self.source));
+            out.push_str(&format!("{source}: no tokens\n"));
         }
         for t in &self.tokens {
             let f = &t.facts;
             match (&t.user, &t.field) {
                 (Some(user), Some(field)) => {
-                    out.push_str(&format!("{} user {user} ({field})\n", self.source))
+                    out.push_str(&format!("{source} user {user} ({field})\n"))
                 }
-                _ => out.push_str(&format!("{}\n", self.source)),
+                _ => out.push_str(&format!("{source}\n")),
             }
             out.push_str(&format!(
                 "  algorithm  {}{}\n",
                 f.algorithm,
                 f.key_id
-                    .as_deref()
+                    .as_ref()
                     .map_or(String::new(), |k| format!(", key id {k}"))
             ));
-            let line = |label: &str, value: Option<&String>| {
+            let line = |label: &str, value: Option<&Untrusted>| {
                 value.map_or(String::new(), |v| format!("  {label:<10} {v}\n"))
             };
             out.push_str(&line("issuer", f.issuer.as_ref()));
             out.push_str(&line("subject", f.subject.as_ref()));
             if !f.audiences.is_empty() {
-                out.push_str(&format!("  audiences  {}\n", f.audiences.join(", ")));
+                let audiences: Vec<String> = f.audiences.iter().map(Untrusted::to_string).collect();
+                out.push_str(&format!("  audiences  {}\n", audiences.join(", ")));
             }
             out.push_str(&when("issued", f.issued_at, now));
             out.push_str(&when("not before", f.not_before, now));
@@ -183,11 +190,12 @@ fn inspect(ctx: &Context, options: &InspectOptions) -> Result<()> {
             let held = crate::kubeconfig::held_tokens(&text, options.user.as_deref())
                 .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
             for h in held {
-                let where_ = format!("{} user {} ({})", path.display(), h.user, h.field);
+                let user = Untrusted::new(h.user);
+                let where_ = format!("{} user {user} ({})", path.display(), h.field);
                 let facts = token::inspect(h.token.expose_secret(), now)
                     .map_err(|e| malformed(&where_, e))?;
                 tokens.push(Inspected {
-                    user: Some(h.user),
+                    user: Some(user),
                     field: Some(h.field.to_string()),
                     facts,
                 });
@@ -221,7 +229,7 @@ fn inspect(ctx: &Context, options: &InspectOptions) -> Result<()> {
         now: rfc3339(now),
         tokens,
         now_unix: now,
-    });
+    })?;
     Ok(())
 }
 
@@ -248,21 +256,31 @@ impl Report for Review {
     const KIND: &'static str = "TokenReview";
 
     fn text(&self) -> String {
+        // Every value here is the apiserver's answer: shown escaped.
+        let list = |items: &[String]| -> String {
+            items
+                .iter()
+                .map(|i| escape(i).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         if !self.authenticated {
             return format!(
                 "NOT authenticated: {}\n",
-                self.error
-                    .as_deref()
-                    .unwrap_or("the apiserver gave no reason")
+                escape(
+                    self.error
+                        .as_deref()
+                        .unwrap_or("the apiserver gave no reason")
+                )
             );
         }
         let mut out = format!(
             "authenticated as {}\n  groups     {}\n",
-            self.username.as_deref().unwrap_or("?"),
-            self.groups.join(", ")
+            escape(self.username.as_deref().unwrap_or("?")),
+            list(&self.groups)
         );
         if !self.audiences.is_empty() {
-            out.push_str(&format!("  audiences  {}\n", self.audiences.join(", ")));
+            out.push_str(&format!("  audiences  {}\n", list(&self.audiences)));
         }
         out
     }
@@ -305,7 +323,7 @@ fn review(ctx: &Context, file: &Path, audiences: &[String], api: &ApiOptions) ->
         audiences: strings(&status["audiences"]),
         error: status["error"].as_str().map(str::to_string),
     };
-    ctx.ui.report(&review);
+    ctx.ui.report(&review)?;
     if review.authenticated {
         Ok(())
     } else {
@@ -339,30 +357,33 @@ fn create(ctx: &Context, request: &TokenRequest, api: &ApiOptions) -> Result<()>
     let issued = admin.request_token(request)?;
     let token = issued.token.expose_secret().to_string();
     let expiration = issued.expiration_timestamp;
-    let granted = crate::clock::parse_rfc3339(&expiration).map_or(0, |e| e - now);
+    // The apiserver's answer: a time that does not parse or wraps around counts as none.
+    let expires = crate::clock::parse_rfc3339(&expiration);
+    let granted = expires.and_then(|e| e.checked_sub(now)).unwrap_or(0);
     let requested = request.duration.map(|d| d.as_secs());
     // A minute of slack for the round trip and clock skew between here and the apiserver.
-    if let Some(asked) = requested
-        && granted + 60 < asked as i64
+    if let (Some(asked), Some(duration)) = (requested, request.duration)
+        && i64::try_from(asked).is_ok_and(|asked| granted.saturating_add(60) < asked)
     {
         ctx.ui.warn(format!(
             "the apiserver shortened the lifetime: asked for {}, granted {} (its --service-account-max-token-expiration)",
-            relative(now + asked as i64, now).trim_start_matches("in "),
-            relative(now + granted, now).trim_start_matches("in ")
+            relative(crate::clock::after(now, duration).unwrap_or(i64::MAX), now)
+                .trim_start_matches("in "),
+            relative(now.saturating_add(granted), now).trim_start_matches("in ")
         ));
     }
     ctx.ui.info(format!(
         "token for {}/{} expires {} ({})",
-        request.namespace,
-        request.service_account,
-        expiration,
-        relative(now + granted, now)
+        escape(&request.namespace),
+        escape(&request.service_account),
+        escape(&expiration),
+        relative(now.saturating_add(granted), now)
     ));
     ctx.ui.report(&Created {
         token,
         expiration_timestamp: expiration,
         requested_seconds: requested,
         granted_seconds: granted,
-    });
+    })?;
     Ok(())
 }

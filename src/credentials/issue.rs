@@ -194,7 +194,8 @@ pub fn issue(
     let (_, ca) = X509Certificate::from_der(&ca_der).map_err(|e| e.to_string())?;
     let now = pki::now();
     let ca_end = ca.validity().not_after.timestamp();
-    let wanted_end = now.unix_timestamp() + validity.as_secs() as i64;
+    // A validity past every date is capped to the CA's end like any other too long one.
+    let wanted_end = crate::clock::after(now.unix_timestamp(), validity).unwrap_or(i64::MAX);
     let capped_to_ca = wanted_end > ca_end;
     let validity = if capped_to_ca {
         Duration::from_secs((ca_end - now.unix_timestamp()).max(0) as u64)

@@ -53,6 +53,7 @@ pub fn write(
     journal.step("written");
     let verified = finish(
         &journal,
+        verify,
         verify_or_restore(layout, ui, command, reason, verify, writes),
     )?;
     Ok(Executed {
@@ -111,11 +112,25 @@ fn settle(
     close_as_before(recorder, error, "write failed; put back")
 }
 
-/// Closes the session after the proof: done, rolled back (the files are back), or failed.
-fn finish(journal: &Journal, proved: Result<Vec<Verified>>) -> Result<Vec<Verified>> {
+/// Closes the session after the proof: done, rolled back (the files are back), or failed. The
+/// journal says what was done: "proved" only when a proof ran (`--no-verify`, and changes with
+/// nothing to prove such as a pruned kubeconfig, are written and not proved).
+fn finish(
+    journal: &Journal,
+    verify: &Verify,
+    proved: Result<Vec<Verified>>,
+) -> Result<Vec<Verified>> {
     match proved {
         Ok(verified) => {
-            journal.finish(State::Done, "written and proved");
+            journal.finish(
+                State::Done,
+                match verify {
+                    Verify::Credentials(checks) if !checks.is_empty() => {
+                        "written and proved (SelfSubjectReview)"
+                    }
+                    _ => "written; not proved (no check was made beyond the bytes on disk)",
+                },
+            );
             Ok(verified)
         }
         Err(Error::ManualActionNeeded(msg)) => {
@@ -208,6 +223,7 @@ pub fn external(
     }));
     let verified = finish(
         &journal,
+        verify,
         verify_or_restore(layout, ui, command, reason, verify, files),
     )?;
     Ok(Executed {

@@ -281,10 +281,10 @@ pub(super) fn close_as_before(recorder: &journal::Recorder, error: Error, step: 
         Ok(false) => error,
         Ok(true) => Error::ManualActionNeeded(format!(
             "{error}. The files are as before, but the journal cannot be updated and still lists \
-             session {} as unfinished: free space under {}, then `kubeadm-recover journal abandon --session {}` clears it",
+             session {} as unfinished: free space under {}, then `{}` clears it",
             recorder.id,
             recorder.dir().display(),
-            recorder.id
+            crate::journal::abandon_command(&recorder.id)
         )),
         // Whether it lists this session cannot be told: a person must look at it.
         Err(_) => Error::ManualActionNeeded(format!(

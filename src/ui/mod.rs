@@ -6,6 +6,9 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 pub mod guided;
+pub mod text;
+
+pub use text::{Untrusted, command_line, escape, shell_quote};
 
 pub const API_VERSION: &str = "kubeadm-recover/v1";
 
@@ -49,7 +52,7 @@ pub fn to_json<R: Report>(report: &R) -> String {
         kind: R::KIND,
         report,
     };
-    serde_json::to_string_pretty(&envelope).expect("reports serialize")
+    text::json_safe(serde_json::to_string_pretty(&envelope).expect("reports serialize"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,22 +72,44 @@ pub struct UiSettings {
     pub yes: bool,
 }
 
-/// Writes never panic: when the SSH session drops mid-change, stdout and stderr go away
-/// (EPIPE/EIO), and the change must still be finished or rolled back.
+/// Writes to stderr never panic nor fail: when the SSH session drops mid-change, stdout and
+/// stderr go away (EPIPE/EIO), and the change must still be finished or rolled back. Every
+/// writer shows control characters escaped ([`text::terminal_safe`]): see `ui::text`.
 pub fn stderr_line(text: &str) {
-    let _ = writeln!(std::io::stderr(), "{text}");
+    let _ = writeln!(std::io::stderr(), "{}", text::terminal_safe(text));
 }
 
 pub fn stderr_raw(text: &str) {
     let mut err = std::io::stderr();
-    let _ = write!(err, "{text}");
+    let _ = write!(err, "{}", text::terminal_safe(text));
     let _ = err.flush();
 }
 
-pub fn stdout_write(text: &str) {
-    let mut out = std::io::stdout();
-    let _ = write!(out, "{text}");
-    let _ = out.flush();
+/// Set before `main` when the process started with stdout closed (`>&-`): the Rust runtime
+/// then opens /dev/null in its place, where a result would vanish without an error.
+pub static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The command's result on stdout. A result that does not arrive is an error (exit 1): a full
+/// disk (`> /dev/full`), a closed stdout (`>&-`), EIO. A closed pipe (EPIPE: `| head -1`) is the
+/// reader's choice and stays a quiet success. Never panics.
+pub fn stdout_write(text: &str) -> Result<()> {
+    let failed = |why: String| {
+        Err(Error::Failed(format!(
+            "cannot write the result to stdout: {why}"
+        )))
+    };
+    if STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
+        return failed("stdout is closed".into());
+    }
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_all(text::terminal_safe(text).as_bytes())
+        .and_then(|()| out.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => failed(e.to_string()),
+    }
 }
 
 /// `NO_COLOR`, set and not empty (no-color.org): no colours.
@@ -161,12 +186,13 @@ impl Ui {
         stderr_line(&format!("warning: {}", message.as_ref()));
     }
 
-    /// The command's result on stdout: a versioned JSON document, or the text for people.
-    pub fn report<R: Report>(&self, report: &R) {
+    /// The command's result on stdout: a versioned JSON document, or the text for people. An
+    /// error when it cannot be written (see [`stdout_write`]).
+    pub fn report<R: Report>(&self, report: &R) -> Result<()> {
         if self.json() {
-            stdout_write(&format!("{}\n", to_json(report)));
+            stdout_write(&format!("{}\n", to_json(report)))
         } else {
-            stdout_write(&report.text());
+            stdout_write(&report.text())
         }
     }
 

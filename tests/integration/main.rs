@@ -22,4 +22,5 @@ mod shell;
 mod snapshots;
 mod status;
 mod token;
+mod untrusted;
 mod upstream;
