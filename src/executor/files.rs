@@ -3,7 +3,7 @@
 use super::manifest::{Journal, close_as_before, nothing_written};
 use super::{BackupRef, Executed, Restart};
 use crate::change;
-use crate::credentials::verify::{self, Verified};
+use crate::credentials::verify::{self, NotVerified, Verified};
 use crate::error::{Error, Result};
 use crate::journal::{self, FileVersion, State};
 use crate::node::NodeLayout;
@@ -122,6 +122,11 @@ fn finish(journal: &Journal, proved: Result<Vec<Verified>>) -> Result<Vec<Verifi
             journal.finish(State::Failed, "did not verify and could not be put back");
             Err(Error::ManualActionNeeded(msg))
         }
+        Err(e @ Error::Interrupted(_)) => Err(close_as_before(
+            journal.recorder,
+            e,
+            "interrupted during the proof; put back",
+        )),
         Err(e) => Err(close_as_before(
             journal.recorder,
             e,
@@ -246,19 +251,31 @@ pub fn verify_or_restore(
     let mut verified = Vec::new();
     for check in checks {
         let proved = std::fs::read_to_string(&check.path)
-            .map_err(|e| format!("cannot read {}: {e}", check.path.display()))
+            .map_err(|e| NotVerified::Failed(format!("cannot read {}: {e}", check.path.display())))
             .and_then(|text| verify::verify(&text, &check.subject));
         match proved {
             Ok(v) => verified.push(v),
             Err(why) => {
+                let interrupted = matches!(why, NotVerified::Interrupted);
                 let failed = change::put_back(layout, writes);
-                let record = audit::Record::new(command, reason, "verification failed; restored");
+                let outcome = if interrupted {
+                    "interrupted during verification; restored"
+                } else {
+                    "verification failed; restored"
+                };
+                let record = audit::Record::new(command, reason, outcome);
                 let _ = audit::append(&layout.audit_log(), &record);
                 if !failed.is_empty() {
                     return Err(Error::ManualActionNeeded(format!(
                         "{} did not verify ({why}), and putting the previous files back failed: {}",
                         check.file,
                         failed.join("; ")
+                    )));
+                }
+                if interrupted {
+                    return Err(Error::Interrupted(format!(
+                        "interrupted while proving {}: the previous files are back in place; the node is as before",
+                        check.file
                     )));
                 }
                 ui.detail(format!(

@@ -37,7 +37,11 @@ pub fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant
     injected_during_nudge();
     // The kubelet relists every 20 s: give it that and a little, but never past our deadline.
     let deadline = deadline.min(Instant::now() + Duration::from_secs(25));
-    while Instant::now() < deadline && process::find_apiserver(expected_port).is_some() {
+    // A signal ends the wait at once (the manifest is moved back below, then the change rolls back).
+    while Instant::now() < deadline
+        && !crate::interrupt::interrupted()
+        && process::find_apiserver(expected_port).is_some()
+    {
         std::thread::sleep(POLL);
     }
     if let Err(e) = std::fs::rename(&parked, &manifest) {
