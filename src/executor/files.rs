@@ -157,6 +157,9 @@ fn make_parent(write: &PlannedWrite) -> Result<()> {
     Ok(())
 }
 
+/// How long a program that rewrites credentials (`kubeadm certs renew`) may take.
+const PROGRAM_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Runs programs that rewrite `files` themselves, after backing them up; a failing program or
 /// a result that does not verify puts the originals back.
 pub fn external(
@@ -188,17 +191,33 @@ pub fn external(
     })?;
     for program in programs {
         let (name, args) = program.split_first().expect("a program has a name");
-        let out = duct::cmd(name, args)
-            .stderr_to_stdout()
-            .stdout_capture()
-            .unchecked()
-            .run()
-            .map_err(|e| {
-                nothing_written(
+        let ran = crate::interrupt::run(
+            duct::cmd(name, args).stderr_to_stdout().stdout_capture(),
+            PROGRAM_DEADLINE,
+            true,
+        );
+        let out = match ran {
+            Ok(out) => out,
+            Err(crate::interrupt::Stopped::Failed(e)) => {
+                return Err(nothing_written(
                     &recorder,
                     Error::Failed(format!("cannot run {name}: {e}; nothing was changed")),
-                )
-            })?;
+                ));
+            }
+            // Killed half-way: it may have written, so what is on disk decides.
+            Err(stopped) => {
+                let why = format!(
+                    "{} {stopped}; the previous files are back in place (backup {})",
+                    program.join(" "),
+                    made.dir.display()
+                );
+                let error = match stopped {
+                    crate::interrupt::Stopped::Interrupted => Error::Interrupted(why),
+                    _ => Error::Failed(why),
+                };
+                return Err(settle(layout, &recorder, files, error));
+            }
+        };
         ui.info(String::from_utf8_lossy(&out.stdout).trim_end());
         if !out.status.success() {
             let error = Error::Failed(format!(

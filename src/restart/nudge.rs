@@ -15,11 +15,14 @@ use super::POLL;
 pub fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant) {
     if let Some(id) = process::crictl_container_id(layout) {
         ui.info(format!("nudging the kubelet: crictl stop {id}"));
-        let _ = duct::cmd!("crictl", "stop", &id)
-            .stdout_null()
-            .stderr_null()
-            .unchecked()
-            .run();
+        // crictl's own grace period is 10 s; a signal stops the wait (the change rolls back).
+        let _ = crate::interrupt::run(
+            duct::cmd!("crictl", "stop", &id)
+                .stdout_null()
+                .stderr_null(),
+            Duration::from_secs(30),
+            true,
+        );
         return;
     }
     let manifest = layout.apiserver_manifest();
