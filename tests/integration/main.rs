@@ -5,6 +5,7 @@ mod harness;
 mod admin_conf;
 mod backups;
 mod crash;
+mod deadlines;
 mod diagnose;
 mod dry_run;
 mod extend_tokens;
