@@ -79,7 +79,7 @@ pub fn acquire(
     session: &str,
     duration: Duration,
 ) -> Result<Held> {
-    let admin = Admin::connect(&layout.admin_conf())?;
+    let admin = Admin::connect(layout, &layout.admin_conf())?;
     others_healthy(layout, &admin, own_endpoint)?;
     let holder = holder_identity(layout, session);
     let now = crate::clock::now_unix();

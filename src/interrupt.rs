@@ -28,3 +28,76 @@ pub fn clear() {
         f.store(false, Ordering::SeqCst);
     }
 }
+
+/// Why a program did not run to its end.
+#[derive(Debug)]
+pub enum Stopped {
+    /// Still running at its deadline: killed.
+    TimedOut(std::time::Duration),
+    /// A signal arrived while it ran: killed.
+    Interrupted,
+    /// It could not be started or waited for.
+    Failed(std::io::Error),
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stopped::TimedOut(d) => write!(f, "still running after {}s: stopped", d.as_secs()),
+            Stopped::Interrupted => write!(f, "interrupted by a signal: stopped"),
+            Stopped::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Runs `program` (its streams as the expression says) to its end: killed at `deadline`, and
+/// at a signal when `stop_at_signal`. Its exit status is the caller's to judge.
+pub fn run(
+    program: duct::Expression,
+    deadline: std::time::Duration,
+    stop_at_signal: bool,
+) -> Result<std::process::Output, Stopped> {
+    let handle = program.unchecked().start().map_err(Stopped::Failed)?;
+    let until = std::time::Instant::now() + deadline;
+    loop {
+        match handle.wait_timeout(std::time::Duration::from_millis(50)) {
+            Ok(Some(_)) => break,
+            Ok(None) => {}
+            Err(e) => return Err(Stopped::Failed(e)),
+        }
+        let stop = if stop_at_signal && interrupted() {
+            Some(Stopped::Interrupted)
+        } else if std::time::Instant::now() >= until {
+            Some(Stopped::TimedOut(deadline))
+        } else {
+            None
+        };
+        if let Some(why) = stop {
+            let _ = handle.kill();
+            return Err(why);
+        }
+    }
+    handle.into_output().map_err(Stopped::Failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn a_program_that_outlives_its_deadline_is_stopped() {
+        let out = super::run(
+            duct::cmd!("sleep", "30").stdout_null(),
+            Duration::from_millis(200),
+            true,
+        );
+        assert!(matches!(out, Err(super::Stopped::TimedOut(_))), "{out:?}");
+        let out = super::run(
+            duct::cmd!("echo", "hi").stdout_capture(),
+            Duration::from_secs(30),
+            true,
+        )
+        .unwrap();
+        assert_eq!(out.stdout, b"hi\n");
+    }
+}

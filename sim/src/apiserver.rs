@@ -252,6 +252,9 @@ async fn serve(
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
+            if let Some(stall) = SimConfig::load(&state.settings.root).stall {
+                return stalled(tls, stall).await;
+            }
             let peer = tls
                 .get_ref()
                 .1
@@ -269,6 +272,45 @@ async fn serve(
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                 .await;
         });
+    }
+}
+
+/// Answers a connection as a stalled apiserver does, until the client goes away: the request's
+/// head is read first (a client does not expect an answer before it has asked).
+async fn stalled<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    stall: crate::config::Stall,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let headers: &[u8] = match stall {
+        crate::config::Stall::Trickle => {
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000000\r\n\r\n"
+        }
+        crate::config::Stall::Flood => {
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+        }
+    };
+    if stream.write_all(headers).await.is_err() || stream.flush().await.is_err() {
+        return;
+    }
+    let chunk = format!("10000\r\n{}\r\n", "o".repeat(0x10000));
+    loop {
+        let (bytes, pause) = match stall {
+            crate::config::Stall::Trickle => (&b"o"[..], 1000),
+            crate::config::Stall::Flood => (chunk.as_bytes(), 10),
+        };
+        if stream.write_all(bytes).await.is_err() || stream.flush().await.is_err() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
     }
 }
 

@@ -24,6 +24,19 @@ pub struct SimConfig {
     /// Real upstream binaries (`etcd`, `kube-apiserver`) the kubelet runs instead of the
     /// simulated apiserver: a node laid out by the real kubeadm (`node --kube-bin DIR`).
     pub kube_bin: Option<PathBuf>,
+    /// A hostile apiserver, for the deadline tests: every connection accepted while this is set
+    /// is answered the same way whatever it asks (see `Stall`).
+    pub stall: Option<Stall>,
+}
+
+/// How a stalled apiserver answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Stall {
+    /// `200 OK` headers, then one byte of the body a second, for ever: no read ever times out.
+    Trickle,
+    /// `200 OK` and an endless chunked body, 64 KiB every 10 ms.
+    Flood,
 }
 
 impl Default for SimConfig {
@@ -37,6 +50,7 @@ impl Default for SimConfig {
             frozen: false,
             clock_offset_seconds: 0,
             kube_bin: None,
+            stall: None,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use super::call::{self, Failure, Limits};
 use crate::error::{Error, Result};
 
 pub struct Admin {
@@ -16,8 +17,13 @@ pub struct Admin {
 /// Why a call failed: the apiserver's own words when it answered.
 #[derive(Debug)]
 pub enum CallError {
-    Status { code: u16, message: String },
+    Status {
+        code: u16,
+        message: String,
+    },
     Unreachable(String),
+    /// No answer within the deadline, one too large to read, or a signal.
+    Stopped(Failure),
 }
 
 impl std::fmt::Display for CallError {
@@ -27,24 +33,23 @@ impl std::fmt::Display for CallError {
                 write!(f, "the apiserver answered {code}: {message}")
             }
             CallError::Unreachable(e) => write!(f, "the apiserver did not answer: {e}"),
+            CallError::Stopped(why) => write!(f, "{why}"),
         }
     }
 }
 
-fn call_error(e: kube::Error) -> CallError {
+fn call_error(e: Failure) -> CallError {
     match e {
-        kube::Error::Api(status) => CallError::Status {
-            code: status.code,
-            message: status.message,
-        },
-        other => CallError::Unreachable(other.to_string()),
+        Failure::Status { code, message } => CallError::Status { code, message },
+        Failure::Unreachable(e) => CallError::Unreachable(e),
+        other => CallError::Stopped(other),
     }
 }
 
 impl Admin {
     /// Connects exactly as kubectl would with the kubeconfig at `path`.
-    pub fn connect(path: &Path) -> Result<Admin> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+    pub fn connect(layout: &crate::node::NodeLayout, path: &Path) -> Result<Admin> {
+        let text = layout.fs().read_to_string(path).map_err(|e| {
             Error::Refused(format!(
                 "{}: {e}\n  what to do: give a working kubeconfig with --kubeconfig, or regenerate admin.conf (`kubeadm-recover admin-conf regenerate`)",
                 path.display()
@@ -74,9 +79,9 @@ impl Admin {
     }
 
     fn call<T: DeserializeOwned>(&self, request: http::Request<Vec<u8>>) -> Result<T, CallError> {
-        let client = self.client.clone();
         self.runtime
-            .block_on(async move { client.request::<T>(request).await.map_err(call_error) })
+            .block_on(call::json::<T>(&self.client, request, Limits::ADMIN))
+            .map_err(call_error)
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {

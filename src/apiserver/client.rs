@@ -6,6 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::config::AuthInfo;
 
+use super::call::{self, Failure, Limits};
 use crate::node::NodeLayout;
 
 /// Where the kubelet's probes reach the apiserver (the manifest's probe host and port).
@@ -28,24 +29,11 @@ impl Endpoint {
 pub struct ApiClient {
     anonymous: kube::Client,
     admin: Option<kube::Client>,
+    limits: Limits,
 }
 
-#[derive(Debug)]
-pub enum ProbeError {
-    /// Nothing answered: connection refused, TLS failure, timeout.
-    Unreachable(String),
-    /// The server answered with an error status.
-    Status(u16, String),
-}
-
-impl std::fmt::Display for ProbeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ProbeError::Unreachable(e) => write!(f, "unreachable: {e}"),
-            ProbeError::Status(code, msg) => write!(f, "HTTP {code}: {msg}"),
-        }
-    }
-}
+/// Why a probe has no answer: the same as any request's (`call::Failure`).
+pub type ProbeError = Failure;
 
 fn config(endpoint: &Endpoint, ca_pem: &str, auth: AuthInfo) -> Result<kube::Config, String> {
     let uri = endpoint
@@ -103,51 +91,66 @@ impl ApiClient {
             })
             .and_then(|auth| config(endpoint, &ca_pem, auth).ok())
             .and_then(|c| kube::Client::try_from(c).ok());
-        Ok(ApiClient { anonymous, admin })
+        Ok(ApiClient {
+            anonymous,
+            admin,
+            limits: Limits::PROBE,
+        })
     }
 
-    async fn get_with(client: &kube::Client, path: &str) -> Result<String, ProbeError> {
+    /// Requests that a signal does not cut short (a rollback proving the old apiserver).
+    pub fn finishing(self) -> Self {
+        ApiClient {
+            limits: self.limits.finishing(),
+            ..self
+        }
+    }
+
+    async fn get_with(&self, client: &kube::Client, path: &str) -> Result<String, ProbeError> {
         let request = http::Request::get(path)
             .body(Vec::new())
             .expect("valid request");
-        client.request_text(request).await.map_err(|e| match e {
-            kube::Error::Api(status) => ProbeError::Status(status.code, status.message),
-            other => ProbeError::Unreachable(other.to_string()),
-        })
+        call::text(client, request, self.limits).await
     }
 
     /// GET `path`, anonymously first; with the admin certificate when that is refused.
     pub async fn get(&self, path: &str) -> Result<String, ProbeError> {
-        match Self::get_with(&self.anonymous, path).await {
-            Err(ProbeError::Status(401 | 403, msg)) => match &self.admin {
-                Some(admin) => Self::get_with(admin, path).await,
-                None => Err(ProbeError::Status(401, msg)),
+        match self.get_with(&self.anonymous, path).await {
+            Err(Failure::Status {
+                code: 401 | 403,
+                message,
+            }) => match &self.admin {
+                Some(admin) => self.get_with(admin, path).await,
+                None => Err(Failure::Status { code: 401, message }),
             },
             other => other,
         }
     }
 
-    /// `/readyz` alone: whether another apiserver of the fleet serves.
-    pub async fn ready(&self) -> Result<(), ProbeError> {
-        let body = self.get("/readyz").await.map_err(|e| match e {
-            ProbeError::Status(code, body) => ProbeError::Status(code, failed_checks(&body)),
-            other => other,
-        })?;
-        if body.trim() != "ok" {
-            return Err(ProbeError::Status(200, format!("/readyz said {body:?}")));
-        }
-        Ok(())
-    }
-
     /// `/livez` then `/readyz`, both "ok".
     pub async fn healthy(&self) -> Result<(), ProbeError> {
-        for path in ["/livez", "/readyz"] {
+        self.check(&["/livez", "/readyz"]).await
+    }
+
+    /// `/readyz` alone: whether another apiserver of the fleet serves.
+    pub async fn ready(&self) -> Result<(), ProbeError> {
+        self.check(&["/readyz"]).await
+    }
+
+    async fn check(&self, paths: &[&str]) -> Result<(), ProbeError> {
+        for &path in paths {
             let body = self.get(path).await.map_err(|e| match e {
-                ProbeError::Status(code, body) => ProbeError::Status(code, failed_checks(&body)),
+                Failure::Status { code, message } => Failure::Status {
+                    code,
+                    message: failed_checks(&message),
+                },
                 other => other,
             })?;
             if body.trim() != "ok" {
-                return Err(ProbeError::Status(200, format!("{path} said {body:?}")));
+                return Err(Failure::Status {
+                    code: 200,
+                    message: format!("{path} said {body:?}"),
+                });
             }
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! The running apiserver: which process it is (/proc, crictl), and what it answers (kube).
 pub mod admin;
+pub mod call;
 pub mod client;
 pub mod logs;
 pub mod process;

@@ -146,12 +146,16 @@ pub fn crictl_container_id(layout: &crate::node::NodeLayout) -> Option<String> {
     if !layout.is_host() {
         return None;
     }
-    let out = duct::cmd!("crictl", "ps", "--name", "kube-apiserver", "-q")
-        .stderr_null()
-        .unchecked()
-        .read()
-        .ok()?;
-    out.lines()
+    let out = crate::interrupt::run(
+        duct::cmd!("crictl", "ps", "--name", "kube-apiserver", "-q")
+            .stderr_null()
+            .stdout_capture(),
+        std::time::Duration::from_secs(10),
+        true,
+    )
+    .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
         .next()
         .map(str::to_string)
         .filter(|s| !s.is_empty())

@@ -252,7 +252,7 @@ impl Report for SetTokenResult {
 
 /// A TokenRequest with the node's admin credential: (token, expirationTimestamp).
 fn request_token(ctx: &Context, new: &NewToken) -> Result<(SecretString, String)> {
-    let issued = Admin::connect(&ctx.layout.admin_conf())?
+    let issued = Admin::connect(&ctx.layout, &ctx.layout.admin_conf())?
         .request_token(&new.request)
         .map_err(|e| Error::Failed(format!("{e}; nothing was changed")))?;
     Ok((issued.token, issued.expiration_timestamp))

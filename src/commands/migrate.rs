@@ -118,11 +118,11 @@ impl Report for MigrationCheck {
 
 /// Runs the check; `Err` when the API cannot be asked.
 pub fn inspect(ctx: &Context, stale_window: Duration, api: &ApiOptions) -> Result<MigrationCheck> {
-    let path = api
-        .kubeconfig
-        .clone()
-        .unwrap_or_else(|| ctx.layout.admin_conf());
-    let admin = Admin::connect(&path)?;
+    let path = match &api.kubeconfig {
+        Some(given) => ctx.layout.given_path(given)?,
+        None => ctx.layout.admin_conf(),
+    };
+    let admin = Admin::connect(&ctx.layout, &path)?;
     let failed = |what: &str, e| Error::Failed(format!("listing {what}: {e}"));
     let secrets: k8s_openapi::List<Secret> = admin
         .get("/api/v1/secrets?fieldSelector=type%3Dkubernetes.io%2Fservice-account-token")

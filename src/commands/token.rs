@@ -184,8 +184,12 @@ fn inspect(ctx: &Context, options: &InspectOptions) -> Result<()> {
     let now = now_unix();
     let mut tokens = Vec::new();
     let source = match (&options.kubeconfig, &options.file) {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
+        (Some(given), _) => {
+            let path = &ctx.layout.given_path(given)?;
+            let text = ctx
+                .layout
+                .fs()
+                .read_to_string(path)
                 .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
             let held = crate::kubeconfig::held_tokens(&text, options.user.as_deref())
                 .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
@@ -234,11 +238,11 @@ fn inspect(ctx: &Context, options: &InspectOptions) -> Result<()> {
 }
 
 fn admin(ctx: &Context, api: &ApiOptions) -> Result<Admin> {
-    let path: PathBuf = api
-        .kubeconfig
-        .clone()
-        .unwrap_or_else(|| ctx.layout.admin_conf());
-    Admin::connect(&path)
+    let path: PathBuf = match &api.kubeconfig {
+        Some(given) => ctx.layout.given_path(given)?,
+        None => ctx.layout.admin_conf(),
+    };
+    Admin::connect(&ctx.layout, &path)
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -5,28 +5,74 @@ use std::time::Duration;
 use k8s_openapi::api::authentication::v1::{SelfSubjectReview, SelfSubjectReviewStatus};
 use serde::Deserialize;
 
+use crate::apiserver::call::{self, Failure, Limits};
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Verified {
     pub username: String,
     pub groups: Vec<String>,
 }
 
-/// Connects exactly as kubectl would with this kubeconfig text.
-pub fn verify(kubeconfig_text: &str, subject: &super::issue::Subject) -> Result<Verified, String> {
+/// Why a credential is not proved.
+#[derive(Debug)]
+pub enum NotVerified {
+    /// A signal arrived while the apiserver was being asked: nothing was proved either way.
+    Interrupted,
+    /// The credential did not prove itself, in these words.
+    Failed(String),
+}
+
+impl From<String> for NotVerified {
+    fn from(why: String) -> Self {
+        NotVerified::Failed(why)
+    }
+}
+
+impl From<&str> for NotVerified {
+    fn from(why: &str) -> Self {
+        NotVerified::Failed(why.to_string())
+    }
+}
+
+impl std::fmt::Display for NotVerified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotVerified::Interrupted => write!(f, "interrupted by a signal"),
+            NotVerified::Failed(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+/// What a request of the proof came to: a signal is `Interrupted`, anything else the reason.
+fn failed(what: &str, e: Failure) -> NotVerified {
+    match e {
+        Failure::Interrupted => NotVerified::Interrupted,
+        Failure::Status { code, message } => {
+            NotVerified::Failed(format!("{what}: the apiserver answered {code}: {message}"))
+        }
+        other => NotVerified::Failed(format!("{what}: {other}")),
+    }
+}
+
+/// Connects exactly as kubectl would with this kubeconfig text. Every request is bounded
+/// (`Limits::VERIFY`) and a signal ends the proof at once.
+pub fn verify(
+    kubeconfig_text: &str,
+    subject: &super::issue::Subject,
+) -> Result<Verified, NotVerified> {
     crate::apiserver::runtime().block_on(async {
-        let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig_text).map_err(|e| format!("the kubeconfig does not load: {e}"))?;
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig_text).map_err(|e| NotVerified::Failed(format!("the kubeconfig does not load: {e}")))?;
         let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
             .await
-            .map_err(|e| format!("the kubeconfig does not load: {e}"))?;
+            .map_err(|e| NotVerified::Failed(format!("the kubeconfig does not load: {e}")))?;
         config.connect_timeout = Some(Duration::from_secs(3));
         config.read_timeout = Some(Duration::from_secs(5));
-        let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
-        let livez = client
-            .request_text(http::Request::get("/livez").body(Vec::new()).expect("request"))
+        let client = kube::Client::try_from(config).map_err(|e| NotVerified::Failed(e.to_string()))?;
+        let livez = call::text(&client, http::Request::get("/livez").body(Vec::new()).expect("request"), Limits::VERIFY)
             .await
-            .map_err(|e| format!("/livez: {e}"))?;
+            .map_err(|e| failed("/livez", e))?;
         if livez.trim() != "ok" {
-            return Err(format!("/livez said {livez:?}"));
+            return Err(format!("/livez said {livez:?}").into());
         }
         // GA in 1.28, beta in 1.27, alpha in 1.26: try them in that order, as kubectl does.
         // The review's status has the same shape in every version.
@@ -42,13 +88,13 @@ pub fn verify(kubeconfig_text: &str, subject: &super::issue::Subject) -> Result<
                 .header("content-type", "application/json")
                 .body(body.to_string().into_bytes())
                 .expect("request");
-            match client.request::<Review>(request).await {
+            match call::json::<Review>(&client, request, Limits::VERIFY).await {
                 Ok(r) => {
                     review = Some(r);
                     break;
                 }
-                Err(kube::Error::Api(status)) if status.code == 404 => continue,
-                Err(e) => return Err(format!("SelfSubjectReview: {e}")),
+                Err(Failure::Status { code: 404, .. }) => continue,
+                Err(e) => return Err(failed("SelfSubjectReview", e)),
             }
         }
         let review = review.ok_or("this apiserver has no SelfSubjectReview API (Kubernetes before 1.26): check the credential by hand, or use --no-verify")?;
@@ -56,10 +102,10 @@ pub fn verify(kubeconfig_text: &str, subject: &super::issue::Subject) -> Result<
         let username = info.username.unwrap_or_default();
         let groups = info.groups.unwrap_or_default();
         if username != subject.common_name {
-            return Err(format!("the apiserver sees user {username:?}, the certificate says {:?}", subject.common_name));
+            return Err(format!("the apiserver sees user {username:?}, the certificate says {:?}", subject.common_name).into());
         }
         if let Some(missing) = subject.organizations.iter().find(|o| !groups.contains(o)) {
-            return Err(format!("the apiserver does not report group {missing:?} (it reports {groups:?})"));
+            return Err(format!("the apiserver does not report group {missing:?} (it reports {groups:?})").into());
         }
         Ok(Verified { username, groups })
     })

@@ -3,7 +3,7 @@
 use super::manifest::{Journal, close_as_before, nothing_written};
 use super::{BackupRef, Executed, Restart};
 use crate::change;
-use crate::credentials::verify::{self, Verified};
+use crate::credentials::verify::{self, NotVerified, Verified};
 use crate::error::{Error, Result};
 use crate::journal::{self, FileVersion, State};
 use crate::node::NodeLayout;
@@ -137,6 +137,11 @@ fn finish(
             journal.finish(State::Failed, "did not verify and could not be put back");
             Err(Error::ManualActionNeeded(msg))
         }
+        Err(e @ Error::Interrupted(_)) => Err(close_as_before(
+            journal.recorder,
+            e,
+            "interrupted during the proof; put back",
+        )),
         Err(e) => Err(close_as_before(
             journal.recorder,
             e,
@@ -156,6 +161,9 @@ fn make_parent(layout: &NodeLayout, write: &PlannedWrite) -> Result<()> {
         .map_err(|e| Error::io("cannot create", dir, e))?;
     Ok(())
 }
+
+/// How long a program that rewrites credentials (`kubeadm certs renew`) may take.
+const PROGRAM_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Runs programs that rewrite `files` themselves, after backing them up; a failing program or
 /// a result that does not verify puts the originals back.
@@ -188,17 +196,33 @@ pub fn external(
     })?;
     for program in programs {
         let (name, args) = program.split_first().expect("a program has a name");
-        let out = duct::cmd(name, args)
-            .stderr_to_stdout()
-            .stdout_capture()
-            .unchecked()
-            .run()
-            .map_err(|e| {
-                nothing_written(
+        let ran = crate::interrupt::run(
+            duct::cmd(name, args).stderr_to_stdout().stdout_capture(),
+            PROGRAM_DEADLINE,
+            true,
+        );
+        let out = match ran {
+            Ok(out) => out,
+            Err(crate::interrupt::Stopped::Failed(e)) => {
+                return Err(nothing_written(
                     &recorder,
                     Error::Failed(format!("cannot run {name}: {e}; nothing was changed")),
-                )
-            })?;
+                ));
+            }
+            // Killed half-way: it may have written, so what is on disk decides.
+            Err(stopped) => {
+                let why = format!(
+                    "{} {stopped}; the previous files are back in place (backup {})",
+                    program.join(" "),
+                    made.dir.display()
+                );
+                let error = match stopped {
+                    crate::interrupt::Stopped::Interrupted => Error::Interrupted(why),
+                    _ => Error::Failed(why),
+                };
+                return Err(settle(layout, &recorder, files, error));
+            }
+        };
         ui.info(String::from_utf8_lossy(&out.stdout).trim_end());
         if !out.status.success() {
             let error = Error::Failed(format!(
@@ -254,19 +278,31 @@ pub fn verify_or_restore(
         let proved = layout
             .fs()
             .read_to_string(&check.path)
-            .map_err(|e| format!("cannot read {}: {e}", check.path.display()))
+            .map_err(|e| NotVerified::Failed(format!("cannot read {}: {e}", check.path.display())))
             .and_then(|text| verify::verify(&text, &check.subject));
         match proved {
             Ok(v) => verified.push(v),
             Err(why) => {
+                let interrupted = matches!(why, NotVerified::Interrupted);
                 let failed = change::put_back(layout, writes);
-                let record = audit::Record::new(command, reason, "verification failed; restored");
+                let outcome = if interrupted {
+                    "interrupted during verification; restored"
+                } else {
+                    "verification failed; restored"
+                };
+                let record = audit::Record::new(command, reason, outcome);
                 let _ = audit::append(layout, &record);
                 if !failed.is_empty() {
                     return Err(Error::ManualActionNeeded(format!(
                         "{} did not verify ({why}), and putting the previous files back failed: {}",
                         check.file,
                         failed.join("; ")
+                    )));
+                }
+                if interrupted {
+                    return Err(Error::Interrupted(format!(
+                        "interrupted while proving {}: the previous files are back in place; the node is as before",
+                        check.file
                     )));
                 }
                 ui.detail(format!(

@@ -217,6 +217,7 @@ pub fn wait_for(
         ui,
         &expected.endpoint,
         expected.advertise_endpoint.clone(),
+        changing,
     )
     .map_err(WaitFailure::Timeout)?;
     if let (true, Err(e)) = (changing, injected_during_wait()) {

@@ -15,11 +15,14 @@ use super::POLL;
 pub fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant) {
     if let Some(id) = process::crictl_container_id(layout) {
         ui.info(format!("nudging the kubelet: crictl stop {id}"));
-        let _ = duct::cmd!("crictl", "stop", &id)
-            .stdout_null()
-            .stderr_null()
-            .unchecked()
-            .run();
+        // crictl's own grace period is 10 s; a signal stops the wait (the change rolls back).
+        let _ = crate::interrupt::run(
+            duct::cmd!("crictl", "stop", &id)
+                .stdout_null()
+                .stderr_null(),
+            Duration::from_secs(30),
+            true,
+        );
         return;
     }
     let manifest = layout.apiserver_manifest();
@@ -36,7 +39,11 @@ pub fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant
     injected_during_nudge();
     // The kubelet relists every 20 s: give it that and a little, but never past our deadline.
     let deadline = deadline.min(Instant::now() + Duration::from_secs(25));
-    while Instant::now() < deadline && process::find_apiserver(expected_port).is_some() {
+    // A signal ends the wait at once (the manifest is moved back below, then the change rolls back).
+    while Instant::now() < deadline
+        && !crate::interrupt::interrupted()
+        && process::find_apiserver(expected_port).is_some()
+    {
         std::thread::sleep(POLL);
     }
     if let Err(e) = layout.fs().rename(&parked, &manifest) {

@@ -43,11 +43,14 @@ impl<'a> NodeObserver<'a> {
         ui: &'a Ui,
         endpoint: &Endpoint,
         advertise_endpoint: Option<String>,
+        changing: bool,
     ) -> Result<Self, String> {
         let runtime = crate::apiserver::runtime();
         let client = runtime
             .block_on(async { ApiClient::new(layout, endpoint) })
             .map_err(|e| format!("cannot build a client: {e}"))?;
+        // A change's proof gives up at a signal (and rolls back); a rollback's proof does not.
+        let client = if changing { client } else { client.finishing() };
         Ok(NodeObserver {
             layout,
             ui,

@@ -6,6 +6,7 @@ mod admin_conf;
 mod backups;
 mod confinement;
 mod crash;
+mod deadlines;
 mod diagnose;
 mod dry_run;
 mod extend_tokens;
