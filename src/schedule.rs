@@ -10,6 +10,9 @@ use crate::journal::{Journal, Recorder, RevertSchedule};
 use crate::node::{NodeLayout, on_path};
 use crate::ui::Ui;
 
+/// How long systemd-run or systemctl may take to answer.
+const SYSTEMD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Whether this node's revert may be left to systemd. Only the host's own systemd runs timers,
 /// and it must never be given one for a `--root` sandbox (it would keep firing after the
 /// sandbox is gone, as the container runtime is never touched for one). Test builds may allow
@@ -141,12 +144,14 @@ pub fn schedule(layout: &NodeLayout, ui: &Ui, session: &str, deadline_unix: i64)
         "--".into(),
     ];
     args.extend(revert_command(layout, &exe, session));
-    match duct::cmd("systemd-run", &args)
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-    {
+    // Bounded like every wait: a systemd that does not answer is a note, never a hang.
+    match crate::interrupt::run(
+        duct::cmd("systemd-run", &args)
+            .stderr_to_stdout()
+            .stdout_capture(),
+        SYSTEMD_DEADLINE,
+        false,
+    ) {
         Ok(out) if out.status.success() => {
             ui.info(format!(
                 "revert scheduled for {deadline} by the timer {unit}.timer ({}); it retries hourly while stale tokens are in use",
@@ -194,12 +199,14 @@ pub fn cancel(layout: &NodeLayout, ui: &Ui, only: Option<&str>) {
             continue;
         }
         let stopped = on_path("systemctl").is_some()
-            && duct::cmd("systemctl", ["stop", timer.as_str()])
-                .stderr_null()
-                .stdout_null()
-                .unchecked()
-                .run()
-                .is_ok_and(|o| o.status.success());
+            && crate::interrupt::run(
+                duct::cmd("systemctl", ["stop", timer.as_str()])
+                    .stderr_null()
+                    .stdout_null(),
+                SYSTEMD_DEADLINE,
+                false,
+            )
+            .is_ok_and(|o| o.status.success());
         if !stopped {
             ui.warn(stop_by_hand(timer));
         } else {

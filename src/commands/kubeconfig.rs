@@ -81,7 +81,14 @@ fn read(ctx: &Context, path: &Path) -> Result<String> {
     })
 }
 
-fn write_plan(command: &str, question: &str, path: &Path, old: &str, new: &str) -> Plan {
+fn write_plan(
+    ctx: &Context,
+    command: &str,
+    question: &str,
+    path: &Path,
+    old: &str,
+    new: &str,
+) -> Plan {
     let mut plan = Plan::new(
         command,
         question,
@@ -95,7 +102,7 @@ fn write_plan(command: &str, question: &str, path: &Path, old: &str, new: &str) 
             verify: plan::Verify::Nothing,
         },
     );
-    plan.diff = unified_diff(&path.display().to_string(), &redacted(old), &redacted(new));
+    plan.diff = unified_diff(&ctx.layout.node_path(path), &redacted(old), &redacted(new));
     plan
 }
 
@@ -183,6 +190,7 @@ fn prune_expired(ctx: &Context, path: &Path, settings: &plan::ChangeSettings) ->
             Ok(match pruned.text {
                 None => Plan::new("kubeconfig prune-expired", "", plan::Action::Nothing),
                 Some(new) => write_plan(
+                    ctx,
                     "kubeconfig prune-expired",
                     &format!("remove the expired tokens from {}?", path.display()),
                     path,
@@ -279,6 +287,7 @@ fn set_token(
                 .map_err(|e| Error::Refused(format!("{}: {e}", path.display())))?;
             expiration = expires;
             Ok(write_plan(
+                ctx,
                 "kubeconfig set-token",
                 &format!("replace user {}'s token in {}?", new.user, path.display()),
                 path,

@@ -581,7 +581,7 @@ impl NodeFs {
                     return Err(refused(
                         &target.node_path,
                         format!(
-                            "{} is not on the manifest directory's filesystem: the temp file cannot go there, and never goes beside the manifest",
+                            "{} is not on the manifest directory's filesystem: a rename from it would be cross-device (and is never a copy), and the temp file never goes beside the manifest",
                             tmp_dir.display()
                         ),
                     ));

@@ -48,6 +48,16 @@ pub trait Sandbox {
         self.root().join(node_path.trim_start_matches('/'))
     }
 
+    /// The node's own name for a file under the root: what `--kubeconfig` takes under `--root`.
+    fn node_path(&self, host: &Path) -> String {
+        format!("/{}", host.strip_prefix(self.root()).unwrap().display())
+    }
+
+    /// A temp dir inside the node, for files a test hands the tool by their node path.
+    fn node_tempdir(&self) -> tempfile::TempDir {
+        tempfile::tempdir_in(self.root()).unwrap()
+    }
+
     fn manifest_path(&self) -> PathBuf {
         self.path("/etc/kubernetes/manifests/kube-apiserver.yaml")
     }

@@ -380,7 +380,12 @@ fn a_symlinked_manifest_is_written_through_and_stays_a_link() {
     let real = node.path("/etc/kubernetes/real/kube-apiserver.yaml");
     std::fs::create_dir_all(real.parent().unwrap()).unwrap();
     std::fs::rename(node.manifest_path(), &real).unwrap();
-    std::os::unix::fs::symlink(&real, node.manifest_path()).unwrap();
+    // The link names the node's own path: under --root it resolves inside the root.
+    std::os::unix::fs::symlink(
+        "/etc/kubernetes/real/kube-apiserver.yaml",
+        node.manifest_path(),
+    )
+    .unwrap();
     node.run()
         .args(["extend-tokens", "enable", "--yes", "--no-wait"])
         .ok();

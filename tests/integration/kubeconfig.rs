@@ -43,7 +43,7 @@ fn prune(sim: &SimNode, path: &std::path::Path) -> serde_json::Value {
             "json",
             "--kubeconfig",
         ])
-        .arg(path)
+        .arg(sim.node_path(path))
         .ok()
         .json()
 }
@@ -63,7 +63,7 @@ fn prune_expired_removes_only_the_expired_token_fields() {
         admin_expired: true,
         ..Default::default()
     });
-    let dir = tempfile::tempdir().unwrap();
+    let dir = sim.node_tempdir();
     let path = dir.path().join("config");
     let old_token = jwt(now() - 3600);
     let text = mixed(&expired_admin_cert(&sim), &old_token);
@@ -74,7 +74,7 @@ fn prune_expired_removes_only_the_expired_token_fields() {
     let dry = sim
         .run()
         .args(["kubeconfig", "prune-expired", "--dry-run", "--kubeconfig"])
-        .arg(&path)
+        .arg(sim.node_path(&path))
         .ok();
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
@@ -193,12 +193,12 @@ fn without_expired(text: &str, old: &str) -> String {
 #[test]
 fn malformed_or_missing_kubeconfigs_are_refused_and_nothing_changes() {
     let node = Node::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = node.node_tempdir();
     let path = dir.path().join("config");
     let out = node
         .run()
         .args(["kubeconfig", "prune-expired", "--yes", "--kubeconfig"])
-        .arg(&path)
+        .arg(node.node_path(&path))
         .code(2);
     assert!(out.stderr.contains("--kubeconfig"), "{}", out.stderr);
 
@@ -207,10 +207,10 @@ fn malformed_or_missing_kubeconfigs_are_refused_and_nothing_changes() {
     let out = node
         .run()
         .args(["kubeconfig", "prune-expired", "--yes", "--kubeconfig"])
-        .arg(&path)
+        .arg(node.node_path(&path))
         .code(3);
     assert!(
-        out.stderr.contains(&path.display().to_string()),
+        out.stderr.contains(&node.node_path(&path)),
         "{}",
         out.stderr
     );
@@ -225,7 +225,7 @@ fn malformed_or_missing_kubeconfigs_are_refused_and_nothing_changes() {
 #[test]
 fn set_token_puts_a_fresh_service_account_token_in_a_ci_kubeconfig() {
     let sim = SimNode::start();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = sim.node_tempdir();
     let path = dir.path().join("ci.conf");
     let ca = base64::engine::general_purpose::STANDARD
         .encode(std::fs::read(sim.path("/etc/kubernetes/pki/ca.crt")).unwrap());
@@ -247,7 +247,7 @@ fn set_token_puts_a_fresh_service_account_token_in_a_ci_kubeconfig() {
             "deployer",
         ])
         .args(["-n", "ci", "--yes", "--kubeconfig"])
-        .arg(&path)
+        .arg(sim.node_path(&path))
         .code(3);
     assert!(out.stderr.contains("no static `token`"), "{}", out.stderr);
 
@@ -262,7 +262,7 @@ fn set_token_puts_a_fresh_service_account_token_in_a_ci_kubeconfig() {
             "deployer",
         ])
         .args(["-n", "ci", "--duration", "1h", "--yes", "--kubeconfig"])
-        .arg(&path)
+        .arg(sim.node_path(&path))
         .ok();
     assert!(!out.stderr.contains("a-long-lived"), "{}", out.stderr);
     let new = std::fs::read_to_string(&path).unwrap();

@@ -273,7 +273,7 @@ fn the_migration_toolkit_and_the_diagnosis() {
         ),
     )
     .unwrap();
-    let kubeconfig_arg = kubeconfig.to_str().unwrap();
+    let kubeconfig_arg = "/home/alice/.kube/config";
     pin_at(
         &node,
         "kubeconfig-prune-expired-dry-run",
@@ -328,14 +328,15 @@ fn the_token_api_set_token_and_the_revert_deadline() {
     let rejected = run_with(&sim, &[], &["token", "review", forged], 1);
     let rejected_json = run_with(&sim, &[], &["token", "review", forged, "-o", "json"], 1);
 
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("ci.conf");
+    let kubeconfig = sim.path("/etc/ci/ci.conf");
+    std::fs::create_dir_all(kubeconfig.parent().unwrap()).unwrap();
     std::fs::write(
         &kubeconfig,
         "apiVersion: v1\nkind: Config\nusers:\n- name: ci\n  user:\n    token: a-long-lived-secret-token\n",
     )
     .unwrap();
-    let kubeconfig = kubeconfig.to_str().unwrap();
+    // A node path: under --root, every path the tool is given is the node's.
+    let kubeconfig = "/etc/ci/ci.conf";
     let set_token = [
         "kubeconfig",
         "set-token",

@@ -144,7 +144,7 @@ fn malformed_tokens_are_usage_errors_that_never_echo_the_text() {
 fn inspect_reads_the_tokens_a_kubeconfig_holds() {
     let sim = SimNode::start();
     let (token, _) = create_token(&sim, &["deployer", "-n", "ci", "--duration", "1h"]);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = sim.node_tempdir();
     let kubeconfig = dir.path().join("config");
     std::fs::write(
         &kubeconfig,
@@ -158,7 +158,7 @@ fn inspect_reads_the_tokens_a_kubeconfig_holds() {
     let doc = sim
         .run()
         .args(["token", "inspect", "-o", "json", "--kubeconfig"])
-        .arg(&kubeconfig)
+        .arg(sim.node_path(&kubeconfig))
         .ok()
         .json();
     let tokens = doc["tokens"].as_array().unwrap();
@@ -176,14 +176,14 @@ fn inspect_reads_the_tokens_a_kubeconfig_holds() {
             "oidc",
             "--kubeconfig",
         ])
-        .arg(&kubeconfig)
+        .arg(sim.node_path(&kubeconfig))
         .ok()
         .json();
     assert_eq!(doc["tokens"][0]["field"], "auth-provider id-token");
     let out = sim
         .run()
         .args(["token", "inspect", "--user", "nobody", "--kubeconfig"])
-        .arg(&kubeconfig)
+        .arg(sim.node_path(&kubeconfig))
         .code(2);
     assert!(
         out.stderr.contains("it has: deployer, oidc"),

@@ -113,13 +113,13 @@ fn hostile_kubeconfig() -> String {
 #[test]
 fn prune_expired_escapes_user_names_and_quotes_the_refresh_command() {
     let node = Node::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = node.node_tempdir();
     let path = dir.path().join("config");
     std::fs::write(&path, hostile_kubeconfig()).unwrap();
     let out = node
         .run()
         .args(["kubeconfig", "prune-expired", "--dry-run", "--kubeconfig"])
-        .arg(&path)
+        .arg(node.node_path(&path))
         .ok();
     assert_inert(&out.stdout);
     assert_inert(&out.stderr);
@@ -139,7 +139,7 @@ fn prune_expired_escapes_user_names_and_quotes_the_refresh_command() {
 #[test]
 fn a_command_printed_with_a_hostile_user_name_is_quoted() {
     let node = Node::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = node.node_tempdir();
     let path = dir.path().join("config");
     let old = jwt(
         serde_json::json!({"alg": "RS256"}),
@@ -156,7 +156,7 @@ fn a_command_printed_with_a_hostile_user_name_is_quoted() {
     let out = node
         .run()
         .args(["kubeconfig", "prune-expired", "--dry-run", "--kubeconfig"])
-        .arg(&path)
+        .arg(node.node_path(&path))
         .code(3);
     assert!(
         out.stderr
@@ -169,7 +169,7 @@ fn a_command_printed_with_a_hostile_user_name_is_quoted() {
 #[test]
 fn token_inspect_of_a_kubeconfig_shows_a_hostile_user_name_escaped() {
     let node = Node::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = node.node_tempdir();
     let path = dir.path().join("config");
     let token = jwt(
         serde_json::json!({"alg": "RS256"}),
@@ -185,7 +185,7 @@ fn token_inspect_of_a_kubeconfig_shows_a_hostile_user_name_escaped() {
     let out = node
         .run()
         .args(["token", "inspect", "--kubeconfig"])
-        .arg(&path)
+        .arg(node.node_path(&path))
         .ok();
     assert_inert(&out.stdout);
     assert_eq!(verdict_lines(&out.stdout), 1, "{}", out.stdout);
@@ -372,7 +372,7 @@ fn the_journal_records_what_was_done_not_a_proof_that_never_happened() {
     );
     assert!(step.contains("not proved"), "{step}");
 
-    let dir = tempfile::tempdir().unwrap();
+    let dir = node.node_tempdir();
     let path = dir.path().join("config");
     let old = jwt(
         serde_json::json!({"alg": "RS256"}),
@@ -385,7 +385,7 @@ fn the_journal_records_what_was_done_not_a_proof_that_never_happened() {
     .unwrap();
     node.run()
         .args(["kubeconfig", "prune-expired", "--yes", "--kubeconfig"])
-        .arg(&path)
+        .arg(node.node_path(&path))
         .ok();
     let (state, step) = last_session(&node);
     assert_eq!(state, "done");
