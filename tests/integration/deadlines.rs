@@ -159,6 +159,23 @@ fn a_trickling_apiserver_bounds_status_and_a_sigterm_during_the_proof_puts_admin
 }
 
 #[test]
+fn a_dropped_ssh_session_during_a_hung_proof_puts_admin_conf_back() {
+    // Variant of the SIGTERM case: the SSH session drops (SIGHUP) during the same hung proof.
+    let sim = expired_admin();
+    let admin = sim.path("/etc/kubernetes/admin.conf");
+    let original = std::fs::read(&admin).unwrap();
+    sim.configure(|c| c.stall = Some(Stall::Trickle));
+    let run = start(&sim, &["admin-conf", "regenerate", "--yes"]);
+    wait_for_step(&sim, "written");
+    std::thread::sleep(Duration::from_millis(500));
+    run.signal(Signal::SIGHUP);
+    let out = run.finish();
+    assert_eq!(out.code, 130, "{}\n{}", out.stdout, out.stderr);
+    assert!(std::fs::read(&admin).unwrap() == original);
+    assert_settled(&sim);
+}
+
+#[test]
 fn an_endless_answer_is_cut_at_its_cap_and_the_new_credential_is_put_back() {
     let sim = expired_admin();
     let admin = sim.path("/etc/kubernetes/admin.conf");
