@@ -137,7 +137,13 @@ pub fn acquire(
                 })?;
         }
     }
-    Ok(Held { admin, holder })
+    // Checked again with the lease held: an apiserver that went down meanwhile stops us here.
+    let held = Held { admin, holder };
+    if let Err(e) = others_healthy(layout, &held.admin, own_endpoint) {
+        let _ = held.release();
+        return Err(e);
+    }
+    Ok(held)
 }
 
 /// Every other apiserver must answer `/readyz` before this one may restart.
@@ -152,19 +158,30 @@ fn others_healthy(layout: &NodeLayout, admin: &Admin, own_endpoint: Option<&str>
         if pod["metadata"]["labels"]["component"] != "kube-apiserver" {
             continue;
         }
+        let name = pod["metadata"]["name"].as_str().unwrap_or("kube-apiserver");
+        // An apiserver that cannot be checked does not count as healthy.
         let Some(endpoint) = pod["metadata"]["annotations"][ADVERTISE].as_str() else {
-            continue;
+            return Err(refused(format!(
+                "the apiserver pod {} names no {ADVERTISE}: where it serves cannot be checked",
+                crate::ui::escape(name)
+            )));
         };
         if Some(endpoint) == own_endpoint {
             continue;
         }
-        let name = pod["metadata"]["name"].as_str().unwrap_or("kube-apiserver");
-        let Some((host, port)) = endpoint.rsplit_once(':') else {
-            continue;
+        let Some((host, port)) = endpoint
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        else {
+            return Err(refused(format!(
+                "the apiserver pod {} names {ADVERTISE} {:?}, not host:port: it cannot be checked",
+                crate::ui::escape(name),
+                crate::ui::escape(endpoint)
+            )));
         };
         let target = Endpoint {
             host: host.trim_matches(['[', ']']).to_string(),
-            port: port.parse().unwrap_or(6443),
+            port,
         };
         // The client's connector needs the runtime it runs on.
         let answer = crate::apiserver::runtime().block_on(async {

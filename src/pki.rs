@@ -26,6 +26,11 @@ pub struct Key {
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 impl Key {
+    /// The SubjectPublicKeyInfo (DER) of the key: what a certificate for it carries.
+    pub fn public_key_der(&self) -> Vec<u8> {
+        rcgen::PublicKeyData::subject_public_key_info(&self.pair)
+    }
+
     pub fn generate(key_type: KeyType) -> Result<Key, Error> {
         match key_type {
             KeyType::Rsa2048 => {

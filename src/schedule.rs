@@ -108,9 +108,9 @@ pub fn schedule(layout: &NodeLayout, ui: &Ui, session: &str, deadline_unix: i64)
     };
     if !uses_systemd(layout) {
         let note = format!(
-            "{} is a --root sandbox, not this host's node: no timer is left on the host's systemd, so nothing will revert it by itself; run `kubeadm-recover --root {} revert` by {deadline}",
+            "{} is a --root sandbox, not this host's node: no timer is left on the host's systemd, so nothing will revert it by itself; run `{}` by {deadline}",
             layout.root().display(),
-            layout.root().display()
+            layout.tool_command(&["revert"])
         );
         ui.warn(&note);
         scheduled.note = Some(note);
@@ -176,6 +176,39 @@ pub fn schedule(layout: &NodeLayout, ui: &Ui, session: &str, deadline_unix: i64)
         }
     }
     scheduled
+}
+
+/// The schedule as it stands now: a timer the journal names but systemd no longer has (a
+/// transient timer does not survive a reboot) is said to be gone, never reported as scheduled.
+pub fn live(layout: &NodeLayout, schedule: &RevertSchedule) -> RevertSchedule {
+    let Some(timer) = &schedule.timer else {
+        return schedule.clone();
+    };
+    if !uses_systemd(layout) || on_path("systemctl").is_none() {
+        return schedule.clone();
+    }
+    let active = crate::interrupt::run(
+        duct::cmd("systemctl", ["is-active", "--quiet", timer.as_str()])
+            .stderr_null()
+            .stdout_null(),
+        SYSTEMD_DEADLINE,
+        true,
+    );
+    match active {
+        Ok(out) if out.status.success() => schedule.clone(),
+        Ok(_) => RevertSchedule {
+            timer: None,
+            note: Some(format!(
+                "the timer {} is gone (systemd has no such timer: a transient timer does not survive a reboot); nothing will revert by itself: run `{}` by {}, or schedule it again",
+                crate::ui::escape(timer),
+                layout.tool_command(&["revert"]),
+                schedule.deadline
+            )),
+            ..schedule.clone()
+        },
+        // systemd did not answer: what the journal says stands.
+        Err(_) => schedule.clone(),
+    }
 }
 
 /// Stops the scheduled revert timers in the journal — of session `only`, or all — after a revert,

@@ -46,6 +46,64 @@ fn call_error(e: Failure) -> CallError {
     }
 }
 
+/// Makes a kubeconfig safe for root to load: the client library would run a credential plugin
+/// (`exec`, an `auth-provider`'s command) as root, and read the files it names (`client-key`,
+/// `certificate-authority`, `tokenFile`) on the host, past `--root` and past a user's links.
+/// A plugin is refused; each file is read through `node::fs` (inside the root, no user's link
+/// followed) and put in the kubeconfig as data.
+fn confine(
+    layout: &crate::node::NodeLayout,
+    path: &Path,
+    kubeconfig: &mut kube::config::Kubeconfig,
+) -> Result<()> {
+    use base64::Engine;
+    let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let read = |named: &str| -> Result<Vec<u8>> {
+        let file = if Path::new(named).is_absolute() {
+            layout.path(named)
+        } else {
+            dir.join(named)
+        };
+        layout.fs().read(&file).map_err(|e| {
+            Error::Refused(format!(
+                "{}: the file it names, {named}, cannot be used: {e}",
+                path.display()
+            ))
+        })
+    };
+    let b64 = |bytes: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(bytes);
+    for user in &mut kubeconfig.auth_infos {
+        let Some(auth) = user.auth_info.as_mut() else {
+            continue;
+        };
+        if auth.exec.is_some() || auth.auth_provider.is_some() {
+            return Err(Error::Refused(format!(
+                "{}: user {} gets its credential from a program (exec or auth-provider); root never runs a program a kubeconfig names.\n  what to do: get a token as the user who owns that kubeconfig (its plugin, or kubectl create token) and give a kubeconfig that holds it, or use admin.conf",
+                path.display(),
+                crate::ui::escape(&user.name)
+            )));
+        }
+        if let Some(named) = auth.client_certificate.take() {
+            auth.client_certificate_data = Some(b64(read(&named)?));
+        }
+        if let Some(named) = auth.client_key.take() {
+            auth.client_key_data = Some(secrecy::SecretString::from(b64(read(&named)?)));
+        }
+        if let Some(named) = auth.token_file.take() {
+            let token = String::from_utf8_lossy(&read(&named)?).trim().to_string();
+            auth.token = Some(secrecy::SecretString::from(token));
+        }
+    }
+    for cluster in &mut kubeconfig.clusters {
+        if let Some(c) = cluster.cluster.as_mut()
+            && let Some(named) = c.certificate_authority.take()
+        {
+            c.certificate_authority_data = Some(b64(read(&named)?));
+        }
+    }
+    Ok(())
+}
+
 impl Admin {
     /// Connects exactly as kubectl would with the kubeconfig at `path`.
     pub fn connect(layout: &crate::node::NodeLayout, path: &Path) -> Result<Admin> {
@@ -61,8 +119,9 @@ impl Admin {
                 path.display()
             ))
         };
-        let kubeconfig =
+        let mut kubeconfig =
             kube::config::Kubeconfig::from_yaml(&text).map_err(|e| bad(e.to_string()))?;
+        confine(layout, path, &mut kubeconfig)?;
         let runtime = super::runtime();
         let mut config = runtime
             .block_on(kube::Config::from_custom_kubeconfig(

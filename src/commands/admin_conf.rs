@@ -1,6 +1,7 @@
 //! `admin-conf regenerate`: re-issue admin.conf / super-admin.conf from the cluster CA on the
 //! node, keeping the identity; the executor writes them, proves them with SelfSubjectReview and
 //! fixes the copies (or puts everything back).
+use secrecy::ExposeSecret;
 use std::path::PathBuf;
 
 use base64::Engine;
@@ -217,9 +218,15 @@ fn copy_writes(
         let mut new_text = text.clone();
         // The admin credential of THIS cluster, by identity: also a copy of an older one (a
         // second regenerate, a kill between two writes), never another cluster's admin.
+        // ...and only a copy that holds the certificate's own key: a certificate is public, so
+        // an entry with a copied certificate and a made-up key must not be handed a new
+        // admin key (root writing it into a user's file would give them cluster-admin).
         for user in users.iter().filter(|u| {
             u.cert_b64.as_deref().is_some_and(|c| {
-                c == old_cert.as_str() || is_admin_certificate(c, Kind::Admin, ca.as_deref())
+                (c == old_cert.as_str() || is_admin_certificate(c, Kind::Admin, ca.as_deref()))
+                    && u.key_b64
+                        .as_ref()
+                        .is_some_and(|k| issue::key_matches(c, k.expose_secret()))
             })
         }) {
             new_text = kubeconfig_edit::replace_credential(

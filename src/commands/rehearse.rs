@@ -375,9 +375,11 @@ impl Report for Rehearsal {
             ));
         }
         if self.kept {
+            let root = self.root.display().to_string();
             out.push_str(&format!(
-                "sandbox kept: kubeadm-recover --root {0} status\n  (run its kubelet and apiserver again with: kubeadm-recover rehearse --dir {0} --serve)\n",
-                self.root.display()
+                "sandbox kept: {}\n  (run its kubelet and apiserver again with: {})\n",
+                crate::ui::command_line(["kubeadm-recover", "--root", &root, "status"]),
+                crate::ui::command_line(["kubeadm-recover", "rehearse", "--dir", &root, "--serve"])
             ));
         } else {
             out.push_str("sandbox removed; no process left behind\n");

@@ -384,11 +384,14 @@ fn summary(layout: &NodeLayout, s: &Session, unfinished: bool, now: i64) -> Sess
         reason: s.reason.clone(),
         unfinished,
         credentials_issued: s.credentials_issued.clone(),
-        revert_after: s.revert_after.clone(),
+        revert_after: s
+            .revert_after
+            .as_ref()
+            .map(|r| crate::schedule::live(layout, r)),
         message: if unfinished {
             crate::journal::unfinished_message(layout, s)
         } else {
-            describe_session(s, now)
+            describe_session(layout, s, now)
         },
     }
 }
@@ -444,7 +447,7 @@ fn age(seconds: i64) -> String {
 }
 
 /// "token extension enabled 3 days ago by root (sudo alice), reason: ...; revert with: ..."
-fn describe_session(s: &Session, now: i64) -> String {
+fn describe_session(layout: &crate::node::NodeLayout, s: &Session, now: i64) -> String {
     let what = match s.command.as_str() {
         "extend-tokens enable" => "token extension enabled".to_string(),
         "extend-tokens disable" => "token extension disabled".to_string(),
@@ -458,10 +461,12 @@ fn describe_session(s: &Session, now: i64) -> String {
     let reason = s
         .reason
         .as_deref()
-        .map(|r| format!(", reason: {r}"))
+        .map(|r| format!(", reason: {}", crate::ui::escape(r)))
         .unwrap_or_default();
     format!(
-        "{what} {} ago by {who}{reason}; revert with: kubeadm-recover revert",
-        age(now - s.started_unix)
+        "{what} {} ago by {}{reason}; revert with: {}",
+        age(now - s.started_unix),
+        crate::ui::escape(&who),
+        layout.tool_command(&["revert"])
     )
 }

@@ -52,6 +52,8 @@ fn read_token(file: &Path) -> Result<SecretString> {
             .read_to_string(&mut text)
             .map_err(|e| Error::Usage(format!("cannot read the token from stdin: {e}")))?;
     } else {
+        // A token file is input data, like stdin: the operator's own file, never the node's
+        // state, so it is read where the operator's shell names it (not under --root).
         text = std::fs::read_to_string(file)
             .map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?;
     }

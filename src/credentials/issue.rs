@@ -132,6 +132,30 @@ pub fn read_certificate(cert_b64: &str) -> Option<(Subject, KeyType, Vec<u8>)> {
     ))
 }
 
+/// Whether the private key `key_b64` (base64 of a PEM, as a kubeconfig embeds it) is the key
+/// of the certificate `cert_b64`: proof that whoever wrote the kubeconfig held that credential.
+pub fn key_matches(cert_b64: &str, key_b64: &str) -> bool {
+    let decode = |b: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .ok()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    };
+    let (Some(cert_pem), Some(key_pem)) = (decode(cert_b64), decode(key_b64)) else {
+        return false;
+    };
+    let Some(der) = crate::pem::certificates(&cert_pem).into_iter().next() else {
+        return false;
+    };
+    let Ok((_, cert)) = X509Certificate::from_der(&der) else {
+        return false;
+    };
+    let Ok(key) = crate::pki::Key::from_pem(&key_pem) else {
+        return false;
+    };
+    key.public_key_der() == cert.tbs_certificate.subject_pki.raw
+}
+
 /// Whether `cert_der` carries a valid signature by the CA certificate `ca_der`.
 pub fn signed_by(cert_der: &[u8], ca_der: &[u8]) -> bool {
     let (Ok((_, cert)), Ok((_, ca))) = (

@@ -7,11 +7,28 @@ use crate::manifest::yaml::{self, Node};
 pub const CERT_KEY: &str = "client-certificate-data";
 pub const KEY_KEY: &str = "client-key-data";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct UserCredential {
     pub name: String,
     pub cert_b64: Option<String>,
     pub key_present: bool,
+    /// The embedded key (base64, as stored): only to check it belongs to the certificate.
+    pub key_b64: Option<secrecy::SecretString>,
+}
+
+impl UserCredential {
+    /// The same entry: name, certificate and key (compared without printing the key).
+    pub fn same_as(&self, other: &UserCredential) -> bool {
+        use secrecy::ExposeSecret;
+        self.name == other.name
+            && self.cert_b64 == other.cert_b64
+            && self.key_present == other.key_present
+            && self.key_b64.as_ref().map(|k| k.expose_secret().to_string())
+                == other
+                    .key_b64
+                    .as_ref()
+                    .map(|k| k.expose_secret().to_string())
+    }
 }
 
 fn users(root: &Node) -> Vec<&Node> {
@@ -36,6 +53,10 @@ pub fn user_credentials(text: &str) -> Result<Vec<UserCredential>, String> {
                     .and_then(Node::as_str)
                     .map(str::to_string),
                 key_present: user.and_then(|x| x.get(KEY_KEY)).is_some(),
+                key_b64: user
+                    .and_then(|x| x.get(KEY_KEY))
+                    .and_then(Node::as_str)
+                    .map(|k| secrecy::SecretString::from(k.to_string())),
             })
         })
         .collect())
@@ -123,7 +144,7 @@ pub fn replace_credential(
         && before
             .iter()
             .zip(&after)
-            .all(|(b, a)| b.name == a.name && (b.name == user || b == a));
+            .all(|(b, a)| b.name == a.name && (b.name == user || b.same_as(a)));
     let ours = after.iter().find(|u| u.name == user);
     if !same_others
         || ours.is_none_or(|u| u.cert_b64.as_deref() != Some(cert_b64) || !u.key_present)

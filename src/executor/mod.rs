@@ -218,7 +218,7 @@ fn clean_up_after_killed_runs(layout: &NodeLayout, ui: &Ui) {
     for path in crate::store::remove_stale_temps(layout, &dirs) {
         ui.warn(format!(
             "removed {}, a temp file left by a killed run",
-            layout.node_path(&path)
+            crate::ui::escape(&layout.node_path(&path))
         ));
     }
 }

@@ -40,6 +40,9 @@ pub const STATIC_POD_MANIFESTS: [&str; 4] = [
 /// The node path of kubeadm's manifest directory, guarded against every other write.
 const MANIFESTS: &str = "etc/kubernetes/manifests";
 
+/// The largest node file the tool reads (manifests, kubeconfigs, certificates, logs, state).
+const MAX_READ: u64 = 64 << 20;
+
 /// How many symlinks one lookup may follow (Linux's own limit).
 const MAX_LINKS: usize = 40;
 
@@ -443,6 +446,32 @@ impl NodeFs {
         .map_err(|e| named(&place.node_path, e))
     }
 
+    /// Reads the last component as a regular file of bounded size. Opened non-blocking and
+    /// checked on the open descriptor: a FIFO or a device someone put where a kubeconfig should
+    /// be never hangs root (nor does a sparse terabyte exhaust its memory).
+    fn read_regular(place: &Place) -> std::io::Result<Vec<u8>> {
+        let file = Self::open_last(place, OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty())?;
+        let meta = Self::stat_fd(&file)?;
+        if meta.kind != Kind::File {
+            return Err(refused(
+                &place.node_path,
+                "not a regular file (a FIFO, a device or a socket): not read",
+            ));
+        }
+        if meta.size > MAX_READ {
+            return Err(refused(
+                &place.node_path,
+                format!(
+                    "{} bytes, more than the {MAX_READ} a node file may be",
+                    meta.size
+                ),
+            ));
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_READ + 1), &mut bytes)?;
+        Ok(bytes)
+    }
+
     pub fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
         let (place, meta) = self.locate(path)?;
         if meta.is_none() {
@@ -451,10 +480,7 @@ impl NodeFs {
                 format!("{}: No such file or directory", place.node_path.display()),
             ));
         }
-        let mut file = Self::open_last(&place, OFlag::O_RDONLY, Mode::empty())?;
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut file, &mut bytes)?;
-        Ok(bytes)
+        Self::read_regular(&place)
     }
 
     pub fn read_to_string(&self, path: &Path) -> std::io::Result<String> {
@@ -716,10 +742,7 @@ impl NodeFs {
         if meta.is_none() {
             return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
         }
-        let mut file = Self::open_last(&place, OFlag::O_RDONLY, Mode::empty())?;
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut file, &mut bytes)?;
-        Ok(bytes)
+        Self::read_regular(&place)
     }
 
     /// Replaces one of the tool's own state files atomically; a link there is refused.

@@ -44,6 +44,18 @@ impl NodeLayout {
         })
     }
 
+    /// This tool's command line for a person to run on this node: `--root DIR` added for a
+    /// sandbox, every word quoted (`ui::command_line`).
+    pub fn tool_command(&self, args: &[&str]) -> String {
+        let root = self.root.display().to_string();
+        let mut words = vec!["kubeadm-recover"];
+        if !self.is_host() {
+            words.extend(["--root", root.as_str()]);
+        }
+        words.extend(args);
+        crate::ui::command_line(words)
+    }
+
     /// The one way to touch a file on the node.
     pub fn fs(&self) -> &fs::NodeFs {
         &self.fs

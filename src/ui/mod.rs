@@ -253,6 +253,9 @@ fn read_answer(question: &str) -> std::io::Result<bool> {
     keys.local_flags
         .remove(LocalFlags::ICANON | LocalFlags::ECHO);
     termios::tcsetattr(tty.as_fd(), SetArg::TCSANOW, &keys)?;
+    // Keys typed or pasted before the question was asked are not its answer: a pasted line
+    // such as `sudo systemctl ...` must not say "y" through its letters.
+    let _ = termios::tcflush(tty.as_fd(), termios::FlushArg::TCIFLUSH);
     stderr_raw(&format!("{question} [y/N] "));
     let answer = (|| loop {
         if crate::interrupt::interrupted() {
@@ -270,11 +273,8 @@ fn read_answer(question: &str) -> std::io::Result<bool> {
         let mut key = [0u8; 1];
         match tty.read(&mut key)? {
             0 => return Ok(false),
-            _ => match key[0] {
-                b'y' | b'Y' => return Ok(true),
-                b'n' | b'N' | b'q' | b'\r' | b'\n' | 0x1b | 0x04 | 0x03 => return Ok(false),
-                _ => continue,
-            },
+            // Only y goes ahead; any other key is no (never skipped while looking for a y).
+            _ => return Ok(matches!(key[0], b'y' | b'Y')),
         }
     })();
     let _ = termios::tcsetattr(tty.as_fd(), SetArg::TCSANOW, &original);

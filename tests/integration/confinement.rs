@@ -29,6 +29,22 @@ impl HostDecoy {
     }
 }
 
+/// `admin-conf regenerate --update-copies` (unverified: no apiserver needed), as JSON.
+fn update_copies(node: &Node) -> serde_json::Value {
+    node.run()
+        .args([
+            "admin-conf",
+            "regenerate",
+            "--update-copies",
+            "--no-verify",
+            "--yes",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json()
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
@@ -65,19 +81,7 @@ fn an_absolute_symlink_in_the_root_is_resolved_in_the_root_not_on_the_host() {
     std::fs::create_dir_all(usual.parent().unwrap()).unwrap();
     symlink("/etc/kubernetes/admin.conf", &usual).unwrap();
 
-    let doc = node
-        .run()
-        .args([
-            "admin-conf",
-            "regenerate",
-            "--update-copies",
-            "--no-verify",
-            "--yes",
-            "-o",
-            "json",
-        ])
-        .ok()
-        .json();
+    let doc = update_copies(&node);
     assert_eq!(read(&host_file), admin, "the host's file is untouched");
     assert_eq!(
         doc["copiesUpdated"],
@@ -364,4 +368,137 @@ fn a_file_a_user_controls_in_the_manifest_directory_is_a_stray() {
         .args(["extend-tokens", "enable", "--yes", "--no-wait"])
         .code(3);
     assert!(out.stderr.contains("manifests/config"), "{}", out.stderr);
+}
+
+/// A kubeconfig whose user gets its credential from a program.
+fn exec_kubeconfig(marker: &Path) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context: {{cluster: k, user: u}}\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/sh\n      args: [\"-c\", \"touch {}; sleep 600\"]\n",
+        marker.display()
+    )
+}
+
+#[test]
+fn root_never_runs_the_program_a_kubeconfig_names() {
+    let node = Node::new();
+    let decoy = HostDecoy::new();
+    let marker = decoy.path("PWNED");
+    let config = node.path("/etc/ci/exec.conf");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, exec_kubeconfig(&marker)).unwrap();
+    let out = node
+        .run()
+        .args(["migrate", "check", "--kubeconfig", "/etc/ci/exec.conf"])
+        .code(3);
+    assert!(
+        out.stderr.contains("never runs a program"),
+        "{}",
+        out.stderr
+    );
+    assert!(!marker.exists(), "the plugin did not run");
+    // Variant: the node's own admin.conf made into one (token review uses it).
+    std::fs::write(
+        node.path("/etc/kubernetes/admin.conf"),
+        exec_kubeconfig(&marker),
+    )
+    .unwrap();
+    let token = decoy.write("token", &unsigned_jwt(serde_json::json!({"sub": "x"})));
+    let out = node
+        .run()
+        .args(["token", "review", token.to_str().unwrap()])
+        .code(3);
+    assert!(
+        out.stderr.contains("never runs a program"),
+        "{}",
+        out.stderr
+    );
+    assert!(!marker.exists());
+}
+
+#[test]
+fn a_file_a_kubeconfig_names_is_read_inside_the_root() {
+    let node = Node::new();
+    let decoy = HostDecoy::new();
+    let host_key = decoy.write("client.key", "host's key\n");
+    let config = node.path("/etc/ci/files.conf");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context: {{cluster: k, user: u}}\nusers:\n- name: u\n  user:\n    client-certificate: /etc/kubernetes/pki/ca.crt\n    client-key: {}\n",
+            host_key.display()
+        ),
+    )
+    .unwrap();
+    let out = node
+        .run()
+        .args(["migrate", "check", "--kubeconfig", "/etc/ci/files.conf"])
+        .code(3);
+    assert!(
+        out.stderr.contains("cannot be used") && out.stderr.contains("client.key"),
+        "the host's file is not the node's: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn update_copies_never_gives_a_new_key_for_a_certificate_alone() {
+    let node = Node::new();
+    let admin = read(&node.path("/etc/kubernetes/admin.conf"));
+    let cert = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-certificate-data: "))
+        .unwrap()
+        .to_string();
+    add_user(&node, "mallory", 4848, "/home/mallory", true);
+    let copy = node.path("/home/mallory/.kube/config");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::os::unix::fs::chown(copy.parent().unwrap(), Some(4848), Some(4848)).unwrap();
+    // The certificate is public; the key is made up.
+    let forged = format!(
+        "apiVersion: v1\nkind: Config\nusers:\n- name: kubernetes-admin\n  user:\n    client-certificate-data: {cert}\n    client-key-data: QUJD\n"
+    );
+    std::fs::write(&copy, &forged).unwrap();
+    std::os::unix::fs::chown(&copy, Some(4848), Some(4848)).unwrap();
+    let doc = update_copies(&node);
+    assert_eq!(doc["copiesUpdated"], serde_json::json!([]), "{doc}");
+    assert_eq!(read(&copy), forged, "no new admin key for mallory");
+}
+
+#[test]
+fn a_fifo_where_a_kubeconfig_should_be_never_hangs_root() {
+    let node = Node::new();
+    add_user(&node, "alice", 4242, "/home/alice", true);
+    let kube = node.path("/home/alice/.kube");
+    std::fs::create_dir(&kube).unwrap();
+    std::os::unix::fs::chown(&kube, Some(4242), Some(4242)).unwrap();
+    let fifo = kube.join("config");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::os::unix::fs::chown(&fifo, Some(4242), Some(4242)).unwrap();
+    // Without the fix this blocks forever in open(2); the harness would hang, not pass.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubeadm-recover"))
+        .arg("--root")
+        .arg(node.root())
+        .args(["diagnose", "-o", "json"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            panic!("diagnose hung on a FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(code.is_some(), "diagnose ended by itself");
 }

@@ -22,7 +22,9 @@ impl FakeSystemd {
             ),
             (
                 "systemctl",
-                "echo \"$@\" >> \"$(dirname \"$0\")/systemctl.log\"\n",
+                // is-active answers from a file a test can remove (a reboot forgets
+                // transient timers); every other call is logged.
+                "d=$(dirname \"$0\")\nif [ \"$1\" = is-active ]; then [ ! -e \"$d/rebooted\" ]; exit; fi\necho \"$@\" >> \"$d/systemctl.log\"\n",
             ),
         ] {
             let path = dir.path().join(name);
@@ -449,7 +451,24 @@ fn a_timed_revert_waits_while_another_apiserver_is_unhealthy() {
         !api_object(&sim, "leases", "kubeadm-recover-apiserver-restart").exists(),
         "no lease taken"
     );
-    // Variant: without --fleet-lease (a person at the node decides), the revert goes ahead.
+    // Variant: an apiserver pod that names no endpoint cannot be checked: it is not counted
+    // as healthy.
+    put_object(
+        &sim,
+        "pods",
+        "kube-apiserver-cp2",
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "kube-apiserver-cp2", "namespace": "kube-system",
+                         "labels": {"component": "kube-apiserver", "tier": "control-plane"}},
+            "spec": {"nodeName": "cp2"}
+        }),
+    );
+    let out = fleet_revert(&sim, &session);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("cannot be checked"), "{}", out.stderr);
+    assert_eq!(sim.manifest(), enabled);
+    // Without --fleet-lease (a person at the node decides), the revert goes ahead.
     sim.run()
         .args([
             "revert",
@@ -460,4 +479,36 @@ fn a_timed_revert_waits_while_another_apiserver_is_unhealthy() {
             "0s",
         ])
         .ok();
+}
+
+#[test]
+fn a_timer_a_reboot_forgot_is_said_to_be_gone_not_scheduled() {
+    let sim = disabled_node(false);
+    let systemd = FakeSystemd::new();
+    let enable = sim
+        .run()
+        .args(["extend-tokens", "enable", "--yes", "--revert-after", "7d"])
+        .env("PATH", &systemd.path_env())
+        .env(SANDBOX_SYSTEMD, "1")
+        .ok();
+    assert!(
+        enable.stderr.contains("revert scheduled"),
+        "{}",
+        enable.stderr
+    );
+    let status = |systemd: &FakeSystemd| {
+        sim.run()
+            .arg("status")
+            .env("PATH", &systemd.path_env())
+            .env(SANDBOX_SYSTEMD, "1")
+            .ok()
+            .stdout
+    };
+    assert!(status(&systemd).contains("by the timer kubeadm-recover-revert-"));
+    std::fs::write(systemd.dir.path().join("rebooted"), "").unwrap();
+    let text = status(&systemd);
+    assert!(
+        text.contains("is gone") && text.contains("revert due by"),
+        "{text}"
+    );
 }

@@ -37,8 +37,12 @@ fn enable_regenerate_revert_brings_back_the_original_bytes_proved() {
     sim.run().args(["admin-conf", "regenerate", "--yes"]).ok();
     let status = sim.run().arg("status").ok().stdout;
     assert!(status.contains("token extension enabled"), "{status}");
+    // The advice names this sandbox: `kubeadm-recover revert` alone would revert the host.
     assert!(
-        status.contains("reason: INC-1; revert with: kubeadm-recover revert"),
+        status.contains(&format!(
+            "reason: INC-1; revert with: kubeadm-recover --root {} revert",
+            sim.root().display()
+        )),
         "{status}"
     );
     assert!(
