@@ -24,7 +24,7 @@ pub fn uses_systemd(layout: &NodeLayout) -> bool {
 }
 
 /// The binary a root timer will run later, refused unless only root can change it: the file
-/// and every directory above it owned by root and writable by no one else. Otherwise whoever
+/// and every directory above it owned by root and writable by no one else (or sticky). Otherwise whoever
 /// may write there chooses what root runs at the deadline.
 pub fn runnable_binary() -> Result<PathBuf> {
     let exe = std::env::current_exe()
@@ -34,7 +34,10 @@ pub fn runnable_binary() -> Result<PathBuf> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::symlink_metadata(path)
             .map_err(|e| Error::Refused(format!("--revert-after: {}: {e}", path.display())))?;
-        if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        // A root-owned sticky directory (/tmp) is fine above it: others may add entries there
+        // but never rename or remove root's.
+        let sticky_dir = meta.is_dir() && meta.mode() & 0o1000 != 0;
+        if meta.uid() != 0 || (meta.mode() & 0o022 != 0 && !sticky_dir) {
             return Err(Error::Refused(format!(
                 "--revert-after: a root timer would run {}, but {} is {} (owner uid {}, mode {:04o}): refused.\n  what to do: {install}",
                 exe.display(),

@@ -315,6 +315,12 @@ fn a_timer_never_runs_a_binary_that_someone_else_can_replace() {
         out.stderr
     );
     assert_eq!(sim.manifest(), original);
+    // Root's binary in root's directory goes ahead, a sticky /tmp above them included: others
+    // may add entries there but never replace root's.
+    std::os::unix::fs::chown(&copy, Some(0), Some(0)).unwrap();
+    let out = run(&copy);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_ne!(sim.manifest(), original);
 }
 
 /// The simulated apiserver keeps API objects as files (as etcd keeps them across restarts).
