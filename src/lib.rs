@@ -1,7 +1,8 @@
 //! kubeadm-recover: break-glass recovery for kubeadm control-plane nodes.
 //!
-//! `manifest` is pure; commands build a `plan`, the one `executor` runs it (`store` and
-//! `change` are the only writers); `cli` is a leaf that only `commands` reads.
+//! `manifest` is pure; commands build a `plan`, the one `executor` runs it (through `store`
+//! and `change`); every node file is opened, read, written and renamed by `node::fs` alone,
+//! inside the root by construction; `cli` is a leaf that only `commands` reads.
 pub mod apiserver;
 pub mod change;
 pub mod cli;
