@@ -684,15 +684,20 @@ impl NodeFs {
         Ok((fd, meta))
     }
 
-    fn sync(dir: &OwnedFd) -> std::io::Result<()> {
-        let fd = nix::fcntl::openat(
+    /// A readable descriptor of the directory an `O_PATH` handle names (fsync, fchmod and
+    /// fchown refuse an `O_PATH` one).
+    fn reopen_dir(dir: &OwnedFd) -> std::io::Result<OwnedFd> {
+        nix::fcntl::openat(
             dir,
             ".",
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(io_error)?;
-        File::from(fd).sync_all()
+        .map_err(io_error)
+    }
+
+    fn sync(dir: &OwnedFd) -> std::io::Result<()> {
+        File::from(Self::reopen_dir(dir)?).sync_all()
     }
 
     /// fsync the directory `path`, so a rename or a new entry in it survives a power cut.
@@ -811,13 +816,7 @@ impl NodeFs {
                         Mode::empty(),
                     )
                     .map_err(io_error)?;
-                    let fd = nix::fcntl::openat(
-                        &made,
-                        ".",
-                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(io_error)?;
+                    let fd = Self::reopen_dir(&made)?;
                     nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(mode))
                         .map_err(io_error)?;
                     if let Some((uid, gid)) = owner {
@@ -843,13 +842,7 @@ impl NodeFs {
             self.create_dir_all(path, 0o700, None)?;
             let (fd, meta) = self.locate_dir(path)?;
             if meta.mode != 0o700 {
-                let fd = nix::fcntl::openat(
-                    &fd,
-                    ".",
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(io_error)?;
+                let fd = Self::reopen_dir(&fd)?;
                 nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o700)).map_err(io_error)?;
             }
             Ok(())
