@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the real kube-apiserver, kubeadm and etcd from source, through the Go module proxy, into
+# Builds the real Kubernetes binaries from source, through the Go module proxy, into
 # target/upstream/<version>/bin/, the way upstream builds them (static, -trimpath, version
-# ldflags). Reuses what is there. Prints how long it took.
+# ldflags): kube-apiserver, kubeadm and etcd for the upstream tier; kubelet,
+# kube-controller-manager, kube-scheduler, kubectl and crictl too for the real-node tier. ONE
+# version serves every tier. Reuses what is there. Prints how long it took.
 #
 # usage: tests/upstream/build.sh [KUBERNETES_VERSION]    (default v1.37.2, or $KUBERNETES_VERSION;
 #        the second pinned version is v1.34.4). etcd pairs by minor: v3.7.3 for 1.37 (whose
@@ -14,14 +16,32 @@ case $k8s in
   *) etcd_default=v3.7.3 ;;
 esac
 etcd=${ETCD_VERSION:-$etcd_default}
+# crictl (sigs.k8s.io/cri-tools) pairs by minor too; v1.35/36 are not served, so those take v1.34.
+case $k8s in
+  v1.3[4-6].*) crictl_default=v1.34.0 ;;
+  *) crictl_default=v1.37.0 ;;
+esac
+crictl=${CRICTL_VERSION:-$crictl_default}
+kube_cmds=(kube-apiserver kubeadm kubelet kube-controller-manager kube-scheduler kubectl)
 out=$PWD/target/upstream/$k8s
 bin=$out/bin
 started=$(date +%s)
 
 command -v go >/dev/null || { echo "build.sh: needs Go (the Go module proxy builds these from source)" >&2; exit 2; }
 
-if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kubeadm" ] && [ -x "$bin/etcd" ] &&
-  "$bin/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes $k8s"; then
+# The version a built binary reports ("" when it is missing or reports none).
+version_of() {
+  case $1 in
+    kubeadm) "$bin/kubeadm" version -o short 2>/dev/null ;;
+    kubectl) "$bin/kubectl" version --client 2>/dev/null | sed -n 's/^Client Version: //p' ;;
+    *) "$bin/$1" --version 2>/dev/null | sed -n 's/^Kubernetes //p' ;;
+  esac
+}
+complete=1
+for cmd in "${kube_cmds[@]}" etcd crictl; do
+  [ -x "$bin/$cmd" ] || complete=""
+done
+if [ -n "$complete" ] && [ "$(version_of kube-apiserver)" = "$k8s" ] && [ "$(version_of kubelet)" = "$k8s" ]; then
   echo "upstream $k8s: reusing $bin"
   exit 0
 fi
@@ -43,7 +63,13 @@ staging_version=v0.${k8s#v1.}
   sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/k8s.io/.*#\t\1 => \1 '"$staging_version"'#p' "$gomod"
   echo ")"
 } > "$out/src/kubernetes/go.mod"
-printf 'package upstream\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver/app"\n\t_ "k8s.io/kubernetes/cmd/kubeadm/app"\n)\n' > "$out/src/kubernetes/deps.go"
+{
+  printf 'package upstream\n\nimport (\n'
+  for cmd in kube-apiserver kubeadm kubelet kube-controller-manager kube-scheduler; do
+    printf '\t_ "k8s.io/kubernetes/cmd/%s/app"\n' "$cmd"
+  done
+  printf '\t_ "k8s.io/kubectl/pkg/cmd"\n)\n'
+} > "$out/src/kubernetes/deps.go"
 
 minor=${k8s#v1.}
 minor=${minor%%.*}
@@ -56,7 +82,9 @@ done
 (
   cd "$out/src/kubernetes"
   go mod tidy >/dev/null
-  for cmd in kube-apiserver kubeadm; do
+  for cmd in "${kube_cmds[@]}"; do
+    # (a binary already built for this version is kept: an interrupted build resumes)
+    [ "$(version_of "$cmd")" = "$k8s" ] && continue
     go build -trimpath -ldflags "$ldflags" -o "$bin/$cmd" "k8s.io/kubernetes/cmd/$cmd"
   done
 )
@@ -86,9 +114,15 @@ EOF
   go build -trimpath -ldflags "-s -w" -o "$bin/etcd" .
 )
 
+# crictl, the CRI client a real node's operator (and the tool's nudge) uses.
+GOBIN=$bin go install -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$crictl" \
+  "sigs.k8s.io/cri-tools/cmd/crictl@$crictl"
+
 "$bin/kube-apiserver" --version
 "$bin/kubeadm" version -o short
 # (not `| head -1`: under pipefail, etcd dying of SIGPIPE would fail the build)
 etcd_version=$("$bin/etcd" --version)
 echo "${etcd_version%%$'\n'*}"
-echo "upstream $k8s + etcd $etcd built into $bin in $(($(date +%s) - started)) s"
+"$bin/kubelet" --version
+"$bin/crictl" --version
+echo "upstream $k8s + etcd $etcd + crictl $crictl built into $bin in $(($(date +%s) - started)) s"

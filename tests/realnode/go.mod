@@ -1,0 +1,3 @@
+module kubeadm-recover/realnode
+
+go 1.26

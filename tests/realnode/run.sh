@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The real-node tier: brings up ONE real kubeadm node (tests/realnode/node.sh), runs the
+# `realnode::` tests against it one at a time (each leaves the node as it found it), and tears it
+# down, leaving nothing. Extra arguments go to the test binary (e.g. a test name filter).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH="${KUBEADM_RECOVER_KUBE_BIN:-$PWD/target/upstream/${KUBERNETES_VERSION:-v1.37.2}/bin}:$PATH"
+started=$SECONDS
+# Build first (the simulator too: one test compares it with the real kubelet), so that the
+# node's minutes are not spent compiling.
+cargo build --locked --workspace --features test-clock
+cargo test --locked --workspace --features test-clock --test integration --no-run 2>&1 | tail -1
+bash tests/realnode/node.sh up || {
+  bash tests/realnode/node.sh down || true
+  exit 1
+}
+status=0
+cargo test --locked --workspace --features test-clock --test integration realnode:: -- --ignored --test-threads=1 "$@" || status=$?
+bash tests/realnode/node.sh down || status=1
+echo "realnode tier: $((SECONDS - started)) s (bring-up, tests, teardown)" >&2
+exit $status
