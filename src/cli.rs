@@ -66,8 +66,11 @@ pub struct RestartOptions {
     /// Write the change and return, without waiting for and proving the restart.
     #[arg(long)]
     pub no_wait: bool,
-    /// If the kubelet has not restarted the apiserver after this long (its relist is 20 s),
-    /// nudge it: crictl stop, or move the manifest out and back.
+    /// If the old apiserver is still SERVING this long after the write (the kubelet notices an
+    /// edit within milliseconds, its file relist is 20 s), nudge the kubelet: crictl stop, or
+    /// move the manifest out and back. An old apiserver that has stopped listening is shutting
+    /// down (up to the pod's grace period, 30 s) and is never nudged; the manifest's
+    /// --shutdown-delay-duration is added.
     #[arg(long, value_parser = parse_duration, default_value = "40s", value_name = "DURATION")]
     pub nudge_after: Duration,
     /// Move stray copies and editor leftovers out of the manifest directory into a backup first.

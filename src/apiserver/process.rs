@@ -127,6 +127,29 @@ pub fn kubelet_running(layout: &crate::node::NodeLayout) -> bool {
     })
 }
 
+/// Whether a socket in our network namespace listens on TCP `port` (/proc/net/tcp and tcp6).
+/// An apiserver that got SIGTERM stops listening at once and then lives on for up to its pod's
+/// grace period: its process alone does not say that the kubelet has acted, this does.
+pub fn listening_on(port: u16) -> bool {
+    ["/proc/self/net/tcp", "/proc/self/net/tcp6"]
+        .iter()
+        .any(|table| std::fs::read_to_string(table).is_ok_and(|text| listens(&text, port)))
+}
+
+/// The table's LISTEN (state 0A) rows with local port `port`.
+fn listens(table: &str, port: u16) -> bool {
+    table.lines().skip(1).any(|row| {
+        let mut fields = row.split_whitespace();
+        let local = fields.nth(1);
+        let state = fields.nth(1);
+        state == Some("0A")
+            && local
+                .and_then(|l| l.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+                == Some(port)
+    })
+}
+
 /// Seconds since the epoch when a process started, from its start ticks.
 pub fn started_unix(identity: &ProcessIdentity) -> Option<i64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
@@ -140,16 +163,95 @@ pub fn started_unix(identity: &ProcessIdentity) -> Option<i64> {
     Some(boot + identity.start_ticks as i64 / ticks)
 }
 
-/// The CRI container id of the apiserver, where `crictl` is installed, on the host's own root
-/// only: the container runtime belongs to the host, never to a `--root` sandbox.
-pub fn crictl_container_id(layout: &crate::node::NodeLayout) -> Option<String> {
+/// The pod and container a process runs in, from its cgroup path as the kubelet names it:
+/// `/kubepods[/<qos>]/pod<UID>/<container id>` (cgroupfs) or
+/// `…/kubepods-<qos>-pod<UID>.slice/cri-containerd-<id>.scope` (systemd). A static pod's UID IS
+/// its config hash. This is the truth right after an outage, when the mirror pod in the API can
+/// still show the old hash for a minute (measured on the real kubelet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodOfProcess {
+    pub uid: String,
+    pub container_id: String,
+}
+
+pub fn pod_of(pid: i32) -> Option<PodOfProcess> {
+    pod_in_cgroup(&std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?)
+}
+
+fn pod_in_cgroup(text: &str) -> Option<PodOfProcess> {
+    text.lines().find_map(|line| {
+        let path = line.splitn(3, ':').nth(2)?;
+        let mut parts = path.rsplit('/');
+        let container = parts.next()?;
+        let pod = parts.next()?;
+        let uid = match pod.strip_suffix(".slice") {
+            Some(slice) => slice.rsplit_once("-pod")?.1.replace('_', "-"),
+            None => pod.strip_prefix("pod")?.to_string(),
+        };
+        let container_id = container
+            .strip_suffix(".scope")
+            .map_or(container, |scope| scope.rsplit('-').next().unwrap_or(scope));
+        let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        (hex(&uid) && hex(container_id) && path.contains("kubepods")).then(|| PodOfProcess {
+            uid,
+            container_id: container_id.to_string(),
+        })
+    })
+}
+
+/// `crictl` with the node's runtime endpoint: `/etc/crictl.yaml` when it exists (crictl reads it
+/// itself), else the kubelet's own (`containerRuntimeEndpoint` in /var/lib/kubelet/config.yaml,
+/// or `--container-runtime-endpoint` in kubeadm-flags.env), so that crictl asks the runtime the
+/// kubelet uses instead of trying its default list of sockets. Host only: the container runtime
+/// belongs to the host, never to a `--root` sandbox.
+pub fn crictl(layout: &crate::node::NodeLayout, args: &[&str]) -> Option<duct::Expression> {
     if !layout.is_host() {
         return None;
     }
+    let mut full: Vec<String> = Vec::new();
+    if !layout.fs().exists(&layout.path("/etc/crictl.yaml"))
+        && let Some(endpoint) = kubelet_runtime_endpoint(layout)
+    {
+        full.extend(["--runtime-endpoint".to_string(), endpoint]);
+    }
+    full.extend(args.iter().map(|a| a.to_string()));
+    Some(duct::cmd("crictl", full))
+}
+
+/// The runtime endpoint the kubelet is configured with, if the node says.
+pub fn kubelet_runtime_endpoint(layout: &crate::node::NodeLayout) -> Option<String> {
+    let config = layout
+        .fs()
+        .read_to_string(&layout.path("/var/lib/kubelet/config.yaml"))
+        .ok();
+    let from_config = config.as_deref().and_then(|text| {
+        text.lines().find_map(|line| {
+            line.strip_prefix("containerRuntimeEndpoint:")
+                .map(|v| v.trim().trim_matches(['"', '\'']).to_string())
+        })
+    });
+    let from_flags = || {
+        let flags = layout
+            .fs()
+            .read_to_string(&layout.path("/var/lib/kubelet/kubeadm-flags.env"))
+            .ok()?;
+        flags
+            .split(|c: char| c.is_whitespace() || c == '"')
+            .find_map(|word| word.strip_prefix("--container-runtime-endpoint="))
+            .map(str::to_string)
+    };
+    from_config.filter(|e| !e.is_empty()).or_else(from_flags)
+}
+
+/// The CRI container id of the running apiserver, where `crictl` is installed (host only).
+pub fn crictl_container_id(layout: &crate::node::NodeLayout) -> Option<String> {
     let out = crate::interrupt::run(
-        duct::cmd!("crictl", "ps", "--name", "kube-apiserver", "-q")
-            .stderr_null()
-            .stdout_capture(),
+        crictl(
+            layout,
+            &["ps", "--name", "kube-apiserver", "--state", "running", "-q"],
+        )?
+        .stderr_null()
+        .stdout_capture(),
         std::time::Duration::from_secs(10),
         true,
     )

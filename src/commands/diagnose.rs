@@ -131,23 +131,16 @@ fn stale_copies(ctx: &Context) -> Vec<String> {
         .collect()
 }
 
-/// Attempts of the newest apiserver pod that exited, and the last lines of the newest one.
+/// The newest apiserver pod's restart count (the number of its newest attempt's log: the real
+/// kubelet keeps only one dead attempt's file), and the last lines of that attempt.
 fn crash_attempts(ctx: &Context) -> (usize, Option<String>) {
-    let files = crate::apiserver::logs::attempt_files(&ctx.layout);
-    let newest = files
-        .iter()
-        .max_by_key(|p| ctx.layout.fs().metadata(p).map(|m| m.modified).ok());
-    let Some(newest) = newest else {
-        return (0, None);
-    };
-    let attempts = files
-        .iter()
-        .filter(|p| p.parent() == newest.parent())
-        .count();
-    (
-        attempts.saturating_sub(1),
-        Some(crate::apiserver::logs::tail(&ctx.layout, newest, 5)),
-    )
+    match crate::apiserver::logs::latest(&ctx.layout) {
+        Some((number, log)) => (
+            number as usize,
+            Some(crate::apiserver::logs::tail(&ctx.layout, &log, 5)),
+        ),
+        None => (0, None),
+    }
 }
 
 /// The facts: a `status` just read, and what only the diagnosis reads.

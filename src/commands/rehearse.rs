@@ -200,10 +200,7 @@ fn tool(target: &Target, args: &[&str]) -> Result<(i32, Value, String)> {
 /// measure how quickly the tool noticed. The tool under test never reads this.
 fn ready_at_ms(root: &Path) -> Option<i64> {
     let layout = crate::node::NodeLayout::new(Some(root.to_path_buf())).ok()?;
-    let logs = crate::apiserver::logs::attempt_files(&layout);
-    let newest = logs
-        .iter()
-        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())?;
+    let (_, newest) = crate::apiserver::logs::latest(&layout)?;
     let text = std::fs::read_to_string(newest).ok()?;
     text.lines()
         .rev()

@@ -103,6 +103,26 @@ pub struct ApiserverStatus {
     pub extend_token_expiration: Option<ExtendTokens>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matches_manifest: Option<bool>,
+    /// The pod the process runs in, as the runtime and the kubelet's files say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodStatus>,
+}
+
+/// The apiserver's static pod on this node: what the runtime runs (the process's cgroup,
+/// crictl), the kubelet's attempt logs, and the mirror pod in the API, which right after an
+/// outage can still show the previous pod for about a minute.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    pub config_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    /// The container's restart count: the number of its newest attempt's log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<u32>,
+    /// The mirror pod's `kubernetes.io/config.hash`, where the API answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror_config_hash: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -279,6 +299,25 @@ impl Status {
         if a.matches_manifest == Some(false) {
             out.push_str("  its command line differs from the manifest: a restart is pending (or the kubelet is not picking it up)\n");
         }
+        if let Some(pod) = &a.pod {
+            out.push_str(&format!(
+                "  pod       config hash {}, container {}, restarts {}\n",
+                pod.config_hash,
+                pod.container_id
+                    .as_deref()
+                    .map_or("?", |id| &id[..id.len().min(13)]),
+                pod.restart_count.map_or("?".to_string(), |n| n.to_string()),
+            ));
+            if let Some(mirror) = pod
+                .mirror_config_hash
+                .as_ref()
+                .filter(|m| **m != pod.config_hash)
+            {
+                out.push_str(&format!(
+                    "  the mirror pod in the API still shows config hash {mirror}: the kubelet replaces it at its next sync (about a minute after an outage)\n"
+                ));
+            }
+        }
         out
     }
 }
@@ -407,19 +446,39 @@ fn running_apiserver(layout: &NodeLayout, manifest: &Manifest) -> ApiserverStatu
             health: None,
             extend_token_expiration: None,
             matches_manifest: None,
+            pod: None,
         };
     };
     let args = found.args.get(1..).unwrap_or_default();
     let (host, probe_port) = manifest.probe_endpoint();
-    let health = crate::apiserver::runtime().block_on(async {
-        let client = ApiClient::new(
+    let (health, mirror_config_hash) = crate::apiserver::runtime().block_on(async {
+        let client = match ApiClient::new(
             layout,
             &Endpoint {
                 host,
                 port: probe_port,
             },
-        )?;
-        client.healthy().await.map_err(|e| e.to_string())
+        ) {
+            Ok(client) => client,
+            Err(e) => return (Err(e), None),
+        };
+        let health = client.healthy().await.map_err(|e| e.to_string());
+        let mirror = match health {
+            Ok(()) => {
+                client
+                    .mirror_config_hash(manifest.advertise_endpoint.as_deref())
+                    .await
+            }
+            Err(_) => None,
+        };
+        (health, mirror)
+    });
+    let in_pod = process::pod_of(found.identity.pid);
+    let pod = in_pod.map(|in_pod| PodStatus {
+        restart_count: crate::apiserver::logs::restart_count(layout, &in_pod.uid),
+        container_id: process::crictl_container_id(layout).or(Some(in_pod.container_id)),
+        config_hash: in_pod.uid,
+        mirror_config_hash,
     });
     ApiserverStatus {
         port,
@@ -434,6 +493,7 @@ fn running_apiserver(layout: &NodeLayout, manifest: &Manifest) -> ApiserverStatu
             manifest.version(),
         )),
         matches_manifest: Some(args == manifest.argument_values().as_slice()),
+        pod,
     }
 }
 

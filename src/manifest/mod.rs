@@ -183,6 +183,9 @@ pub struct Manifest<'t> {
     pub probe: Option<(Option<String>, String)>,
     /// kubeadm's `kube-apiserver.advertise-address.endpoint` annotation, naming this node's pod.
     pub advertise_endpoint: Option<String>,
+    /// The pod's `terminationGracePeriodSeconds`, when given: how long the kubelet lets the OLD
+    /// apiserver shut down before it kills it and starts the new one.
+    pub termination_grace_seconds: Option<u64>,
 }
 
 /// The flag's state as written in the manifest.
@@ -342,6 +345,11 @@ impl<'t> Manifest<'t> {
                 })
                 .and_then(Node::as_str)
                 .map(str::to_string),
+            termination_grace_seconds: root
+                .get("spec")
+                .and_then(|s| s.get("terminationGracePeriodSeconds"))
+                .and_then(Node::as_str)
+                .and_then(|s| s.parse().ok()),
         })
     }
 

@@ -56,6 +56,10 @@ pub struct Expected {
     pub port: u16,
     pub endpoint: Endpoint,
     pub advertise_endpoint: Option<String>,
+    /// The pod's termination grace period (default 30 s, as in kubeadm's manifest).
+    pub grace: Duration,
+    /// `--shutdown-delay-duration`: how long an apiserver told to stop keeps listening.
+    pub shutdown_delay: Duration,
 }
 
 impl Expected {
@@ -73,6 +77,11 @@ impl Expected {
             port: manifest.secure_port(),
             endpoint: Endpoint { host, port },
             advertise_endpoint: manifest.advertise_endpoint.clone(),
+            grace: Duration::from_secs(manifest.termination_grace_seconds.unwrap_or(30)),
+            shutdown_delay: manifest
+                .flag("shutdown-delay-duration")
+                .and_then(|d| crate::cli::parse_duration(&d).ok())
+                .unwrap_or_default(),
         })
     }
 
@@ -81,6 +90,25 @@ impl Expected {
             .args
             .get(1..)
             .is_some_and(|args| args == self.args.as_slice())
+    }
+
+    /// The first argument where a process differs from the manifest, for the operator.
+    fn mismatch(&self, process: &process::ApiserverProcess) -> String {
+        let running = process.args.get(1..).unwrap_or_default();
+        let at = running
+            .iter()
+            .zip(&self.args)
+            .position(|(a, b)| a != b)
+            .unwrap_or(running.len().min(self.args.len()));
+        let shown = |v: Option<&String>| {
+            v.map_or("nothing".to_string(), |a| crate::ui::escape(a).to_string())
+        };
+        format!(
+            "argument {}: it runs {}, the manifest says {}",
+            at + 1,
+            shown(running.get(at)),
+            shown(self.args.get(at))
+        )
     }
 }
 
@@ -149,17 +177,22 @@ pub fn require_kubelet(layout: &NodeLayout) -> Result<()> {
 
 pub fn observe_before(layout: &NodeLayout, expected: &Expected) -> Before {
     let process = process::find_apiserver(expected.port).map(|p| p.identity);
-    let config_hash = process.as_ref().and_then(|_| {
-        runtime().block_on(async {
+    let pod = process.as_ref().and_then(|p| process::pod_of(p.pid));
+    let config_hash = match (&process, &pod) {
+        (_, Some(pod)) => Some(pod.uid.clone()),
+        (Some(_), None) => runtime().block_on(async {
             let client = ApiClient::new(layout, &expected.endpoint).ok()?;
             client
                 .mirror_config_hash(expected.advertise_endpoint.as_deref())
                 .await
-        })
-    });
+        }),
+        (None, None) => None,
+    };
     Before {
         process,
-        container_id: process::crictl_container_id(layout),
+        container_id: pod
+            .map(|pod| pod.container_id)
+            .or_else(|| process::crictl_container_id(layout)),
         config_hash,
     }
 }
@@ -225,9 +258,13 @@ pub fn wait_for(
     }
     let rules = Rules {
         timeout: options.timeout,
-        nudge_after: options.nudge_after,
+        // An apiserver told to stop keeps listening for its --shutdown-delay-duration: only
+        // after that is an old process still listening a kubelet that did not act.
+        nudge_after: options.nudge_after + expected.shutdown_delay,
         interruptible: changing,
         crash_loop_after: 3,
+        grace: expected.grace,
+        backoff_patience: verdict::BACKOFF_PATIENCE,
     };
     wait_with(&mut observer, ui, expected, replacing, rules)
 }
@@ -245,15 +282,23 @@ pub fn wait_with(
     let mut progress = Progress::new(ui);
     let mut nudged = false;
     let mut seen_new: Vec<ProcessIdentity> = Vec::new();
-    let why = |observer: &mut dyn Observer, attempts: &[std::path::PathBuf]| {
+    let mut had_old = false;
+    let mut attempt_count = (0usize, Instant::now());
+    let why = |observer: &mut dyn Observer, attempts: &crate::apiserver::logs::Since| {
         attempts
-            .last()
+            .newest_log
+            .as_ref()
             .map(|log| {
-                format!(
-                    "; its log {} ends:\n{}",
-                    log.display(),
-                    observer.log_tail(log)
-                )
+                // The runtime writes an attempt's output a moment after it exits.
+                let mut tail = observer.log_tail(log);
+                for _ in 0..8 {
+                    if !tail.is_empty() {
+                        break;
+                    }
+                    std::thread::sleep(POLL);
+                    tail = observer.log_tail(log);
+                }
+                format!("; its log {} ends:\n{tail}", log.display())
             })
             .unwrap_or_default()
     };
@@ -264,22 +309,38 @@ pub fn wait_with(
             pid: p.identity.pid,
             is_old: Some(&p.identity) == replacing,
             matches: expected.matches(p),
+            listening: observer.listening(expected.port),
         });
+        had_old |= serving.is_some_and(|s| s.is_old);
         if let Some(p) = process.as_ref().filter(|p| Some(&p.identity) != replacing)
             && expected.matches(p)
             && !seen_new.contains(&p.identity)
         {
             seen_new.push(p.identity.clone());
         }
-        let attempts = observer.new_attempts();
+        let attempts = observer.attempts();
+        if attempts.started != attempt_count.0 {
+            attempt_count = (attempts.started, Instant::now());
+        }
         let seen = Observation {
             elapsed: started.elapsed(),
             interrupted: interrupt::interrupted(),
             serving,
             health: verdict::should_probe(serving).then(|| observer.health()),
-            attempts: attempts.len(),
+            // By number: a pod tried before under this hash has exited `restart_count` times
+            // already, and under a grown back-off the next attempt may be minutes away.
+            attempts: match attempts.restart_count {
+                Some(count) if attempts.started > 0 => attempts.started.max(count as usize + 1),
+                _ => attempts.started,
+            },
             new_processes: seen_new.len(),
             nudged,
+            had_old,
+            since_last_attempt: attempt_count.1.elapsed(),
+            mismatch: process
+                .as_ref()
+                .filter(|p| !expected.matches(p))
+                .map(|p| expected.mismatch(p)),
         };
         match verdict::decide(&seen, &rules) {
             Verdict::Proved => {
@@ -287,8 +348,8 @@ pub fn wait_with(
                 break Ok(Proof {
                     pid: p.identity.pid,
                     started: process::started_unix(&p.identity).map(crate::clock::rfc3339),
-                    container_id: observer.container_id(),
-                    config_hash: observer.config_hash(),
+                    container_id: observer.container_id(p.identity.pid),
+                    config_hash: observer.config_hash(p.identity.pid),
                     waited_ms: started.elapsed().as_millis() as u64,
                     noticed_unix_ms: crate::clock::now_unix_ms(),
                     nudged,

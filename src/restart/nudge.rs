@@ -13,13 +13,16 @@ use super::POLL;
 /// Moves the manifest out of the kubelet's sight and back, as kubeadm's documentation
 /// recommends for restarting a static pod; or stops the container through crictl.
 pub fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant) {
-    if let Some(id) = process::crictl_container_id(layout) {
-        ui.info(format!("nudging the kubelet: crictl stop {id}"));
+    if let Some(id) = process::crictl_container_id(layout)
+        && let Some(stop) = process::crictl(layout, &["stop", &id])
+    {
+        ui.info(format!(
+            "nudging the kubelet: {}",
+            crate::ui::command_line(&["crictl", "stop", &id])
+        ));
         // crictl's own grace period is 10 s; a signal stops the wait (the change rolls back).
         let _ = crate::interrupt::run(
-            duct::cmd!("crictl", "stop", &id)
-                .stdout_null()
-                .stderr_null(),
+            stop.stdout_null().stderr_null(),
             Duration::from_secs(30),
             true,
         );

@@ -1,7 +1,5 @@
 //! What the node shows during a wait, behind a trait: the real node (/proc, the attempt logs,
 //! the apiserver's health over verified TLS) or a fake in tests.
-use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::apiserver::client::{ApiClient, Endpoint};
@@ -15,16 +13,18 @@ pub trait Observer {
     fn serving(&mut self, port: u16) -> Option<ApiserverProcess>;
     /// `/livez` then `/readyz`.
     fn health(&mut self) -> Result<(), String>;
-    /// Container attempt logs the kubelet wrote since the wait began, oldest first.
-    fn new_attempts(&mut self) -> Vec<PathBuf>;
+    /// The container attempts the kubelet started since the wait began, and the newest's log.
+    fn attempts(&mut self) -> logs::Since;
+    /// Whether anything listens on `port` (an apiserver shutting down does not).
+    fn listening(&mut self, port: u16) -> bool;
     /// The last lines of an attempt's log, for the operator.
     fn log_tail(&mut self, log: &std::path::Path) -> String;
     /// Gets a kubelet that has not reacted to restart the apiserver (only while changing).
     fn nudge(&mut self, port: u16, deadline: Instant);
-    /// The mirror pod's config hash, where the API answers.
-    fn config_hash(&mut self) -> Option<String>;
-    /// The CRI container id, where the host's runtime may be asked.
-    fn container_id(&mut self) -> Option<String>;
+    /// The config hash of the pod process `pid` runs in.
+    fn config_hash(&mut self, pid: i32) -> Option<String>;
+    /// The CRI container id of process `pid`.
+    fn container_id(&mut self, pid: i32) -> Option<String>;
 }
 
 /// The real node under `--root`.
@@ -34,7 +34,7 @@ pub struct NodeObserver<'a> {
     runtime: tokio::runtime::Runtime,
     client: ApiClient,
     advertise_endpoint: Option<String>,
-    logs_before: BTreeSet<PathBuf>,
+    logs_before: logs::Attempts,
 }
 
 impl<'a> NodeObserver<'a> {
@@ -57,14 +57,14 @@ impl<'a> NodeObserver<'a> {
             runtime,
             client,
             advertise_endpoint,
-            logs_before: logs::attempt_files(layout),
+            logs_before: logs::attempts(layout),
         })
     }
 }
 
 impl Observer for NodeObserver<'_> {
     fn log_tail(&mut self, log: &std::path::Path) -> String {
-        logs::tail(self.layout, log, 5)
+        logs::tail(self.layout, &logs::telling(self.layout, log), 5)
     }
 
     fn serving(&mut self, port: u16) -> Option<ApiserverProcess> {
@@ -77,22 +77,33 @@ impl Observer for NodeObserver<'_> {
             .map_err(|e| e.to_string())
     }
 
-    fn new_attempts(&mut self) -> Vec<PathBuf> {
-        logs::new_attempts(self.layout, &self.logs_before)
+    fn attempts(&mut self) -> logs::Since {
+        logs::since(&self.logs_before, &logs::attempts(self.layout))
+    }
+
+    fn listening(&mut self, port: u16) -> bool {
+        process::listening_on(port)
     }
 
     fn nudge(&mut self, port: u16, deadline: Instant) {
         super::nudge::nudge(self.layout, self.ui, port, deadline);
     }
 
-    fn container_id(&mut self) -> Option<String> {
-        process::crictl_container_id(self.layout)
+    /// The process's cgroup first (the runtime's truth), crictl where that says nothing.
+    fn container_id(&mut self, pid: i32) -> Option<String> {
+        process::pod_of(pid)
+            .map(|pod| pod.container_id)
+            .or_else(|| process::crictl_container_id(self.layout))
     }
 
-    fn config_hash(&mut self) -> Option<String> {
-        self.runtime.block_on(
-            self.client
-                .mirror_config_hash(self.advertise_endpoint.as_deref()),
-        )
+    /// The process's cgroup first: right after an outage the mirror pod can show the OLD hash
+    /// for a minute. The mirror pod where there is no pod cgroup (a simulated node).
+    fn config_hash(&mut self, pid: i32) -> Option<String> {
+        process::pod_of(pid).map(|pod| pod.uid).or_else(|| {
+            self.runtime.block_on(
+                self.client
+                    .mirror_config_hash(self.advertise_endpoint.as_deref()),
+            )
+        })
     }
 }

@@ -11,6 +11,10 @@ pub struct Serving {
     pub is_old: bool,
     /// Its command line is exactly the expected manifest's.
     pub matches: bool,
+    /// Something listens on the port. The old apiserver stops listening the moment it gets
+    /// SIGTERM, then lives on for up to the pod's grace period: not listening is the kubelet
+    /// at work, never a reason to nudge.
+    pub listening: bool,
 }
 
 /// One look at the node.
@@ -26,6 +30,12 @@ pub struct Observation {
     /// Distinct new apiserver processes seen since the wait began.
     pub new_processes: usize,
     pub nudged: bool,
+    /// The process being replaced was seen during this wait.
+    pub had_old: bool,
+    /// How a serving process's command line differs from the manifest's, when it does.
+    pub mismatch: Option<String>,
+    /// How long the attempt count has stood still.
+    pub since_last_attempt: Duration,
 }
 
 /// The limits of one wait.
@@ -38,7 +48,18 @@ pub struct Rules {
     pub interruptible: bool,
     /// Attempts (or distinct new processes) without a healthy apiserver that make a crash loop.
     pub crash_loop_after: usize,
+    /// The pod's termination grace period (kubeadm's manifest: 30 s): the kubelet starts the new
+    /// apiserver only after the old one exited or was killed at its end.
+    pub grace: Duration,
+    /// An attempt that ended with no new one for this long is the kubelet backing off: the new
+    /// apiserver failed. Longer than the real kubelet's first back-off (10 s); a pod tried before
+    /// under the same hash (the same change again) keeps its grown back-off, up to 5 minutes
+    /// (measured), so counting to three would wait that long.
+    pub backoff_patience: Duration,
 }
+
+/// See [`Rules::backoff_patience`].
+pub const BACKOFF_PATIENCE: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -63,6 +84,12 @@ pub fn decide(seen: &Observation, rules: &Rules) -> Verdict {
         return Verdict::TimedOut;
     }
     match seen.serving {
+        Some(s) if s.is_old && !s.listening => Verdict::Waiting(format!(
+            "the old kube-apiserver (pid {}) is shutting down; the kubelet starts the new one \
+             when it has exited (within the pod's {} s grace period)",
+            s.pid,
+            rules.grace.as_secs()
+        )),
         Some(s) if s.is_old => {
             if rules.interruptible && !seen.nudged && seen.elapsed >= rules.nudge_after {
                 Verdict::Nudge { pid: s.pid }
@@ -74,8 +101,12 @@ pub fn decide(seen: &Observation, rules: &Rules) -> Verdict {
             }
         }
         Some(s) if !s.matches => Verdict::Waiting(format!(
-            "kube-apiserver pid {} runs other arguments than the manifest's",
-            s.pid
+            "kube-apiserver pid {} runs other arguments than the manifest's{}",
+            s.pid,
+            seen.mismatch
+                .as_ref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
         )),
         Some(s) => match &seen.health {
             Some(Ok(())) => Verdict::Proved,
@@ -87,13 +118,20 @@ pub fn decide(seen: &Observation, rules: &Rules) -> Verdict {
         },
         None => {
             let attempts = seen.attempts.max(seen.new_processes);
-            if attempts >= rules.crash_loop_after {
+            if attempts >= rules.crash_loop_after
+                || (seen.attempts > 0 && seen.since_last_attempt >= rules.backoff_patience)
+            {
                 Verdict::CrashLoop { attempts }
+            } else if seen.attempts == 0 && seen.had_old {
+                Verdict::Waiting(
+                    "the old kube-apiserver has exited; waiting for the kubelet to start the new one"
+                        .into(),
+                )
             } else if seen.attempts == 0 {
                 Verdict::Waiting("no kube-apiserver process on the port yet".into())
             } else {
                 Verdict::Waiting(format!(
-                    "no kube-apiserver on the port; the kubelet has made {} attempt(s)",
+                    "no kube-apiserver on the port; the kubelet has started {} attempt(s)",
                     seen.attempts
                 ))
             }
@@ -110,6 +148,8 @@ mod tests {
         nudge_after: Duration::from_secs(40),
         interruptible: true,
         crash_loop_after: 3,
+        grace: Duration::from_secs(30),
+        backoff_patience: BACKOFF_PATIENCE,
     };
 
     fn old(pid: i32) -> Option<Serving> {
@@ -117,6 +157,13 @@ mod tests {
             pid,
             is_old: true,
             matches: false,
+            listening: true,
+        })
+    }
+    fn shutting_down(pid: i32) -> Option<Serving> {
+        Some(Serving {
+            listening: false,
+            ..old(pid).unwrap()
         })
     }
     fn new(pid: i32, matches: bool) -> Option<Serving> {
@@ -124,6 +171,7 @@ mod tests {
             pid,
             is_old: false,
             matches,
+            listening: true,
         })
     }
     fn at(secs: u64) -> Observation {
@@ -156,6 +204,13 @@ mod tests {
              Verdict::Waiting("waiting for the kubelet to replace kube-apiserver (pid 5)".into())),
             ("the old process at nudge-after: nudge",
              Observation { serving: old(5), ..at(40) }, RULES, Verdict::Nudge { pid: 5 }),
+            ("the old process has stopped listening (SIGTERM, its grace period): wait, never nudge",
+             Observation { serving: shutting_down(5), ..at(60) }, RULES,
+             Verdict::Waiting("the old kube-apiserver (pid 5) is shutting down; the kubelet starts \
+                               the new one when it has exited (within the pod's 30 s grace period)".into())),
+            ("the old process exited, the new one not started yet: wait",
+             Observation { had_old: true, ..at(31) }, RULES,
+             Verdict::Waiting("the old kube-apiserver has exited; waiting for the kubelet to start the new one".into())),
             ("nudged once: never twice",
              Observation { serving: old(5), nudged: true, ..at(200) }, RULES,
              Verdict::Waiting("waiting for the kubelet to replace kube-apiserver (pid 5)".into())),
@@ -166,7 +221,13 @@ mod tests {
              at(1), RULES, Verdict::Waiting("no kube-apiserver process on the port yet".into())),
             ("two attempts exited: still waiting",
              Observation { attempts: 2, ..at(5) }, RULES,
-             Verdict::Waiting("no kube-apiserver on the port; the kubelet has made 2 attempt(s)".into())),
+             Verdict::Waiting("no kube-apiserver on the port; the kubelet has started 2 attempt(s)".into())),
+            ("one attempt exited and the kubelet backs off (a grown back-off): crash loop",
+             Observation { attempts: 1, since_last_attempt: Duration::from_secs(15), ..at(60) }, RULES,
+             Verdict::CrashLoop { attempts: 1 }),
+            ("one attempt, the kubelet's first back-off (10 s) not over: wait",
+             Observation { attempts: 2, since_last_attempt: Duration::from_secs(10), ..at(50) }, RULES,
+             Verdict::Waiting("no kube-apiserver on the port; the kubelet has started 2 attempt(s)".into())),
             ("three attempts exited: crash loop",
              Observation { attempts: 3, ..at(9) }, RULES, Verdict::CrashLoop { attempts: 3 }),
             ("three processes came and went (no attempt logs on this node): crash loop",
