@@ -242,8 +242,23 @@ async fn serve(
         state.settings.port,
         crate::now_unix_ms()
     );
+    // SIGTERM as the real apiserver takes it (measured on the real kubelet): stop listening at
+    // once, then live on while open watch connections drain, until the kubelet's grace period
+    // ends in SIGKILL. `shutdown_linger_ms` is how long the drain lasts here.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("SIGTERM handler: {e}"))?;
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = terminate.recv() => {
+                drop(listener);
+                let linger = SimConfig::load(&state.settings.root).shutdown_linger_ms;
+                eprintln!("received SIGTERM: stopped listening; draining for {linger} ms");
+                tokio::time::sleep(std::time::Duration::from_millis(linger)).await;
+                return Ok(());
+            }
+        };
+        let Ok((tcp, _)) = accepted else {
             continue;
         };
         let acceptor = acceptor.clone();

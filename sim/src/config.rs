@@ -27,6 +27,16 @@ pub struct SimConfig {
     /// A hostile apiserver, for the deadline tests: every connection accepted while this is set
     /// is answered the same way whatever it asks (see `Stall`).
     pub stall: Option<Stall>,
+    /// How long the simulated apiserver lives on after SIGTERM, no longer listening (ms). The
+    /// real one waits for its open watches until the kubelet kills it at the pod's grace period
+    /// (30 s in kubeadm's manifest); the kubelet here honours that grace period as the real one.
+    pub shutdown_linger_ms: u64,
+    /// The crash-loop back-off's unit (ms): restarts after the first wait 1, 2, 4, 8 … units,
+    /// at most 30. The real kubelet's unit is 10 s (10 s, 20 s, 40 s … 5 min).
+    pub backoff_unit_ms: u64,
+    /// From the old pod's end to the new container's start on an edit (ms): the kubelet tears
+    /// down the old pod's sandbox and makes the new one. About 6 s on the real kubelet.
+    pub pod_replace_ms: u64,
 }
 
 /// How a stalled apiserver answers.
@@ -51,6 +61,9 @@ impl Default for SimConfig {
             clock_offset_seconds: 0,
             kube_bin: None,
             stall: None,
+            shutdown_linger_ms: 300,
+            backoff_unit_ms: 1000,
+            pod_replace_ms: 300,
         }
     }
 }

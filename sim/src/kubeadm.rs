@@ -173,10 +173,14 @@ pub fn upload_config(root: &Path) -> Result<(), String> {
 /// CA, same subject, same server. On a real node, after `upload_config` (which needs a working
 /// admin.conf, as during `kubeadm init`).
 pub fn expire_admin_credentials(root: &Path) -> Result<(), pki::Error> {
+    expire_admin_credentials_at(root, &format!("https://{ADDRESS}:{APISERVER_PORT}"))
+}
+
+/// The same for a node whose apiserver is at `server` (a real kubeadm node's).
+pub fn expire_admin_credentials_at(root: &Path, server: &str) -> Result<(), pki::Error> {
     let k8s = root.join("etc/kubernetes");
     let ca_pem = std::fs::read_to_string(k8s.join("pki/ca.crt"))?;
     let ca_key = Key::from_pem(&std::fs::read_to_string(k8s.join("pki/ca.key"))?)?;
-    let server = format!("https://{ADDRESS}:{APISERVER_PORT}");
     for (file, user, group) in [
         ("admin.conf", "kubernetes-admin", "kubeadm:cluster-admins"),
         (
@@ -200,7 +204,7 @@ pub fn expire_admin_credentials(root: &Path) -> Result<(), pki::Error> {
         )?;
         std::fs::write(
             k8s.join(file),
-            kubeadm_kubeconfig(&ca_pem, &server, user, &cert.pem, &key.pem),
+            kubeadm_kubeconfig(&ca_pem, server, user, &cert.pem, &key.pem),
         )?;
     }
     Ok(())

@@ -205,6 +205,11 @@ fn log_file(
         config.node_name
     ));
     std::fs::create_dir_all(&dir).ok()?;
+    // Dead containers are garbage-collected down to one, with their logs: the running
+    // attempt's file and at most the one before it remain (a crash loop shows only `N.log`).
+    for old in 0..attempt.saturating_sub(1) {
+        let _ = std::fs::remove_file(dir.join(format!("{old}.log")));
+    }
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -426,11 +431,16 @@ mod real {
     }
 }
 
-fn stop(child: &mut Child) {
+/// How the real kubelet stops a container: SIGTERM, then SIGKILL at the end of the pod's
+/// `terminationGracePeriodSeconds` (default 30). The new pod starts only after this returns.
+fn stop(child: &mut Child, pod: &Value) {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = signal::kill(pid, Signal::SIGTERM);
-    // The real apiserver drains before it exits; the simulated one exits at once.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let grace = pod
+        .pointer("/spec/terminationGracePeriodSeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(30);
+    let deadline = Instant::now() + Duration::from_secs(grace);
     while Instant::now() < deadline {
         if matches!(child.try_wait(), Ok(Some(_))) {
             return;
@@ -535,8 +545,10 @@ pub fn main() -> i32 {
                         old.hash
                     );
                     if let Some(child) = old.child.as_mut() {
-                        stop(child);
+                        stop(child, &old.pod);
                     }
+                    // REMOVE of the old pod, ADD of the new one: a new sandbox first.
+                    std::thread::sleep(Duration::from_millis(config.pod_replace_ms));
                 }
                 eprintln!("kubelet: starting {key} ({hash})");
                 write_mirror(&root, &config, key, &hash, pod);
@@ -564,12 +576,13 @@ pub fn main() -> i32 {
                     if let Some(mut old) = running.remove(&key)
                         && let Some(child) = old.child.as_mut()
                     {
-                        stop(child);
+                        stop(child, &old.pod);
                     }
                 }
             }
         }
-        // CrashLoopBackOff, shortened: 1 s, 2 s, 4 s, then every 5 s.
+        // CrashLoopBackOff as the real kubelet's: the first restart at once, then 1, 2, 4, 8 …
+        // units, at most 30 (the real unit is 10 s: 10 s, 20 s, 40 s … 5 min).
         for pod in running.values_mut() {
             let exited = match pod.child.as_mut() {
                 Some(child) => matches!(child.try_wait(), Ok(Some(_))),
@@ -582,7 +595,11 @@ pub fn main() -> i32 {
                 continue;
             }
             let at = *pod.exited_at.get_or_insert_with(Instant::now);
-            let backoff = Duration::from_secs((1u64 << pod.restarts.min(3)).min(5));
+            let unit = config.backoff_unit_ms;
+            let backoff = Duration::from_millis(match pod.restarts {
+                0 => 0,
+                n => (unit << (n - 1).min(5)).min(30 * unit),
+            });
             if at.elapsed() >= backoff && !config.frozen {
                 pod.restarts += 1;
                 pod.attempt += 1;
@@ -600,7 +617,7 @@ pub fn main() -> i32 {
     }
     for pod in running.values_mut() {
         if let Some(child) = pod.child.as_mut() {
-            stop(child);
+            stop(child, &pod.pod);
         }
     }
     0

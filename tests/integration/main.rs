@@ -15,6 +15,7 @@ mod hostile;
 mod kubeconfig;
 mod migrate;
 mod playbooks;
+mod realnode;
 mod rehearsal_scripts;
 mod restart;
 mod schedule;

@@ -1,0 +1,699 @@
+//! The real-node tier: the tool against a real kubeadm control-plane node on this machine (real
+//! `kubeadm init`, the real kubelet, containerd and runc), exactly as on production (`--root /`,
+//! as root). `tests/realnode/run.sh` brings the node up once, runs these one at a time with
+//! `--ignored`, and tears it down; every test leaves the node as it found it (the guard puts
+//! kubeadm's files back and waits for the apiserver they describe).
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+const MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
+const ADMIN: &str = "/etc/kubernetes/admin.conf";
+const SUPER_ADMIN: &str = "/etc/kubernetes/super-admin.conf";
+/// tests/realnode/node.sh puts the node on TEST-NET-2, off the machine's own network.
+const SERVER: &str = "https://198.51.100.10:6443";
+const TIER: &str =
+    "the real-node tier: tests/realnode/run.sh brings up a real kubeadm node (root) and runs these";
+
+static ONE_NODE: Mutex<()> = Mutex::new(());
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn pristine(name: &str) -> Vec<u8> {
+    std::fs::read(repo().join("target/realnode/pristine").join(name))
+        .unwrap_or_else(|e| panic!("{TIER}: no pristine {name} ({e})"))
+}
+
+/// The node, for one test at a time; on drop it is as kubeadm left it.
+pub struct RealKubelet {
+    _one: MutexGuard<'static, ()>,
+}
+
+impl Sandbox for RealKubelet {
+    fn root(&self) -> &Path {
+        Path::new("/")
+    }
+}
+
+impl RealKubelet {
+    fn get() -> Self {
+        let one = ONE_NODE.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(
+            Path::new(ADMIN).exists(),
+            "{TIER}: there is no node here (no {ADMIN})"
+        );
+        let node = RealKubelet { _one: one };
+        node.wait_ready(&pristine("kube-apiserver.yaml"));
+        node
+    }
+
+    pub fn kubectl(&self, kubeconfig: &str, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .output()
+            .unwrap()
+            .into()
+    }
+
+    fn kubectl_with_token(&self, token: &str, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .args(["--server", SERVER])
+            .args(["--certificate-authority", "/etc/kubernetes/pki/ca.crt"])
+            .args(["--token", token])
+            .args(args)
+            .output()
+            .unwrap()
+            .into()
+    }
+
+    fn crictl(&self, args: &[&str]) -> String {
+        let out: Output = Command::new("crictl").args(args).output().unwrap().into();
+        assert_eq!(out.code, 0, "crictl {args:?}: {}", out.stderr);
+        out.stdout
+    }
+
+    fn status(&self) -> serde_json::Value {
+        self.run().args(["status", "-o", "json"]).ok().json()
+    }
+
+    /// Waits (bounded) for a healthy apiserver running exactly `manifest`'s arguments.
+    fn wait_ready(&self, manifest: &[u8]) {
+        let text = String::from_utf8_lossy(manifest).into_owned();
+        let want: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- --"))
+            .map(|a| format!("--{a}"))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let status = self.run().args(["status", "-o", "json"]).output();
+            if status.code == 0 {
+                let doc = status.json();
+                if doc["apiserver"]["health"] == "ok"
+                    && doc["apiserver"]["matchesManifest"] == true
+                    && running_args(&doc["apiserver"]["pid"])
+                        .iter()
+                        .skip(1)
+                        .eq(want.iter())
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the real apiserver did not come back with kubeadm's manifest in 180 s"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Puts a file back by atomic rename, as the tool would (never written in place).
+    fn put_back(&self, path: &str, bytes: &[u8]) {
+        if std::fs::read(path).ok().as_deref() == Some(bytes) {
+            return;
+        }
+        let tmp = format!(
+            "/etc/kubernetes/tmp/realnode-put-back-{}",
+            std::process::id()
+        );
+        std::fs::create_dir_all("/etc/kubernetes/tmp").unwrap();
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    fn reject_image(&self, on: bool) {
+        let out: Output = Command::new("bash")
+            .arg(repo().join("tests/realnode/node.sh"))
+            .args(["reject-image", if on { "on" } else { "off" }])
+            .output()
+            .unwrap()
+            .into();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+
+    fn kubelet_pid(&self) -> i32 {
+        std::fs::read_to_string(repo().join("target/realnode/kubelet.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for RealKubelet {
+    fn drop(&mut self) {
+        // A kubelet a test froze, the real image, kubeadm's files, then the apiserver they describe.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.kubelet_pid()),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+        self.reject_image(false);
+        let manifest = pristine("kube-apiserver.yaml");
+        let _ = std::fs::rename(
+            "/etc/kubernetes/tmp/kube-apiserver.yaml.kubeadm-recover-nudge",
+            "/etc/kubernetes/tmp/realnode-parked-left-behind",
+        );
+        self.put_back(MANIFEST, &manifest);
+        self.put_back(ADMIN, &pristine("admin.conf"));
+        self.put_back(SUPER_ADMIN, &pristine("super-admin.conf"));
+        let _ = std::fs::remove_dir_all("/var/lib/kubeadm-recover");
+        let _ = std::fs::remove_dir_all("/etc/kubernetes/tmp");
+        if !std::thread::panicking() {
+            self.wait_ready(&manifest);
+        } else {
+            // Still wait, so that the next test starts on a healthy node; a failure here is
+            // the next test's to report.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.wait_ready(&manifest)
+            }));
+        }
+    }
+}
+
+/// The running process's command line, from /proc.
+fn running_args(pid: &serde_json::Value) -> Vec<String> {
+    let Some(pid) = pid.as_i64() else {
+        return Vec::new();
+    };
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+fn flag_in(args: &[String]) -> Option<String> {
+    args.iter()
+        .find_map(|a| a.strip_prefix(&format!("--{FLAG}=")))
+        .map(str::to_string)
+}
+
+/// The phases the tool reported while it waited, in order, each once: what the simulator is
+/// compared against.
+pub fn phases(stderr: &str) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for line in stderr.lines().filter(|l| l.starts_with('[')) {
+        let phase = if line.contains("waiting for the kubelet to replace kube-apiserver") {
+            "old serving"
+        } else if line.contains("is shutting down") {
+            "old shutting down"
+        } else if line.contains("the old kube-apiserver has exited") {
+            "old exited"
+        } else if line.contains("the kubelet has started") && line.contains("attempt") {
+            "attempts"
+        } else if line.contains("started; not healthy yet") || line.ends_with(" started") {
+            "new starting"
+        } else if line.contains("nudging the kubelet") {
+            "nudge"
+        } else {
+            continue;
+        };
+        if out.last() != Some(&phase) {
+            out.push(phase);
+        }
+    }
+    out
+}
+
+/// The attempt counts the progress showed, in order.
+fn attempt_counts(stderr: &str) -> Vec<usize> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split("the kubelet has started ").nth(1))
+        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+fn assert_proved_without_nudge(doc: &serde_json::Value, stderr: &str) {
+    assert_eq!(doc["restart"], "proved", "{doc}\n{stderr}");
+    assert_eq!(
+        doc["proof"]["nudged"], false,
+        "the kubelet acted: no nudge into the old apiserver's grace period\n{stderr}"
+    );
+    assert!(!stderr.contains("nudging"), "{stderr}");
+}
+
+/// The proof names the pod the runtime runs: the container crictl lists, the config hash of the
+/// log directory the kubelet writes, both new.
+fn assert_proof_is_the_runtimes(node: &RealKubelet, doc: &serde_json::Value) {
+    let proof = &doc["proof"];
+    let before = &doc["apiserverBefore"];
+    let running = node.crictl(&["ps", "--name", "kube-apiserver", "--state", "running", "-q"]);
+    assert_eq!(proof["containerId"], running.trim(), "{doc}");
+    assert_ne!(proof["containerId"], before["containerId"], "{doc}");
+    assert_ne!(
+        proof["configHash"], before["configHash"],
+        "an edited static pod is a new pod with a new config hash: {doc}"
+    );
+    let hash = proof["configHash"].as_str().unwrap();
+    let logs: Vec<String> = std::fs::read_dir("/var/log/pods")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|d| d.starts_with("kube-system_kube-apiserver-") && d.ends_with(hash)),
+        "the kubelet's log directory for the new pod is named by its hash {hash}: {logs:?}"
+    );
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A service-account token for kube-system/default, signed with the cluster's sa.key the way
+/// kube-apiserver signs them, with `warnafter` in the past: a token that works only because
+/// extension is on. Used against the real apiserver, it counts as stale there.
+fn use_a_stale_token(node: &RealKubelet) {
+    let uid = node.kubectl(
+        ADMIN,
+        &[
+            "get",
+            "serviceaccount",
+            "default",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ],
+    );
+    assert_eq!(uid.code, 0, "{}", uid.stderr);
+    let now = unix_now();
+    let issuer = "https://kubernetes.default.svc.cluster.local";
+    let claims = serde_json::json!({
+        "aud": [issuer], "iss": issuer,
+        "sub": "system:serviceaccount:kube-system:default",
+        "iat": now - 7200, "nbf": now - 7200, "exp": now + 365 * 24 * 3600,
+        "kubernetes.io": {
+            "namespace": "kube-system",
+            "serviceaccount": {"name": "default", "uid": uid.stdout},
+            "warnafter": now - 3600,
+        },
+    });
+    let sa_key = std::fs::read_to_string("/etc/kubernetes/pki/sa.key").unwrap();
+    let token = kubeadm_recover_sim::apiserver::service_account_token(&sa_key, &claims).unwrap();
+    let out = node.kubectl_with_token(&token, &["get", "--raw", "/api"]);
+    assert_eq!(out.code, 0, "the stale token authenticates: {}", out.stderr);
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn disable_is_proved_on_the_real_restart_after_the_stale_token_check_and_revert_puts_it_back() {
+    let node = RealKubelet::get();
+    let kubeadm_bytes = pristine("kube-apiserver.yaml");
+    use_a_stale_token(&node);
+    let refused = node
+        .run()
+        .args(["extend-tokens", "disable", "--yes", "--stale-window", "0s"])
+        .code(3);
+    assert!(
+        refused.stderr.contains("--accept-stale-tokens"),
+        "the real apiserver's serviceaccount_stale_tokens_total stops it: {}",
+        refused.stderr
+    );
+    assert_eq!(
+        std::fs::read(MANIFEST).unwrap(),
+        kubeadm_bytes,
+        "nothing changed"
+    );
+
+    let out = node
+        .run()
+        .args(["extend-tokens", "disable", "--yes", "--accept-stale-tokens"])
+        .args(["-o", "json"])
+        .ok();
+    let doc = out.json();
+    assert_proved_without_nudge(&doc, &out.stderr);
+    assert_proof_is_the_runtimes(&node, &doc);
+    assert_eq!(
+        phases(&out.stderr)[..3],
+        ["old serving", "old shutting down", "old exited"],
+        "the real kubelet's sequence: SIGTERM, the grace period, then the new pod\n{}",
+        out.stderr
+    );
+    let args = running_args(&doc["proof"]["pid"]);
+    assert_eq!(
+        args[0], "kube-apiserver",
+        "the real process, found in /proc"
+    );
+    assert_eq!(flag_in(&args).as_deref(), Some("false"));
+
+    let out = node
+        .run()
+        .args(["revert", "--yes", "--accept-stale-tokens", "-o", "json"])
+        .ok();
+    let doc = out.json();
+    assert_proved_without_nudge(&doc, &out.stderr);
+    assert_eq!(
+        std::fs::read(MANIFEST).unwrap(),
+        kubeadm_bytes,
+        "byte for byte"
+    );
+    assert_eq!(flag_in(&running_args(&doc["proof"]["pid"])), None);
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn enable_then_backups_restore_on_the_real_restart() {
+    let node = RealKubelet::get();
+    let kubeadm_bytes = pristine("kube-apiserver.yaml");
+    let out = node
+        .run()
+        .args(["extend-tokens", "enable", "--yes", "-o", "json"])
+        .ok();
+    let doc = out.json();
+    assert_proved_without_nudge(&doc, &out.stderr);
+    assert_eq!(
+        flag_in(&running_args(&doc["proof"]["pid"])).as_deref(),
+        Some("true")
+    );
+    let backup = doc["backup"]["id"].as_str().unwrap().to_string();
+    let out = node
+        .run()
+        .args(["backups", "restore", &backup, "--yes", "-o", "json"])
+        .ok();
+    let doc = out.json();
+    assert_proved_without_nudge(&doc, &out.stderr);
+    assert_eq!(std::fs::read(MANIFEST).unwrap(), kubeadm_bytes);
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn a_flag_the_new_apiserver_rejects_is_a_crash_loop_rolled_back_on_the_real_kubelet() {
+    let node = RealKubelet::get();
+    let kubeadm_bytes = pristine("kube-apiserver.yaml");
+    // The same image tag, now a binary that refuses the new value (and is the real apiserver
+    // otherwise): the kubelet meets it as it would a real rejection.
+    node.reject_image(true);
+    let out = node
+        .run()
+        .args(["extend-tokens", "disable", "--yes", "--accept-stale-tokens"])
+        .code(1);
+    assert!(out.stderr.contains("Rolled back"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("keeps exiting"),
+        "caught as a crash loop, not waited out: {}",
+        out.stderr
+    );
+    // The reason, from the CRI log format: the message, not the runtime's prefix.
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.trim_start().starts_with("Error: invalid argument")),
+        "{}",
+        out.stderr
+    );
+    let change = out.stderr.split("rolling back from").next().unwrap();
+    let counts = attempt_counts(change);
+    assert!(
+        counts.windows(2).all(|w| w[0] <= w[1]),
+        "attempts are counted by their numbers, never going back: {counts:?}\n{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read(MANIFEST).unwrap(), kubeadm_bytes);
+    let status = node.status();
+    assert_eq!(status["apiserver"]["health"], "ok", "{status}");
+    assert_eq!(flag_in(&running_args(&status["apiserver"]["pid"])), None);
+}
+
+/// Starts `disable` and kills it with SIGKILL once its stderr shows `phase`.
+fn kill_at(phase: &str) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubeadm-recover"))
+        .args(["extend-tokens", "disable", "--yes", "--accept-stale-tokens"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(phase) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return;
+        }
+    }
+    panic!("the tool ended before {phase:?}:\n{seen}");
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn killed_while_the_old_apiserver_shuts_down_resume_finishes_it() {
+    let node = RealKubelet::get();
+    kill_at("is shutting down");
+    let out = node.run().args(["resume", "--yes", "-o", "json"]).ok();
+    let status = node.status();
+    assert_eq!(status["apiserver"]["health"], "ok", "{}", out.stderr);
+    assert_eq!(
+        flag_in(&running_args(&status["apiserver"]["pid"])).as_deref(),
+        Some("false")
+    );
+    assert_eq!(status["session"]["state"], "done", "{status}");
+    assert_eq!(status["session"]["unfinished"], false, "{status}");
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn killed_while_the_new_apiserver_starts_revert_finishes_it() {
+    let node = RealKubelet::get();
+    kill_at("started; not healthy yet");
+    let out = node
+        .run()
+        .args(["revert", "--yes", "--accept-stale-tokens", "-o", "json"])
+        .ok();
+    assert_eq!(
+        std::fs::read(MANIFEST).unwrap(),
+        pristine("kube-apiserver.yaml"),
+        "{}",
+        out.stderr
+    );
+    let status = node.status();
+    assert_eq!(status["apiserver"]["health"], "ok", "{status}");
+    assert_eq!(flag_in(&running_args(&status["apiserver"]["pid"])), None);
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn a_kubelet_that_does_not_act_is_nudged_through_the_real_crictl() {
+    use std::io::BufRead;
+    let node = RealKubelet::get();
+    let kubelet = nix::unistd::Pid::from_raw(node.kubelet_pid());
+    // A kubelet that truly does not act: stopped, so the old apiserver keeps serving.
+    nix::sys::signal::kill(kubelet, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubeadm-recover"))
+        .args(["extend-tokens", "disable", "--yes", "--accept-stale-tokens"])
+        .args(["--nudge-after", "5s", "-o", "json"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("nudging the kubelet: crictl stop") {
+            // The runtime has stopped the old container; the kubelet, back, starts the new pod.
+            std::thread::sleep(Duration::from_secs(2));
+            nix::sys::signal::kill(kubelet, nix::sys::signal::Signal::SIGCONT).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{seen}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["proof"]["nudged"], true, "{seen}");
+    assert!(
+        seen.contains("nudging the kubelet: crictl stop"),
+        "the real crictl, with the node's endpoint: {seen}"
+    );
+    assert_eq!(
+        flag_in(&running_args(&doc["proof"]["pid"])).as_deref(),
+        Some("false")
+    );
+}
+
+/// admin.conf and super-admin.conf re-issued, expired, by the cluster CA: the lockout.
+fn expire_admin_credentials(node: &RealKubelet) {
+    kubeadm_recover_sim::kubeadm::expire_admin_credentials_at(node.root(), SERVER).unwrap();
+    let denied = node.kubectl(ADMIN, &["auth", "whoami"]);
+    assert_ne!(denied.code, 0);
+    assert!(
+        denied.stderr.contains("Unauthorized") || denied.stderr.contains("401"),
+        "the real apiserver answers an expired client certificate with 401: {}",
+        denied.stderr
+    );
+}
+
+fn assert_whoami(node: &RealKubelet, kubeconfig: &str, user: &str) {
+    let whoami = node.kubectl(kubeconfig, &["auth", "whoami", "-o", "json"]);
+    assert_eq!(whoami.code, 0, "{}", whoami.stderr);
+    let who: serde_json::Value = serde_json::from_str(&whoami.stdout).unwrap();
+    assert_eq!(who["status"]["userInfo"]["username"], user);
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn admin_conf_regenerate_natively_and_with_the_real_kubeadm_on_an_expired_admin_conf() {
+    let node = RealKubelet::get();
+    expire_admin_credentials(&node);
+    let doc = node
+        .run()
+        .args([
+            "admin-conf",
+            "regenerate",
+            "--yes",
+            "--super-admin",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(doc["method"], "native");
+    assert_whoami(&node, ADMIN, "kubernetes-admin");
+    assert_whoami(&node, SUPER_ADMIN, "kubernetes-super-admin");
+
+    expire_admin_credentials(&node);
+    let doc = node
+        .run()
+        .args(["admin-conf", "regenerate", "--method", "kubeadm", "--yes"])
+        .args(["-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(doc["method"], "kubeadm");
+    assert_whoami(&node, ADMIN, "kubernetes-admin");
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn status_and_diagnose_read_the_real_node() {
+    let node = RealKubelet::get();
+    let status = node.status();
+    let apiserver = &status["apiserver"];
+    assert_eq!(apiserver["health"], "ok", "{status}");
+    let pid = apiserver["pid"].as_i64().unwrap();
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        cgroup.contains("/kubepods/"),
+        "the real apiserver, in the kubelet's pod cgroup: {cgroup}"
+    );
+    let running = node.crictl(&["ps", "--name", "kube-apiserver", "--state", "running", "-q"]);
+    assert_eq!(apiserver["pod"]["containerId"], running.trim(), "{status}");
+    let hash = apiserver["pod"]["configHash"].as_str().unwrap();
+    assert!(cgroup.contains(&format!("pod{hash}")), "{cgroup}");
+    assert_eq!(
+        apiserver["pod"]["restartCount"].as_u64(),
+        Some(0),
+        "{status}"
+    );
+    assert_eq!(status["kubeletRunning"], true);
+    assert_eq!(status["strays"], serde_json::json!([]));
+
+    let out = node.run().args(["diagnose", "-o", "json"]).ok();
+    let doc = out.json();
+    let findings: Vec<&str> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        findings,
+        ["token-extension-on"],
+        "kubeadm's node: only the information that extension is on by default\n{}",
+        out.stdout
+    );
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn guide_gets_a_locked_out_operator_back_on_the_real_node() {
+    let node = RealKubelet::get();
+    expire_admin_credentials(&node);
+    let mut terminal = Terminal::run(&node, &[]);
+    let overview = terminal.expect("Why are you doing this?");
+    assert!(
+        overview.contains("[CRITICAL] admin.conf expired"),
+        "{overview}"
+    );
+    let steps = overview
+        .split("Proposed steps")
+        .nth(1)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .count();
+    assert!(steps >= 1, "{overview}");
+    terminal.send("real-node tier\r");
+    for step in 1..=steps {
+        terminal.answer(step, Answer::DoIt);
+    }
+    let (code, screen) = terminal.finish();
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("Summary:"), "{screen}");
+    assert_whoami(&node, ADMIN, "kubernetes-admin");
+}
+
+/// The phases both kubelets must show the tool in the same order: a first look that still finds
+/// the old process serving and the moment a log file exists before its process are races of
+/// the poll, not behaviour, and are left out.
+fn essential(phases: Vec<&'static str>) -> Vec<&'static str> {
+    phases
+        .into_iter()
+        .skip_while(|p| *p == "old serving")
+        .filter(|p| *p != "attempts")
+        .collect()
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn the_simulator_shows_the_tool_the_restart_the_real_kubelet_does() {
+    let node = RealKubelet::get();
+    let real = node
+        .run()
+        .args(["extend-tokens", "disable", "--yes", "--accept-stale-tokens"])
+        .ok();
+    let real = essential(phases(&real.stderr));
+    drop(node);
+
+    // The simulated kubelet honours the same 30 s grace period; its apiserver drains for 3 s
+    // (a real one with no open watch exits as soon; the real node's waits for the kubelet's
+    // kill), and the new pod's sandbox takes 2 s (about 6 s on the real kubelet).
+    let sim = SimNode::start();
+    sim.configure(|c| {
+        c.shutdown_linger_ms = 3000;
+        c.pod_replace_ms = 2000;
+    });
+    let simulated = sim
+        .run()
+        .args(["extend-tokens", "disable", "--yes", "--accept-stale-tokens"])
+        .ok();
+    assert_eq!(
+        essential(phases(&simulated.stderr)),
+        real,
+        "the simulator and the real kubelet show the tool the same sequence\n{}",
+        simulated.stderr
+    );
+    assert_eq!(
+        real,
+        ["old shutting down", "old exited", "new starting"],
+        "what the real kubelet showed"
+    );
+}
