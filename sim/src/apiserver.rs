@@ -635,6 +635,27 @@ async fn handle(
         }
     };
 
+    // JSON only, as a real apiserver that does not serve CBOR or protobuf for a type answers: 415,
+    // on which client-go falls back to JSON (kubectl 1.37 sends CBOR first). Parsing another
+    // encoding as JSON would silently turn the request into an empty one.
+    if !body.is_empty()
+        && let Some(kind) = parts
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+        && !kind.starts_with("application/json")
+        && !kind.starts_with("application/merge-patch+json")
+        && !kind.starts_with("application/strategic-merge-patch+json")
+        && !kind.starts_with("application/apply-patch+yaml")
+    {
+        return status_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            &format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json (got {kind})"
+            ),
+        );
+    }
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (&parts.method, segments.as_slice()) {

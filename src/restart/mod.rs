@@ -28,6 +28,8 @@ use verdict::{Observation, Rules, Serving, Verdict};
 pub use nudge::{parked_path, unpark_manifest};
 
 pub(crate) const POLL: Duration = Duration::from_millis(250);
+/// The poll while a new apiserver with the manifest's arguments starts.
+const STARTING_POLL: Duration = Duration::from_millis(40);
 
 /// How long to wait, and when to nudge a kubelet that has not reacted.
 #[derive(Debug, Clone, Copy)]
@@ -380,7 +382,15 @@ pub fn wait_with(
             }
             Verdict::Interrupted => break Err(WaitFailure::Interrupted),
         }
-        std::thread::sleep(POLL.saturating_sub(now.elapsed()));
+        // A new process with the manifest's arguments is seconds from ready: look often then, so
+        // that the proof follows readiness closely (measured on the real node: the 250 ms poll
+        // added 180–200 ms after readiness; the goal is under 100 ms).
+        let poll = if verdict::should_probe(serving) {
+            STARTING_POLL
+        } else {
+            POLL
+        };
+        std::thread::sleep(poll.saturating_sub(now.elapsed()));
     };
     progress.done();
     result

@@ -18,7 +18,7 @@ pub fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant
     {
         ui.info(format!(
             "nudging the kubelet: {}",
-            crate::ui::command_line(&["crictl", "stop", &id])
+            crate::ui::command_line(["crictl", "stop", &id])
         ));
         // crictl's own grace period is 10 s; a signal stops the wait (the change rolls back).
         let _ = crate::interrupt::run(

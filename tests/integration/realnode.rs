@@ -444,12 +444,16 @@ fn kill_at(phase: &str) {
         seen.push_str(&line);
         seen.push('\n');
         if line.contains(phase) {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return;
+            break;
         }
     }
-    panic!("the tool ended before {phase:?}:\n{seen}");
+    // SIGKILL (a no-op if it has already exited), and reaped either way.
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    assert!(
+        seen.contains(phase) && !status.success(),
+        "the tool ended before {phase:?} ({status}):\n{seen}"
+    );
 }
 
 #[test]
