@@ -34,6 +34,7 @@ command -v containerd >/dev/null || runtime+=(containerd)
 command -v runc >/dev/null || runtime+=(runc)
 [ -x /usr/lib/cni/host-local ] || runtime+=(containernetworking-plugins)
 command -v iptables >/dev/null || runtime+=(iptables)
+command -v sysctl >/dev/null || runtime+=(procps)
 if ((${#runtime[@]})); then
   no_services=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then

@@ -635,19 +635,21 @@ async fn handle(
         }
     };
 
-    // JSON only, as a real apiserver that does not serve CBOR or protobuf for a type answers: 415,
-    // on which client-go falls back to JSON (kubectl 1.37 sends CBOR first). Parsing another
-    // encoding as JSON would silently turn the request into an empty one.
-    if !body.is_empty()
-        && let Some(kind) = parts
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-        && !kind.starts_with("application/json")
-        && !kind.starts_with("application/merge-patch+json")
-        && !kind.starts_with("application/strategic-merge-patch+json")
-        && !kind.starts_with("application/apply-patch+yaml")
+    // JSON, and the protobuf of the one request kubectl sends that way (`kubectl create token`,
+    // 1.36 and later); anything else is answered 415 as a real apiserver answers a media type it
+    // does not serve, never read as an empty request.
+    let kind = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let body = if body.is_empty() || kind.contains("json") || kind.contains("yaml") {
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    } else if kind.starts_with("application/vnd.kubernetes.protobuf")
+        && let Some(request) = protobuf::token_request(&body)
     {
+        request
+    } else {
         return status_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
@@ -655,8 +657,7 @@ async fn handle(
                 "the body of the request was in an unknown format - accepted media types include: application/json (got {kind})"
             ),
         );
-    }
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    };
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (&parts.method, segments.as_slice()) {
         (&Method::GET, ["metrics"]) => Response::new(Full::new(Bytes::from(format!(
@@ -1041,5 +1042,108 @@ fn self_subject_review_served(server_version: &str, api_version: &str) -> bool {
         "v1beta1" => minor >= 27,
         "v1alpha1" => minor >= 26,
         _ => false,
+    }
+}
+
+/// The Kubernetes protobuf encoding, as far as the simulator reads it: a TokenRequest.
+mod protobuf {
+    use serde_json::{Value, json};
+
+    /// (field number, wire type, payload) of each field of one message.
+    fn fields(mut bytes: &[u8]) -> Option<Vec<(u64, u8, Field<'_>)>> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let key = varint(&mut bytes)?;
+            let (number, wire) = (key >> 3, (key & 7) as u8);
+            let field = match wire {
+                0 => Field::Varint(varint(&mut bytes)?),
+                2 => {
+                    let len = varint(&mut bytes)? as usize;
+                    let (data, rest) = (bytes.get(..len)?, bytes.get(len..)?);
+                    bytes = rest;
+                    Field::Bytes(data)
+                }
+                1 => {
+                    bytes = bytes.get(8..)?;
+                    Field::Varint(0)
+                }
+                5 => {
+                    bytes = bytes.get(4..)?;
+                    Field::Varint(0)
+                }
+                _ => return None,
+            };
+            out.push((number, wire, field));
+        }
+        Some(out)
+    }
+
+    enum Field<'a> {
+        Varint(u64),
+        Bytes(&'a [u8]),
+    }
+
+    fn varint(bytes: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = bytes.split_first()?;
+            *bytes = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    fn text(field: &Field<'_>) -> Option<String> {
+        match field {
+            Field::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            Field::Varint(_) => None,
+        }
+    }
+
+    /// `k8s\0` + runtime.Unknown{typeMeta=1, raw=2}; raw is the TokenRequest (spec=2:
+    /// audiences=1, boundObjectRef=3 {kind=1, apiVersion=2, name=3, uid=4},
+    /// expirationSeconds=4), as authentication/v1's generated.proto numbers them.
+    pub fn token_request(body: &[u8]) -> Option<Value> {
+        let unknown = fields(body.strip_prefix(b"k8s\0")?)?;
+        let raw = unknown.iter().find_map(|(n, _, f)| match (n, f) {
+            (2, Field::Bytes(b)) => Some(*b),
+            _ => None,
+        })?;
+        let spec_bytes = fields(raw)?
+            .into_iter()
+            .find_map(|(n, _, f)| match (n, f) {
+                (2, Field::Bytes(b)) => Some(b),
+                _ => None,
+            })?;
+        let mut spec = json!({});
+        let mut audiences = Vec::new();
+        for (number, _, field) in fields(spec_bytes)? {
+            match (number, &field) {
+                (1, _) => audiences.push(json!(text(&field)?)),
+                (4, Field::Varint(seconds)) => spec["expirationSeconds"] = json!(*seconds as i64),
+                (3, Field::Bytes(reference)) => {
+                    let mut bound = json!({});
+                    for (n, _, f) in fields(reference)? {
+                        let key = match n {
+                            1 => "kind",
+                            2 => "apiVersion",
+                            3 => "name",
+                            4 => "uid",
+                            _ => continue,
+                        };
+                        bound[key] = json!(text(&f)?);
+                    }
+                    spec["boundObjectRef"] = bound;
+                }
+                _ => {}
+            }
+        }
+        spec["audiences"] = json!(audiences);
+        Some(
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}),
+        )
     }
 }
