@@ -427,13 +427,19 @@ fn a_flag_the_new_apiserver_rejects_is_a_crash_loop_rolled_back_on_the_real_kube
     assert_eq!(flag_in(&running_args(&status["apiserver"]["pid"])), None);
 }
 
-/// Starts `disable` and kills it with SIGKILL once its stderr shows `phase`.
-fn kill_at(phase: &str) {
+/// Starts `extend-tokens disable` (with `extra` arguments), and hands each line of its stderr
+/// to `on_line` until that says stop or the tool ends. Returns the running (or ended) tool and
+/// everything its stderr showed.
+fn disable_watching(
+    extra: &[&str],
+    mut on_line: impl FnMut(&str) -> bool,
+) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_kubeadm-recover"))
         .args(["extend-tokens", "disable", "--yes", "--accept-stale-tokens"])
+        .args(extra)
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -443,10 +449,16 @@ fn kill_at(phase: &str) {
         let line = line.unwrap();
         seen.push_str(&line);
         seen.push('\n');
-        if line.contains(phase) {
+        if on_line(&line) {
             break;
         }
     }
+    (child, seen)
+}
+
+/// Starts `disable` and kills it with SIGKILL once its stderr shows `phase`.
+fn kill_at(phase: &str) {
+    let (mut child, seen) = disable_watching(&[], |line| line.contains(phase));
     // SIGKILL (a no-op if it has already exited), and reaped either way.
     let _ = child.kill();
     let status = child.wait().unwrap();
@@ -495,31 +507,18 @@ fn killed_while_the_new_apiserver_starts_revert_finishes_it() {
 #[test]
 #[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
 fn a_kubelet_that_does_not_act_is_nudged_through_the_real_crictl() {
-    use std::io::BufRead;
     let node = RealKubelet::get();
     let kubelet = nix::unistd::Pid::from_raw(node.kubelet_pid());
     // A kubelet that truly does not act: stopped, so the old apiserver keeps serving.
     nix::sys::signal::kill(kubelet, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kubeadm-recover"))
-        .args(["extend-tokens", "disable", "--yes", "--accept-stale-tokens"])
-        .args(["--nudge-after", "5s", "-o", "json"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    for line in stderr.lines() {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
+    let (child, seen) = disable_watching(&["--nudge-after", "5s", "-o", "json"], |line| {
         if line.contains("nudging the kubelet: crictl stop") {
             // The runtime has stopped the old container; the kubelet, back, starts the new pod.
             std::thread::sleep(Duration::from_secs(2));
             nix::sys::signal::kill(kubelet, nix::sys::signal::Signal::SIGCONT).unwrap();
         }
-    }
+        false
+    });
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{seen}");
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
