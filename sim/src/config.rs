@@ -37,6 +37,10 @@ pub struct SimConfig {
     /// From the old pod's end to the new container's start on an edit (ms): the kubelet tears
     /// down the old pod's sandbox and makes the new one. About 6 s on the real kubelet.
     pub pod_replace_ms: u64,
+    /// From the container's creation (its attempt log appears) to its process (ms): runc
+    /// creates the container, then starts it. Measured on the real node: about 130 ms — a
+    /// window in which an attempt exists and no apiserver process does.
+    pub container_start_ms: u64,
 }
 
 /// How a stalled apiserver answers.
@@ -64,6 +68,7 @@ impl Default for SimConfig {
             shutdown_linger_ms: 300,
             backoff_unit_ms: 1000,
             pod_replace_ms: 300,
+            container_start_ms: 130,
         }
     }
 }

@@ -272,6 +272,8 @@ fn start(
         .stdin(Stdio::null())
         .stdout(log.try_clone().ok()?)
         .stderr(log);
+    // The runtime has created the container (its log exists); its process starts a moment later.
+    std::thread::sleep(Duration::from_millis(config.container_start_ms));
     // SAFETY: prctl only; a container does not outlive the simulated kubelet.
     unsafe {
         cmd.pre_exec(|| {
@@ -518,6 +520,11 @@ pub fn main() -> i32 {
         );
     }
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    // Pods the kubelet ran and removed, by config hash: re-added (the same change tried again
+    // after a rollback), a pod continues its restart count and its back-off, as the real
+    // kubelet's does while the pod's dead containers remain (measured: a retried change's
+    // first log was `3.log`).
+    let mut ran_before: BTreeMap<String, Running> = BTreeMap::new();
     let mut last_sync: Option<Instant> = None;
     eprintln!("kubelet: watching {}", manifests.display());
     while !STOP.load(Ordering::SeqCst) && root.join("etc/kubernetes").is_dir() {
@@ -547,23 +554,44 @@ pub fn main() -> i32 {
                     if let Some(child) = old.child.as_mut() {
                         stop(child, &old.pod);
                     }
+                    old.exited_at.get_or_insert_with(Instant::now);
+                    ran_before.insert(old.hash.clone(), old);
                     // REMOVE of the old pod, ADD of the new one: a new sandbox first.
                     std::thread::sleep(Duration::from_millis(config.pod_replace_ms));
                 }
-                eprintln!("kubelet: starting {key} ({hash})");
                 write_mirror(&root, &config, key, &hash, pod);
-                running.insert(
-                    key.clone(),
-                    Running {
-                        child: start(&root, &config, pod, log_file(&root, &config, pod, &hash, 0)),
-                        hash,
-                        attempt: 0,
-                        pod: pod.clone(),
-                        started: Instant::now(),
-                        exited_at: None,
-                        restarts: 0,
-                    },
-                );
+                let pod_to_run = match ran_before.remove(&hash) {
+                    // Its next attempt, when its back-off allows (the loop below).
+                    Some(before) => {
+                        eprintln!(
+                            "kubelet: starting {key} ({hash}) again, after attempt {}",
+                            before.attempt
+                        );
+                        Running {
+                            child: None,
+                            pod: pod.clone(),
+                            ..before
+                        }
+                    }
+                    None => {
+                        eprintln!("kubelet: starting {key} ({hash})");
+                        Running {
+                            child: start(
+                                &root,
+                                &config,
+                                pod,
+                                log_file(&root, &config, pod, &hash, 0),
+                            ),
+                            hash,
+                            attempt: 0,
+                            pod: pod.clone(),
+                            started: Instant::now(),
+                            exited_at: None,
+                            restarts: 0,
+                        }
+                    }
+                };
+                running.insert(key.clone(), pod_to_run);
             }
             if !broken {
                 let gone: Vec<String> = running
@@ -573,10 +601,12 @@ pub fn main() -> i32 {
                     .collect();
                 for key in gone {
                     eprintln!("kubelet: {key} removed; stopping it");
-                    if let Some(mut old) = running.remove(&key)
-                        && let Some(child) = old.child.as_mut()
-                    {
-                        stop(child, &old.pod);
+                    if let Some(mut old) = running.remove(&key) {
+                        if let Some(child) = old.child.as_mut() {
+                            stop(child, &old.pod);
+                        }
+                        old.exited_at.get_or_insert_with(Instant::now);
+                        ran_before.insert(old.hash.clone(), old);
                     }
                 }
             }

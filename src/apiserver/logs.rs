@@ -45,44 +45,73 @@ fn attempt_number(name: &std::ffi::OsStr) -> Option<u32> {
     name.to_str()?.strip_suffix(".log")?.parse().ok()
 }
 
-/// What the kubelet did since `before`: how many attempts it started, and the newest's log.
+/// The newest attempt the kubelet started during a wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub log: PathBuf,
+    /// Its number: the kubelet's restart count for the pod. A pod the kubelet ran before under
+    /// the same config hash (the same change tried again, after a rollback) keeps its count,
+    /// and its back-off: the number then says nothing about this wait.
+    pub number: u32,
+    /// The first number this wait saw in that directory: logs below it are an earlier run's
+    /// (the same change tried before) and never the reason for this one.
+    pub first_of_wait: u32,
+}
+
+/// What the kubelet did since the wait began: how many attempts it started, and the newest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Since {
     pub started: usize,
-    pub newest_log: Option<PathBuf>,
-    /// The kubelet's restart count for the pod being tried (its newest attempt's number). A pod
-    /// the kubelet ran before under the same config hash (the same change tried again) keeps
-    /// its count and its back-off, which may by now be minutes: its number says how many times
-    /// it has already exited when this wait sees only one new attempt.
-    pub restart_count: Option<u32>,
+    pub newest: Option<Attempt>,
 }
 
-/// The attempts started since `before`: in a directory that existed, the numbers after its
-/// newest then; in a new one (a new pod: a new config hash), every number from 0.
-pub fn since(before: &Attempts, now: &Attempts) -> Since {
-    let mut started = 0;
-    let mut newest_log = None;
-    let mut newest_number = None;
-    let mut restart_count = None;
-    for (dir, (number, log)) in now {
-        let fresh = match before.get(dir) {
-            Some((old, _)) => number.saturating_sub(*old) as usize,
-            None => *number as usize + 1,
-        };
-        if fresh > 0 {
-            started += fresh;
-            // The directory with the most new attempts is the pod being tried.
-            if newest_number.is_none_or(|n| fresh > n) {
-                newest_number = Some(fresh);
-                newest_log = Some(log.clone());
-                restart_count = Some(*number);
-            }
+/// Counts the attempts the kubelet starts during one wait, by their numbers. In a directory
+/// that existed when the wait began, the numbers after its newest then; in a new one (a new
+/// pod: a new config hash), the numbers from the first this wait saw there — not from 0: a pod
+/// re-added under a hash the kubelet ran before continues its old count (measured: `3.log` as
+/// the first file of a retried change, whose earlier run ended at `2.log`).
+#[derive(Debug, Clone, Default)]
+pub struct AttemptCounter {
+    before: Attempts,
+    first_seen: BTreeMap<PathBuf, u32>,
+}
+
+impl AttemptCounter {
+    pub fn new(before: Attempts) -> Self {
+        AttemptCounter {
+            before,
+            first_seen: BTreeMap::new(),
         }
     }
-    Since {
-        started,
-        newest_log,
-        restart_count,
+
+    /// The attempts started so far, given the directories as they are `now`.
+    pub fn observe(&mut self, now: &Attempts) -> Since {
+        let mut started = 0;
+        let mut newest: Option<(usize, Attempt)> = None;
+        for (dir, (number, log)) in now {
+            let first_of_wait = match self.before.get(dir) {
+                Some((old, _)) => old + 1,
+                None => *self.first_seen.entry(dir.clone()).or_insert(*number),
+            };
+            let fresh = (number + 1).saturating_sub(first_of_wait) as usize;
+            if fresh == 0 {
+                continue;
+            }
+            started += fresh;
+            // The directory with the most new attempts is the pod being tried.
+            if newest.as_ref().is_none_or(|(n, _)| fresh > *n) {
+                let attempt = Attempt {
+                    log: log.clone(),
+                    number: *number,
+                    first_of_wait,
+                };
+                newest = Some((fresh, attempt));
+            }
+        }
+        Since {
+            started,
+            newest: newest.map(|(_, attempt)| attempt),
+        }
     }
 }
 
@@ -93,10 +122,11 @@ pub fn latest(layout: &NodeLayout) -> Option<(u32, PathBuf)> {
         .max_by_key(|(_, log)| layout.fs().metadata(log).map(|m| m.modified).ok())
 }
 
-/// The log that says why attempt `log` is failing: that attempt's own, or, while it is still
-/// empty (the kubelet creates the file when it creates the container), the one before it, which
-/// the kubelet keeps.
-pub fn telling(layout: &NodeLayout, log: &Path) -> PathBuf {
+/// The log that says why `attempt` is failing: its own, or, while that is still empty (the
+/// kubelet creates the file when it creates the container), the newest of this wait's earlier
+/// attempts that the kubelet kept — never an earlier run's.
+pub fn telling(layout: &NodeLayout, attempt: &Attempt) -> PathBuf {
+    let log = &attempt.log;
     let has_text = |p: &Path| layout.fs().metadata(p).is_ok_and(|m| m.size > 0);
     if has_text(log) {
         return log.to_path_buf();
@@ -110,6 +140,7 @@ pub fn telling(layout: &NodeLayout, log: &Path) -> PathBuf {
         .unwrap_or_default()
         .into_iter()
         .filter_map(|f| Some((attempt_number(&f.name)?, f.path)))
+        .filter(|(number, _)| *number >= attempt.first_of_wait)
         .collect();
     numbered.sort();
     numbered
@@ -198,22 +229,36 @@ mod tests {
     #[test]
     fn attempts_are_counted_by_their_numbers_not_by_files() {
         let before = attempts(&[("old", 0)]);
+        let mut counter = super::AttemptCounter::new(before.clone());
+        assert_eq!(counter.observe(&before), super::Since::default());
         // The edit: a new pod (new hash), its first attempt.
         assert_eq!(
-            super::since(&before, &attempts(&[("old", 0), ("new", 0)])).started,
+            counter
+                .observe(&attempts(&[("old", 0), ("new", 0)]))
+                .started,
             1
         );
         // A crash loop: the kubelet keeps only the newest file, 4.log, yet 5 attempts ran.
-        let now = attempts(&[("new", 4)]);
-        let since = super::since(&before, &now);
+        let since = counter.observe(&attempts(&[("new", 4)]));
         assert_eq!(since.started, 5);
-        assert_eq!(since.newest_log, Some(PathBuf::from("new/4.log")));
-        assert_eq!(since.restart_count, Some(4));
-        // Restarts of a pod that existed before count from its number then; its restart
-        // count says how often it has exited in all.
-        let again = super::since(&attempts(&[("same", 2)]), &attempts(&[("same", 3)]));
-        assert_eq!((again.started, again.restart_count), (1, Some(3)));
-        assert_eq!(super::since(&before, &before), super::Since::default());
+        let newest = since.newest.unwrap();
+        assert_eq!(newest.log, PathBuf::from("new/4.log"));
+        assert_eq!((newest.number, newest.first_of_wait), (4, 0));
+        // Restarts of a pod whose directory existed count from its number then.
+        let mut again = super::AttemptCounter::new(attempts(&[("same", 2)]));
+        let since = again.observe(&attempts(&[("same", 3)]));
+        assert_eq!(since.started, 1);
+        assert_eq!(since.newest.unwrap().first_of_wait, 3);
+    }
+
+    #[test]
+    fn a_retried_change_whose_old_directory_was_collected_counts_from_what_this_wait_saw() {
+        // The same change tried again after a rollback: the kubelet continues the pod's old
+        // count in a directory this wait never saw before. One attempt, not four.
+        let mut counter = super::AttemptCounter::new(attempts(&[("old", 0)]));
+        let since = counter.observe(&attempts(&[("old", 0), ("retried", 3)]));
+        assert_eq!(since.started, 1);
+        assert_eq!(counter.observe(&attempts(&[("retried", 5)])).started, 3);
     }
 
     #[test]
@@ -244,10 +289,14 @@ mod tests {
         )
         .unwrap();
         std::fs::write(pod.join("4.log"), "").unwrap();
-        assert_eq!(
-            super::telling(&layout, &pod.join("4.log")),
-            pod.join("3.log")
-        );
+        let attempt = |first_of_wait| super::Attempt {
+            log: pod.join("4.log"),
+            number: 4,
+            first_of_wait,
+        };
+        assert_eq!(super::telling(&layout, &attempt(3)), pod.join("3.log"));
+        // 3.log is an earlier run's (the same change tried before): not this one's reason.
+        assert_eq!(super::telling(&layout, &attempt(4)), pod.join("4.log"));
         assert_eq!(super::tail(&layout, &pod.join("3.log"), 5), "Error: no");
         assert_eq!(super::restart_count(&layout, "abc"), Some(4));
         assert_eq!(super::latest(&layout).map(|(n, _)| n), Some(4));

@@ -288,19 +288,19 @@ pub fn wait_with(
     let mut attempt_count = (0usize, Instant::now());
     let why = |observer: &mut dyn Observer, attempts: &crate::apiserver::logs::Since| {
         attempts
-            .newest_log
+            .newest
             .as_ref()
-            .map(|log| {
+            .map(|attempt| {
                 // The runtime writes an attempt's output a moment after it exits.
-                let mut tail = observer.log_tail(log);
+                let mut tail = observer.log_tail(attempt);
                 for _ in 0..8 {
                     if !tail.is_empty() {
                         break;
                     }
                     std::thread::sleep(POLL);
-                    tail = observer.log_tail(log);
+                    tail = observer.log_tail(attempt);
                 }
-                format!("; its log {} ends:\n{tail}", log.display())
+                format!("; its log {} ends:\n{tail}", attempt.log.display())
             })
             .unwrap_or_default()
     };
@@ -329,12 +329,10 @@ pub fn wait_with(
             interrupted: interrupt::interrupted(),
             serving,
             health: verdict::should_probe(serving).then(|| observer.health()),
-            // By number: a pod tried before under this hash has exited `restart_count` times
-            // already, and under a grown back-off the next attempt may be minutes away.
-            attempts: match attempts.restart_count {
-                Some(count) if attempts.started > 0 => attempts.started.max(count as usize + 1),
-                _ => attempts.started,
-            },
+            // This wait's attempts only: a pod tried before under this hash (the same change
+            // after a rollback) keeps its old restart count, which says nothing about this
+            // image or this run. Its grown back-off is what `backoff_patience` is for.
+            attempts: attempts.started,
             new_processes: seen_new.len(),
             nudged,
             had_old,

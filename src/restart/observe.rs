@@ -17,8 +17,8 @@ pub trait Observer {
     fn attempts(&mut self) -> logs::Since;
     /// Whether anything listens on `port` (an apiserver shutting down does not).
     fn listening(&mut self, port: u16) -> bool;
-    /// The last lines of an attempt's log, for the operator.
-    fn log_tail(&mut self, log: &std::path::Path) -> String;
+    /// The last lines of the log that says why `attempt` failed, for the operator.
+    fn log_tail(&mut self, attempt: &logs::Attempt) -> String;
     /// Gets a kubelet that has not reacted to restart the apiserver (only while changing).
     fn nudge(&mut self, port: u16, deadline: Instant);
     /// The config hash of the pod process `pid` runs in.
@@ -34,7 +34,7 @@ pub struct NodeObserver<'a> {
     runtime: tokio::runtime::Runtime,
     client: ApiClient,
     advertise_endpoint: Option<String>,
-    logs_before: logs::Attempts,
+    attempts: logs::AttemptCounter,
 }
 
 impl<'a> NodeObserver<'a> {
@@ -57,14 +57,14 @@ impl<'a> NodeObserver<'a> {
             runtime,
             client,
             advertise_endpoint,
-            logs_before: logs::attempts(layout),
+            attempts: logs::AttemptCounter::new(logs::attempts(layout)),
         })
     }
 }
 
 impl Observer for NodeObserver<'_> {
-    fn log_tail(&mut self, log: &std::path::Path) -> String {
-        logs::tail(self.layout, &logs::telling(self.layout, log), 5)
+    fn log_tail(&mut self, attempt: &logs::Attempt) -> String {
+        logs::tail(self.layout, &logs::telling(self.layout, attempt), 5)
     }
 
     fn serving(&mut self, port: u16) -> Option<ApiserverProcess> {
@@ -78,7 +78,7 @@ impl Observer for NodeObserver<'_> {
     }
 
     fn attempts(&mut self) -> logs::Since {
-        logs::since(&self.logs_before, &logs::attempts(self.layout))
+        self.attempts.observe(&logs::attempts(self.layout))
     }
 
     fn listening(&mut self, port: u16) -> bool {

@@ -468,11 +468,8 @@ fn kill_at(phase: &str) {
     );
 }
 
-#[test]
-#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
-fn killed_while_the_old_apiserver_shuts_down_resume_finishes_it() {
-    let node = RealKubelet::get();
-    kill_at("is shutting down");
+/// After a kill: `resume` finishes the change, proved.
+fn resume_finishes_it(node: &RealKubelet) {
     let out = node.run().args(["resume", "--yes", "-o", "json"]).ok();
     let status = node.status();
     assert_eq!(status["apiserver"]["health"], "ok", "{}", out.stderr);
@@ -484,11 +481,8 @@ fn killed_while_the_old_apiserver_shuts_down_resume_finishes_it() {
     assert_eq!(status["session"]["unfinished"], false, "{status}");
 }
 
-#[test]
-#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
-fn killed_while_the_new_apiserver_starts_revert_finishes_it() {
-    let node = RealKubelet::get();
-    kill_at("started; not healthy yet");
+/// After a kill: `revert` puts kubeadm's manifest back, proved.
+fn revert_finishes_it(node: &RealKubelet) {
     let out = node
         .run()
         .args(["revert", "--yes", "--accept-stale-tokens", "-o", "json"])
@@ -502,6 +496,42 @@ fn killed_while_the_new_apiserver_starts_revert_finishes_it() {
     let status = node.status();
     assert_eq!(status["apiserver"]["health"], "ok", "{status}");
     assert_eq!(flag_in(&running_args(&status["apiserver"]["pid"])), None);
+}
+
+// kill -9 at each phase of the real restart, in order: right after the rename, while the old
+// apiserver shuts down (its 30 s), once it has exited and before the new one starts, while the
+// new one starts. Each ends with `resume` or `revert`, alternately.
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn killed_right_after_the_rename_revert_finishes_it() {
+    let node = RealKubelet::get();
+    kill_at("waiting for the kubelet to restart kube-apiserver with the new manifest");
+    revert_finishes_it(&node);
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn killed_while_the_old_apiserver_shuts_down_resume_finishes_it() {
+    let node = RealKubelet::get();
+    kill_at("is shutting down");
+    resume_finishes_it(&node);
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn killed_between_the_old_apiserver_and_the_new_resume_finishes_it() {
+    let node = RealKubelet::get();
+    kill_at("the old kube-apiserver has exited; waiting for the kubelet to start the new one");
+    resume_finishes_it(&node);
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn killed_while_the_new_apiserver_starts_revert_finishes_it() {
+    let node = RealKubelet::get();
+    kill_at("started; not healthy yet");
+    revert_finishes_it(&node);
 }
 
 #[test]

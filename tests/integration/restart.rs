@@ -66,6 +66,48 @@ fn a_value_the_new_apiserver_rejects_is_rolled_back_with_exit_1() {
     assert_eq!(sim.manifest_dir_entries(), vec!["kube-apiserver.yaml"]);
 }
 
+/// Found on the real node (CI): the same change tried again after a rollback re-adds a pod under
+/// a config hash the kubelet ran before; the kubelet continues that pod's restart count (`3.log`
+/// as its first log) and keeps the earlier run's `2.log`. The retry was judged by the earlier
+/// run: "4 attempts exited", with the earlier run's reason, at its first start.
+#[test]
+fn the_same_change_tried_again_after_a_rollback_is_judged_by_its_own_run() {
+    let sim = SimNode::start();
+    sim.configure(|c| {
+        c.reject_args = vec!["--service-account-extend-token-expiration=false".into()]
+    });
+    let out = sim
+        .run()
+        .args(["extend-tokens", "disable", "--yes", "--timeout", "60s"])
+        .code(1);
+    assert!(out.stderr.contains("keeps exiting"), "{}", out.stderr);
+    // The cause fixed (the runtime accepts it now), the operator tries again.
+    sim.configure(|c| c.reject_args.clear());
+    let out = sim
+        .run()
+        .args([
+            "extend-tokens",
+            "disable",
+            "--yes",
+            "--timeout",
+            "60s",
+            "-o",
+            "json",
+        ])
+        .ok();
+    assert_eq!(out.json()["restart"], "proved", "{}", out.stderr);
+    assert!(!out.stderr.contains("rejected by"), "{}", out.stderr);
+    let logs: Vec<String> = std::fs::read_dir(sim.path("/var/log/pods"))
+        .unwrap()
+        .flat_map(|pod| std::fs::read_dir(pod.unwrap().path().join("kube-apiserver")).unwrap())
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        logs.iter().any(|name| name != "0.log"),
+        "the simulated kubelet continued the pod's count, as the real one does: {logs:?}"
+    );
+}
+
 #[test]
 fn a_kubelet_that_never_restarts_the_pod_is_nudged_then_rolled_back() {
     let sim = SimNode::start();

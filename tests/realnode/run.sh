@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The real-node tier: brings up ONE real kubeadm node (tests/realnode/node.sh), runs the
 # `realnode::` tests against it one at a time (each leaves the node as it found it), and tears it
-# down, leaving nothing. Extra arguments go to the test binary (e.g. a test name filter).
+# down, leaving nothing. Arguments are test name filters (default: every `realnode::` test).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="${KUBEADM_RECOVER_KUBE_BIN:-$PWD/target/upstream/${KUBERNETES_VERSION:-v1.37.2}/bin}:$PATH"
@@ -15,7 +15,10 @@ bash tests/realnode/node.sh up || {
   exit 1
 }
 status=0
-cargo test --locked --workspace --features test-clock --test integration realnode:: -- --ignored --test-threads=1 "$@" || status=$?
+# A filter given replaces the default one (every realnode:: test).
+filters=("$@")
+[ ${#filters[@]} -gt 0 ] || filters=(realnode::)
+cargo test --locked --workspace --features test-clock --test integration -- --ignored --test-threads=1 "${filters[@]}" || status=$?
 bash tests/realnode/node.sh down || status=1
 echo "realnode tier: $((SECONDS - started)) s (bring-up, tests, teardown)" >&2
 exit $status
