@@ -113,6 +113,7 @@ pub fn change_settings(
             timeout: r.timeout,
             nudge_after: r.nudge_after,
             rollback_timeout: r.rollback_timeout,
+            skip_shutdown_grace: r.skip_shutdown_grace,
         });
         settings.move_strays = r.move_strays;
         settings.on_interrupt = match r.on_interrupt {

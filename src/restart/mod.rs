@@ -39,6 +39,8 @@ pub struct WaitOptions {
     /// How long a rollback waits for the OLD apiserver: its own budget, not what is left of
     /// `timeout` (a short `--timeout` must not turn a good rollback into "manual action").
     pub rollback_timeout: Duration,
+    /// `--skip-shutdown-grace`: end the old apiserver once it has stopped listening.
+    pub skip_shutdown_grace: bool,
 }
 
 impl WaitOptions {
@@ -136,6 +138,10 @@ pub struct Proof {
     /// When the tool saw /readyz answer ok (Unix ms), for measuring its reaction time.
     pub noticed_unix_ms: i64,
     pub nudged: bool,
+    /// The old apiserver's container was stopped once it had stopped listening
+    /// (`--skip-shutdown-grace`), rather than left to its grace period.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shutdown_grace_skipped: bool,
 }
 
 #[derive(Debug)]
@@ -267,6 +273,7 @@ pub fn wait_for(
         crash_loop_after: 3,
         grace: expected.grace,
         backoff_patience: verdict::BACKOFF_PATIENCE,
+        skip_shutdown_grace: options.skip_shutdown_grace,
     };
     wait_with(&mut observer, ui, expected, replacing, rules)
 }
@@ -283,6 +290,9 @@ pub fn wait_with(
     let deadline = started + rules.timeout;
     let mut progress = Progress::new(ui);
     let mut nudged = false;
+    // Tried once (`--skip-shutdown-grace`), and whether the old container was stopped.
+    let mut ending_tried = false;
+    let mut grace_skipped = false;
     let mut seen_new: Vec<ProcessIdentity> = Vec::new();
     let mut had_old = false;
     let mut attempt_count = (0usize, Instant::now());
@@ -335,6 +345,7 @@ pub fn wait_with(
             attempts: attempts.started,
             new_processes: seen_new.len(),
             nudged,
+            grace_skipped: ending_tried,
             had_old,
             since_last_attempt: attempt_count.1.elapsed(),
             mismatch: process
@@ -353,6 +364,7 @@ pub fn wait_with(
                     waited_ms: started.elapsed().as_millis() as u64,
                     noticed_unix_ms: crate::clock::now_unix_ms(),
                     nudged,
+                    shutdown_grace_skipped: grace_skipped,
                 });
             }
             Verdict::Waiting(phase) => progress.show(phase),
@@ -364,6 +376,11 @@ pub fn wait_with(
                 ));
                 observer.nudge(expected.port, deadline);
                 nudged = true;
+            }
+            Verdict::EndShutdown { pid } => {
+                progress.done();
+                grace_skipped = observer.end_shutdown(pid);
+                ending_tried = true;
             }
             Verdict::CrashLoop { attempts: count } => {
                 break Err(WaitFailure::CrashLoop(format!(

@@ -21,6 +21,9 @@ pub trait Observer {
     fn log_tail(&mut self, attempt: &logs::Attempt) -> String;
     /// Gets a kubelet that has not reacted to restart the apiserver (only while changing).
     fn nudge(&mut self, port: u16, deadline: Instant);
+    /// Stops the container of the old apiserver `pid`, which has stopped listening, at once;
+    /// whether it did.
+    fn end_shutdown(&mut self, pid: i32) -> bool;
     /// The config hash of the pod process `pid` runs in.
     fn config_hash(&mut self, pid: i32) -> Option<String>;
     /// The CRI container id of process `pid`.
@@ -87,6 +90,10 @@ impl Observer for NodeObserver<'_> {
 
     fn nudge(&mut self, port: u16, deadline: Instant) {
         super::nudge::nudge(self.layout, self.ui, port, deadline);
+    }
+
+    fn end_shutdown(&mut self, pid: i32) -> bool {
+        super::nudge::end_shutdown(self.layout, self.ui, pid)
     }
 
     /// The process's cgroup first (the runtime's truth), crictl where that says nothing.

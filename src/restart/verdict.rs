@@ -30,6 +30,8 @@ pub struct Observation {
     /// Distinct new apiserver processes seen since the wait began.
     pub new_processes: usize,
     pub nudged: bool,
+    /// Ending the old apiserver's shutdown early was tried (`--skip-shutdown-grace`): once.
+    pub grace_skipped: bool,
     /// The process being replaced was seen during this wait.
     pub had_old: bool,
     /// How a serving process's command line differs from the manifest's, when it does.
@@ -56,6 +58,9 @@ pub struct Rules {
     /// under the same hash (the same change again) keeps its grown back-off, up to 5 minutes
     /// (measured), so counting to three would wait that long.
     pub backoff_patience: Duration,
+    /// `--skip-shutdown-grace`: once the old apiserver has stopped listening (the kubelet has
+    /// sent SIGTERM; what is left is the wait for its open connections), end it at once.
+    pub skip_shutdown_grace: bool,
 }
 
 /// See [`Rules::backoff_patience`].
@@ -65,8 +70,16 @@ pub const BACKOFF_PATIENCE: Duration = Duration::from_secs(15);
 pub enum Verdict {
     Proved,
     Waiting(String),
-    Nudge { pid: i32 },
-    CrashLoop { attempts: usize },
+    Nudge {
+        pid: i32,
+    },
+    /// Stop the old apiserver's container now, rather than at the end of its grace period.
+    EndShutdown {
+        pid: i32,
+    },
+    CrashLoop {
+        attempts: usize,
+    },
     TimedOut,
     Interrupted,
 }
@@ -84,6 +97,9 @@ pub fn decide(seen: &Observation, rules: &Rules) -> Verdict {
         return Verdict::TimedOut;
     }
     match seen.serving {
+        Some(s) if s.is_old && !s.listening && rules.skip_shutdown_grace && !seen.grace_skipped => {
+            Verdict::EndShutdown { pid: s.pid }
+        }
         Some(s) if s.is_old && !s.listening => Verdict::Waiting(format!(
             "the old kube-apiserver (pid {}) is shutting down; the kubelet starts the new one \
              when it has exited (within the pod's {} s grace period)",
@@ -150,6 +166,7 @@ mod tests {
         crash_loop_after: 3,
         grace: Duration::from_secs(30),
         backoff_patience: BACKOFF_PATIENCE,
+        skip_shutdown_grace: false,
     };
 
     fn old(pid: i32) -> Option<Serving> {
@@ -187,6 +204,10 @@ mod tests {
             interruptible: false,
             ..RULES
         };
+        let skipping = Rules {
+            skip_shutdown_grace: true,
+            ..RULES
+        };
         let healthy = Some(Ok(()));
         let unhealthy = Some(Err("HTTP 500".to_string()));
         #[rustfmt::skip]
@@ -208,6 +229,15 @@ mod tests {
              Observation { serving: shutting_down(5), ..at(60) }, RULES,
              Verdict::Waiting("the old kube-apiserver (pid 5) is shutting down; the kubelet starts \
                                the new one when it has exited (within the pod's 30 s grace period)".into())),
+            ("--skip-shutdown-grace: the old process has stopped listening: end it (a rollback too)",
+             Observation { serving: shutting_down(5), ..at(2) }, skipping, Verdict::EndShutdown { pid: 5 }),
+            ("--skip-shutdown-grace: ended once; then wait for it to go",
+             Observation { serving: shutting_down(5), grace_skipped: true, ..at(3) }, skipping,
+             Verdict::Waiting("the old kube-apiserver (pid 5) is shutting down; the kubelet starts \
+                               the new one when it has exited (within the pod's 30 s grace period)".into())),
+            ("--skip-shutdown-grace never ends an old process that still listens",
+             Observation { serving: old(5), ..at(2) }, skipping,
+             Verdict::Waiting("waiting for the kubelet to replace kube-apiserver (pid 5)".into())),
             ("the old process exited, the new one not started yet: wait",
              Observation { had_old: true, ..at(31) }, RULES,
              Verdict::Waiting("the old kube-apiserver has exited; waiting for the kubelet to start the new one".into())),

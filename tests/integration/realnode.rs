@@ -427,22 +427,26 @@ fn a_flag_the_new_apiserver_rejects_is_a_crash_loop_rolled_back_on_the_real_kube
     assert_eq!(flag_in(&running_args(&status["apiserver"]["pid"])), None);
 }
 
-/// Starts `extend-tokens disable` (with `extra` arguments), and hands each line of its stderr
-/// to `on_line` until that says stop or the tool ends. Returns the running (or ended) tool and
-/// everything its stderr showed.
-fn disable_watching(
-    extra: &[&str],
-    mut on_line: impl FnMut(&str) -> bool,
-) -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kubeadm-recover"))
+/// `extend-tokens disable` (with `extra` arguments), its output piped, ready to spawn.
+fn disable(extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kubeadm-recover"));
+    command
         .args(["extend-tokens", "disable", "--yes", "--accept-stale-tokens"])
         .args(extra)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+/// Starts `command` and hands each line of its stderr to `on_line` until that says stop or
+/// the tool ends. Returns the running (or ended) tool and everything its stderr showed.
+fn watching(
+    command: &mut Command,
+    mut on_line: impl FnMut(&str) -> bool,
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = command.spawn().unwrap();
     let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
     for line in stderr.lines() {
@@ -458,7 +462,7 @@ fn disable_watching(
 
 /// Starts `disable` and kills it with SIGKILL once its stderr shows `phase`.
 fn kill_at(phase: &str) {
-    let (mut child, seen) = disable_watching(&[], |line| line.contains(phase));
+    let (mut child, seen) = watching(&mut disable(&[]), |line| line.contains(phase));
     // SIGKILL (a no-op if it has already exited), and reaped either way.
     let _ = child.kill();
     let status = child.wait().unwrap();
@@ -541,14 +545,17 @@ fn a_kubelet_that_does_not_act_is_nudged_through_the_real_crictl() {
     let kubelet = nix::unistd::Pid::from_raw(node.kubelet_pid());
     // A kubelet that truly does not act: stopped, so the old apiserver keeps serving.
     nix::sys::signal::kill(kubelet, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let (child, seen) = disable_watching(&["--nudge-after", "5s", "-o", "json"], |line| {
-        if line.contains("nudging the kubelet: crictl stop") {
-            // The runtime has stopped the old container; the kubelet, back, starts the new pod.
-            std::thread::sleep(Duration::from_secs(2));
-            nix::sys::signal::kill(kubelet, nix::sys::signal::Signal::SIGCONT).unwrap();
-        }
-        false
-    });
+    let (child, seen) = watching(
+        &mut disable(&["--nudge-after", "5s", "-o", "json"]),
+        |line| {
+            if line.contains("nudging the kubelet: crictl stop") {
+                // The runtime has stopped the old container; the kubelet, back, starts the new pod.
+                std::thread::sleep(Duration::from_secs(2));
+                nix::sys::signal::kill(kubelet, nix::sys::signal::Signal::SIGCONT).unwrap();
+            }
+            false
+        },
+    );
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{seen}");
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -560,6 +567,94 @@ fn a_kubelet_that_does_not_act_is_nudged_through_the_real_crictl() {
     assert_eq!(
         flag_in(&running_args(&doc["proof"]["pid"])).as_deref(),
         Some("false")
+    );
+}
+
+/// `$PATH` without any directory that holds a `crictl`.
+fn path_without_crictl() -> String {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .filter(|dir| !dir.join("crictl").exists())
+        .map(|dir| dir.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn where_there_is_no_crictl_the_nudge_moves_the_manifest_out_and_back() {
+    let node = RealKubelet::get();
+    let kubelet = nix::unistd::Pid::from_raw(node.kubelet_pid());
+    nix::sys::signal::kill(kubelet, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let mut nudged_at = None;
+    let (child, seen) = watching(
+        disable(&["--nudge-after", "5s", "-o", "json"]).env("PATH", path_without_crictl()),
+        |line| {
+            if line.contains("nudging the kubelet: moving the manifest") {
+                nudged_at = Some(Instant::now());
+                // The kubelet, back while the manifest is parked, stops the old pod; the
+                // manifest back, it starts the new one.
+                std::thread::sleep(Duration::from_secs(2));
+                nix::sys::signal::kill(kubelet, nix::sys::signal::Signal::SIGCONT).unwrap();
+            }
+            false
+        },
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{seen}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["proof"]["nudged"], true, "{seen}");
+    assert!(!seen.contains("crictl stop"), "{seen}");
+    assert_eq!(
+        flag_in(&running_args(&doc["proof"]["pid"])).as_deref(),
+        Some("false")
+    );
+    assert!(
+        !std::path::Path::new("/etc/kubernetes/tmp/kube-apiserver.yaml.kubeadm-recover-nudge")
+            .exists(),
+        "the manifest is back, nothing parked"
+    );
+    // The measurement docs/fidelity.md reports: from the nudge to the proof.
+    eprintln!(
+        "move-out-and-back nudge: proved {:.1} s after the nudge began ({} ms in all)\n{seen}",
+        nudged_at.unwrap().elapsed().as_secs_f32(),
+        doc["proof"]["waitedMs"]
+    );
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn skip_shutdown_grace_stops_the_old_apiserver_once_it_stopped_listening() {
+    let node = RealKubelet::get();
+    let old = node.status()["apiserver"]["pod"]["containerId"].clone();
+    let out = node
+        .run()
+        .args(["extend-tokens", "disable", "--yes", "--accept-stale-tokens"])
+        .args(["--skip-shutdown-grace", "-o", "json"])
+        .ok();
+    let doc = out.json();
+    assert_eq!(doc["proof"]["shutdownGraceSkipped"], true, "{}", out.stderr);
+    // In order: the kubelet's SIGTERM (not listening), then our stop, never before.
+    let shutting = out.stderr.find("is shutting down").unwrap_or(usize::MAX);
+    let stopped = out
+        .stderr
+        .find(
+            "has stopped listening; skipping the rest of its grace period: crictl stop --timeout 0",
+        )
+        .expect(&out.stderr);
+    assert!(
+        stopped < shutting || shutting == usize::MAX,
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        flag_in(&running_args(&doc["proof"]["pid"])).as_deref(),
+        Some("false")
+    );
+    assert!(old.is_string(), "{old}");
+    assert_ne!(node.status()["apiserver"]["pod"]["containerId"], old);
+    eprintln!(
+        "--skip-shutdown-grace: proved in {} ms\n{}",
+        doc["proof"]["waitedMs"], out.stderr
     );
 }
 

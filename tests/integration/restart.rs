@@ -109,6 +109,37 @@ fn the_same_change_tried_again_after_a_rollback_is_judged_by_its_own_run() {
 }
 
 #[test]
+fn skip_shutdown_grace_where_the_container_is_not_known_waits_out_the_grace_and_says_so() {
+    // A simulated apiserver runs in no pod cgroup: the tool cannot tell its container, so it
+    // never stops anything and the change is proved after the ordinary shutdown.
+    let sim = SimNode::start();
+    let out = sim
+        .run()
+        .args([
+            "extend-tokens",
+            "disable",
+            "--yes",
+            "--skip-shutdown-grace",
+            "-o",
+            "json",
+        ])
+        .ok();
+    assert!(
+        out.stderr
+            .contains("--skip-shutdown-grace: the container of kube-apiserver pid")
+            && out.stderr.contains("waiting out its grace period"),
+        "{}",
+        out.stderr
+    );
+    let doc = out.json();
+    assert_eq!(doc["restart"], "proved");
+    assert_eq!(
+        doc["proof"]["shutdownGraceSkipped"],
+        serde_json::Value::Null
+    );
+}
+
+#[test]
 fn a_kubelet_that_never_restarts_the_pod_is_nudged_then_rolled_back() {
     let sim = SimNode::start();
     let original = sim.manifest();
