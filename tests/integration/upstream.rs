@@ -84,13 +84,11 @@ fn mirror_hash(node: &RealNode, other: Option<&str>) -> String {
 }
 
 #[test]
+#[ignore = "the upstream tier: real binaries (tests/upstream/build.sh; tests/run.sh runs it)"]
 fn status_reads_what_the_real_kubeadm_wrote() {
-    let Some(node) = RealNode::start("status_reads_what_the_real_kubeadm_wrote") else {
-        return;
-    };
+    let node = RealNode::start();
     let status = node.status();
-    let version =
-        kubeadm_recover_sim::kubeadm::binary_version(&kube_bin("status").unwrap()).unwrap();
+    let version = kubeadm_recover_sim::kubeadm::binary_version(&kube_bin()).unwrap();
     assert_eq!(
         status["manifest"]["version"],
         version.trim_start_matches('v')
@@ -137,10 +135,9 @@ fn status_reads_what_the_real_kubeadm_wrote() {
 }
 
 #[test]
+#[ignore = "the upstream tier: real binaries (tests/upstream/build.sh; tests/run.sh runs it)"]
 fn token_extension_off_revert_and_on_against_the_real_apiserver() {
-    let Some(node) = RealNode::start("token_extension_off_revert_and_on") else {
-        return;
-    };
+    let node = RealNode::start();
     let kubeadm_bytes = std::fs::read(node.path(MANIFEST)).unwrap();
     let before_disable = mirror_hash(&node, None);
 
@@ -196,10 +193,9 @@ fn token_extension_off_revert_and_on_against_the_real_apiserver() {
 }
 
 #[test]
+#[ignore = "the upstream tier: real binaries (tests/upstream/build.sh; tests/run.sh runs it)"]
 fn a_restart_the_runtime_refuses_is_rolled_back_to_the_real_apiserver() {
-    let Some(node) = RealNode::start("a_restart_the_runtime_refuses") else {
-        return;
-    };
+    let node = RealNode::start();
     let kubeadm_bytes = std::fs::read(node.path(MANIFEST)).unwrap();
     node.configure(|c| c.reject_args = vec![format!("--{FLAG}=false")]);
     let out = node
@@ -218,10 +214,9 @@ fn a_restart_the_runtime_refuses_is_rolled_back_to_the_real_apiserver() {
 }
 
 #[test]
+#[ignore = "the upstream tier: real binaries (tests/upstream/build.sh; tests/run.sh runs it)"]
 fn admin_conf_regenerate_on_an_expired_kubeadm_credential() {
-    let Some(node) = RealNode::with("admin_conf_regenerate_on_an_expired", true) else {
-        return;
-    };
+    let node = RealNode::with(true);
     let denied = node.kubectl(ADMIN, &["auth", "whoami"]);
     assert_ne!(denied.code, 0);
     assert!(
@@ -267,14 +262,13 @@ fn admin_conf_regenerate_on_an_expired_kubeadm_credential() {
 }
 
 #[test]
+#[ignore = "the upstream tier: real binaries (tests/upstream/build.sh; tests/run.sh runs it)"]
 fn admin_conf_regenerate_with_the_real_kubeadm_certs_renew() {
-    let Some(node) = RealNode::start("admin_conf_regenerate_with_the_real_kubeadm") else {
-        return;
-    };
+    let node = RealNode::start();
     let before = node.status()["credentials"][0]["serial"].clone();
     let path = format!(
         "{}:{}",
-        kube_bin("kubeadm").unwrap().display(),
+        kube_bin().display(),
         std::env::var("PATH").unwrap()
     );
     let doc = node
@@ -387,11 +381,10 @@ fn use_a_stale_token(node: &RealNode) {
 }
 
 #[test]
+#[ignore = "the upstream tier: real binaries (tests/upstream/build.sh; tests/run.sh runs it)"]
 fn tokens_created_inspected_and_reviewed_by_the_real_apiserver() {
     use crate::token::{create_token, inspect, lifetime, review};
-    let Some(node) = RealNode::start("tokens_created_inspected_and_reviewed") else {
-        return;
-    };
+    let node = RealNode::start();
     create_pod(&node);
     let (token, stderr) = create_token(&node, &["default", "-n", "default", "--duration", "1h"]);
     assert!(stderr.contains("expires"), "{stderr}");
@@ -440,10 +433,9 @@ fn tokens_created_inspected_and_reviewed_by_the_real_apiserver() {
 }
 
 #[test]
+#[ignore = "the upstream tier: real binaries (tests/upstream/build.sh; tests/run.sh runs it)"]
 fn stale_tokens_seen_by_the_real_apiserver_stop_a_revert_to_false() {
-    let Some(node) = RealNode::start("stale_tokens_seen_by_the_real_apiserver") else {
-        return;
-    };
+    let node = RealNode::start();
     node.run()
         .args(["extend-tokens", "disable", "--yes", "--accept-stale-tokens"])
         .ok();
@@ -485,10 +477,9 @@ fn stale_tokens_seen_by_the_real_apiserver_stop_a_revert_to_false() {
 }
 
 #[test]
+#[ignore = "the upstream tier: real binaries (tests/upstream/build.sh; tests/run.sh runs it)"]
 fn a_change_killed_mid_way_on_the_real_node_is_finished_by_resume() {
-    let Some(node) = RealNode::start("a_change_killed_mid_way_on_the_real_node") else {
-        return;
-    };
+    let node = RealNode::start();
     let kubeadm_bytes = std::fs::read(node.path(MANIFEST)).unwrap();
     node.killed_mid_change();
     node.configure(|c| c.frozen = false);
@@ -509,10 +500,9 @@ fn a_change_killed_mid_way_on_the_real_node_is_finished_by_resume() {
 }
 
 #[test]
+#[ignore = "the upstream tier: real binaries (tests/upstream/build.sh; tests/run.sh runs it)"]
 fn rehearse_runs_on_the_real_binaries_a_user_supplies() {
-    let Some(bin) = kube_bin("rehearse_runs_on_the_real_binaries") else {
-        return;
-    };
+    let bin = kube_bin();
     let out = Run::new()
         .args(["rehearse", "--kube-bin"])
         .arg(&bin)
@@ -556,11 +546,10 @@ fn rehearse_kube_bin_names_what_is_missing() {
 }
 
 #[test]
+#[ignore = "the upstream tier: real binaries (tests/upstream/build.sh; tests/run.sh runs it)"]
 fn migrate_check_against_the_real_apiserver() {
     use crate::migrate::{assert_finds_the_legacy_token, check, legacy_token_in_use};
-    let Some(node) = RealNode::start("migrate_check_against_the_real_apiserver") else {
-        return;
-    };
+    let node = RealNode::start();
     let (code, doc) = check(&node);
     assert_eq!(code, 0, "a new cluster has no legacy tokens: {doc}");
     assert_eq!(
