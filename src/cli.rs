@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("KUBEADM_RECOVER_COMMIT"), ")"),
     about = "Break-glass recovery for kubeadm control-plane nodes: token extension, admin credentials, backups",
     after_help = "Exit codes: 0 done; 1 failed, node as before; 2 usage or a decision is needed; \
-                  3 refused by a preflight check; 4 failed and rollback failed: manual action needed."
+                  3 refused by a preflight check; 4 failed and rollback failed: manual action needed; \
+                  130 interrupted by a signal: what was started was put back and proved."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -587,6 +588,26 @@ pub enum Backups {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_names_every_exit_code_an_error_can_have() {
+        use crate::error::Error;
+        use clap::CommandFactory;
+        let help = Cli::command().get_after_help().unwrap().to_string();
+        let every = [
+            Error::Failed(String::new()),
+            Error::Usage(String::new()),
+            Error::Refused(String::new()),
+            Error::ManualActionNeeded(String::new()),
+            Error::Interrupted(String::new()),
+        ];
+        for code in std::iter::once(0).chain(every.iter().map(Error::code)) {
+            assert!(
+                help.contains(&format!(" {code} ")),
+                "{code} missing from: {help}"
+            );
+        }
+    }
 
     #[test]
     fn durations_parse_like_go_durations() {
