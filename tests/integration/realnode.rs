@@ -538,35 +538,51 @@ fn killed_while_the_new_apiserver_starts_revert_finishes_it() {
     revert_finishes_it(&node);
 }
 
-#[test]
-#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
-fn a_kubelet_that_does_not_act_is_nudged_through_the_real_crictl() {
-    let node = RealKubelet::get();
+/// `command` (a `disable` with `--nudge-after 5s -o json`) against a kubelet that truly does not
+/// act: stopped, so the old apiserver keeps serving. Once the tool's stderr shows `nudge`, the
+/// kubelet is resumed 2 s later. Asserts the change proved after a nudge, with the flag running;
+/// returns the proof document, the stderr seen, and when the nudge began.
+fn nudged_with_the_kubelet_stopped(
+    node: &RealKubelet,
+    command: &mut Command,
+    nudge: &str,
+) -> (serde_json::Value, String, Instant) {
     let kubelet = nix::unistd::Pid::from_raw(node.kubelet_pid());
-    // A kubelet that truly does not act: stopped, so the old apiserver keeps serving.
     nix::sys::signal::kill(kubelet, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let (child, seen) = watching(
-        &mut disable(&["--nudge-after", "5s", "-o", "json"]),
-        |line| {
-            if line.contains("nudging the kubelet: crictl stop") {
-                // The runtime has stopped the old container; the kubelet, back, starts the new pod.
-                std::thread::sleep(Duration::from_secs(2));
-                nix::sys::signal::kill(kubelet, nix::sys::signal::Signal::SIGCONT).unwrap();
-            }
-            false
-        },
-    );
+    let mut nudged_at = None;
+    let (child, seen) = watching(command, |line| {
+        if line.contains(nudge) {
+            nudged_at = Some(Instant::now());
+            std::thread::sleep(Duration::from_secs(2));
+            nix::sys::signal::kill(kubelet, nix::sys::signal::Signal::SIGCONT).unwrap();
+        }
+        false
+    });
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{seen}");
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["proof"]["nudged"], true, "{seen}");
-    assert!(
-        seen.contains("nudging the kubelet: crictl stop"),
-        "the real crictl, with the node's endpoint: {seen}"
-    );
     assert_eq!(
         flag_in(&running_args(&doc["proof"]["pid"])).as_deref(),
         Some("false")
+    );
+    let nudged_at = nudged_at.unwrap_or_else(|| panic!("no {nudge:?} in:\n{seen}"));
+    (doc, seen, nudged_at)
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn a_kubelet_that_does_not_act_is_nudged_through_the_real_crictl() {
+    let node = RealKubelet::get();
+    // The runtime stops the old container; the kubelet, back, starts the new pod.
+    let (_, seen, _) = nudged_with_the_kubelet_stopped(
+        &node,
+        &mut disable(&["--nudge-after", "5s", "-o", "json"]),
+        "nudging the kubelet: crictl stop",
+    );
+    assert!(
+        seen.contains("nudging the kubelet: crictl stop"),
+        "the real crictl, with the node's endpoint: {seen}"
     );
 }
 
@@ -583,31 +599,14 @@ fn path_without_crictl() -> String {
 #[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
 fn where_there_is_no_crictl_the_nudge_moves_the_manifest_out_and_back() {
     let node = RealKubelet::get();
-    let kubelet = nix::unistd::Pid::from_raw(node.kubelet_pid());
-    nix::sys::signal::kill(kubelet, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let mut nudged_at = None;
-    let (child, seen) = watching(
+    // The kubelet, back while the manifest is parked, stops the old pod; the manifest back, it
+    // starts the new one.
+    let (doc, seen, nudged_at) = nudged_with_the_kubelet_stopped(
+        &node,
         disable(&["--nudge-after", "5s", "-o", "json"]).env("PATH", path_without_crictl()),
-        |line| {
-            if line.contains("nudging the kubelet: moving the manifest") {
-                nudged_at = Some(Instant::now());
-                // The kubelet, back while the manifest is parked, stops the old pod; the
-                // manifest back, it starts the new one.
-                std::thread::sleep(Duration::from_secs(2));
-                nix::sys::signal::kill(kubelet, nix::sys::signal::Signal::SIGCONT).unwrap();
-            }
-            false
-        },
+        "nudging the kubelet: moving the manifest",
     );
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{seen}");
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(doc["proof"]["nudged"], true, "{seen}");
     assert!(!seen.contains("crictl stop"), "{seen}");
-    assert_eq!(
-        flag_in(&running_args(&doc["proof"]["pid"])).as_deref(),
-        Some("false")
-    );
     assert!(
         !std::path::Path::new("/etc/kubernetes/tmp/kube-apiserver.yaml.kubeadm-recover-nudge")
             .exists(),
@@ -616,7 +615,7 @@ fn where_there_is_no_crictl_the_nudge_moves_the_manifest_out_and_back() {
     // The measurement docs/fidelity.md reports: from the nudge to the proof.
     eprintln!(
         "move-out-and-back nudge: proved {:.1} s after the nudge began ({} ms in all)\n{seen}",
-        nudged_at.unwrap().elapsed().as_secs_f32(),
+        nudged_at.elapsed().as_secs_f32(),
         doc["proof"]["waitedMs"]
     );
 }

@@ -33,10 +33,9 @@ fn enable_and_disable_are_proved_by_a_new_healthy_apiserver() {
     assert_eq!(sim.manifest_dir_entries(), vec!["kube-apiserver.yaml"]);
 }
 
-#[test]
-fn a_value_the_new_apiserver_rejects_is_rolled_back_with_exit_1() {
-    let sim = SimNode::start();
-    let original = sim.manifest();
+/// `extend-tokens disable` on a node whose apiserver rejects the new value: a crash loop, rolled
+/// back with exit 1.
+fn disable_rejected(sim: &SimNode) -> Output {
     sim.configure(|c| {
         c.reject_args = vec!["--service-account-extend-token-expiration=false".into()]
     });
@@ -45,6 +44,14 @@ fn a_value_the_new_apiserver_rejects_is_rolled_back_with_exit_1() {
         .args(["extend-tokens", "disable", "--yes", "--timeout", "60s"])
         .code(1);
     assert!(out.stderr.contains("keeps exiting"), "{}", out.stderr);
+    out
+}
+
+#[test]
+fn a_value_the_new_apiserver_rejects_is_rolled_back_with_exit_1() {
+    let sim = SimNode::start();
+    let original = sim.manifest();
+    let out = disable_rejected(&sim);
     assert!(
         out.stderr.contains("rejected by this simulated apiserver"),
         "shows the apiserver's own error: {}",
@@ -73,14 +80,7 @@ fn a_value_the_new_apiserver_rejects_is_rolled_back_with_exit_1() {
 #[test]
 fn the_same_change_tried_again_after_a_rollback_is_judged_by_its_own_run() {
     let sim = SimNode::start();
-    sim.configure(|c| {
-        c.reject_args = vec!["--service-account-extend-token-expiration=false".into()]
-    });
-    let out = sim
-        .run()
-        .args(["extend-tokens", "disable", "--yes", "--timeout", "60s"])
-        .code(1);
-    assert!(out.stderr.contains("keeps exiting"), "{}", out.stderr);
+    disable_rejected(&sim);
     // The cause fixed (the runtime accepts it now), the operator tries again.
     sim.configure(|c| c.reject_args.clear());
     let out = sim
