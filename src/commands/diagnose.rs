@@ -78,7 +78,7 @@ fn certificates(ctx: &Context) -> Vec<Expiry> {
             let bytes = ctx.layout.fs().read(&path).ok()?;
             let (not_after, problem) = match crate::pem::not_after(&bytes) {
                 Ok(n) => (Some(n), None),
-                Err(e) => (None, Some(e)),
+                Err(e) => (None, Some(e.to_string())),
             };
             Some(Expiry {
                 name: (*name).into(),
