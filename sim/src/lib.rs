@@ -5,6 +5,7 @@
 //! what a real node offers: files, /proc, and the apiserver's HTTPS API.
 pub mod apiserver;
 pub mod config;
+pub mod flags;
 pub mod kubeadm;
 pub mod kubelet;
 pub mod netns;
