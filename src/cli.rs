@@ -142,7 +142,8 @@ pub enum DurationError {
 ///
 /// fundu does each segment's arithmetic; the split into segments is Go's own rule (below), since
 /// no maintained crate reads exactly Go's grammar: fundu would take a bare `5` as seconds and
-/// cannot continue with `.5s` after `1h`.
+/// cannot continue with `.5s` after `1h`. jiff, in the tree already for k8s-openapi, fits worse:
+/// even one segment at a time it refuses `.5s`, `1.s`, `μs`, days and sub-nanosecond digits.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let malformed = || DurationError::Malformed(text.to_string());
     if text.starts_with('-') {
