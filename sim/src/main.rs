@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kubeadm_recover::pki::KeyType;
+use kubeadm_recover::credentials::pki::KeyType;
 use kubeadm_recover_sim::config::SimConfig;
 use kubeadm_recover_sim::{kubeadm, kubelet, netns, node, sandbox_root};
 

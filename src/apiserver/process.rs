@@ -245,7 +245,7 @@ pub fn kubelet_runtime_endpoint(layout: &crate::node::NodeLayout) -> Option<Stri
 
 /// The CRI container id of the running apiserver, where `crictl` is installed (host only).
 pub fn crictl_container_id(layout: &crate::node::NodeLayout) -> Option<String> {
-    let out = crate::interrupt::run(
+    let out = crate::runtime::interrupt::run(
         crictl(
             layout,
             &["ps", "--name", "kube-apiserver", "--state", "running", "-q"],

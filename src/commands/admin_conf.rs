@@ -8,16 +8,17 @@ use base64::Engine;
 use serde::Serialize;
 
 use super::{Context, change_settings};
+use crate::change::executor::{self, BackupRef, Unfinished};
+use crate::change::plan::{self, CredentialCheck, Plan, PlannedWrite};
 use crate::cli::{AdminConf, KeyTypeArg, Method, RegenerateOptions};
+use crate::credentials::copies;
 use crate::credentials::issue::{self, CertFacts, Kind, Subject};
+use crate::credentials::kubeconfig::edit as kubeconfig_edit;
+use crate::credentials::pki::KeyType;
 use crate::credentials::verify::Verified;
-use crate::credentials::{copies, kubeconfig_edit};
 use crate::error::{Error, Result};
-use crate::executor::{self, BackupRef, Unfinished};
 use crate::manifest::Manifest;
-use crate::pki::KeyType;
-use crate::plan::{self, CredentialCheck, Plan, PlannedWrite};
-use crate::store::atomic::Ownership;
+use crate::node::store::atomic::Ownership;
 use crate::ui::Report;
 
 pub fn run(ctx: &Context, action: AdminConf) -> Result<()> {
@@ -348,7 +349,9 @@ pub(super) fn cluster_ca_der(ctx: &Context) -> Option<Vec<u8>> {
         .fs()
         .read_to_string(&ctx.layout.path("/etc/kubernetes/pki/ca.crt"))
         .ok()?;
-    crate::pem::certificates(&pem).into_iter().next()
+    crate::credentials::pem::certificates(&pem)
+        .into_iter()
+        .next()
 }
 
 /// Whether a user's client certificate is kubeadm's `kind` credential of this cluster: signed
@@ -658,7 +661,7 @@ fn plan_credential(
                     Error::io("cannot read", &layout.path("/etc/kubernetes/pki/ca.crt"), e)
                 })?;
             let server = server.ok_or_else(|| Error::Refused("no usable old kubeconfig and no apiserver manifest to take the server address from".into()))?;
-            crate::credentials::kubeconfig_edit::kubeadm_kubeconfig(
+            crate::credentials::kubeconfig::edit::kubeadm_kubeconfig(
                 &ca,
                 server,
                 &user,
@@ -720,8 +723,8 @@ fn plan_steps(
 fn warn_system_masters(ctx: &Context, plans: &[Credential]) {
     for p in plans {
         if let Some(i) = p.issued.as_ref().filter(|i| i.facts.system_masters) {
-            let lifetime = crate::clock::parse_rfc3339(&i.facts.not_after)
-                .zip(crate::clock::parse_rfc3339(&i.facts.not_before))
+            let lifetime = crate::runtime::clock::parse_rfc3339(&i.facts.not_after)
+                .zip(crate::runtime::clock::parse_rfc3339(&i.facts.not_before))
                 .map(|(after, before)| after - before);
             // kubeadm back-dates not-before a little; a day plus that is "short-lived".
             let advice = if lifetime.is_some_and(|l| l <= 25 * 3600) {

@@ -2,12 +2,12 @@
 use serde::Serialize;
 
 use super::{Context, change_settings};
+use crate::change::executor::{self, BackupRef, Restart, Unfinished};
+use crate::change::plan::{self, ChangeSettings, Gate, Plan, PlannedWrite};
+use crate::change::restart::Proof;
 use crate::cli::Backups;
 use crate::error::{Error, Result};
-use crate::executor::{self, BackupRef, Restart, Unfinished};
-use crate::plan::{self, ChangeSettings, Gate, Plan, PlannedWrite};
-use crate::restart::Proof;
-use crate::store::backup::{self, Backup, BackupFile};
+use crate::node::store::backup::{self, Backup, BackupFile};
 use crate::ui::{Report, unified_diff};
 
 pub fn run(ctx: &Context, action: Backups) -> Result<()> {
@@ -228,7 +228,7 @@ fn restore_target(ctx: &Context, backup: &Backup, file: &BackupFile) -> Result<s
             "mode {mode:04o} would let others write it, or make it executable"
         )));
     }
-    if let Ok(current) = crate::store::atomic::Ownership::of(&ctx.layout, &target)
+    if let Ok(current) = crate::node::store::atomic::Ownership::of(&ctx.layout, &target)
         && (current.uid, current.gid) != (file.ownership.uid, file.ownership.gid)
     {
         return Err(tampered(format!(

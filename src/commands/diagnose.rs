@@ -8,10 +8,10 @@ use super::backups::BackupEntry;
 use super::status::{ManifestRead, Status, status};
 use crate::credentials::copies;
 use crate::credentials::issue::Kind;
-use crate::credentials::kubeconfig_edit;
-use crate::diagnose::{Apiserver, Expiry, Facts, Finding};
+use crate::credentials::kubeconfig::edit as kubeconfig_edit;
 use crate::error::Result;
-use crate::guide::Guidance;
+use crate::survey::diagnose::{Apiserver, Expiry, Facts, Finding};
+use crate::survey::guide::Guidance;
 use crate::ui::Report;
 
 /// The certificates kubeadm manages besides the kubeconfigs', as `kubeadm certs renew` names
@@ -76,7 +76,7 @@ fn certificates(ctx: &Context) -> Vec<Expiry> {
         .filter_map(|name| {
             let path = ctx.layout.path(&format!("/etc/kubernetes/pki/{name}.crt"));
             let bytes = ctx.layout.fs().read(&path).ok()?;
-            let (not_after, problem) = match crate::pem::not_after(&bytes) {
+            let (not_after, problem) = match crate::credentials::pem::not_after(&bytes) {
                 Ok(n) => (Some(n), None),
                 Err(e) => (None, Some(e)),
             };
@@ -145,7 +145,7 @@ fn crash_attempts(ctx: &Context) -> (usize, Option<String>) {
 
 /// The facts: a `status` just read, and what only the diagnosis reads.
 pub fn facts(ctx: &Context, status: &Status) -> Facts {
-    let now = crate::clock::now_unix();
+    let now = crate::runtime::clock::now_unix();
     let (manifest_problem, manifest_extends_tokens) = match &status.manifest.read {
         ManifestRead::Parsed {
             extend_token_expiration,
@@ -166,7 +166,7 @@ pub fn facts(ctx: &Context, status: &Status) -> Facts {
     if apiserver.health.as_deref() != Some("ok") {
         (apiserver.crashed_attempts, apiserver.last_log) = crash_attempts(ctx);
     }
-    let parked = crate::restart::nudge::parked_path(&ctx.layout);
+    let parked = crate::change::restart::nudge::parked_path(&ctx.layout);
     Facts {
         now,
         sandbox: !ctx.layout.is_host(),
@@ -176,7 +176,10 @@ pub fn facts(ctx: &Context, status: &Status) -> Facts {
             .map(|c| Expiry {
                 name: c.path.rsplit('/').next().unwrap_or_default().to_string(),
                 path: c.path.clone(),
-                not_after: c.not_after.as_deref().and_then(crate::clock::parse_rfc3339),
+                not_after: c
+                    .not_after
+                    .as_deref()
+                    .and_then(crate::runtime::clock::parse_rfc3339),
                 problem: c.problem.clone(),
             })
             .collect(),
@@ -221,7 +224,7 @@ pub fn facts(ctx: &Context, status: &Status) -> Facts {
 pub fn run(ctx: &Context) -> Result<()> {
     let findings = status(ctx).findings;
     ctx.ui.report(&Diagnosis {
-        guidance: crate::guide::plan(&findings),
+        guidance: crate::survey::guide::plan(&findings),
         findings,
     })?;
     Ok(())

@@ -3,13 +3,13 @@
 use serde::Serialize;
 
 use super::{Context, change_settings, read_manifest};
+use crate::change::executor::{self, BackupRef, Executed, Restart, Unfinished};
+use crate::change::journal::RevertSchedule;
+use crate::change::plan::{self, ChangeSettings, Gate, Plan, PlannedWrite};
+use crate::change::restart::{Before, Proof};
 use crate::cli::ExtendTokens as Action;
 use crate::error::{Error, Result};
-use crate::executor::{self, BackupRef, Executed, Restart, Unfinished};
-use crate::journal::RevertSchedule;
 use crate::manifest::{ExtendTokens, Target, edit_extend_tokens};
-use crate::plan::{self, ChangeSettings, Gate, Plan, PlannedWrite};
-use crate::restart::{Before, Proof};
 use crate::ui::{Report, unified_diff};
 
 #[derive(Debug, Serialize)]
@@ -122,7 +122,7 @@ pub fn run(ctx: &Context, action: Action) -> Result<()> {
     let result = change_flag(ctx, enable, &settings, revert_after)?;
     if !enable && result.changed && !result.dry_run {
         // Extension is off by hand: a scheduled revert of an earlier enable has nothing to do.
-        crate::schedule::cancel(&ctx.layout, &ctx.ui, None);
+        crate::change::schedule::cancel(&ctx.layout, &ctx.ui, None);
     }
     ctx.ui.report(&result)?;
     Ok(())
@@ -139,8 +139,8 @@ fn change_flag(
     let path = layout.apiserver_manifest();
     let node_path = layout.node_path(&path);
     // The timer's binary is checked before anything changes: a refusal then changes nothing.
-    if revert_after.is_some() && crate::schedule::uses_systemd(layout) {
-        crate::schedule::runnable_binary()?;
+    if revert_after.is_some() && crate::change::schedule::uses_systemd(layout) {
+        crate::change::schedule::runnable_binary()?;
     }
     let mut facts = None;
     let (plan, executed) = executor::run(layout, ui, settings, Unfinished::Refuse, || {
@@ -178,17 +178,17 @@ fn change_flag(
         .gate(Gate::Strays);
         plan.diff = diff;
         if let (Some(after), true) = (revert_after, edit.changed) {
-            let deadline =
-                crate::clock::after(crate::clock::now_unix(), after).ok_or_else(|| {
-                    Error::Usage(format!(
-                        "--revert-after {}s is out of range: give at most 36500d",
-                        after.as_secs()
-                    ))
-                })?;
+            let deadline = crate::runtime::clock::after(crate::runtime::clock::now_unix(), after)
+                .ok_or_else(|| {
+                Error::Usage(format!(
+                    "--revert-after {}s is out of range: give at most 36500d",
+                    after.as_secs()
+                ))
+            })?;
             plan.revert_after = Some(deadline);
             plan = plan.step(format!(
                 "revert it at {} (--revert-after): a systemd timer where the node has systemd",
-                crate::clock::rfc3339(deadline)
+                crate::runtime::clock::rfc3339(deadline)
             ));
         } else if revert_after.is_some() {
             ui.warn("--revert-after: nothing changes, so there is nothing to revert later");
@@ -207,7 +207,7 @@ fn change_flag(
     })?;
     let edit = facts.expect("the plan was built");
     let revert_after = executed.session.as_ref().and_then(|id| {
-        crate::journal::Journal::load(layout)
+        crate::change::journal::Journal::load(layout)
             .ok()?
             .find(id)?
             .revert_after

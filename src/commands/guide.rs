@@ -7,11 +7,11 @@ use std::collections::BTreeSet;
 use clap::Parser;
 
 use super::{Context, dispatch};
+use crate::change::journal::{Journal, Session, State};
 use crate::cli::Cli;
-use crate::diagnose::Finding;
 use crate::error::{Error, Result};
-use crate::guide::{self, Guidance, Step};
-use crate::journal::{Journal, Session, State};
+use crate::survey::diagnose::Finding;
+use crate::survey::guide::{self, Guidance, Step};
 use crate::ui::guided::{self, GuidedStep};
 use crate::ui::shell_quote;
 use crate::ui::{Ui, UiSettings, stdout_write};
@@ -41,7 +41,7 @@ pub fn run(ctx: &Context, settings: UiSettings, reason: Option<String>) -> Resul
         return Err(Error::Usage(NOT_A_TERMINAL.into()));
     }
     // From the first question on, Ctrl-C is reported, never a kill mid-sentence.
-    crate::interrupt::install();
+    crate::runtime::interrupt::install();
     ctx.ui
         .info("looking at the node: manifest, kubelet, apiserver, credentials, journal ...");
     let findings = super::status::status(ctx).findings;

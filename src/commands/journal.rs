@@ -3,12 +3,12 @@
 use serde::Serialize;
 
 use super::{Context, change_settings};
+use crate::change::executor::{self, Unfinished};
+use crate::change::journal::{Journal, Session, State};
+use crate::change::plan::{self, Mark, Plan};
 use crate::cli::JournalCommand;
 use crate::error::{Error, Result};
-use crate::executor::{self, Unfinished};
-use crate::journal::{Journal, Session, State};
-use crate::plan::{self, Mark, Plan};
-use crate::store::sha256_hex;
+use crate::node::store::sha256_hex;
 use crate::ui::Report;
 
 pub fn run(ctx: &Context, action: JournalCommand) -> Result<()> {

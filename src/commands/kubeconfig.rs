@@ -8,14 +8,14 @@ use serde::Serialize;
 
 use super::{Context, change_settings};
 use crate::apiserver::admin::{Admin, TokenRequest};
+use crate::change::executor::{self, BackupRef, Unfinished};
+use crate::change::plan::{self, Plan, PlannedWrite};
 use crate::cli::KubeconfigCommand;
-use crate::clock::{now_unix, rfc3339};
-use crate::credentials::kubeconfig_edit::{redacted, replace_token};
+use crate::credentials::kubeconfig::edit::{redacted, replace_token};
+use crate::credentials::kubeconfig::prune::{Finding, prune};
+use crate::credentials::token::relative;
 use crate::error::{Error, Result};
-use crate::executor::{self, BackupRef, Unfinished};
-use crate::kubeconfig_prune::{Finding, prune};
-use crate::plan::{self, Plan, PlannedWrite};
-use crate::token::relative;
+use crate::runtime::clock::{now_unix, rfc3339};
 use crate::ui::{Report, escape, unified_diff};
 
 pub fn run(ctx: &Context, action: KubeconfigCommand) -> Result<()> {

@@ -10,7 +10,7 @@ use crate::apiserver::admin::Admin;
 use crate::cli::{ApiOptions, MigrateCommand};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use crate::migration::{self, SecretMount, StaleUser, TokenSecret};
+use crate::survey::migration::{self, SecretMount, StaleUser, TokenSecret};
 use crate::ui::Report;
 
 pub fn run(ctx: &Context, action: MigrateCommand) -> Result<()> {

@@ -14,11 +14,11 @@ mod shell;
 mod status;
 mod token;
 
+use crate::change::plan::{ChangeSettings, OnInterrupt};
+use crate::change::restart::WaitOptions;
 use crate::cli::{self, Cli, Command, ConfirmOptions, RestartOptions, StaleTokenOptions};
 use crate::error::{Error, Result};
 use crate::node::NodeLayout;
-use crate::plan::{ChangeSettings, OnInterrupt};
-use crate::restart::WaitOptions;
 use crate::ui::{Format, Ui, UiSettings};
 
 /// What every command gets: where the node is, and how to talk.
@@ -132,7 +132,7 @@ pub fn change_settings(
 pub fn read_manifest(layout: &NodeLayout) -> Result<String> {
     let path = layout.apiserver_manifest();
     let bytes = layout.fs().read(&path).map_err(|e| {
-        let parked = crate::restart::parked_path(layout);
+        let parked = crate::change::restart::parked_path(layout);
         if e.kind() == std::io::ErrorKind::NotFound && layout.fs().exists(&parked) {
             Error::Refused(format!(
                 "{} is parked at {} by an interrupted nudge; any kubeadm-recover command that changes the node \

@@ -3,13 +3,13 @@
 use serde::Serialize;
 
 use super::{Context, read_manifest};
+use crate::change::executor::{self, BackupRef, Restart, Unfinished};
+use crate::change::journal::{Journal, Session, State};
+use crate::change::plan::{self, ChangeSettings, Gate, GoingBack, Mark, Plan, PlannedWrite};
+use crate::change::restart::Proof;
 use crate::error::{Error, Result};
-use crate::executor::{self, BackupRef, Restart, Unfinished};
-use crate::journal::{Journal, Session, State};
 use crate::manifest::{FlagState, Manifest, Target, edit_extend_tokens};
-use crate::plan::{self, ChangeSettings, Gate, GoingBack, Mark, Plan, PlannedWrite};
-use crate::restart::Proof;
-use crate::store::{backup, sha256_hex};
+use crate::node::store::{backup, sha256_hex};
 use crate::ui::{Report, unified_diff};
 
 #[derive(Debug, Serialize)]
@@ -227,7 +227,7 @@ fn revert_text(ctx: &Context, target: &Session, current: &str) -> Result<(Option
              (and `backups restore` can put the original back)",
             ctx.layout.node_path(&path),
             target.id,
-            crate::journal::abandon_command(&target.id)
+            crate::change::journal::abandon_command(&target.id)
         )));
     }
     let goal = match &target.original.flag {
@@ -268,7 +268,7 @@ fn take_fleet_lease(
     ctx: &Context,
     wanted: Option<&str>,
     settings: &ChangeSettings,
-) -> Result<crate::fleet::Held> {
+) -> Result<crate::change::fleet::Held> {
     let own = read_manifest(&ctx.layout).ok().and_then(|text| {
         crate::manifest::Manifest::parse(&text)
             .ok()
@@ -280,7 +280,7 @@ fn take_fleet_lease(
         .map(|w| w.timeout + w.rollback_timeout)
         .unwrap_or_default()
         + std::time::Duration::from_secs(120);
-    let held = crate::fleet::acquire(
+    let held = crate::change::fleet::acquire(
         &ctx.layout,
         own.as_deref(),
         wanted.unwrap_or("revert"),
@@ -288,7 +288,7 @@ fn take_fleet_lease(
     )?;
     ctx.ui.info(format!(
         "took the fleet lease kube-system/{}; every other apiserver is ready",
-        crate::fleet::LEASE_NAME
+        crate::change::fleet::LEASE_NAME
     ));
     Ok(held)
 }
@@ -381,7 +381,7 @@ pub fn revert(
     {
         ctx.ui.warn(format!(
             "could not give back the fleet lease kube-system/{} ({e}); it expires by itself",
-            crate::fleet::LEASE_NAME
+            crate::change::fleet::LEASE_NAME
         ));
     }
     let (plan, executed) = outcome?;
@@ -393,7 +393,7 @@ pub fn revert(
             .is_some_and(|r| r.timer.is_some())
     {
         // Reverted (by hand, or by the timer itself): its scheduled revert has nothing to do.
-        crate::schedule::cancel(layout, &ctx.ui, Some(&target.id));
+        crate::change::schedule::cancel(layout, &ctx.ui, Some(&target.id));
     }
     ctx.ui.report(&RevertResult {
         session: target.id,
@@ -558,7 +558,7 @@ pub fn resume(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) ->
                  then `{}` hands the session over to you",
                 layout.apiserver_manifest().display(),
                 target.id,
-                crate::journal::abandon_command(&target.id)
+                crate::change::journal::abandon_command(&target.id)
             )));
         };
         Ok(plan.step(format!("session {}: {how}", target.id)))

@@ -7,13 +7,13 @@ use super::Context;
 use super::backups::{BackupEntry, entries};
 use crate::apiserver::client::{ApiClient, Endpoint};
 use crate::apiserver::process;
-use crate::diagnose::{Finding, Severity};
+use crate::change::journal::{Journal, Session, State};
+use crate::credentials::kubeconfig::{CredentialInfo, credential_info};
 use crate::error::Result;
-use crate::journal::{Journal, Session, State};
-use crate::kubeconfig::{CredentialInfo, credential_info};
 use crate::manifest::{ExtendTokens, Manifest};
 use crate::node::NodeLayout;
-use crate::store::strays;
+use crate::node::store::strays;
+use crate::survey::diagnose::{Finding, Severity};
 use crate::ui::Report;
 
 #[derive(Debug, Serialize)]
@@ -55,7 +55,7 @@ pub struct SessionSummary {
     pub message: String,
     /// `--revert-after`: when it is to be reverted, and by what.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub revert_after: Option<crate::journal::RevertSchedule>,
+    pub revert_after: Option<crate::change::journal::RevertSchedule>,
 }
 
 #[derive(Debug, Serialize)]
@@ -196,12 +196,18 @@ impl Report for Status {
                     Some(timer) => format!(
                         "          revert scheduled for {} ({}) by the timer {timer}\n",
                         r.deadline,
-                        crate::token::relative(r.deadline_unix, crate::clock::now_unix())
+                        crate::credentials::token::relative(
+                            r.deadline_unix,
+                            crate::runtime::clock::now_unix()
+                        )
                     ),
                     None => format!(
                         "          revert due by {} ({}): {}\n",
                         r.deadline,
-                        crate::token::relative(r.deadline_unix, crate::clock::now_unix()),
+                        crate::credentials::token::relative(
+                            r.deadline_unix,
+                            crate::runtime::clock::now_unix()
+                        ),
                         r.note.as_deref().unwrap_or("no timer")
                     ),
                 });
@@ -330,7 +336,7 @@ pub fn run(ctx: &Context) -> Result<()> {
 pub fn status(ctx: &Context) -> Status {
     let layout = &ctx.layout;
     let path = layout.apiserver_manifest();
-    let now = crate::clock::now_unix();
+    let now = crate::runtime::clock::now_unix();
     let mut apiserver = None;
     let read = match super::read_manifest(layout) {
         Err(e) => ManifestRead::Problem {
@@ -406,7 +412,7 @@ pub fn status(ctx: &Context) -> Status {
             .collect(),
     };
     // What is wrong, from what was just read (and what only the diagnosis reads).
-    status.findings = crate::diagnose::diagnose(&super::diagnose::facts(ctx, &status));
+    status.findings = crate::survey::diagnose::diagnose(&super::diagnose::facts(ctx, &status));
     status
 }
 
@@ -426,9 +432,9 @@ fn summary(layout: &NodeLayout, s: &Session, unfinished: bool, now: i64) -> Sess
         revert_after: s
             .revert_after
             .as_ref()
-            .map(|r| crate::schedule::live(layout, r)),
+            .map(|r| crate::change::schedule::live(layout, r)),
         message: if unfinished {
-            crate::journal::unfinished_message(layout, s)
+            crate::change::journal::unfinished_message(layout, s)
         } else {
             describe_session(layout, s, now)
         },
@@ -483,7 +489,7 @@ fn running_apiserver(layout: &NodeLayout, manifest: &Manifest) -> ApiserverStatu
     ApiserverStatus {
         port,
         pid: Some(found.identity.pid),
-        started: process::started_unix(&found.identity).map(crate::clock::rfc3339),
+        started: process::started_unix(&found.identity).map(crate::runtime::clock::rfc3339),
         health: Some(match health {
             Ok(()) => "ok".to_string(),
             Err(e) => e,

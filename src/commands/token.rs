@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use super::Context;
 use crate::apiserver::admin::{Admin, TokenRequest};
 use crate::cli::{ApiOptions, InspectOptions, TokenCommand};
-use crate::clock::{now_unix, rfc3339};
+use crate::credentials::token::{self, TokenFacts, Verdict, relative};
 use crate::error::{Error, Result};
-use crate::token::{self, TokenFacts, Verdict, relative};
+use crate::runtime::clock::{now_unix, rfc3339};
 use crate::ui::{Report, Untrusted, escape};
 
 pub fn run(ctx: &Context, action: TokenCommand) -> Result<()> {
@@ -193,7 +193,7 @@ fn inspect(ctx: &Context, options: &InspectOptions) -> Result<()> {
                 .fs()
                 .read_to_string(path)
                 .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
-            let held = crate::kubeconfig::held_tokens(&text, options.user.as_deref())
+            let held = crate::credentials::kubeconfig::held_tokens(&text, options.user.as_deref())
                 .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
             for h in held {
                 let user = Untrusted::new(h.user);
@@ -364,7 +364,7 @@ fn create(ctx: &Context, request: &TokenRequest, api: &ApiOptions) -> Result<()>
     let token = issued.token.expose_secret().to_string();
     let expiration = issued.expiration_timestamp;
     // The apiserver's answer: a time that does not parse or wraps around counts as none.
-    let expires = crate::clock::parse_rfc3339(&expiration);
+    let expires = crate::runtime::clock::parse_rfc3339(&expiration);
     let granted = expires.and_then(|e| e.checked_sub(now)).unwrap_or(0);
     let requested = request.duration.map(|d| d.as_secs());
     // A minute of slack for the round trip and clock skew between here and the apiserver.
@@ -373,7 +373,7 @@ fn create(ctx: &Context, request: &TokenRequest, api: &ApiOptions) -> Result<()>
     {
         ctx.ui.warn(format!(
             "the apiserver shortened the lifetime: asked for {}, granted {} (its --service-account-max-token-expiration)",
-            relative(crate::clock::after(now, duration).unwrap_or(i64::MAX), now)
+            relative(crate::runtime::clock::after(now, duration).unwrap_or(i64::MAX), now)
                 .trim_start_matches("in "),
             relative(now.saturating_add(granted), now).trim_start_matches("in ")
         ));

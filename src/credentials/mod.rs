@@ -2,5 +2,8 @@
 //! identity, prove them against the apiserver, and fix the copies people made.
 pub mod copies;
 pub mod issue;
-pub mod kubeconfig_edit;
+pub mod kubeconfig;
+pub mod pem;
+pub mod pki;
+pub mod token;
 pub mod verify;

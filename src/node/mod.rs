@@ -1,6 +1,7 @@
 //! The node's filesystem, under `--root`: every path the tool touches comes from here, and
 //! every file operation on it goes through `fs`, confined to the root.
 pub mod fs;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -76,7 +76,7 @@ pub fn ask_reason(default: &str) -> Result<String> {
 /// is the terminal failing. Either way nothing of the step was changed.
 fn broken(err: dialoguer::Error, at: &str) -> Error {
     let dialoguer::Error::IO(io) = err;
-    if io.kind() == std::io::ErrorKind::Interrupted || crate::interrupt::interrupted() {
+    if io.kind() == std::io::ErrorKind::Interrupted || crate::runtime::interrupt::interrupted() {
         Error::Interrupted(format!(
             "interrupted at the question ({at}): nothing of it was changed; the node is as the steps before left it"
         ))

@@ -225,7 +225,7 @@ impl Ui {
     /// Ctrl-C all mean no, cleanly: the terminal is put back as it was found, and a signal
     /// (Ctrl-C, or a `kill` while the question waits) is noticed at once, never swallowed.
     fn ask(question: &str) -> Result<()> {
-        crate::interrupt::install();
+        crate::runtime::interrupt::install();
         let answer = read_answer(question).unwrap_or(false);
         stderr_line(if answer { "yes" } else { "no" });
         if answer {
@@ -258,7 +258,7 @@ fn read_answer(question: &str) -> std::io::Result<bool> {
     let _ = termios::tcflush(tty.as_fd(), termios::FlushArg::TCIFLUSH);
     stderr_raw(&format!("{question} [y/N] "));
     let answer = (|| loop {
-        if crate::interrupt::interrupted() {
+        if crate::runtime::interrupt::interrupted() {
             return Ok(false);
         }
         let mut fds = [nix::poll::PollFd::new(

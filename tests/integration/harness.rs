@@ -93,11 +93,13 @@ pub trait Sandbox {
                     walk(&path, root, out);
                 } else if meta.is_symlink() {
                     let target = std::fs::read_link(&path).unwrap();
-                    let hash =
-                        kubeadm_recover::store::sha256_hex(target.as_os_str().as_encoded_bytes());
+                    let hash = kubeadm_recover::node::store::sha256_hex(
+                        target.as_os_str().as_encoded_bytes(),
+                    );
                     out.insert(rel, (hash, meta.mode()));
                 } else {
-                    let hash = kubeadm_recover::store::sha256_hex(&std::fs::read(&path).unwrap());
+                    let hash =
+                        kubeadm_recover::node::store::sha256_hex(&std::fs::read(&path).unwrap());
                     out.insert(rel, (hash, meta.mode()));
                 }
             }

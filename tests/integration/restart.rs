@@ -353,7 +353,7 @@ fn the_admin_conf_of_a_simulated_node_works_with_real_kubectl_and_openssl() {
 fn ecdsa_nodes_and_old_versions_simulate_too() {
     let sim = SimNode::with(NodeOptions {
         version: "1.27.9".into(),
-        key_type: kubeadm_recover::pki::KeyType::EcdsaP256,
+        key_type: kubeadm_recover::credentials::pki::KeyType::EcdsaP256,
         ..Default::default()
     });
     let key = std::fs::read_to_string(sim.path("/etc/kubernetes/pki/ca.key")).unwrap();

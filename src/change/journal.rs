@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::manifest::FlagState;
 use crate::node::NodeLayout;
-use crate::store::atomic::Ownership;
+use crate::node::store::atomic::Ownership;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -210,8 +210,8 @@ pub struct Recorder<'a> {
 impl<'a> Recorder<'a> {
     pub fn begin(layout: &'a NodeLayout, mut session: Session) -> Result<Recorder<'a>> {
         let mut journal = Journal::load(layout)?;
-        let now = crate::clock::now_unix();
-        session.started = crate::clock::rfc3339(now);
+        let now = crate::runtime::clock::now_unix();
+        session.started = crate::runtime::clock::rfc3339(now);
         session.started_unix = now;
         session.updated = session.started.clone();
         session.history = vec![StepRecord {
@@ -238,7 +238,7 @@ impl<'a> Recorder<'a> {
             Error::Failed(format!("session {} vanished from the journal", self.id))
         })?;
         change(session);
-        session.updated = crate::clock::rfc3339(crate::clock::now_unix());
+        session.updated = crate::runtime::clock::rfc3339(crate::runtime::clock::now_unix());
         journal.save(self.layout)
     }
 
@@ -265,7 +265,7 @@ impl<'a> Recorder<'a> {
             s.step = step.to_string();
             s.history.push(StepRecord {
                 step: step.to_string(),
-                at: crate::clock::rfc3339(crate::clock::now_unix()),
+                at: crate::runtime::clock::rfc3339(crate::runtime::clock::now_unix()),
             });
         })
     }
@@ -276,7 +276,7 @@ impl<'a> Recorder<'a> {
             s.step = step.to_string();
             s.history.push(StepRecord {
                 step: step.to_string(),
-                at: crate::clock::rfc3339(crate::clock::now_unix()),
+                at: crate::runtime::clock::rfc3339(crate::runtime::clock::now_unix()),
             });
         })
     }
@@ -294,7 +294,7 @@ pub fn new_session(
             .ok()
             .map(|m| m.extend_tokens().state)
     };
-    let stamp = crate::clock::compact_ms(crate::clock::now_unix_ms());
+    let stamp = crate::runtime::clock::compact_ms(crate::runtime::clock::now_unix_ms());
     Session {
         id: format!("{stamp}-{}", command.replace(' ', "-")),
         command: command.to_string(),
@@ -307,11 +307,11 @@ pub fn new_session(
         state: State::InProgress,
         step: "started".into(),
         original: ManifestVersion {
-            sha256: crate::store::sha256_hex(original),
+            sha256: crate::node::store::sha256_hex(original),
             flag: flag_of(&String::from_utf8_lossy(original)),
         },
         intended: ManifestVersion {
-            sha256: crate::store::sha256_hex(intended.as_bytes()),
+            sha256: crate::node::store::sha256_hex(intended.as_bytes()),
             flag: flag_of(intended),
         },
         intended_text: intended.to_string(),
@@ -345,7 +345,7 @@ pub fn refuse_if_unfinished(layout: &NodeLayout) -> Result<()> {
         return Ok(());
     };
     // A running process holds the lock: that is "busy", not "unfinished".
-    drop(crate::store::lock::acquire(layout)?);
+    drop(crate::node::store::lock::acquire(layout)?);
     Err(Error::Refused(unfinished_message(layout, session)))
 }
 
@@ -355,7 +355,7 @@ pub fn unfinished_message(layout: &NodeLayout, session: &Session) -> String {
             .fs()
             .read(&layout.path(node_path))
             .ok()
-            .map(|b| crate::store::sha256_hex(&b))
+            .map(|b| crate::node::store::sha256_hex(&b))
     };
     let where_ = if session.is_manifest() {
         let now = sha("/etc/kubernetes/manifests/kube-apiserver.yaml");

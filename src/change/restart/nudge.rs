@@ -21,7 +21,7 @@ pub fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant
             crate::ui::command_line(["crictl", "stop", &id])
         ));
         // crictl's own grace period is 10 s; a signal stops the wait (the change rolls back).
-        let _ = crate::interrupt::run(
+        let _ = crate::runtime::interrupt::run(
             stop.stdout_null().stderr_null(),
             Duration::from_secs(30),
             true,
@@ -48,7 +48,7 @@ pub fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant
     // staying parked through it (measured on the real node: back after 2–3 s instead of 25).
     // A signal ends the wait at once (the manifest is moved back below, then the change rolls back).
     while Instant::now() < deadline
-        && !crate::interrupt::interrupted()
+        && !crate::runtime::interrupt::interrupted()
         && process::find_apiserver(expected_port).is_some()
         && process::listening_on(expected_port)
     {
@@ -84,7 +84,7 @@ pub fn end_shutdown(layout: &NodeLayout, ui: &Ui, pid: i32) -> bool {
          period: {}",
         crate::ui::command_line(["crictl", "stop", "--timeout", "0", &id])
     ));
-    match crate::interrupt::run(
+    match crate::runtime::interrupt::run(
         stop.stdout_null().stderr_capture(),
         Duration::from_secs(20),
         true,

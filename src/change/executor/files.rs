@@ -2,15 +2,15 @@
 //! up, write atomically, prove the result where it can be proved, put everything back if not.
 use super::manifest::{Journal, close_as_before, nothing_written};
 use super::{BackupRef, Executed, Restart};
-use crate::change;
+use crate::change::journal::{self, FileVersion, State};
+use crate::change::plan::{PlannedWrite, Verify};
+use crate::change::write as change;
 use crate::credentials::verify::{self, NotVerified, Verified};
 use crate::error::{Error, Result};
-use crate::journal::{self, FileVersion, State};
 use crate::node::NodeLayout;
-use crate::plan::{PlannedWrite, Verify};
-use crate::store::sha256_hex;
-use crate::store::strays::Stray;
-use crate::store::{audit, backup};
+use crate::node::store::sha256_hex;
+use crate::node::store::strays::Stray;
+use crate::node::store::{audit, backup};
 use crate::ui::Ui;
 
 pub fn write(
@@ -196,14 +196,14 @@ pub fn external(
     })?;
     for program in programs {
         let (name, args) = program.split_first().expect("a program has a name");
-        let ran = crate::interrupt::run(
+        let ran = crate::runtime::interrupt::run(
             duct::cmd(name, args).stderr_to_stdout().stdout_capture(),
             PROGRAM_DEADLINE,
             true,
         );
         let out = match ran {
             Ok(out) => out,
-            Err(crate::interrupt::Stopped::Failed(e)) => {
+            Err(crate::runtime::interrupt::Stopped::Failed(e)) => {
                 return Err(nothing_written(
                     &recorder,
                     Error::Failed(format!("cannot run {name}: {e}; nothing was changed")),
@@ -217,7 +217,7 @@ pub fn external(
                     made.dir.display()
                 );
                 let error = match stopped {
-                    crate::interrupt::Stopped::Interrupted => Error::Interrupted(why),
+                    crate::runtime::interrupt::Stopped::Interrupted => Error::Interrupted(why),
                     _ => Error::Failed(why),
                 };
                 return Err(settle(layout, &recorder, files, error));

@@ -1,14 +1,16 @@
 //! A change of the apiserver manifest, journaled step by step: back up, write atomically, prove
 //! the restart (or put the original back and prove the old apiserver healthy).
-use crate::change::{self, Applied, CommitFailure};
+use crate::change::journal::{self, State};
+use crate::change::plan::{OnInterrupt, PlannedWrite};
+use crate::change::restart::{
+    Before, Expected, Proof, WaitFailure, WaitOptions, observe_before, wait_for,
+};
+use crate::change::write::{self as change, Applied, CommitFailure};
 use crate::error::{Error, Result};
-use crate::interrupt;
-use crate::journal::{self, State};
 use crate::node::NodeLayout;
-use crate::plan::{OnInterrupt, PlannedWrite};
-use crate::restart::{Before, Expected, Proof, WaitFailure, WaitOptions, observe_before, wait_for};
-use crate::store::audit;
-use crate::store::strays::Stray;
+use crate::node::store::audit;
+use crate::node::store::strays::Stray;
+use crate::runtime::interrupt;
 use crate::ui::Ui;
 
 /// A change of the manifest (and maybe other files).
@@ -74,7 +76,7 @@ pub fn execute(layout: &NodeLayout, ui: &Ui, change: Change) -> Result<Outcome> 
     session.reverts = change.reverts.clone();
     session.stale_tokens_at_start = change.stale_tokens_at_start;
     session.revert_after = change.revert_after.map(|deadline| journal::RevertSchedule {
-        deadline: crate::clock::rfc3339(deadline),
+        deadline: crate::runtime::clock::rfc3339(deadline),
         deadline_unix: deadline,
         timer: None,
         note: Some("not scheduled yet: the change is under way".into()),
@@ -284,7 +286,7 @@ pub(super) fn close_as_before(recorder: &journal::Recorder, error: Error, step: 
              session {} as unfinished: free space under {}, then `{}` clears it",
             recorder.id,
             recorder.dir().display(),
-            crate::journal::abandon_command(&recorder.id)
+            crate::change::journal::abandon_command(&recorder.id)
         )),
         // Whether it lists this session cannot be told: a person must look at it.
         Err(_) => Error::ManualActionNeeded(format!(

@@ -3,7 +3,7 @@
 //! shows the same steps to scripts, which run them with `--yes`.
 use serde::Serialize;
 
-use crate::diagnose::{Finding, Severity};
+use crate::survey::diagnose::{Finding, Severity};
 
 /// The validity proposed for a new super-admin.conf: it is `system:masters`, which RBAC cannot
 /// restrict and nothing can revoke short of rotating the CA, so it should not outlive the

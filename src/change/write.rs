@@ -2,14 +2,14 @@
 //! Used by every mutating command, so the safety rules live in one place.
 use std::path::PathBuf;
 
+pub use crate::change::plan::PlannedWrite;
 use crate::error::{Error, Result};
 use crate::node::NodeLayout;
-pub use crate::plan::PlannedWrite;
-use crate::store::atomic;
-use crate::store::audit::{self, FileChange};
-use crate::store::backup::{self, Backup, Source};
-use crate::store::sha256_hex;
-use crate::store::strays::{self, Stray};
+use crate::node::store::atomic;
+use crate::node::store::audit::{self, FileChange};
+use crate::node::store::backup::{self, Backup, Source};
+use crate::node::store::sha256_hex;
+use crate::node::store::strays::{self, Stray};
 use crate::ui::Ui;
 
 pub struct Applied {

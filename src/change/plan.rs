@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::change::journal::State;
+use crate::change::restart::WaitOptions;
 use crate::credentials::issue::{CertFacts, Subject};
-use crate::journal::State;
-use crate::restart::WaitOptions;
-use crate::store::atomic::Ownership;
+use crate::node::store::atomic::Ownership;
 
 /// One file to replace: what we read (to detect a change under our feet) and what we write.
 #[derive(Debug, Clone)]

@@ -147,7 +147,11 @@ fn credential_findings(facts: &Facts, out: &mut Vec<Finding>) {
                     c.name,
                     days(left)
                 ),
-                format!("{}: not after {}", c.path, crate::clock::rfc3339(not_after)),
+                format!(
+                    "{}: not after {}",
+                    c.path,
+                    crate::runtime::clock::rfc3339(not_after)
+                ),
                 format!("kubeadm-recover admin-conf regenerate{flag}"),
             ));
         } else if left <= SOON_DAYS * 86_400 {
@@ -155,7 +159,11 @@ fn credential_findings(facts: &Facts, out: &mut Vec<Finding>) {
                 &format!("{}-expiring", c.name.trim_end_matches(".conf")),
                 Severity::Warning,
                 format!("{} expires in {}", c.name, days(left)),
-                format!("{}: not after {}", c.path, crate::clock::rfc3339(not_after)),
+                format!(
+                    "{}: not after {}",
+                    c.path,
+                    crate::runtime::clock::rfc3339(not_after)
+                ),
                 format!("kubeadm-recover admin-conf regenerate{flag}"),
             ));
         }
@@ -188,7 +196,7 @@ fn certificate_findings(facts: &Facts, out: &mut Vec<Finding>) {
             &format!("certificate-{}", c.name.replace('/', "-")),
             severity,
             format!("the {} certificate {state}", c.name),
-            format!("{}: not after {}", c.path, crate::clock::rfc3339(not_after)),
+            format!("{}: not after {}", c.path, crate::runtime::clock::rfc3339(not_after)),
             format!(
                 "kubeadm certs renew {} (then restart the control-plane pods that use it); this tool reads it, it does not renew it",
                 c.name.replace('/', "-")

@@ -80,7 +80,7 @@ pub fn audit_users(log: &str, since: i64) -> Vec<StaleUser> {
             .as_str()
             .or(event["requestReceivedTimestamp"].as_str())
             .unwrap_or_default();
-        if crate::clock::parse_rfc3339(when).is_some_and(|t| t < since) {
+        if crate::runtime::clock::parse_rfc3339(when).is_some_and(|t| t < since) {
             continue;
         }
         let subject = note
@@ -118,14 +118,17 @@ pub fn check(
     let before = stale_tokens_total(layout, manifest);
     // Watched in small steps, so that a signal stops the check at once.
     let until = std::time::Instant::now() + window;
-    while std::time::Instant::now() < until && !crate::interrupt::interrupted() {
+    while std::time::Instant::now() < until && !crate::runtime::interrupt::interrupted() {
         std::thread::sleep(
             Duration::from_millis(50)
                 .min(until.saturating_duration_since(std::time::Instant::now())),
         );
     }
     let now = stale_tokens_total(layout, manifest);
-    let since = session.map_or(crate::clock::now_unix() - 24 * 3600, |(started, _)| started);
+    let since = session.map_or(
+        crate::runtime::clock::now_unix() - 24 * 3600,
+        |(started, _)| started,
+    );
     let audit_path = manifest.flag("audit-log-path").filter(|p| p != "-");
     let users = audit_path
         .as_deref()
@@ -346,7 +349,7 @@ mod tests {
             )
             + &line("system:serviceaccount:ops:bot", "2026-11-27T09:00:00Z")
             + "{\"annotations\":{}}\nnot json\n";
-        let since = crate::clock::parse_rfc3339("2026-11-28T00:00:00Z").unwrap();
+        let since = crate::runtime::clock::parse_rfc3339("2026-11-28T00:00:00Z").unwrap();
         let users = audit_users(&log, since);
         assert_eq!(users.len(), 1);
         assert_eq!(

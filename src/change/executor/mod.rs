@@ -7,18 +7,19 @@ mod manifest;
 
 use serde::Serialize;
 
-use crate::change;
+use crate::change::journal::{self, Recorder};
+use crate::change::plan::{Action, ChangeSettings, Gate, GoingBack, Mark, Plan, PlannedWrite};
+use crate::change::restart::{self, Before, Proof};
+use crate::change::write as change;
 use crate::credentials::verify::Verified;
 use crate::error::{Error, Result};
-use crate::journal::{self, Recorder};
-use crate::migration;
+use crate::manifest as manifest_engine;
 use crate::node::NodeLayout;
-use crate::plan::{Action, ChangeSettings, Gate, GoingBack, Mark, Plan, PlannedWrite};
-use crate::restart::{self, Before, Proof};
-use crate::store::strays::Stray;
-use crate::store::{audit, lock};
+use crate::node::store::strays::Stray;
+use crate::node::store::{audit, lock};
+use crate::runtime::interrupt;
+use crate::survey::migration;
 use crate::ui::Ui;
-use crate::{interrupt, manifest as manifest_engine};
 
 /// Where the files a change replaced were backed up.
 #[derive(Debug, Clone, Serialize)]
@@ -168,7 +169,7 @@ fn dry_run_warnings(layout: &NodeLayout, plan: &Plan, settings: &ChangeSettings)
                 }
             }
             Gate::Strays if !settings.move_strays => {
-                for stray in crate::store::strays::find(layout) {
+                for stray in crate::node::store::strays::find(layout) {
                     out.push(format!("{}: {}", stray.path.display(), stray.why));
                 }
             }
@@ -215,7 +216,7 @@ fn clean_up_after_killed_runs(layout: &NodeLayout, ui: &Ui) {
             .iter()
             .filter_map(|copy| copy.parent().map(|d| d.to_path_buf())),
     );
-    for path in crate::store::remove_stale_temps(layout, &dirs) {
+    for path in crate::node::store::remove_stale_temps(layout, &dirs) {
         ui.warn(format!(
             "removed {}, a temp file left by a killed run",
             crate::ui::escape(&layout.node_path(&path))
@@ -321,7 +322,7 @@ fn change_manifest(
         },
     )?;
     if let Some(deadline) = plan.revert_after {
-        let scheduled = crate::schedule::schedule(layout, ui, &outcome.session, deadline);
+        let scheduled = crate::change::schedule::schedule(layout, ui, &outcome.session, deadline);
         if let Err(e) = journal::Recorder::attach(layout, &outcome.session)
             .update(|s| s.revert_after = Some(scheduled))
         {

@@ -1,4 +1,7 @@
 //! Reading kubeconfig files and the client certificates embedded in them.
+pub mod edit;
+pub mod prune;
+
 use crate::node::NodeLayout;
 use std::path::Path;
 
@@ -114,7 +117,7 @@ fn certificate_facts(pem: &[u8], now: i64) -> Result<CredentialInfo, String> {
         subject: Some(cert.subject().to_string()),
         issuer: Some(cert.issuer().to_string()),
         serial: Some(cert.raw_serial_as_string()),
-        not_after: Some(crate::clock::rfc3339(not_after)),
+        not_after: Some(crate::runtime::clock::rfc3339(not_after)),
         expired: Some(not_after <= now),
         days_left: Some((not_after - now).div_euclid(86_400)),
         problem: None,

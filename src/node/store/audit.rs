@@ -34,7 +34,7 @@ impl Record {
         outcome: impl Into<String>,
     ) -> Self {
         Record {
-            time: crate::clock::rfc3339(crate::clock::now_unix()),
+            time: crate::runtime::clock::rfc3339(crate::runtime::clock::now_unix()),
             uid: nix::unistd::getuid().as_raw(),
             sudo_user: std::env::var("SUDO_USER").ok(),
             command: command.into(),
