@@ -65,17 +65,22 @@ pub fn run() -> i32 {
         }
     };
     let json = commands::format(&cli) == ui::Format::Json;
-    match commands::run(cli) {
-        Ok(()) => 0,
+    let ending = commands::run(cli);
+    match &ending {
+        Ok(status) => {
+            // A negative answer's document is the command's own report, already printed.
+            if let Some(message) = status.message() {
+                ui::stderr_line(&format!("error: {message}"));
+            }
+        }
         Err(err) => {
             ui::stderr_line(&format!("error: {err}"));
-            // A negative answer's document is the command's own report, already printed.
-            if json && !matches!(err, Error::Negative(_)) {
-                report_error(&err);
+            if json {
+                report_error(err);
             }
-            err.code()
         }
     }
+    error::exit_code(ending.as_ref())
 }
 
 /// The `Error` document on stdout, for scripts that parse it (`-o json`).

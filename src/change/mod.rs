@@ -4,6 +4,8 @@ pub mod executor;
 pub mod fleet;
 pub mod journal;
 pub mod plan;
+pub mod prove;
 pub mod restart;
 pub mod schedule;
+pub mod transaction;
 pub mod write;

@@ -11,13 +11,13 @@ use super::Context;
 use crate::apiserver::admin::{Admin, TokenRequest};
 use crate::cli::{ApiOptions, InspectOptions, TokenCommand};
 use crate::credentials::token::{self, TokenFacts, Verdict, relative};
-use crate::error::{Error, Result};
+use crate::error::{Error, ExitStatus, Result};
 use crate::runtime::clock::{now_unix, rfc3339};
 use crate::ui::{Report, Untrusted, escape};
 
-pub fn run(ctx: &Context, action: TokenCommand) -> Result<()> {
+pub fn run(ctx: &Context, action: TokenCommand) -> Result<ExitStatus> {
     match action {
-        TokenCommand::Inspect(options) => inspect(ctx, &options),
+        TokenCommand::Inspect(options) => inspect(ctx, &options).map(|()| ExitStatus::Success),
         TokenCommand::Review {
             file,
             audiences,
@@ -40,7 +40,8 @@ pub fn run(ctx: &Context, action: TokenCommand) -> Result<()> {
                 bound_pod,
             },
             &api,
-        ),
+        )
+        .map(|()| ExitStatus::Success),
     }
 }
 
@@ -292,7 +293,12 @@ impl Report for Review {
     }
 }
 
-fn review(ctx: &Context, file: &Path, audiences: &[String], api: &ApiOptions) -> Result<()> {
+fn review(
+    ctx: &Context,
+    file: &Path,
+    audiences: &[String],
+    api: &ApiOptions,
+) -> Result<ExitStatus> {
     let secret = read_token(file)?;
     if secret.expose_secret().is_empty() {
         return Err(Error::Usage(format!(
@@ -330,13 +336,11 @@ fn review(ctx: &Context, file: &Path, audiences: &[String], api: &ApiOptions) ->
         error: status["error"].as_str().map(str::to_string),
     };
     ctx.ui.report(&review)?;
-    if review.authenticated {
-        Ok(())
+    Ok(if review.authenticated {
+        ExitStatus::Success
     } else {
-        Err(Error::Negative(
-            "the apiserver does not accept this token".into(),
-        ))
-    }
+        ExitStatus::Negative("the apiserver does not accept this token".into())
+    })
 }
 
 #[derive(Debug, Serialize)]

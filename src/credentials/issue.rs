@@ -267,3 +267,21 @@ pub fn issue(
         capped_to_ca,
     })
 }
+/// The cluster CA certificate (DER), to recognise certificates it signed.
+pub fn cluster_ca_der(layout: &crate::node::NodeLayout) -> Option<Vec<u8>> {
+    let pem = layout
+        .fs()
+        .read_to_string(&layout.path("/etc/kubernetes/pki/ca.crt"))
+        .ok()?;
+    crate::credentials::pem::certificates(&pem)
+        .into_iter()
+        .next()
+}
+
+/// Whether a user's client certificate is kubeadm's `kind` credential of this cluster: signed
+/// by its CA and carrying that identity's CN.
+pub fn is_admin_certificate(cert_b64: &str, kind: Kind, ca: Option<&[u8]>) -> bool {
+    read_certificate(cert_b64).is_some_and(|(subject, _, der)| {
+        subject.common_name == kind.user_name() && ca.is_some_and(|ca| signed_by(&der, ca))
+    })
+}

@@ -206,19 +206,20 @@ impl Ui {
     }
 
     /// Asks before a change. `--yes` answers; without a terminal the question is an error (exit 2).
-    pub fn confirm(&self, question: &str) -> Result<()> {
+    /// Only the guide's step question can be declined; a plain "no" cancels (exit 2).
+    pub fn confirm(&self, question: &str) -> Result<Answer> {
         if let Some(step) = &self.guided {
             return guided::ask_step(step, question);
         }
         if self.yes {
-            return Ok(());
+            return Ok(Answer::Yes);
         }
         if !self.interactive {
             return Err(Error::Usage(format!(
                 "{question} — a decision is needed and this run is not interactive: pass --yes to proceed"
             )));
         }
-        Self::ask(question)
+        Self::ask(question).map(|()| Answer::Yes)
     }
 
     /// A yes/no prompt that defaults to no: only `y` goes ahead. Enter, `n`, Esc, `q`, Ctrl-D and
@@ -234,6 +235,13 @@ impl Ui {
             Err(Error::Usage("cancelled; nothing was changed".into()))
         }
     }
+}
+
+/// The answer to the question before a change.
+pub enum Answer {
+    Yes,
+    /// The guide's step was skipped or the guide quit: nothing of the step is changed.
+    Declined(crate::error::Declined),
 }
 
 /// One key from the controlling terminal, in non-canonical mode (no Enter needed, no echo),

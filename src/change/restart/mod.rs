@@ -25,7 +25,7 @@ use crate::ui::Ui;
 use observe::{NodeObserver, Observer};
 use verdict::{Observation, Rules, Serving, Verdict};
 
-pub use nudge::{parked_path, unpark_manifest};
+pub use nudge::unpark_manifest;
 
 pub(crate) const POLL: Duration = Duration::from_millis(250);
 /// The poll while a new apiserver with the manifest's arguments starts.

@@ -29,7 +29,7 @@ pub fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant
         return;
     }
     let manifest = layout.apiserver_manifest();
-    let parked = parked_path(layout);
+    let parked = layout.parked_manifest();
     ui.info(format!(
         "nudging the kubelet: moving the manifest to {} and back (if this is interrupted: mv {} {})",
         parked.display(),
@@ -106,17 +106,10 @@ pub fn end_shutdown(layout: &NodeLayout, ui: &Ui, pid: i32) -> bool {
     }
 }
 
-/// Where a nudge parks the manifest while the kubelet notices it is gone (same filesystem).
-pub fn parked_path(layout: &NodeLayout) -> std::path::PathBuf {
-    layout
-        .tmp_dir()
-        .join("kube-apiserver.yaml.kubeadm-recover-nudge")
-}
-
 /// A run killed during a nudge leaves the manifest parked: every command that changes the node
 /// first puts it back (the nudge would have done the same a moment later).
 pub fn unpark_manifest(layout: &NodeLayout, ui: &Ui) -> Result<()> {
-    let parked = parked_path(layout);
+    let parked = layout.parked_manifest();
     let manifest = layout.apiserver_manifest();
     if !layout.fs().exists(&parked) {
         return Ok(());

@@ -59,3 +59,14 @@ pub fn append(layout: &NodeLayout, record: &Record) -> std::io::Result<()> {
     file.write_all(line.as_bytes())?;
     file.sync_all()
 }
+
+/// The audit policy once a change is live: a line that cannot be written is said loudly on
+/// stderr, never turned into a failure of a change that was made and backed up.
+pub fn append_or_warn(layout: &NodeLayout, record: &Record) {
+    if let Err(e) = append(layout, record) {
+        crate::ui::stderr_line(&format!(
+            "warning: could not write the audit log {}: {e}",
+            layout.audit_log().display()
+        ));
+    }
+}
