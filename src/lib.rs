@@ -1,8 +1,10 @@
 //! kubeadm-recover: break-glass recovery for kubeadm control-plane nodes.
 //!
-//! `manifest` is pure; commands build a `plan`, the one `executor` runs it (through `store`
-//! and `change`); every node file is opened, read, written and renamed by `node::fs` alone,
-//! inside the root by construction; `cli` is a leaf that only `commands` reads.
+//! Layers, top down (ARCHITECTURE.md draws them): `commands` (one per subcommand, returning an
+//! `ExitStatus`) read the node through `survey` and change it only through `change` (a plan,
+//! the one executor, the one transaction: back up → write → prove → roll back). Below them:
+//! `credentials`, `apiserver`, the pure `manifest` engine, `node` (every path under `--root`;
+//! `node::fs` performs every file operation, confined to the root), `runtime` and `ui`.
 pub mod apiserver;
 pub mod change;
 pub mod cli;

@@ -1,4 +1,5 @@
-//! Reading kubeconfig files and the client certificates embedded in them.
+//! Kubeconfig files: reading them and their embedded client certificates, editing them
+//! (`edit`), and taking expired tokens out of them (`prune`).
 pub mod edit;
 pub mod prune;
 
