@@ -59,35 +59,16 @@ pub fn run() -> i32 {
             let first = rendered.lines().next().unwrap_or_default();
             let error = Error::Usage(first.trim_start_matches("error: ").to_string());
             if wants_json(std::env::args_os().skip(1)) {
-                report_error(&error);
+                ui::report_error(&error);
             }
             return error.code();
         }
     };
-    let json = commands::format(&cli) == ui::Format::Json;
+    let format = commands::format(&cli);
     match commands::run(cli) {
         Ok(()) => 0,
-        Err(err) => {
-            ui::stderr_line(&format!("error: {err}"));
-            // A negative answer's document is the command's own report, already printed.
-            if json && !matches!(err, Error::Negative(_)) {
-                report_error(&err);
-            }
-            err.code()
-        }
+        Err(err) => ui::fail(&err, format),
     }
-}
-
-/// The `Error` document on stdout, for scripts that parse it (`-o json`).
-fn report_error(err: &Error) {
-    let _ = ui::stdout_write(&format!(
-        "{}\n",
-        ui::to_json(&ui::ErrorReport {
-            reason: err.kind(),
-            exit_code: err.code(),
-            message: err.to_string(),
-        })
-    ));
 }
 
 /// Whether a command line clap refused still asked for JSON, so that the script reading it
