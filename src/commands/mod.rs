@@ -70,7 +70,7 @@ fn dispatch(ctx: &Context, settings: UiSettings, command: Command) -> Result<()>
             &change_settings(&confirm, Some(&restart), None),
         ),
         Command::Journal(action) => journal::run(ctx, action),
-        Command::Rehearse(options) => rehearse::run(ctx, &options),
+        Command::Rehearse(options) => rehearse::run(settings, &options),
         Command::Token(action) => token::run(ctx, action),
         Command::Kubeconfig(action) => kubeconfig::run(ctx, action),
         Command::Migrate(action) => migrate::run(ctx, action),
