@@ -61,12 +61,12 @@ pub fn run() -> i32 {
             let first = rendered.lines().next().unwrap_or_default();
             let error = Error::Usage(first.trim_start_matches("error: ").to_string());
             if wants_json(std::env::args_os().skip(1)) {
-                report_error(&error);
+                ui::report_error(&error);
             }
             return error.code();
         }
     };
-    let json = commands::format(&cli) == ui::Format::Json;
+    let format = commands::format(&cli);
     let ending = commands::run(cli);
     match &ending {
         Ok(status) => {
@@ -76,25 +76,10 @@ pub fn run() -> i32 {
             }
         }
         Err(err) => {
-            ui::stderr_line(&format!("error: {err}"));
-            if json {
-                report_error(err);
-            }
+            ui::fail(err, format);
         }
     }
     error::exit_code(ending.as_ref())
-}
-
-/// The `Error` document on stdout, for scripts that parse it (`-o json`).
-fn report_error(err: &Error) {
-    let _ = ui::stdout_write(&format!(
-        "{}\n",
-        ui::to_json(&ui::ErrorReport {
-            reason: err.kind(),
-            exit_code: err.code(),
-            message: err.to_string(),
-        })
-    ));
 }
 
 /// Whether a command line clap refused still asked for JSON, so that the script reading it

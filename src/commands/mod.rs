@@ -70,7 +70,9 @@ fn dispatch(ctx: &Context, settings: UiSettings, command: Command) -> Result<Exi
             &change_settings(&confirm, Some(&restart), None),
         ),
         Command::Journal(action) => journal::run(ctx, action),
-        Command::Rehearse(options) => rehearse::run(ctx, &options).map(|()| ExitStatus::Success),
+        Command::Rehearse(options) => {
+            rehearse::run(settings, &options).map(|()| ExitStatus::Success)
+        }
         Command::Token(action) => token::run(ctx, action),
         Command::Kubeconfig(action) => kubeconfig::run(ctx, action),
         Command::Migrate(action) => migrate::run(ctx, action),

@@ -112,6 +112,30 @@ pub fn stdout_write(text: &str) -> Result<()> {
     }
 }
 
+/// A command's failure, as every command of the tool ends with one: `error: ...` on stderr and,
+/// with `-o json`, the `Error` document on stdout (but for a negative answer, whose document is
+/// the command's own report, already printed). Returns the exit code. `kubeadm-recover-sim
+/// rehearse`, which `kubeadm-recover rehearse` hands over to, ends through here too.
+pub fn fail(err: &Error, format: Format) -> i32 {
+    stderr_line(&format!("error: {err}"));
+    if format == Format::Json {
+        report_error(err);
+    }
+    err.code()
+}
+
+/// The `Error` document on stdout, for scripts that parse it (`-o json`).
+pub fn report_error(err: &Error) {
+    let _ = stdout_write(&format!(
+        "{}\n",
+        to_json(&ErrorReport {
+            reason: err.kind(),
+            exit_code: err.code(),
+            message: err.to_string(),
+        })
+    ));
+}
+
 /// `NO_COLOR`, set and not empty (no-color.org): no colours.
 pub fn no_color() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())

@@ -225,7 +225,7 @@ pub fn bash_ok<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(args: I) ->
 
 /// Makes `command` join the network namespace of `netns` before it runs.
 pub fn enter_on_exec(command: &mut Command, netns: &std::fs::File) {
-    kubeadm_recover::apiserver::process::join_network_namespace(command, netns);
+    kubeadm_recover_sim::netns::join(command, netns);
 }
 
 /// A fluent builder over the built binary (just-style).

@@ -392,6 +392,37 @@ fn rehearse_passes_and_leaves_nothing_behind() {
     assert_eq!(leftovers, 0, "no simulated process left running");
 }
 
+/// `rehearse` hands every option and the global flags that speak for it to the simulator:
+/// the version and key type of the node, the rounds, the timings, the kept directory, quiet.
+#[test]
+fn rehearse_hands_every_option_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = dir.path().join("node");
+    let out = Run::new()
+        .args(["--quiet", "rehearse", "--timings", "--rounds", "2"])
+        .args([
+            "--kubernetes-version",
+            "1.31.0",
+            "--key-type",
+            "ecdsa-p256",
+            "--dir",
+        ])
+        .arg(&sandbox)
+        .ok();
+    for line in [
+        "build a kubeadm v1.31.0 node",
+        "extend-tokens enable (round 2)",
+        "revert (after the migration) (round 2)",
+        "timings: median",
+        "sandbox kept: kubeadm-recover --root",
+    ] {
+        assert!(out.stdout.contains(line), "{line:?} in {}", out.stdout);
+    }
+    assert!(out.stderr.is_empty(), "--quiet: {}", out.stderr);
+    let ca_key = std::fs::read_to_string(sandbox.join("etc/kubernetes/pki/ca.key")).unwrap();
+    assert!(ca_key.contains("BEGIN EC PRIVATE KEY"), "{ca_key}");
+}
+
 /// The binary that runs as root on real nodes carries no simulated apiserver: started under a
 /// component's name it refuses, and never serves.
 #[test]
