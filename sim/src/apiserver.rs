@@ -15,11 +15,13 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
 use super::config::SimConfig;
-use kubeadm_recover::manifest::flags;
+use super::flags::{self, CommandLine};
 
+/// The flag the tool turns on and off, spelled here on its own (not taken from the tool).
+const EXTEND_TOKEN_EXPIRATION: &str = "service-account-extend-token-expiration";
 /// Boolean flags the simulation validates like pflag does.
 const BOOL_FLAGS: &[&str] = &[
-    flags::EXTEND_TOKEN_EXPIRATION,
+    EXTEND_TOKEN_EXPIRATION,
     "allow-privileged",
     "enable-bootstrap-token-auth",
     "anonymous-auth",
@@ -74,35 +76,43 @@ pub fn main(args: Vec<String>) -> i32 {
     };
     let config = SimConfig::load(&root);
     let args: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    for arg in &args {
-        if config.reject_args.iter().any(|r| r == arg) {
-            return fail(format!(
-                "invalid argument {arg:?}: rejected by this simulated apiserver"
-            ));
-        }
-        if let Some((name, value)) = flags::split_flag(arg) {
-            if BOOL_FLAGS.contains(&name.as_str())
-                && let flags::BoolValue::Invalid(v) = flags::bool_value(value)
-            {
-                return fail(format!(
-                    "invalid argument {v:?} for \"--{name}\" flag: strconv.ParseBool: parsing {v:?}: invalid syntax"
-                ));
-            }
-        } else if !arg.is_empty() {
-            return fail(format!(
-                "\"kube-apiserver\" does not take any arguments, got [{arg:?}]"
-            ));
+    if let Some(arg) = args
+        .iter()
+        .find(|a| config.reject_args.iter().any(|r| r == *a))
+    {
+        return fail(format!(
+            "invalid argument {arg:?}: rejected by this simulated apiserver"
+        ));
+    }
+    let line = match CommandLine::parse(&args) {
+        Ok(line) => line,
+        Err(e) => return fail(e),
+    };
+    // pflag sets each flag as it reads it: the first bad boolean, in the order given, stops it.
+    for (name, value) in &line.flags {
+        if BOOL_FLAGS.contains(&name.as_str())
+            && let Err(e) = flags::bool_value(name, *value)
+        {
+            return fail(e);
         }
     }
-    let last = |name: &str| flags::last_value(&args, name).map(str::to_string);
+    // cobra's check, after the flags are read: an empty argument is no argument.
+    let positional: Vec<String> = line
+        .positional
+        .iter()
+        .filter(|a| !a.is_empty())
+        .map(|a| format!("{a:?}"))
+        .collect();
+    if !positional.is_empty() {
+        return fail(format!(
+            "\"kube-apiserver\" does not take any arguments, got [{}]",
+            positional.join(" ")
+        ));
+    }
+    let last = |name: &str| line.value(name).map(str::to_string);
     let required = |name: &str| last(name).ok_or_else(|| format!("--{name} is required"));
     let settings = match (|| -> Result<Settings, String> {
-        let extend = match flags::occurrences(&args, flags::EXTEND_TOKEN_EXPIRATION).last() {
-            Some(&i) => flags::split_flag(args[i])
-                .and_then(|(_, v)| v)
-                .is_none_or(|v| flags::parse_go_bool(v) == Some(true)),
-            None => true,
-        };
+        let extend = line.bool(EXTEND_TOKEN_EXPIRATION, true)?;
         Ok(Settings {
             port: required("secure-port")?
                 .parse()

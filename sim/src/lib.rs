@@ -9,6 +9,7 @@
 //! over to `kubeadm-recover-sim rehearse`.
 pub mod apiserver;
 pub mod config;
+pub mod flags;
 pub mod kubeadm;
 pub mod kubelet;
 pub mod netns;

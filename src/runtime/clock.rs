@@ -3,6 +3,9 @@
 //! real node misjudge certificate expiry through its environment.
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use time::macros::format_description;
+use time::{Date, Month, OffsetDateTime};
+
 /// `unix` plus `duration`, in checked arithmetic: `None` when it does not fit (never a time
 /// that wrapped around into the past).
 pub fn after(unix: i64, duration: Duration) -> Option<i64> {
@@ -28,39 +31,27 @@ pub fn now_unix_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+/// 400 Gregorian years, to the second: the calendar repeats after them exactly.
+const CYCLE: i64 = 146_097 * 86_400;
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// `unix` in UTC: the year, and the rest of the date and time (its year is not `unix`'s).
+/// `time` covers the years ±9999, and the times printed here are anyone's: a token's `exp` or
+/// a lease's end can be any i64. Shifting by whole 400-year cycles into 1970..2370 lets `time`
+/// do the calendar for every one of them, its year set right again afterwards.
+fn utc(unix: i64) -> (i64, OffsetDateTime) {
+    let (cycles, within) = (unix.div_euclid(CYCLE), unix.rem_euclid(CYCLE));
+    let at = OffsetDateTime::from_unix_timestamp(within).expect("1970..2370 is in range");
+    (i64::from(at.year()) + 400 * cycles, at)
 }
 
 /// `2026-11-28T17:27:28Z` or with fractional seconds → Unix seconds (UTC only).
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
     let text = text.strip_suffix('Z')?;
-    let (date, time) = text.split_once('T')?;
+    let (date, hms) = text.split_once('T')?;
     let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
     let (y, mo, da) = (d.next()??, d.next()??, d.next()??);
-    let time = time.split('.').next()?;
-    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
+    let hms = hms.split('.').next()?;
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
     let (h, mi, s) = (t.next()??, t.next()??, t.next()??);
     // The text is someone else's (an apiserver's answer, a kubeconfig): a year or an hour that
     // does not fit is no time at all, never one that wrapped around.
@@ -73,26 +64,37 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     if !valid {
         return None;
     }
-    Some(days_from_civil(y, mo as u32, da as u32) * 86_400 + h * 3600 + mi * 60 + s)
-}
-
-fn parts(unix: i64) -> (i64, u32, u32, i64, i64, i64) {
-    let (y, mo, d) = civil_from_days(unix.div_euclid(86_400));
-    let secs = unix.rem_euclid(86_400);
-    (y, mo, d, secs / 3600, secs % 3600 / 60, secs % 60)
+    let (cycles, year) = (y.div_euclid(400), y.rem_euclid(400));
+    let month = Month::try_from(u8::try_from(mo).ok()?).ok()?;
+    let first = Date::from_calendar_date(i32::try_from(year).ok()?, month, 1).ok()?;
+    // Counted from the first of the month, as this parser always has: a 31st of a shorter
+    // month (and second 60) runs on into the next one instead of being refused.
+    let date = first.checked_add(time::Duration::days(da - 1))?;
+    let midnight = date.midnight().assume_utc().unix_timestamp();
+    Some(midnight + cycles * CYCLE + h * 3600 + mi * 60 + s)
 }
 
 /// RFC 3339 in UTC: `2026-11-28T17:27:28Z`.
 pub fn rfc3339(unix: i64) -> String {
-    let (y, mo, d, h, mi, s) = parts(unix);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    let (year, at) = utc(unix);
+    let rest = at
+        .format(format_description!(
+            "-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+        .expect("a UTC time has every component");
+    format!("{year:04}{rest}")
 }
 
 /// Compact UTC with milliseconds for directory names, sortable by time: `20261128T172728.123Z`.
 pub fn compact_ms(unix_ms: i64) -> String {
-    let (y, mo, d, h, mi, s) = parts(unix_ms.div_euclid(1000));
-    let ms = unix_ms.rem_euclid(1000);
-    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}.{ms:03}Z")
+    let (year, at) = utc(unix_ms.div_euclid(1000));
+    let at = at + time::Duration::milliseconds(unix_ms.rem_euclid(1000));
+    let rest = at
+        .format(format_description!(
+            "[month][day]T[hour][minute][second].[subsecond digits:3]Z"
+        ))
+        .expect("a UTC time has every component");
+    format!("{year:04}{rest}")
 }
 
 #[cfg(test)]
@@ -117,6 +119,51 @@ mod tests {
             "2026-01-01T99999999999999:00:00Z",
         ] {
             assert_eq!(parse_rfc3339(hostile), None, "{hostile}");
+        }
+    }
+
+    /// What the hand-written calendar before `time` printed and read, for the times `time`
+    /// cannot hold and for the lenient spellings: the same bytes, the same seconds.
+    #[test]
+    fn every_i64_formats_and_every_accepted_text_parses_as_before() {
+        for (unix, text) in [
+            (i64::MAX, "292277026596-12-04T15:30:07Z"),
+            (i64::MIN, "-292277022657-01-27T08:29:52Z"),
+            (253_402_300_799, "9999-12-31T23:59:59Z"),
+            (253_402_300_800, "10000-01-01T00:00:00Z"),
+            (-62_167_219_200, "0000-01-01T00:00:00Z"),
+            (-62_167_219_201, "-001-12-31T23:59:59Z"),
+            (-1, "1969-12-31T23:59:59Z"),
+            (31_556_889_864_403_200, "1000000001-01-01T00:00:00Z"),
+        ] {
+            assert_eq!(rfc3339(unix), text, "{unix}");
+        }
+        for (unix_ms, text) in [
+            (i64::MAX, "2922789940817T071255.807Z"),
+            (i64::MIN, "-2922750550516T164704.192Z"),
+            (-1, "19691231T235959.999Z"),
+            (253_402_300_800_000, "100000101T000000.000Z"),
+        ] {
+            assert_eq!(compact_ms(unix_ms), text, "{unix_ms}");
+        }
+        for (text, unix) in [
+            ("2026-02-31T00:00:00Z", Some(1_772_496_000)),
+            ("2026-04-31T00:00:00Z", Some(1_777_593_600)),
+            ("2023-02-29T00:00:00Z", Some(1_677_628_800)),
+            ("2024-02-29T00:00:00Z", Some(1_709_164_800)),
+            ("2026-11-28T17:34:60Z", Some(1_795_887_300)),
+            ("10000-01-01T00:00:00Z", Some(253_402_300_800)),
+            ("1000000-12-31T23:59:60Z", Some(31_494_816_403_200)),
+            ("0399-12-31T23:59:59Z", Some(-49_544_438_401)),
+            ("0000-01-01T00:00:00Z", Some(-62_167_219_200)),
+            ("+2026-1-1T1:2:3Z", Some(1_767_229_323)),
+            ("2026-11-28T17:34:08.garbageZ", Some(1_795_887_248)),
+            ("1000001-01-01T00:00:00Z", None),
+            ("-2026-01-01T00:00:00Z", None),
+            ("2026-11-28t17:34:08Z", None),
+            ("2026-11-28T17:34:08z", None),
+        ] {
+            assert_eq!(parse_rfc3339(text), unix, "{text}");
         }
     }
 

@@ -400,7 +400,7 @@ fn certificates(layout: &NodeLayout) -> Vec<Expiry> {
             let bytes = layout.fs().read(&path).ok()?;
             let (not_after, problem) = match crate::credentials::pem::not_after(&bytes) {
                 Ok(n) => (Some(n), None),
-                Err(e) => (None, Some(e)),
+                Err(e) => (None, Some(e.to_string())),
             };
             Some(Expiry {
                 name: (*name).into(),

@@ -268,49 +268,29 @@ pub enum Answer {
     Declined(crate::error::Declined),
 }
 
-/// One key from the controlling terminal, in non-canonical mode (no Enter needed, no echo),
-/// with signals left on so that Ctrl-C raises the interrupt flag this loop watches.
+/// One key from the terminal, read by console (raw: no Enter needed, no echo). Ctrl-C is a key
+/// there, and console raises SIGINT for it, so it sets the interrupt flag as a signal from the
+/// terminal would; a signal while the question waits ends console's wait (EINTR), and is
+/// never taken for a `y` however the key read ends.
 fn read_answer(question: &str) -> std::io::Result<bool> {
-    use std::io::Read;
     use std::os::fd::AsFd;
 
-    use nix::sys::termios::{self, LocalFlags, SetArg};
-
-    let mut tty = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")?;
-    let original = termios::tcgetattr(tty.as_fd())?;
-    let mut keys = original.clone();
-    keys.local_flags
-        .remove(LocalFlags::ICANON | LocalFlags::ECHO);
-    termios::tcsetattr(tty.as_fd(), SetArg::TCSANOW, &keys)?;
     // Keys typed or pasted before the question was asked are not its answer: a pasted line
-    // such as `sudo systemctl ...` must not say "y" through its letters.
-    let _ = termios::tcflush(tty.as_fd(), termios::FlushArg::TCIFLUSH);
+    // such as `sudo systemctl ...` must not say "y" through its letters. console reads stdin,
+    // a terminal whenever a question is asked (`Ui::interactive`).
+    let _ = nix::sys::termios::tcflush(
+        std::io::stdin().as_fd(),
+        nix::sys::termios::FlushArg::TCIFLUSH,
+    );
     stderr_raw(&format!("{question} [y/N] "));
-    let answer = (|| loop {
-        if crate::runtime::interrupt::interrupted() {
-            return Ok(false);
-        }
-        let mut fds = [nix::poll::PollFd::new(
-            tty.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(std::io::Error::from(e)),
-            Ok(_) => {}
-        }
-        let mut key = [0u8; 1];
-        match tty.read(&mut key)? {
-            0 => return Ok(false),
-            // Only y goes ahead; any other key is no (never skipped while looking for a y).
-            _ => return Ok(matches!(key[0], b'y' | b'Y')),
-        }
-    })();
-    let _ = termios::tcsetattr(tty.as_fd(), SetArg::TCSANOW, &original);
-    answer
+    // console's wait has no timeout to look at the flag with: a signal in the instant between
+    // this check and that wait is seen only at the next key.
+    if crate::runtime::interrupt::interrupted() {
+        return Ok(false);
+    }
+    let key = console::Term::stderr().read_key()?;
+    // Only y goes ahead; any other key is no (never skipped while looking for a y).
+    Ok(matches!(key, console::Key::Char('y' | 'Y')) && !crate::runtime::interrupt::interrupted())
 }
 
 /// A unified diff with the node paths as headers.

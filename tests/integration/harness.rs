@@ -723,6 +723,13 @@ impl Terminal {
         self.session.send(keys).unwrap();
     }
 
+    /// Sends `signal` to the tool (as `kill` from another session would).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        // expectrl's pid is its own nix version's: by number.
+        let pid = nix::unistd::Pid::from_raw(self.session.get_process().pid().as_raw());
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+
     /// Waits for step `n`'s question (after its plan) and answers it; returns what the screen
     /// showed since the last answer (the previous step's result, this step's plan).
     pub fn answer(&mut self, n: usize, answer: Answer) -> String {

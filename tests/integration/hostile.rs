@@ -743,6 +743,41 @@ fn ctrl_c_and_ctrl_d_at_the_question_mean_no_cleanly() {
 }
 
 #[test]
+fn keys_typed_before_the_question_are_not_its_answer() {
+    let node = Node::new();
+    let original = node.manifest();
+    let mut terminal = Terminal::run(&node, &["extend-tokens", "enable", "--no-wait"]);
+    // Typed (or pasted) while the tool starts, long before it asks.
+    terminal.send("y");
+    terminal.expect("[y/N]");
+    terminal.send("n");
+    let (code, screen) = terminal.finish();
+    assert_eq!(code, 2, "{screen}");
+    assert!(screen.contains("nothing was changed"), "{screen}");
+    assert_eq!(node.manifest(), original);
+}
+
+#[test]
+fn a_signal_while_the_question_waits_is_no_at_once() {
+    let node = Node::new();
+    let original = node.manifest();
+    for signal in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        let mut terminal = Terminal::run(&node, &["extend-tokens", "enable", "--no-wait"]);
+        terminal.expect("[y/N]");
+        // A signal is not a key: the question is still waiting when it arrives.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        terminal.signal(signal);
+        let (code, screen) = terminal.finish();
+        assert_eq!(code, 2, "{signal}: {screen}");
+        assert!(screen.contains("nothing was changed"), "{signal}: {screen}");
+        assert_eq!(node.manifest(), original, "{signal}");
+    }
+}
+
+#[test]
 fn a_garbage_journal_is_said_by_status_and_refuses_changes() {
     let node = Node::new();
     std::fs::create_dir_all(node.path("/var/lib/kubeadm-recover")).unwrap();
