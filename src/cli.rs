@@ -657,9 +657,47 @@ pub enum Backups {
     },
 }
 
+/// The command a guide step runs, with the reason the person gave: the step's own command line,
+/// parsed as the operator would type it (`every_guide_step_parses_and_round_trips` parses each).
+pub fn step_command(step: crate::survey::guide::StepCommand, reason: &str) -> Command {
+    let argv = std::iter::once("kubeadm-recover")
+        .chain(step.args())
+        .chain(["--reason", reason]);
+    Cli::try_parse_from(argv)
+        .ok()
+        .and_then(|cli| cli.command)
+        .expect("every guide step is a command line that parses (tested)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_guide_step_parses_and_round_trips() {
+        use crate::survey::guide::{Step, StepCommand};
+        for command in StepCommand::ALL {
+            let parsed = format!("{:?}", step_command(command, "INC-1"));
+            assert!(
+                parsed.contains("\"INC-1\""),
+                "{command:?} takes the reason: {parsed}"
+            );
+            let step = Step {
+                title: String::new(),
+                command,
+                answers: Vec::new(),
+                note: None,
+            };
+            // What the guide prints for a person is the very command it runs.
+            let printed = step.command_line();
+            let typed: Vec<&str> = printed.split(' ').collect();
+            assert_eq!(typed[0], "kubeadm-recover");
+            assert_eq!(typed[1..], command.args()[..], "{printed}");
+            let again = Cli::try_parse_from(typed.iter().copied().chain(["--reason", "INC-1"]))
+                .unwrap_or_else(|e| panic!("{printed}: {e}"));
+            assert_eq!(format!("{:?}", again.command.unwrap()), parsed, "{printed}");
+        }
+    }
 
     #[test]
     fn help_names_every_exit_code_an_error_can_have() {

@@ -1,5 +1,7 @@
-//! The one error type. Each variant is a promise about the node, and maps to an exit code.
-use std::path::Path;
+//! The one error type, and the outcomes that are not errors. Each error variant is a promise
+//! about the node and maps to an exit code; the whole exit-code contract (README "Exit codes")
+//! is the one match in [`exit_code`].
+use std::path::{Path, PathBuf};
 
 use crate::manifest::ManifestError;
 
@@ -11,6 +13,22 @@ pub enum Error {
     /// A preflight check refused the operation. Nothing was changed.
     #[error("{0}")]
     Refused(String),
+    /// A manifest the tool cannot safely work on (refused, like `Refused`): the file, the line
+    /// and the remedy.
+    #[error("{}: {source}\n  what to do: {}", path.display(), source.hint())]
+    Manifest {
+        path: PathBuf,
+        #[source]
+        source: ManifestError,
+    },
+    /// A file could not be read or written before anything was changed (exit 1, like `Failed`).
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The operation failed; the node is as it was before.
     #[error("{0}")]
     Failed(String),
@@ -20,54 +38,89 @@ pub enum Error {
     /// Stopped by SIGINT/SIGTERM/SIGHUP; what was started was put back (or finished).
     #[error("{0}")]
     Interrupted(String),
-    /// A question answered "no" (a token the apiserver does not accept, a workload that still
-    /// depends on token extension): the command's report, already printed, says why. Nothing
-    /// was changed.
-    #[error("{0}")]
-    Negative(String),
-    /// The person at the terminal declined a step of `guide`: `skip` (go on to the next step)
-    /// or `quit` (stop here). Nothing of that step was changed.
-    #[error("{message}")]
-    Declined { quit: bool, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// How a command that did not fail ended. A negative answer and a declined step are outcomes,
+/// not errors: nothing went wrong, and nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitStatus {
+    Success,
+    /// A question answered "no" (a token the apiserver does not accept, a workload that still
+    /// depends on token extension): the command's report, already printed, says why.
+    Negative(String),
+    /// The person at the terminal declined a step of `guide`.
+    Declined(Declined),
+}
+
+/// `skip` (go on to the next step) or `quit` (stop here); nothing of that step was changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declined {
+    pub quit: bool,
+    pub message: String,
+}
+
+/// The documented exit code (README "Exit codes") of every way a command can end.
+pub fn exit_code(ending: std::result::Result<&ExitStatus, &Error>) -> i32 {
+    match ending {
+        Ok(ExitStatus::Success) => 0,
+        Ok(ExitStatus::Negative(_)) => 1,
+        Ok(ExitStatus::Declined(_)) => 2,
+        Err(Error::Failed(_) | Error::Io { .. }) => 1,
+        Err(Error::Usage(_)) => 2,
+        Err(Error::Refused(_) | Error::Manifest { .. }) => 3,
+        Err(Error::ManualActionNeeded(_)) => 4,
+        Err(Error::Interrupted(_)) => 130,
+    }
+}
+
 impl Error {
-    /// The documented exit code (README "Exit codes").
+    /// The exit code this error ends the process with.
     pub fn code(&self) -> i32 {
-        match self {
-            Error::Failed(_) | Error::Negative(_) => 1,
-            Error::Usage(_) | Error::Declined { .. } => 2,
-            Error::Refused(_) => 3,
-            Error::ManualActionNeeded(_) => 4,
-            Error::Interrupted(_) => 130,
-        }
+        exit_code(Err(self))
     }
 
+    /// The `reason` of the JSON error document: the kind of promise, not the variant's data.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::Failed(_) => "Failed",
+            Error::Failed(_) | Error::Io { .. } => "Failed",
             Error::Usage(_) => "Usage",
-            Error::Refused(_) => "Refused",
+            Error::Refused(_) | Error::Manifest { .. } => "Refused",
             Error::ManualActionNeeded(_) => "ManualActionNeeded",
             Error::Interrupted(_) => "Interrupted",
-            Error::Negative(_) => "Negative",
-            Error::Declined { .. } => "Declined",
         }
     }
 
     /// A manifest the tool cannot safely work on: refused, naming the file, line and remedy.
     pub fn manifest(path: &Path, err: &ManifestError) -> Self {
-        Error::Refused(format!(
-            "{}: {err}\n  what to do: {}",
-            path.display(),
-            err.hint()
-        ))
+        Error::Manifest {
+            path: path.to_path_buf(),
+            source: err.clone(),
+        }
     }
 
     /// An I/O failure before anything was changed.
-    pub fn io(what: impl std::fmt::Display, path: &Path, err: std::io::Error) -> Self {
-        Error::Failed(format!("{what} {}: {err}", path.display()))
+    pub fn io(what: &'static str, path: &Path, err: std::io::Error) -> Self {
+        Error::Io {
+            what,
+            path: path.to_path_buf(),
+            source: err,
+        }
+    }
+}
+
+impl ExitStatus {
+    /// What stderr says about an outcome that is not a success.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            ExitStatus::Success => None,
+            ExitStatus::Negative(why) => Some(why),
+            ExitStatus::Declined(declined) => Some(&declined.message),
+        }
+    }
+
+    pub fn code(&self) -> i32 {
+        exit_code(Ok(self))
     }
 }

@@ -1,34 +1,20 @@
 //! kubeadm-recover: break-glass recovery for kubeadm control-plane nodes.
 //!
-//! `manifest` is pure; commands build a `plan`, the one `executor` runs it (through `store`
-//! and `change`); every node file is opened, read, written and renamed by `node::fs` alone,
-//! inside the root by construction; `cli` is a leaf that only `commands` reads.
+//! Layers, top down (ARCHITECTURE.md draws them): `commands` (one per subcommand, returning an
+//! `ExitStatus`) read the node through `survey` and change it only through `change` (a plan,
+//! the one executor, the one transaction: back up → write → prove → roll back). Below them:
+//! `credentials`, `apiserver`, the pure `manifest` engine, `node` (every path under `--root`;
+//! `node::fs` performs every file operation, confined to the root), `runtime` and `ui`.
 pub mod apiserver;
 pub mod change;
 pub mod cli;
-pub mod clock;
 pub mod commands;
 pub mod credentials;
-pub mod diagnose;
 pub mod error;
-pub mod executor;
-pub mod failpoints;
-pub mod fleet;
-pub mod guide;
-pub mod interrupt;
-pub mod journal;
-pub mod kubeconfig;
-pub mod kubeconfig_prune;
 pub mod manifest;
-pub mod migration;
 pub mod node;
-pub mod pem;
-pub mod pki;
-pub mod plan;
-pub mod restart;
-pub mod schedule;
-pub mod store;
-pub mod token;
+pub mod runtime;
+pub mod survey;
 pub mod ui;
 
 use clap::Parser;
@@ -75,35 +61,25 @@ pub fn run() -> i32 {
             let first = rendered.lines().next().unwrap_or_default();
             let error = Error::Usage(first.trim_start_matches("error: ").to_string());
             if wants_json(std::env::args_os().skip(1)) {
-                report_error(&error);
+                ui::report_error(&error);
             }
             return error.code();
         }
     };
-    let json = commands::format(&cli) == ui::Format::Json;
-    match commands::run(cli) {
-        Ok(()) => 0,
-        Err(err) => {
-            ui::stderr_line(&format!("error: {err}"));
+    let format = commands::format(&cli);
+    let ending = commands::run(cli);
+    match &ending {
+        Ok(status) => {
             // A negative answer's document is the command's own report, already printed.
-            if json && !matches!(err, Error::Negative(_)) {
-                report_error(&err);
+            if let Some(message) = status.message() {
+                ui::stderr_line(&format!("error: {message}"));
             }
-            err.code()
+        }
+        Err(err) => {
+            ui::fail(err, format);
         }
     }
-}
-
-/// The `Error` document on stdout, for scripts that parse it (`-o json`).
-fn report_error(err: &Error) {
-    let _ = ui::stdout_write(&format!(
-        "{}\n",
-        ui::to_json(&ui::ErrorReport {
-            reason: err.kind(),
-            exit_code: err.code(),
-            message: err.to_string(),
-        })
-    ));
+    error::exit_code(ending.as_ref())
 }
 
 /// Whether a command line clap refused still asked for JSON, so that the script reading it

@@ -190,7 +190,7 @@ fn parse_seconds(duration: &str) -> Option<i64> {
 }
 
 fn pem_blocks(pem: &[u8], label: &str) -> Vec<Vec<u8>> {
-    kubeadm_recover::pem::blocks(&String::from_utf8_lossy(pem), label)
+    kubeadm_recover::credentials::pem::blocks(&String::from_utf8_lossy(pem), label)
 }
 
 async fn serve(
@@ -207,7 +207,7 @@ async fn serve(
             .map(Into::into)
             .collect();
     let key_text = String::from_utf8_lossy(&key_pem).to_string();
-    let tls_key = kubeadm_recover::pki::Key::from_pem(&key_text)
+    let tls_key = kubeadm_recover::credentials::pki::Key::from_pem(&key_text)
         .map_err(|e| format!("--tls-private-key-file: {e}"))?;
     let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(tls_key.pair.serialize_der().into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -220,8 +220,9 @@ async fn serve(
     server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
 
-    let sa_key = kubeadm_recover::pki::Key::from_pem(&String::from_utf8_lossy(&sa_key_pem))
-        .map_err(|e| format!("sa key: {e}"))?;
+    let sa_key =
+        kubeadm_recover::credentials::pki::Key::from_pem(&String::from_utf8_lossy(&sa_key_pem))
+            .map_err(|e| format!("sa key: {e}"))?;
     let signing_key = ring::signature::RsaKeyPair::from_pkcs8(&sa_key.pair.serialize_der())
         .map_err(|e| format!("--service-account-signing-key-file: {e}"))?;
     let spki = pem_blocks(&sa_pub_pem, "PUBLIC KEY")
@@ -482,7 +483,8 @@ fn sign_jwt(state: &State, claims: &Value) -> String {
 /// A service-account token signed with the cluster's `sa.key` (PEM) as kube-apiserver signs
 /// them: for tests that need a token with claims no TokenRequest would give (a past warnafter).
 pub fn service_account_token(sa_key_pem: &str, claims: &Value) -> Result<String, String> {
-    let key = kubeadm_recover::pki::Key::from_pem(sa_key_pem).map_err(|e| e.to_string())?;
+    let key =
+        kubeadm_recover::credentials::pki::Key::from_pem(sa_key_pem).map_err(|e| e.to_string())?;
     let pair = ring::signature::RsaKeyPair::from_pkcs8(&key.pair.serialize_der())
         .map_err(|e| format!("sa key: {e}"))?;
     let spki = pem_blocks(key.public_pem().as_bytes(), "PUBLIC KEY")
@@ -543,7 +545,7 @@ fn audit_stale(state: &State, claims: &Value, seconds: i64) {
     let sub = claims["sub"].as_str().unwrap_or_default();
     let event = json!({
         "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
-        "stageTimestamp": kubeadm_recover::clock::rfc3339(crate::now_unix()),
+        "stageTimestamp": kubeadm_recover::runtime::clock::rfc3339(crate::now_unix()),
         "user": {"username": sub},
         "annotations": {"authentication.k8s.io/stale-token": format!("subject: {sub}, seconds after warning threshold: {seconds}")},
     });
@@ -880,7 +882,7 @@ mod objects {
         object["metadata"]["resourceVersion"] = json!("1");
         object["metadata"]["uid"] = json!(format!("sim-{kind}-{ns}-{name}"));
         object["metadata"]["creationTimestamp"] =
-            json!(kubeadm_recover::clock::rfc3339(crate::now_unix()));
+            json!(kubeadm_recover::runtime::clock::rfc3339(crate::now_unix()));
         let _ = std::fs::create_dir_all(dir(root, kind));
         if let Err(e) = std::fs::write(&path, object.to_string()) {
             return super::status_error(
@@ -1035,7 +1037,7 @@ fn token_request(state: &State, ns: &str, sa: &str, body: &Value) -> Response<Fu
         StatusCode::CREATED,
         json!({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1", "metadata": {"name": sa, "namespace": ns},
                "spec": body.get("spec").cloned().unwrap_or(json!({})),
-               "status": {"token": sign_jwt(state, &claims), "expirationTimestamp": kubeadm_recover::clock::rfc3339(now + requested)}}),
+               "status": {"token": sign_jwt(state, &claims), "expirationTimestamp": kubeadm_recover::runtime::clock::rfc3339(now + requested)}}),
     )
 }
 

@@ -7,8 +7,8 @@ use std::process::Command;
 
 use super::config::SimConfig;
 use super::netns::ADDRESS;
-use kubeadm_recover::credentials::kubeconfig_edit::kubeadm_kubeconfig;
-use kubeadm_recover::pki::{self, Key, KeyType, Profile, Request, YEAR};
+use kubeadm_recover::credentials::kubeconfig::edit::kubeadm_kubeconfig;
+use kubeadm_recover::credentials::pki::{self, Key, KeyType, Profile, Request, YEAR};
 
 /// Where the kubeadm configuration lives, inside the node (kubeadm reads it after its chroot).
 pub const CONFIG_PATH: &str = "/var/lib/kubeadm-recover-sim/kubeadm.yaml";

@@ -113,7 +113,8 @@ fn canonical(value: &Value) -> Value {
 }
 
 fn config_hash(pod: &Value) -> String {
-    kubeadm_recover::store::sha256_hex(canonical(pod).to_string().as_bytes())[..16].to_string()
+    kubeadm_recover::node::store::sha256_hex(canonical(pod).to_string().as_bytes())[..16]
+        .to_string()
 }
 
 /// (pods by namespace/name, whether some file failed to parse).
@@ -464,7 +465,7 @@ fn write_mirror(root: &Path, config: &SimConfig, key: &str, hash: &str, pod: &Va
     annotations["kubernetes.io/config.mirror"] = json!(hash);
     annotations["kubernetes.io/config.source"] = json!("file");
     annotations["kubernetes.io/config.seen"] =
-        json!(kubeadm_recover::clock::rfc3339(crate::now_unix()));
+        json!(kubeadm_recover::runtime::clock::rfc3339(crate::now_unix()));
     let mut mirror = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {

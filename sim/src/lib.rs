@@ -3,6 +3,10 @@
 //! as the separate `kubeadm-recover-sim` binary: the product binary, which runs as root on real
 //! control-plane nodes, contains none of this. The tool talks to the simulation only through
 //! what a real node offers: files, /proc, and the apiserver's HTTPS API.
+//!
+//! [`rehearse`] is the rehearsal itself (sandbox, network namespace, kubelet, each step run
+//! through the product binary): `kubeadm-recover rehearse` only finds this binary and hands
+//! over to `kubeadm-recover-sim rehearse`.
 pub mod apiserver;
 pub mod config;
 pub mod flags;
@@ -10,6 +14,7 @@ pub mod kubeadm;
 pub mod kubelet;
 pub mod netns;
 pub mod node;
+pub mod rehearse;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

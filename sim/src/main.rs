@@ -1,12 +1,15 @@
 //! `kubeadm-recover-sim`: builds and runs simulated kubeadm nodes for `kubeadm-recover rehearse`
-//! and the tests. Started as `kubelet` or `kube-apiserver` (through the sandbox's symlinks) it
+//! and the tests, and runs the rehearsal itself (`rehearse`, which `kubeadm-recover rehearse`
+//! hands over to). Started as `kubelet` or `kube-apiserver` (through the sandbox's symlinks) it
 //! is that simulated component, and only inside a sandbox it built.
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kubeadm_recover::pki::KeyType;
+use kubeadm_recover::cli::RehearseOptions;
+use kubeadm_recover::credentials::pki::KeyType;
+use kubeadm_recover::ui::{Format, UiSettings};
 use kubeadm_recover_sim::config::SimConfig;
-use kubeadm_recover_sim::{kubeadm, kubelet, netns, node, sandbox_root};
+use kubeadm_recover_sim::{kubeadm, kubelet, netns, node, rehearse, sandbox_root};
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +75,28 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         root: PathBuf,
     },
+    /// The break-glass flow end to end on a simulated node, each step run by the product binary
+    /// PATH as an operator would: what `kubeadm-recover rehearse` hands over to, with its flags
+    /// (the same definitions) and its own path.
+    Rehearse {
+        /// The kubeadm-recover binary to rehearse.
+        #[arg(long, value_name = "PATH")]
+        product: PathBuf,
+        #[command(flatten)]
+        options: RehearseOptions,
+        /// Output format, as the product's `-o`: text for people, json for scripts.
+        #[arg(short, long, value_enum, default_value_t = kubeadm_recover::cli::Format::Text)]
+        output: kubeadm_recover::cli::Format,
+        /// As the product's `--non-interactive`.
+        #[arg(long)]
+        non_interactive: bool,
+        /// As the product's `--verbose`.
+        #[arg(short, long, conflicts_with = "quiet")]
+        verbose: bool,
+        /// As the product's `--quiet`: only errors on stderr.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Change the simulation's knobs while it runs: KEY=JSON pairs (e.g. rejectArgs='["--x=1"]').
     Config {
         #[arg(long, value_name = "DIR")]
@@ -106,6 +131,22 @@ fn main() {
         },
     };
     std::process::exit(code);
+}
+
+/// Whether stdout was closed (`>&-`) when the process started, as the product's `main` notes it
+/// (see there): `kubeadm-recover rehearse >&-` hands over with stdout closed, and the rehearsal's
+/// result must fail to arrive as loudly as any other command's.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static NOTE_CLOSED_STDOUT: extern "C" fn() = note_closed_stdout;
+
+#[cfg(target_os = "linux")]
+extern "C" fn note_closed_stdout() {
+    // SAFETY: F_GETFD only reads the descriptor's flags.
+    if unsafe { nix::libc::fcntl(1, nix::libc::F_GETFD) } == -1 {
+        kubeadm_recover::ui::STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -219,5 +260,28 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("{}", serde_json::to_string(&config).expect("serializable"));
             Ok(())
         }
+        // The product's command, handed over: it ends as the product's commands end (its own
+        // `error:` line, `Error` document and exit code), never with this binary's messages.
+        Command::Rehearse {
+            product,
+            options,
+            output,
+            non_interactive,
+            verbose,
+            quiet,
+        } => std::process::exit(rehearse::main(
+            product,
+            &options,
+            UiSettings {
+                format: match output {
+                    kubeadm_recover::cli::Format::Text => Format::Text,
+                    kubeadm_recover::cli::Format::Json => Format::Json,
+                },
+                quiet,
+                verbose,
+                non_interactive,
+                yes: false,
+            },
+        )),
     }
 }

@@ -2,6 +2,7 @@
 //! loopback address, and the real etcd and kube-apiserver listen on the advertise address at
 //! fixed ports (2379, 2380, 6443): each real node gets a namespace of its own, with that address on
 //! a veth pair that leads nowhere, so nothing it does reaches another host or another node.
+//! The rehearsal and the tests run commands inside it with [`join`].
 use std::process::Command;
 
 use nix::sched::{CloneFlags, unshare};
@@ -42,4 +43,20 @@ pub fn enter_new() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Makes `command` join the network namespace `netns` (an open `/proc/PID/ns/net`) before it
+/// runs: how a rehearsal on real binaries (and the tests) reach a node whose apiserver lives in
+/// a namespace of its own. The file must stay open until the command has started.
+pub fn join(command: &mut Command, netns: &std::fs::File) {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    use std::os::unix::process::CommandExt;
+    let fd = netns.as_raw_fd();
+    // SAFETY: setns only, between fork and exec, on a descriptor the caller keeps open.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sched::setns(BorrowedFd::borrow_raw(fd), CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)
+        });
+    }
 }

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::config::SimConfig;
-use kubeadm_recover::pki::{self, Key, KeyType, Profile, Request, YEAR};
+use kubeadm_recover::credentials::pki::{self, Key, KeyType, Profile, Request, YEAR};
 
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
@@ -199,7 +199,7 @@ pub fn build(root: &Path, options: &NodeOptions) -> Result<SimNode, pki::Error> 
     )?;
     write(
         &k8s.join("admin.conf"),
-        &kubeadm_recover::credentials::kubeconfig_edit::kubeadm_kubeconfig(
+        &kubeadm_recover::credentials::kubeconfig::edit::kubeadm_kubeconfig(
             &ca.pem,
             &server,
             "kubernetes-admin",
@@ -218,7 +218,7 @@ pub fn build(root: &Path, options: &NodeOptions) -> Result<SimNode, pki::Error> 
         )?;
         write(
             &k8s.join("super-admin.conf"),
-            &kubeadm_recover::credentials::kubeconfig_edit::kubeadm_kubeconfig(
+            &kubeadm_recover::credentials::kubeconfig::edit::kubeadm_kubeconfig(
                 &ca.pem,
                 &server,
                 "kubernetes-super-admin",

@@ -78,3 +78,28 @@ fn config_rejects_unknown_knobs() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("frozn"));
 }
+
+/// `kubeadm-recover rehearse` hands over to `rehearse`: it refuses as the product's commands do
+/// (the `error:` line, the `Error` document with `-o json`, exit 3), before building anything.
+#[test]
+fn rehearse_refuses_as_the_product_does() {
+    let out = sim()
+        .args([
+            "rehearse",
+            "--product=/nonexistent",
+            "--dir=/",
+            "--output=json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: --dir /: a rehearsal never runs on a real root"),
+        "{stderr}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["kind"], "Error");
+    assert_eq!(doc["reason"], "Refused");
+    assert_eq!(doc["exitCode"], 3);
+}

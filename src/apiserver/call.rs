@@ -110,7 +110,7 @@ pub async fn bounded<T>(
         if limits.on_signal == OnSignal::Finish {
             return std::future::pending().await;
         }
-        while !crate::interrupt::interrupted() {
+        while !crate::runtime::interrupt::interrupted() {
             tokio::time::sleep(SIGNAL_POLL).await;
         }
     };

@@ -41,7 +41,7 @@ fn config(endpoint: &Endpoint, ca_pem: &str, auth: AuthInfo) -> Result<kube::Con
         .parse()
         .map_err(|e| format!("{}: {e}", endpoint.url()))?;
     let mut config = kube::Config::new(uri);
-    config.root_cert = Some(crate::pem::certificates(ca_pem));
+    config.root_cert = Some(crate::credentials::pem::certificates(ca_pem));
     config.connect_timeout = Some(Duration::from_secs(1));
     config.read_timeout = Some(Duration::from_secs(2));
     config.write_timeout = Some(Duration::from_secs(2));
@@ -83,14 +83,15 @@ impl ApiClient {
             .map_err(|e| format!("{}: {e}", ca_path.display()))?;
         let anonymous = kube::Client::try_from(config(endpoint, &ca_pem, AuthInfo::default())?)
             .map_err(|e| e.to_string())?;
-        let admin = crate::kubeconfig::client_credentials(layout, &layout.admin_conf())
-            .map(|(cert, key)| AuthInfo {
-                client_certificate_data: Some(cert),
-                client_key_data: Some(key),
-                ..AuthInfo::default()
-            })
-            .and_then(|auth| config(endpoint, &ca_pem, auth).ok())
-            .and_then(|c| kube::Client::try_from(c).ok());
+        let admin =
+            crate::credentials::kubeconfig::client_credentials(layout, &layout.admin_conf())
+                .map(|(cert, key)| AuthInfo {
+                    client_certificate_data: Some(cert),
+                    client_key_data: Some(key),
+                    ..AuthInfo::default()
+                })
+                .and_then(|auth| config(endpoint, &ca_pem, auth).ok())
+                .and_then(|c| kube::Client::try_from(c).ok());
         Ok(ApiClient {
             anonymous,
             admin,

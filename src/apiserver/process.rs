@@ -66,25 +66,6 @@ fn in_our_network_namespace(pid: &str) -> bool {
     }
 }
 
-/// Makes `command` join the network namespace `netns` (an open `/proc/PID/ns/net`) before it
-/// runs: how a rehearsal on real binaries (and the tests) reach a node whose apiserver lives in
-/// a namespace of its own. The file must stay open until the command has started.
-pub fn join_network_namespace(command: &mut std::process::Command, netns: &std::fs::File) {
-    use std::os::fd::{AsRawFd, BorrowedFd};
-    use std::os::unix::process::CommandExt;
-    let fd = netns.as_raw_fd();
-    // SAFETY: setns only, between fork and exec, on a descriptor the caller keeps open.
-    unsafe {
-        command.pre_exec(move || {
-            nix::sched::setns(
-                BorrowedFd::borrow_raw(fd),
-                nix::sched::CloneFlags::CLONE_NEWNET,
-            )
-            .map_err(std::io::Error::from)
-        });
-    }
-}
-
 /// The `kube-apiserver` process serving `port` (its last `--secure-port`, default 6443) in our
 /// network namespace.
 pub fn find_apiserver(port: u16) -> Option<ApiserverProcess> {
@@ -245,7 +226,7 @@ pub fn kubelet_runtime_endpoint(layout: &crate::node::NodeLayout) -> Option<Stri
 
 /// The CRI container id of the running apiserver, where `crictl` is installed (host only).
 pub fn crictl_container_id(layout: &crate::node::NodeLayout) -> Option<String> {
-    let out = crate::interrupt::run(
+    let out = crate::runtime::interrupt::run(
         crictl(
             layout,
             &["ps", "--name", "kube-apiserver", "--state", "running", "-q"],

@@ -8,19 +8,20 @@ use base64::Engine;
 use serde::Serialize;
 
 use super::{Context, change_settings};
+use crate::change::executor::{self, BackupRef, Done, Ran, Unfinished};
+use crate::change::plan::{self, CredentialCheck, Plan, PlannedWrite};
 use crate::cli::{AdminConf, KeyTypeArg, Method, RegenerateOptions};
+use crate::credentials::copies;
 use crate::credentials::issue::{self, CertFacts, Kind, Subject};
+use crate::credentials::kubeconfig::edit as kubeconfig_edit;
+use crate::credentials::pki::KeyType;
 use crate::credentials::verify::Verified;
-use crate::credentials::{copies, kubeconfig_edit};
-use crate::error::{Error, Result};
-use crate::executor::{self, BackupRef, Unfinished};
+use crate::error::{Error, ExitStatus, Result};
 use crate::manifest::Manifest;
-use crate::pki::KeyType;
-use crate::plan::{self, CredentialCheck, Plan, PlannedWrite};
-use crate::store::atomic::Ownership;
+use crate::node::store::atomic::Ownership;
 use crate::ui::Report;
 
-pub fn run(ctx: &Context, action: AdminConf) -> Result<()> {
+pub fn run(ctx: &Context, action: AdminConf) -> Result<ExitStatus> {
     match action {
         AdminConf::Regenerate(options) => regenerate(ctx, &options),
     }
@@ -191,7 +192,7 @@ fn copy_writes(
         ctx.ui.warn("the old admin certificate is unreadable, so copies of it cannot be recognised; --update-copies did nothing");
         return Ok(Vec::new());
     };
-    let ca = cluster_ca_der(ctx);
+    let ca = issue::cluster_ca_der(&ctx.layout);
     let mut writes = Vec::new();
     let admin_resolved = ctx.layout.fs().resolved(&admin.path).ok();
     for copy in copies::candidates(&ctx.layout, &options.copies) {
@@ -223,7 +224,8 @@ fn copy_writes(
         // admin key (root writing it into a user's file would give them cluster-admin).
         for user in users.iter().filter(|u| {
             u.cert_b64.as_deref().is_some_and(|c| {
-                (c == old_cert.as_str() || is_admin_certificate(c, Kind::Admin, ca.as_deref()))
+                (c == old_cert.as_str()
+                    || issue::is_admin_certificate(c, Kind::Admin, ca.as_deref()))
                     && u.key_b64
                         .as_ref()
                         .is_some_and(|k| issue::key_matches(c, k.expose_secret()))
@@ -321,16 +323,19 @@ struct Regeneration {
     native: bool,
 }
 
-fn regenerate(ctx: &Context, options: &RegenerateOptions) -> Result<()> {
+fn regenerate(ctx: &Context, options: &RegenerateOptions) -> Result<ExitStatus> {
     let settings = change_settings(&options.confirm, None, None);
-    let mut facts = None;
-    let (plan, executed) =
-        executor::run(&ctx.layout, &ctx.ui, &settings, Unfinished::Refuse, || {
-            let (plan, regeneration) = plan_regeneration(ctx, options)?;
-            facts = Some(regeneration);
-            Ok(plan)
-        })?;
-    let regeneration = facts.expect("the plan was built");
+    let ran = executor::run(&ctx.layout, &ctx.ui, &settings, Unfinished::Refuse, || {
+        plan_regeneration(ctx, options)
+    })?;
+    let Done {
+        plan,
+        executed,
+        facts: regeneration,
+    } = match ran {
+        Ran::Done(done) => done,
+        Ran::Declined(declined) => return Ok(ExitStatus::Declined(declined)),
+    };
     if executed.changed() {
         if options.no_verify {
             ctx.ui.warn("--no-verify: the new credentials were NOT checked against the apiserver; nothing was proved");
@@ -338,25 +343,7 @@ fn regenerate(ctx: &Context, options: &RegenerateOptions) -> Result<()> {
         warn_system_masters(ctx, &regeneration.credentials);
     }
     ctx.ui.report(&result(ctx, regeneration, &plan, executed))?;
-    Ok(())
-}
-
-/// The cluster CA certificate (DER), to recognise certificates it signed.
-pub(super) fn cluster_ca_der(ctx: &Context) -> Option<Vec<u8>> {
-    let pem = ctx
-        .layout
-        .fs()
-        .read_to_string(&ctx.layout.path("/etc/kubernetes/pki/ca.crt"))
-        .ok()?;
-    crate::pem::certificates(&pem).into_iter().next()
-}
-
-/// Whether a user's client certificate is kubeadm's `kind` credential of this cluster: signed
-/// by its CA and carrying that identity's CN.
-pub(super) fn is_admin_certificate(cert_b64: &str, kind: Kind, ca: Option<&[u8]>) -> bool {
-    issue::read_certificate(cert_b64).is_some_and(|(subject, _, der)| {
-        subject.common_name == kind.user_name() && ca.is_some_and(|ca| issue::signed_by(&der, ca))
-    })
+    Ok(ExitStatus::Success)
 }
 
 /// kubeadm's admin user in a kubeconfig, found by what it is: the user whose client
@@ -371,7 +358,7 @@ fn admin_user(
     let by_certificate = users.iter().position(|u| {
         u.cert_b64
             .as_deref()
-            .is_some_and(|c| is_admin_certificate(c, kind, ca))
+            .is_some_and(|c| issue::is_admin_certificate(c, kind, ca))
     });
     let by_name = || users.iter().position(|u| u.name == kind.user_name());
     by_certificate.or_else(by_name).map(|i| users[i].clone())
@@ -540,7 +527,7 @@ fn result(
     plan: &Plan,
     executed: executor::Executed,
 ) -> AdminConfResult {
-    let mut verified = executed.verified.iter();
+    let mut verified = executed.verified().iter();
     let changed = executed.changed();
     AdminConfResult {
         method: if regeneration.native {
@@ -568,9 +555,9 @@ fn result(
             .as_ref()
             .map(|(_, p)| ctx.layout.node_path(p)),
         installed_for: regeneration.installed.map(|(a, _)| a.name),
-        dry_run: executed.dry_run,
-        verified: !executed.verified.is_empty(),
-        backup: executed.backup,
+        dry_run: executed.dry_run(),
+        verified: !executed.verified().is_empty(),
+        backup: executed.backup(),
         plan: plan.steps_text(),
     }
 }
@@ -586,7 +573,7 @@ fn plan_credential(
     let layout = &ctx.layout;
     let path = layout.path(&format!("/etc/kubernetes/{}", kind.file_name()));
     let old_text = layout.fs().read_to_string(&path).ok();
-    let ca = cluster_ca_der(ctx);
+    let ca = issue::cluster_ca_der(&ctx.layout);
     let admin = match old_text.as_deref() {
         Some(text) => Some(admin_user(text, kind, ca.as_deref()).ok_or_else(|| {
             Error::Refused(format!(
@@ -658,7 +645,7 @@ fn plan_credential(
                     Error::io("cannot read", &layout.path("/etc/kubernetes/pki/ca.crt"), e)
                 })?;
             let server = server.ok_or_else(|| Error::Refused("no usable old kubeconfig and no apiserver manifest to take the server address from".into()))?;
-            crate::credentials::kubeconfig_edit::kubeadm_kubeconfig(
+            crate::credentials::kubeconfig::edit::kubeadm_kubeconfig(
                 &ca,
                 server,
                 &user,
@@ -720,8 +707,8 @@ fn plan_steps(
 fn warn_system_masters(ctx: &Context, plans: &[Credential]) {
     for p in plans {
         if let Some(i) = p.issued.as_ref().filter(|i| i.facts.system_masters) {
-            let lifetime = crate::clock::parse_rfc3339(&i.facts.not_after)
-                .zip(crate::clock::parse_rfc3339(&i.facts.not_before))
+            let lifetime = crate::runtime::clock::parse_rfc3339(&i.facts.not_after)
+                .zip(crate::runtime::clock::parse_rfc3339(&i.facts.not_before))
                 .map(|(after, before)| after - before);
             // kubeadm back-dates not-before a little; a day plus that is "short-lived".
             let advice = if lifetime.is_some_and(|l| l <= 25 * 3600) {

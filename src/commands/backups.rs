@@ -2,19 +2,20 @@
 use serde::Serialize;
 
 use super::{Context, change_settings};
+use crate::change::executor::{self, BackupRef, Done, Executed, Ran, Restart, Unfinished};
+use crate::change::plan::{self, ChangeSettings, Gate, Plan, PlannedWrite};
+use crate::change::restart::Proof;
 use crate::cli::Backups;
-use crate::error::{Error, Result};
-use crate::executor::{self, BackupRef, Restart, Unfinished};
-use crate::plan::{self, ChangeSettings, Gate, Plan, PlannedWrite};
-use crate::restart::Proof;
-use crate::store::backup::{self, Backup, BackupFile};
+use crate::error::{Error, ExitStatus, Result};
+use crate::node::store::backup::{self, Backup, BackupFile};
+use crate::survey::facts::{BackupEntry, backup_entries};
 use crate::ui::{Report, unified_diff};
 
-pub fn run(ctx: &Context, action: Backups) -> Result<()> {
+pub fn run(ctx: &Context, action: Backups) -> Result<ExitStatus> {
     match action {
         Backups::List => {
             ctx.ui.report(&list(ctx))?;
-            Ok(())
+            Ok(ExitStatus::Success)
         }
         Backups::Restore {
             id,
@@ -22,53 +23,6 @@ pub fn run(ctx: &Context, action: Backups) -> Result<()> {
             restart,
         } => restore(ctx, &id, &change_settings(&confirm, Some(&restart), None)),
     }
-}
-
-/// One backup as the tool reports it, with its checksum state.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase", untagged)]
-pub enum BackupEntry {
-    #[serde(rename_all = "camelCase")]
-    Readable {
-        id: String,
-        created: String,
-        operation: String,
-        reason: Option<String>,
-        path: String,
-        files: Vec<BackupFile>,
-        checksums_ok: bool,
-        problems: Vec<String>,
-    },
-    Unreadable {
-        path: String,
-        error: String,
-    },
-}
-
-/// Every backup under the node's tmp directory, oldest first.
-pub fn entries(ctx: &Context) -> Vec<BackupEntry> {
-    backup::list(&ctx.layout)
-        .into_iter()
-        .map(|entry| match entry {
-            Ok(b) => {
-                let problems = b.verify(&ctx.layout);
-                BackupEntry::Readable {
-                    path: ctx.layout.node_path(&b.dir),
-                    checksums_ok: problems.is_empty(),
-                    id: b.id,
-                    created: b.created,
-                    operation: b.operation,
-                    reason: b.reason,
-                    files: b.files,
-                    problems,
-                }
-            }
-            Err((dir, error)) => BackupEntry::Unreadable {
-                path: ctx.layout.node_path(&dir),
-                error,
-            },
-        })
-        .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -118,7 +72,7 @@ impl Report for BackupList {
 
 fn list(ctx: &Context) -> BackupList {
     BackupList {
-        backups: entries(ctx),
+        backups: backup_entries(&ctx.layout),
         dir: ctx.layout.node_path(&ctx.layout.tmp_dir()),
     }
 }
@@ -228,7 +182,7 @@ fn restore_target(ctx: &Context, backup: &Backup, file: &BackupFile) -> Result<s
             "mode {mode:04o} would let others write it, or make it executable"
         )));
     }
-    if let Ok(current) = crate::store::atomic::Ownership::of(&ctx.layout, &target)
+    if let Ok(current) = crate::node::store::atomic::Ownership::of(&ctx.layout, &target)
         && (current.uid, current.gid) != (file.ownership.uid, file.ownership.gid)
     {
         return Err(tampered(format!(
@@ -271,10 +225,9 @@ fn restore_writes(ctx: &Context, backup: &Backup) -> Result<(Vec<PlannedWrite>, 
     Ok((writes, diffs))
 }
 
-fn restore(ctx: &Context, id: &str, settings: &ChangeSettings) -> Result<()> {
+fn restore(ctx: &Context, id: &str, settings: &ChangeSettings) -> Result<ExitStatus> {
     let (ui, layout) = (&ctx.ui, &ctx.layout);
-    let mut facts = None;
-    let (plan, executed) = executor::run(layout, ui, settings, Unfinished::Refuse, || {
+    let ran = executor::run(layout, ui, settings, Unfinished::Refuse, || {
         let backup = load(ctx, id)?;
         let problems = backup.verify(&ctx.layout);
         if !problems.is_empty() {
@@ -319,21 +272,27 @@ fn restore(ctx: &Context, id: &str, settings: &ChangeSettings) -> Result<()> {
         .gate(Gate::Kubelet)
         .gate(Gate::Strays);
         plan.diff = diff;
-        facts = Some((backup.id, files, skipped));
-        Ok(plan)
+        Ok((plan, (backup.id, files, skipped)))
     })?;
-    let (id, files, not_restored) = facts.expect("the plan was built");
+    let Done {
+        plan,
+        executed,
+        facts: (id, files, not_restored),
+    } = match ran {
+        Ran::Done(done) => done,
+        Ran::Declined(declined) => return Ok(ExitStatus::Declined(declined)),
+    };
     ui.report(&RestoreResult {
         id,
-        changed: !executed.nothing,
+        changed: !matches!(executed, Executed::Nothing),
         files,
         not_restored,
-        dry_run: executed.dry_run,
+        dry_run: executed.dry_run(),
         diff: plan.diff.clone(),
-        session: executed.session.clone(),
-        backup: executed.backup.clone(),
-        restart: executed.changed().then_some(executed.restart),
-        proof: executed.proof,
+        session: executed.session(),
+        backup: executed.backup(),
+        restart: executed.restart(),
+        proof: executed.proof(),
     })?;
-    Ok(())
+    Ok(ExitStatus::Success)
 }

@@ -2,14 +2,14 @@
 //! up, writes atomically and proves the restart (or rolls back), all journaled.
 use serde::Serialize;
 
-use super::{Context, change_settings, read_manifest};
+use super::{Context, change_settings};
+use crate::change::executor::{self, ChangeReport, Done, Executed, Ran, Unfinished};
+use crate::change::journal::RevertSchedule;
+use crate::change::plan::{self, ChangeSettings, Gate, Plan, PlannedWrite};
 use crate::cli::ExtendTokens as Action;
-use crate::error::{Error, Result};
-use crate::executor::{self, BackupRef, Executed, Restart, Unfinished};
-use crate::journal::RevertSchedule;
+use crate::error::{Error, ExitStatus, Result};
 use crate::manifest::{ExtendTokens, Target, edit_extend_tokens};
-use crate::plan::{self, ChangeSettings, Gate, Plan, PlannedWrite};
-use crate::restart::{Before, Proof};
+use crate::node::read_apiserver_manifest as read_manifest;
 use crate::ui::{Report, unified_diff};
 
 #[derive(Debug, Serialize)]
@@ -24,18 +24,8 @@ pub struct ExtendTokensResult {
     pub notes: Vec<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub diff: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub backup: Option<BackupRef>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub moved_strays: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub restart: Option<Restart>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub apiserver_before: Option<Before>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub proof: Option<Proof>,
+    #[serde(flatten)]
+    pub change: Option<ChangeReport>,
     /// `--revert-after`: the deadline and the timer that reverts the change then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revert_after: Option<RevertSchedule>,
@@ -61,7 +51,8 @@ impl Report for ExtendTokensResult {
         if self.dry_run {
             return format!("{}dry run: nothing was written\n{}", self.plan, self.diff);
         }
-        let mut out = match &self.proof {
+        let change = self.change.as_ref();
+        let mut out = match change.and_then(ChangeReport::proof) {
             Some(proof) => format!(
                 "token extension {done} and proved: kube-apiserver pid {} runs the new manifest and is healthy ({:.1}s{})\n",
                 proof.pid,
@@ -74,10 +65,10 @@ impl Report for ExtendTokensResult {
                 self.manifest
             ),
         };
-        if let Some(backup) = &self.backup {
+        if let Some(backup) = change.and_then(|c| c.backup.as_ref()) {
             out.push_str(&format!("  backup: {} (id {})\n", backup.path, backup.id));
         }
-        for moved in &self.moved_strays {
+        for moved in change.iter().flat_map(|c| &c.moved_strays) {
             out.push_str(&format!("  moved stray {moved} into the backup\n"));
         }
         out.push_str("  undo with: kubeadm-recover revert\n");
@@ -98,7 +89,7 @@ impl Report for ExtendTokensResult {
     }
 }
 
-pub fn run(ctx: &Context, action: Action) -> Result<()> {
+pub fn run(ctx: &Context, action: Action) -> Result<ExitStatus> {
     let (enable, settings, revert_after) = match &action {
         Action::Enable {
             confirm,
@@ -119,13 +110,16 @@ pub fn run(ctx: &Context, action: Action) -> Result<()> {
             None,
         ),
     };
-    let result = change_flag(ctx, enable, &settings, revert_after)?;
+    let result = match change_flag(ctx, enable, &settings, revert_after)? {
+        Ran::Done(result) => result,
+        Ran::Declined(declined) => return Ok(ExitStatus::Declined(declined)),
+    };
     if !enable && result.changed && !result.dry_run {
         // Extension is off by hand: a scheduled revert of an earlier enable has nothing to do.
-        crate::schedule::cancel(&ctx.layout, &ctx.ui, None);
+        crate::change::schedule::cancel(&ctx.layout, &ctx.ui, None);
     }
     ctx.ui.report(&result)?;
-    Ok(())
+    Ok(ExitStatus::Success)
 }
 
 fn change_flag(
@@ -133,17 +127,16 @@ fn change_flag(
     enable: bool,
     settings: &ChangeSettings,
     revert_after: Option<std::time::Duration>,
-) -> Result<ExtendTokensResult> {
+) -> Result<Ran<ExtendTokensResult>> {
     let (ui, layout) = (&ctx.ui, &ctx.layout);
     let verb = if enable { "enable" } else { "disable" };
     let path = layout.apiserver_manifest();
     let node_path = layout.node_path(&path);
     // The timer's binary is checked before anything changes: a refusal then changes nothing.
-    if revert_after.is_some() && crate::schedule::uses_systemd(layout) {
-        crate::schedule::runnable_binary()?;
+    if revert_after.is_some() && crate::change::schedule::uses_systemd(layout) {
+        crate::change::schedule::runnable_binary()?;
     }
-    let mut facts = None;
-    let (plan, executed) = executor::run(layout, ui, settings, Unfinished::Refuse, || {
+    let ran = executor::run(layout, ui, settings, Unfinished::Refuse, || {
         let text = read_manifest(layout)?;
         let edit = edit_extend_tokens(&text, Target::Set(enable))
             .map_err(|e| Error::manifest(&path, &e))?;
@@ -178,23 +171,23 @@ fn change_flag(
         .gate(Gate::Strays);
         plan.diff = diff;
         if let (Some(after), true) = (revert_after, edit.changed) {
-            let deadline =
-                crate::clock::after(crate::clock::now_unix(), after).ok_or_else(|| {
-                    Error::Usage(format!(
-                        "--revert-after {}s is out of range: give at most 36500d",
-                        after.as_secs()
-                    ))
-                })?;
-            plan.revert_after = Some(deadline);
+            let deadline = crate::runtime::clock::after(crate::runtime::clock::now_unix(), after)
+                .ok_or_else(|| {
+                Error::Usage(format!(
+                    "--revert-after {}s is out of range: give at most 36500d",
+                    after.as_secs()
+                ))
+            })?;
+            plan.manifest.revert_after = Some(deadline);
             plan = plan.step(format!(
                 "revert it at {} (--revert-after): a systemd timer where the node has systemd",
-                crate::clock::rfc3339(deadline)
+                crate::runtime::clock::rfc3339(deadline)
             ));
         } else if revert_after.is_some() {
             ui.warn("--revert-after: nothing changes, so there is nothing to revert later");
         }
         if enable {
-            plan.measure_stale_tokens = true;
+            plan.manifest.stale_tokens = plan::StaleTokens::Measure;
         } else {
             // Turning extension off ends the grace for stale tokens: check who still uses them.
             plan = plan.gate(Gate::StaleTokens {
@@ -202,20 +195,26 @@ fn change_flag(
                 session: None,
             });
         }
-        facts = Some(edit);
-        Ok(plan)
+        Ok((plan, edit))
     })?;
-    let edit = facts.expect("the plan was built");
-    let revert_after = executed.session.as_ref().and_then(|id| {
-        crate::journal::Journal::load(layout)
+    let Done {
+        plan,
+        executed,
+        facts: edit,
+    } = match ran {
+        Ran::Done(done) => done,
+        Ran::Declined(declined) => return Ok(Ran::Declined(declined)),
+    };
+    let revert_after = executed.session().and_then(|id| {
+        crate::change::journal::Journal::load(layout)
             .ok()?
-            .find(id)?
+            .find(&id)?
             .revert_after
             .clone()
     });
     let mut result = result(verb, node_path, edit, &plan, executed);
     result.revert_after = revert_after;
-    Ok(result)
+    Ok(Ran::Done(result))
 }
 
 fn result(
@@ -226,26 +225,20 @@ fn result(
     executed: Executed,
 ) -> ExtendTokensResult {
     let shows_diff = edit.changed;
-    let restart = executed.changed().then_some(executed.restart);
     ExtendTokensResult {
         action: verb,
         manifest,
         before: edit.before,
         after: edit.after,
         changed: edit.changed,
-        dry_run: executed.dry_run,
+        dry_run: executed.dry_run(),
         notes: edit.notes,
         diff: if shows_diff {
             plan.diff.clone()
         } else {
             String::new()
         },
-        session: executed.session,
-        backup: executed.backup,
-        moved_strays: executed.moved_strays,
-        restart,
-        apiserver_before: executed.before,
-        proof: executed.proof,
+        change: executed.report().cloned(),
         revert_after: None,
         plan: plan.steps_text(),
     }

@@ -4,14 +4,11 @@
 //! replaced by the guide's (do it / skip / show details / quit).
 use std::collections::BTreeSet;
 
-use clap::Parser;
-
 use super::{Context, dispatch};
-use crate::cli::Cli;
-use crate::diagnose::Finding;
-use crate::error::{Error, Result};
-use crate::guide::{self, Guidance, Step};
-use crate::journal::{Journal, Session, State};
+use crate::change::journal::{Journal, Session, State};
+use crate::error::{Declined, Error, ExitStatus, Result};
+use crate::survey::diagnose::Finding;
+use crate::survey::guide::{self, Guidance, Step};
 use crate::ui::guided::{self, GuidedStep};
 use crate::ui::shell_quote;
 use crate::ui::{Ui, UiSettings, stdout_write};
@@ -30,7 +27,7 @@ enum Outcome {
     Stopped(String),
 }
 
-pub fn run(ctx: &Context, settings: UiSettings, reason: Option<String>) -> Result<()> {
+pub fn run(ctx: &Context, settings: UiSettings, reason: Option<String>) -> Result<ExitStatus> {
     if ctx.ui.json() {
         return Err(Error::Usage(
             "the guide talks to a person; for a document, use `kubeadm-recover diagnose -o json`"
@@ -41,15 +38,15 @@ pub fn run(ctx: &Context, settings: UiSettings, reason: Option<String>) -> Resul
         return Err(Error::Usage(NOT_A_TERMINAL.into()));
     }
     // From the first question on, Ctrl-C is reported, never a kill mid-sentence.
-    crate::interrupt::install();
+    crate::runtime::interrupt::install();
     ctx.ui
         .info("looking at the node: manifest, kubelet, apiserver, credentials, journal ...");
-    let findings = super::status::status(ctx).findings;
+    let findings = crate::survey::facts::survey(&ctx.layout).findings;
     let guidance = guide::plan(&findings);
     stdout_write(&overview(&findings, &guidance))?;
     if guidance.steps.is_empty() {
         stdout_write("\nnothing for kubeadm-recover to do on this node.\n")?;
-        return Ok(());
+        return Ok(ExitStatus::Success);
     }
     let reason = match reason {
         Some(reason) => reason,
@@ -57,7 +54,7 @@ pub fn run(ctx: &Context, settings: UiSettings, reason: Option<String>) -> Resul
     };
     let before = session_ids(ctx);
     let mut outcomes = Vec::new();
-    let mut failure = None;
+    let mut ending = Ok(ExitStatus::Success);
     for (i, step) in guidance.steps.iter().enumerate() {
         let number = i + 1;
         stdout_write(&format!(
@@ -79,39 +76,37 @@ pub fn run(ctx: &Context, settings: UiSettings, reason: Option<String>) -> Resul
             },
         );
         match run_step(ctx, settings, step_ui, step, &reason) {
-            Ok(()) => outcomes.push(Outcome::Done),
-            Err(Error::Declined { quit: false, .. }) => outcomes.push(Outcome::Skipped),
+            Ok(ExitStatus::Success) => outcomes.push(Outcome::Done),
+            Ok(ExitStatus::Declined(Declined { quit: false, .. })) => {
+                outcomes.push(Outcome::Skipped)
+            }
+            Ok(stopped) => {
+                outcomes.push(Outcome::Stopped(
+                    stopped.message().unwrap_or_default().to_string(),
+                ));
+                ending = Ok(stopped);
+                break;
+            }
             Err(e) => {
                 outcomes.push(Outcome::Stopped(e.to_string()));
-                failure = Some(e);
+                ending = Err(e);
                 break;
             }
         }
     }
     stdout_write(&summary(ctx, &guidance, &outcomes, &before))?;
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    ending
 }
 
 /// The step as `kubeadm-recover` parses it, run on this node with the guide's question.
-fn run_step(ctx: &Context, settings: UiSettings, ui: Ui, step: &Step, reason: &str) -> Result<()> {
-    let argv = std::iter::once("kubeadm-recover".to_string())
-        .chain(step.args.iter().cloned())
-        .chain(["--reason".to_string(), reason.to_string()]);
-    let cli = Cli::try_parse_from(argv).map_err(|e| {
-        Error::Failed(format!(
-            "internal error: the step `{}` does not parse ({e}); nothing was changed",
-            step.command_line()
-        ))
-    })?;
-    let command = cli.command.ok_or_else(|| {
-        Error::Failed(format!(
-            "internal error: the step `{}` names no command",
-            step.command_line()
-        ))
-    })?;
+fn run_step(
+    ctx: &Context,
+    settings: UiSettings,
+    ui: Ui,
+    step: &Step,
+    reason: &str,
+) -> Result<ExitStatus> {
+    let command = crate::cli::step_command(step.command, reason);
     let step_ctx = Context {
         layout: ctx.layout.clone(),
         ui,
@@ -231,14 +226,11 @@ fn summary(
         }
     };
     for s in &new {
-        let state = serde_json::to_value(s.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
         out.push_str(&format!(
-            "  session {} ({}): {state}; backup {}\n",
+            "  session {} ({}): {}; backup {}\n",
             s.id,
             s.command,
+            s.state.name(),
             s.backup.as_deref().unwrap_or("none"),
         ));
         if s.state != State::Done {
@@ -260,7 +252,7 @@ fn summary(
     }
     let extension_enabled = new
         .iter()
-        .any(|s| s.command == "extend-tokens enable" && s.state == State::Done);
+        .any(|s| s.enables_token_extension() && s.state == State::Done);
     if extension_enabled {
         out.push_str(&format!(
             "  next: move the clients off stale and long-lived tokens — `kubeadm-recover migrate check{root}` says who — \

@@ -3,22 +3,22 @@
 use serde::Serialize;
 
 use super::{Context, change_settings};
+use crate::change::executor::{self, Done, Ran, Unfinished};
+use crate::change::journal::{Journal, Session, State};
+use crate::change::plan::{self, Mark, Plan};
 use crate::cli::JournalCommand;
-use crate::error::{Error, Result};
-use crate::executor::{self, Unfinished};
-use crate::journal::{Journal, Session, State};
-use crate::plan::{self, Mark, Plan};
-use crate::store::sha256_hex;
+use crate::error::{Error, ExitStatus, Result};
+use crate::node::store::sha256_hex;
 use crate::ui::Report;
 
-pub fn run(ctx: &Context, action: JournalCommand) -> Result<()> {
+pub fn run(ctx: &Context, action: JournalCommand) -> Result<ExitStatus> {
     match action {
         JournalCommand::List => {
             let journal = Journal::load(&ctx.layout)?;
             ctx.ui.report(&SessionList {
                 sessions: journal.sessions,
             })?;
-            Ok(())
+            Ok(ExitStatus::Success)
         }
         JournalCommand::Abandon { session, confirm } => {
             abandon(ctx, &session, &change_settings(&confirm, None, None))
@@ -94,10 +94,9 @@ impl Report for AbandonResult {
     }
 }
 
-fn abandon(ctx: &Context, id: &str, settings: &plan::ChangeSettings) -> Result<()> {
+fn abandon(ctx: &Context, id: &str, settings: &plan::ChangeSettings) -> Result<ExitStatus> {
     let layout = &ctx.layout;
-    let mut facts = None;
-    let (_, executed) = executor::run(layout, &ctx.ui, settings, Unfinished::Allow, || {
+    let ran = executor::run(layout, &ctx.ui, settings, Unfinished::Allow, || {
         let journal = Journal::load(layout)?;
         let session = journal.find(id).cloned().ok_or_else(|| {
             Error::Usage(format!(
@@ -115,9 +114,9 @@ fn abandon(ctx: &Context, id: &str, settings: &plan::ChangeSettings) -> Result<(
             .read(&layout.apiserver_manifest())
             .ok()
             .map(|b| sha256_hex(&b));
-        let manifest = match current {
-            Some(h) if h == session.original.sha256 => "original",
-            Some(h) if h == session.intended.sha256 => "intended",
+        let manifest = match (current, session.manifest()) {
+            (Some(h), Some((original, _, _))) if h == original.sha256 => "original",
+            (Some(h), Some((_, intended, _))) if h == intended.sha256 => "intended",
             _ => "neither",
         };
         let mut plan = Plan::new(
@@ -141,15 +140,21 @@ fn abandon(ctx: &Context, id: &str, settings: &plan::ChangeSettings) -> Result<(
                     .unwrap_or_default()
             ),
         });
-        facts = Some((manifest, session.backup));
-        Ok(plan)
+        Ok((plan, (manifest, session.backup)))
     })?;
-    let (manifest, backup) = facts.expect("the plan was built");
+    let Done {
+        executed,
+        facts: (manifest, backup),
+        ..
+    } = match ran {
+        Ran::Done(done) => done,
+        Ran::Declined(declined) => return Ok(ExitStatus::Declined(declined)),
+    };
     ctx.ui.report(&AbandonResult {
         session: id.to_string(),
-        dry_run: executed.dry_run,
+        dry_run: executed.dry_run(),
         manifest,
         backup,
     })?;
-    Ok(())
+    Ok(ExitStatus::Success)
 }

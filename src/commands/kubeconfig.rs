@@ -8,17 +8,17 @@ use serde::Serialize;
 
 use super::{Context, change_settings};
 use crate::apiserver::admin::{Admin, TokenRequest};
+use crate::change::executor::{self, BackupRef, Done, Ran, Unfinished};
+use crate::change::plan::{self, Plan, PlannedWrite};
 use crate::cli::KubeconfigCommand;
-use crate::clock::{now_unix, rfc3339};
-use crate::credentials::kubeconfig_edit::{redacted, replace_token};
-use crate::error::{Error, Result};
-use crate::executor::{self, BackupRef, Unfinished};
-use crate::kubeconfig_prune::{Finding, prune};
-use crate::plan::{self, Plan, PlannedWrite};
-use crate::token::relative;
+use crate::credentials::kubeconfig::edit::{redacted, replace_token};
+use crate::credentials::kubeconfig::prune::{Finding, prune};
+use crate::credentials::token::relative;
+use crate::error::{Error, ExitStatus, Result};
+use crate::runtime::clock::{now_unix, rfc3339};
 use crate::ui::{Report, escape, unified_diff};
 
-pub fn run(ctx: &Context, action: KubeconfigCommand) -> Result<()> {
+pub fn run(ctx: &Context, action: KubeconfigCommand) -> Result<ExitStatus> {
     match action {
         KubeconfigCommand::PruneExpired {
             kubeconfig,
@@ -178,41 +178,51 @@ impl Report for PruneResult {
     }
 }
 
-fn prune_expired(ctx: &Context, path: &Path, settings: &plan::ChangeSettings) -> Result<()> {
+fn prune_expired(
+    ctx: &Context,
+    path: &Path,
+    settings: &plan::ChangeSettings,
+) -> Result<ExitStatus> {
     let now = now_unix();
-    let mut findings = Vec::new();
-    let (plan, executed) =
-        executor::run(&ctx.layout, &ctx.ui, settings, Unfinished::Refuse, || {
-            let text = read(ctx, path)?;
-            let pruned = prune(&text, now)
-                .map_err(|e| Error::Refused(format!("{}: {e}", path.display())))?;
-            findings = pruned.findings;
-            Ok(match pruned.text {
-                None => Plan::new("kubeconfig prune-expired", "", plan::Action::Nothing),
-                Some(new) => write_plan(
-                    ctx,
-                    "kubeconfig prune-expired",
-                    &format!("remove the expired tokens from {}?", path.display()),
-                    path,
-                    &text,
-                    &new,
-                )
-                .step(format!(
-                    "remove the expired tokens from {} (backed up first)",
-                    path.display()
-                )),
-            })
-        })?;
+    let ran = executor::run(&ctx.layout, &ctx.ui, settings, Unfinished::Refuse, || {
+        let text = read(ctx, path)?;
+        let pruned =
+            prune(&text, now).map_err(|e| Error::Refused(format!("{}: {e}", path.display())))?;
+        let plan = match pruned.text {
+            None => Plan::new("kubeconfig prune-expired", "", plan::Action::Nothing),
+            Some(new) => write_plan(
+                ctx,
+                "kubeconfig prune-expired",
+                &format!("remove the expired tokens from {}?", path.display()),
+                path,
+                &text,
+                &new,
+            )
+            .step(format!(
+                "remove the expired tokens from {} (backed up first)",
+                path.display()
+            )),
+        };
+        Ok((plan, pruned.findings))
+    })?;
+    let Done {
+        plan,
+        executed,
+        facts: findings,
+    } = match ran {
+        Ran::Done(done) => done,
+        Ran::Declined(declined) => return Ok(ExitStatus::Declined(declined)),
+    };
     ctx.ui.report(&PruneResult {
         kubeconfig: path.display().to_string(),
         findings,
         diff: plan.diff,
         changed: executed.changed(),
-        dry_run: executed.dry_run,
-        backup: executed.backup,
+        dry_run: executed.dry_run(),
+        backup: executed.backup(),
         now,
     })?;
-    Ok(())
+    Ok(ExitStatus::Success)
 }
 
 struct NewToken {
@@ -271,37 +281,43 @@ fn set_token(
     path: &Path,
     new: &NewToken,
     settings: &plan::ChangeSettings,
-) -> Result<()> {
-    let mut expiration = None;
-    let (plan, executed) =
-        executor::run(&ctx.layout, &ctx.ui, settings, Unfinished::Refuse, || {
-            let text = read(ctx, path)?;
-            // The dry run shows where the token goes without minting one.
-            let (token, expires) = if settings.dry_run {
-                (SecretString::from("dry-run".to_string()), None)
-            } else {
-                let (token, expires) = request_token(ctx, new)?;
-                (token, Some(expires))
-            };
-            let edited = replace_token(&text, &new.user, token.expose_secret())
-                .map_err(|e| Error::Refused(format!("{}: {e}", path.display())))?;
-            expiration = expires;
-            Ok(write_plan(
-                ctx,
-                "kubeconfig set-token",
-                &format!("replace user {}'s token in {}?", new.user, path.display()),
-                path,
-                &text,
-                &edited,
-            )
-            .step(format!(
-                "replace user {}'s token in {} with a new one for {}/{} (backed up first)",
-                new.user,
-                path.display(),
-                new.request.namespace,
-                new.request.service_account
-            )))
-        })?;
+) -> Result<ExitStatus> {
+    let ran = executor::run(&ctx.layout, &ctx.ui, settings, Unfinished::Refuse, || {
+        let text = read(ctx, path)?;
+        // The dry run shows where the token goes without minting one.
+        let (token, expires) = if settings.dry_run {
+            (SecretString::from("dry-run".to_string()), None)
+        } else {
+            let (token, expires) = request_token(ctx, new)?;
+            (token, Some(expires))
+        };
+        let edited = replace_token(&text, &new.user, token.expose_secret())
+            .map_err(|e| Error::Refused(format!("{}: {e}", path.display())))?;
+        let plan = write_plan(
+            ctx,
+            "kubeconfig set-token",
+            &format!("replace user {}'s token in {}?", new.user, path.display()),
+            path,
+            &text,
+            &edited,
+        )
+        .step(format!(
+            "replace user {}'s token in {} with a new one for {}/{} (backed up first)",
+            new.user,
+            path.display(),
+            new.request.namespace,
+            new.request.service_account
+        ));
+        Ok((plan, expires))
+    })?;
+    let Done {
+        plan,
+        executed,
+        facts: expiration,
+    } = match ran {
+        Ran::Done(done) => done,
+        Ran::Declined(declined) => return Ok(ExitStatus::Declined(declined)),
+    };
     ctx.ui.report(&SetTokenResult {
         kubeconfig: path.display().to_string(),
         diff: plan.diff,
@@ -309,8 +325,8 @@ fn set_token(
         service_account: format!("{}/{}", new.request.namespace, new.request.service_account),
         expiration_timestamp: expiration,
         changed: executed.changed(),
-        dry_run: executed.dry_run,
-        backup: executed.backup,
+        dry_run: executed.dry_run(),
+        backup: executed.backup(),
     })?;
-    Ok(())
+    Ok(ExitStatus::Success)
 }

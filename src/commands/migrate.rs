@@ -2,51 +2,15 @@
 //! admin credential, and through the same stale-token reader `revert` uses.
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
-use serde::Serialize;
-
 use super::Context;
-use crate::apiserver::admin::Admin;
 use crate::cli::{ApiOptions, MigrateCommand};
-use crate::error::{Error, Result};
-use crate::manifest::Manifest;
-use crate::migration::{self, SecretMount, StaleUser, TokenSecret};
+use crate::error::{ExitStatus, Result};
+use crate::survey::migration::{self, MigrationCheck};
 use crate::ui::Report;
 
-pub fn run(ctx: &Context, action: MigrateCommand) -> Result<()> {
+pub fn run(ctx: &Context, action: MigrateCommand) -> Result<ExitStatus> {
     match action {
         MigrateCommand::Check { stale_window, api } => check(ctx, stale_window, &api),
-    }
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MigrationCheck {
-    pub token_secrets: Vec<TokenSecret>,
-    pub secret_mounts: Vec<SecretMount>,
-    pub stale_token_users: Vec<StaleUser>,
-    /// serviceaccount_stale_tokens_total now, when the apiserver answers.
-    pub stale_tokens_total: Option<u64>,
-    /// Where the users of stale tokens were read from (none: they cannot be named).
-    pub audit_log: Option<String>,
-    pub depends_on_extension: bool,
-}
-
-/// `status`'s migration line when nothing depends on token extension.
-pub const NOTHING_DEPENDS: &str = "nothing depends on long-lived or stale tokens";
-
-impl MigrationCheck {
-    /// One line for `status`.
-    pub fn summary(&self) -> String {
-        if !self.depends_on_extension {
-            return NOTHING_DEPENDS.into();
-        }
-        format!(
-            "{} service-account-token secret(s), {} pod(s) mounting one, {} stale-token user(s) (kubeadm-recover migrate check)",
-            self.token_secrets.len(),
-            self.secret_mounts.len(),
-            self.stale_token_users.len()
-        )
     }
 }
 
@@ -116,61 +80,12 @@ impl Report for MigrationCheck {
     }
 }
 
-/// Runs the check; `Err` when the API cannot be asked.
-pub fn inspect(ctx: &Context, stale_window: Duration, api: &ApiOptions) -> Result<MigrationCheck> {
-    let path = match &api.kubeconfig {
-        Some(given) => ctx.layout.given_path(given)?,
-        None => ctx.layout.admin_conf(),
-    };
-    let admin = Admin::connect(&ctx.layout, &path)?;
-    let failed = |what: &str, e| Error::Failed(format!("listing {what}: {e}"));
-    let secrets: k8s_openapi::List<Secret> = admin
-        .get("/api/v1/secrets?fieldSelector=type%3Dkubernetes.io%2Fservice-account-token")
-        .map_err(|e| failed("secrets", e))?;
-    let pods: k8s_openapi::List<Pod> = admin.get("/api/v1/pods").map_err(|e| failed("pods", e))?;
-    let manifest_text = ctx
-        .layout
-        .fs()
-        .read_to_string(&ctx.layout.apiserver_manifest())
-        .ok();
-    let manifest = manifest_text
-        .as_deref()
-        .and_then(|t| Manifest::parse(t).ok());
-    let audience = manifest.as_ref().and_then(|m| {
-        m.flag("api-audiences")
-            .and_then(|a| a.split(',').next().map(str::to_string))
-            .or_else(|| m.flag("service-account-issuer"))
-    });
-    let (token_secrets, secret_mounts) =
-        migration::dependents(&secrets.items, &pods.items, audience.as_deref());
-    let stale = manifest
-        .as_ref()
-        .map(|m| migration::check(&ctx.layout, m, None, stale_window));
-    let (stale_token_users, stale_tokens_total, audit_log, stale_in_use) = match stale {
-        Some(c) => (c.users, c.metric_now, c.audit_log, c.in_use),
-        None => (Vec::new(), None, None, false),
-    };
-    Ok(MigrationCheck {
-        depends_on_extension: !token_secrets.is_empty()
-            || !secret_mounts.is_empty()
-            || !stale_token_users.is_empty()
-            || stale_in_use,
-        token_secrets,
-        secret_mounts,
-        stale_token_users,
-        stale_tokens_total,
-        audit_log,
-    })
-}
-
-fn check(ctx: &Context, stale_window: Duration, api: &ApiOptions) -> Result<()> {
-    let report = inspect(ctx, stale_window, api)?;
+fn check(ctx: &Context, stale_window: Duration, api: &ApiOptions) -> Result<ExitStatus> {
+    let report = migration::inspect(&ctx.layout, stale_window, api.kubeconfig.as_deref())?;
     ctx.ui.report(&report)?;
-    if report.depends_on_extension {
-        Err(Error::Negative(
-            "workloads still depend on long-lived or stale tokens".into(),
-        ))
+    Ok(if report.depends_on_extension {
+        ExitStatus::Negative("workloads still depend on long-lived or stale tokens".into())
     } else {
-        Ok(())
-    }
+        ExitStatus::Success
+    })
 }

@@ -14,11 +14,11 @@ mod shell;
 mod status;
 mod token;
 
+use crate::change::plan::{ChangeSettings, OnInterrupt};
+use crate::change::restart::WaitOptions;
 use crate::cli::{self, Cli, Command, ConfirmOptions, RestartOptions, StaleTokenOptions};
-use crate::error::{Error, Result};
+use crate::error::{ExitStatus, Result};
 use crate::node::NodeLayout;
-use crate::plan::{ChangeSettings, OnInterrupt};
-use crate::restart::WaitOptions;
 use crate::ui::{Format, Ui, UiSettings};
 
 /// What every command gets: where the node is, and how to talk.
@@ -27,7 +27,7 @@ pub struct Context {
     pub ui: Ui,
 }
 
-pub fn run(cli: Cli) -> Result<()> {
+pub fn run(cli: Cli) -> Result<ExitStatus> {
     let settings = ui_settings(&cli);
     let ctx = Context {
         layout: NodeLayout::new(cli.global.root.clone())?,
@@ -41,7 +41,7 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 /// Runs one command on the node; `guide` runs its steps through here too.
-fn dispatch(ctx: &Context, settings: UiSettings, command: Command) -> Result<()> {
+fn dispatch(ctx: &Context, settings: UiSettings, command: Command) -> Result<ExitStatus> {
     match command {
         Command::Guide { reason } => guide::run(ctx, settings, reason),
         Command::Status => status::run(ctx),
@@ -70,12 +70,14 @@ fn dispatch(ctx: &Context, settings: UiSettings, command: Command) -> Result<()>
             &change_settings(&confirm, Some(&restart), None),
         ),
         Command::Journal(action) => journal::run(ctx, action),
-        Command::Rehearse(options) => rehearse::run(ctx, &options),
+        Command::Rehearse(options) => {
+            rehearse::run(settings, &options).map(|()| ExitStatus::Success)
+        }
         Command::Token(action) => token::run(ctx, action),
         Command::Kubeconfig(action) => kubeconfig::run(ctx, action),
         Command::Migrate(action) => migrate::run(ctx, action),
-        Command::Completions { shell } => shell::completions(shell),
-        Command::Man => shell::man(),
+        Command::Completions { shell } => shell::completions(shell).map(|()| ExitStatus::Success),
+        Command::Man => shell::man().map(|()| ExitStatus::Success),
         Command::Diagnose => diagnose::run(ctx),
     }
 }
@@ -126,33 +128,4 @@ pub fn change_settings(
         settings.stale_window = s.stale_window;
     }
     settings
-}
-
-/// The apiserver manifest's text, or a refusal that says why this node cannot be worked on.
-pub fn read_manifest(layout: &NodeLayout) -> Result<String> {
-    let path = layout.apiserver_manifest();
-    let bytes = layout.fs().read(&path).map_err(|e| {
-        let parked = crate::restart::parked_path(layout);
-        if e.kind() == std::io::ErrorKind::NotFound && layout.fs().exists(&parked) {
-            Error::Refused(format!(
-                "{} is parked at {} by an interrupted nudge; any kubeadm-recover command that changes the node \
-                 (resume, revert) moves it back first",
-                path.display(),
-                parked.display()
-            ))
-        } else if e.kind() == std::io::ErrorKind::NotFound {
-            Error::Refused(format!(
-                "{} does not exist: this is not a kubeadm control-plane node (or --root points at the wrong place)",
-                path.display()
-            ))
-        } else {
-            Error::Refused(format!("cannot read {}: {e}", path.display()))
-        }
-    })?;
-    String::from_utf8(bytes).map_err(|e| {
-        Error::Refused(format!(
-            "{}: not UTF-8 text ({e}); the kubelet cannot read it either",
-            path.display()
-        ))
-    })
 }

@@ -2,14 +2,15 @@
 //! writes and proves.
 use serde::Serialize;
 
-use super::{Context, read_manifest};
-use crate::error::{Error, Result};
-use crate::executor::{self, BackupRef, Restart, Unfinished};
-use crate::journal::{Journal, Session, State};
+use super::Context;
+use crate::change::executor::{self, BackupRef, Done, Ran, Restart, Unfinished};
+use crate::change::journal::{Journal, ManifestVersion, Session, State};
+use crate::change::plan::{self, ChangeSettings, Gate, GoingBack, Mark, Plan, PlannedWrite};
+use crate::change::restart::Proof;
+use crate::error::{Error, ExitStatus, Result};
 use crate::manifest::{FlagState, Manifest, Target, edit_extend_tokens};
-use crate::plan::{self, ChangeSettings, Gate, GoingBack, Mark, Plan, PlannedWrite};
-use crate::restart::Proof;
-use crate::store::{backup, sha256_hex};
+use crate::node::read_apiserver_manifest as read_manifest;
+use crate::node::store::{backup, sha256_hex};
 use crate::ui::{Report, unified_diff};
 
 #[derive(Debug, Serialize)]
@@ -157,10 +158,21 @@ fn is_unfinished(session: &Session) -> bool {
 /// any backup holding bytes with the recorded hash.
 fn original_bytes(ctx: &Context, session: &Session) -> Result<Vec<u8>> {
     let manifest = ctx.layout.node_path(&ctx.layout.apiserver_manifest());
-    backed_up_bytes(ctx, session, &manifest, &session.original.sha256).ok_or_else(|| {
+    let (original, _, _) = manifest_parts(session)?;
+    backed_up_bytes(ctx, session, &manifest, &original.sha256).ok_or_else(|| {
         Error::Refused(format!(
             "no intact backup holds the original manifest of session {} (sha256 {}); restore it by hand",
-            session.id, session.original.sha256
+            session.id, original.sha256
+        ))
+    })
+}
+
+/// The manifest's versions of a session that changed it.
+fn manifest_parts(session: &Session) -> Result<(&ManifestVersion, &ManifestVersion, &str)> {
+    session.manifest().ok_or_else(|| {
+        Error::Refused(format!(
+            "session {} changed other files than the manifest",
+            session.id
         ))
     })
 }
@@ -212,10 +224,11 @@ fn manifest_write(ctx: &Context, current: &str, new: Vec<u8>) -> PlannedWrite {
 fn revert_text(ctx: &Context, target: &Session, current: &str) -> Result<(Option<String>, String)> {
     let path = ctx.layout.apiserver_manifest();
     let current_sha = sha256_hex(current.as_bytes());
-    if current_sha == target.original.sha256 {
+    let (original, intended, _) = manifest_parts(target)?;
+    if current_sha == original.sha256 {
         return Ok((None, "the manifest is already the original".into()));
     }
-    if current_sha == target.intended.sha256 {
+    if current_sha == intended.sha256 {
         let text = String::from_utf8(original_bytes(ctx, target)?)
             .map_err(|_| Error::Refused("the original manifest is not UTF-8".into()))?;
         return Ok((Some(text), "the original bytes come back exactly".into()));
@@ -227,10 +240,10 @@ fn revert_text(ctx: &Context, target: &Session, current: &str) -> Result<(Option
              (and `backups restore` can put the original back)",
             ctx.layout.node_path(&path),
             target.id,
-            crate::journal::abandon_command(&target.id)
+            crate::change::journal::abandon_command(&target.id)
         )));
     }
-    let goal = match &target.original.flag {
+    let goal = match &original.flag {
         Some(FlagState::Explicit { value }) => Target::Set(*value),
         Some(FlagState::Absent { .. }) => Target::Remove,
         Some(FlagState::Invalid { value }) => {
@@ -268,7 +281,7 @@ fn take_fleet_lease(
     ctx: &Context,
     wanted: Option<&str>,
     settings: &ChangeSettings,
-) -> Result<crate::fleet::Held> {
+) -> Result<crate::change::fleet::Held> {
     let own = read_manifest(&ctx.layout).ok().and_then(|text| {
         crate::manifest::Manifest::parse(&text)
             .ok()
@@ -280,7 +293,7 @@ fn take_fleet_lease(
         .map(|w| w.timeout + w.rollback_timeout)
         .unwrap_or_default()
         + std::time::Duration::from_secs(120);
-    let held = crate::fleet::acquire(
+    let held = crate::change::fleet::acquire(
         &ctx.layout,
         own.as_deref(),
         wanted.unwrap_or("revert"),
@@ -288,7 +301,7 @@ fn take_fleet_lease(
     )?;
     ctx.ui.info(format!(
         "took the fleet lease kube-system/{}; every other apiserver is ready",
-        crate::fleet::LEASE_NAME
+        crate::change::fleet::LEASE_NAME
     ));
     Ok(held)
 }
@@ -298,14 +311,13 @@ pub fn revert(
     wanted: Option<&str>,
     settings: &ChangeSettings,
     fleet_lease: bool,
-) -> Result<()> {
+) -> Result<ExitStatus> {
     let layout = &ctx.layout;
     let lease = if fleet_lease && !settings.dry_run {
         Some(take_fleet_lease(ctx, wanted, settings)?)
     } else {
         None
     };
-    let mut facts = None;
     let outcome = executor::run(layout, &ctx.ui, settings, Unfinished::Allow, || {
         let journal = Journal::load(layout)?;
         let target = pick(
@@ -322,8 +334,10 @@ pub fn revert(
         }
         if !target.is_manifest() {
             let plan = files_revert_plan(ctx, &target)?;
-            facts = Some((target, "the previous files come back exactly".to_string()));
-            return Ok(plan);
+            return Ok((
+                plan,
+                (target, "the previous files come back exactly".to_string()),
+            ));
         }
         let current = read_manifest(layout)?;
         let (new_text, how) = revert_text(ctx, &target, &current)?;
@@ -362,7 +376,7 @@ pub fn revert(
                 });
             }
         }
-        plan.reverts = Some(target.id.clone());
+        plan.manifest.reverts = Some(target.id.clone());
         plan.on_success = Some(Mark {
             session: target.id.clone(),
             state: final_state,
@@ -372,8 +386,7 @@ pub fn revert(
                 "reverted: the original was in place and is proved".into()
             },
         });
-        facts = Some((target, how));
-        Ok(plan)
+        Ok((plan, (target, how)))
     });
     // After the proof (or the rollback's): the next node's apiserver may restart now.
     if let Some(lease) = lease
@@ -381,33 +394,39 @@ pub fn revert(
     {
         ctx.ui.warn(format!(
             "could not give back the fleet lease kube-system/{} ({e}); it expires by itself",
-            crate::fleet::LEASE_NAME
+            crate::change::fleet::LEASE_NAME
         ));
     }
-    let (plan, executed) = outcome?;
-    let (target, how) = facts.expect("the plan was built");
-    if !executed.dry_run
+    let Done {
+        plan,
+        executed,
+        facts: (target, how),
+    } = match outcome? {
+        Ran::Done(done) => done,
+        Ran::Declined(declined) => return Ok(ExitStatus::Declined(declined)),
+    };
+    if !executed.dry_run()
         && target
             .revert_after
             .as_ref()
             .is_some_and(|r| r.timer.is_some())
     {
         // Reverted (by hand, or by the timer itself): its scheduled revert has nothing to do.
-        crate::schedule::cancel(layout, &ctx.ui, Some(&target.id));
+        crate::change::schedule::cancel(layout, &ctx.ui, Some(&target.id));
     }
     ctx.ui.report(&RevertResult {
         session: target.id,
         how,
-        dry_run: executed.dry_run,
+        dry_run: executed.dry_run(),
         diff: plan.diff.clone(),
-        revert_session: executed.session,
-        backup: executed.backup,
-        restart: (!executed.dry_run).then_some(executed.restart),
-        proof: executed.proof,
+        revert_session: executed.session(),
+        backup: executed.backup(),
+        restart: (!executed.dry_run()).then(|| executed.restart().unwrap_or(Restart::NotNeeded)),
+        proof: executed.proof(),
         plan: plan.steps_text(),
-        credentials_kept: !executed.dry_run && !target.credentials_issued.is_empty(),
+        credentials_kept: !executed.dry_run() && !target.credentials_issued.is_empty(),
     })?;
-    Ok(())
+    Ok(ExitStatus::Success)
 }
 
 /// Going back on a change of files (credentials): every file that no longer holds its
@@ -415,7 +434,7 @@ pub fn revert(
 fn files_revert_plan(ctx: &Context, target: &Session) -> Result<Plan> {
     let mut writes = Vec::new();
     let mut steps = Vec::new();
-    for file in &target.files {
+    for file in target.files() {
         let path = ctx.layout.path(&file.path);
         let now = ctx.layout.fs().read(&path).ok();
         if now.as_deref().map(sha256_hex) == file.sha256_before {
@@ -452,7 +471,7 @@ fn files_revert_plan(ctx: &Context, target: &Session) -> Result<Plan> {
     };
     let mut plan = Plan::new("revert", format!("revert session {}?", target.id), action);
     plan.steps = steps;
-    plan.reverts = Some(target.id.clone());
+    plan.manifest.reverts = Some(target.id.clone());
     plan.on_success = Some(Mark {
         session: target.id.clone(),
         state: if is_unfinished(target) {
@@ -465,7 +484,11 @@ fn files_revert_plan(ctx: &Context, target: &Session) -> Result<Plan> {
     Ok(plan)
 }
 
-pub fn resume(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) -> Result<()> {
+pub fn resume(
+    ctx: &Context,
+    wanted: Option<&str>,
+    settings: &ChangeSettings,
+) -> Result<ExitStatus> {
     let layout = &ctx.layout;
     let target = pick(
         &Journal::load(layout)?,
@@ -491,14 +514,14 @@ pub fn resume(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) ->
         reason: settings.reason.clone().or_else(|| target.reason.clone()),
         ..settings.clone()
     };
-    let mut how = String::new();
-    let (plan, executed) = executor::run(layout, &ctx.ui, &settings, Unfinished::Allow, || {
+    let ran = executor::run(layout, &ctx.ui, &settings, Unfinished::Allow, || {
         let current = read_manifest(layout)?;
         let current_sha = sha256_hex(current.as_bytes());
         let question = format!("finish session {} ({})?", target.id, target.command);
-        let plan = if current_sha == target.intended.sha256 {
+        let (_, intended, intended_text) = manifest_parts(&target)?;
+        let (plan, how) = if current_sha == intended.sha256 {
             // Written already: prove it; if it cannot be proved, go back and prove that.
-            how = "the manifest holds the new version; proving the restart".into();
+            let how = "the manifest holds the new version; proving the restart";
             // Without an intact backup of the original there is nowhere to go back to; the
             // proof may still succeed.
             let going_back = original_bytes(ctx, &target).ok().map(|original| GoingBack {
@@ -522,10 +545,10 @@ pub fn resume(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) ->
                 state: State::Done,
                 step: "proved (resumed)".into(),
             });
-            plan
-        } else if current_sha == target.original.sha256 {
+            (plan, how)
+        } else if current_sha == manifest_parts(&target)?.0.sha256 {
             // The write never happened: do it now, as a change of its own.
-            how = "the manifest is still the original; writing the change now".into();
+            let how = "the manifest is still the original; writing the change now";
             let mut plan = Plan::new(
                 target.command.clone(),
                 question,
@@ -533,7 +556,7 @@ pub fn resume(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) ->
                     writes: vec![manifest_write(
                         ctx,
                         &current,
-                        target.intended_text.clone().into_bytes(),
+                        intended_text.as_bytes().to_vec(),
                     )],
                     verify: plan::Verify::Nothing,
                 },
@@ -543,36 +566,44 @@ pub fn resume(ctx: &Context, wanted: Option<&str>, settings: &ChangeSettings) ->
             plan.diff = unified_diff(
                 &layout.node_path(&layout.apiserver_manifest()),
                 &current,
-                &target.intended_text,
+                intended_text,
             );
-            plan.stale_tokens_at_start = target.stale_tokens_at_start;
+            plan.manifest.stale_tokens = plan::StaleTokens::Carried(target.stale_tokens_at_start);
             plan.supersedes = Some(Mark {
                 session: target.id.clone(),
                 state: State::RolledBack,
                 step: "never written; resumed as a new session".into(),
             });
-            plan
+            (plan, how)
         } else {
             return Err(Error::Refused(format!(
                 "{} is neither the original nor the version session {} wrote; someone changed it. Check it by hand, \
                  then `{}` hands the session over to you",
                 layout.apiserver_manifest().display(),
                 target.id,
-                crate::journal::abandon_command(&target.id)
+                crate::change::journal::abandon_command(&target.id)
             )));
         };
-        Ok(plan.step(format!("session {}: {how}", target.id)))
+        Ok((plan.step(format!("session {}: {how}", target.id)), how))
     })?;
+    let Done {
+        plan,
+        executed,
+        facts: how,
+    } = match ran {
+        Ran::Done(done) => done,
+        Ran::Declined(declined) => return Ok(ExitStatus::Declined(declined)),
+    };
     ctx.ui.report(&ResumeResult {
         session: target.id,
-        how,
-        dry_run: executed.dry_run,
+        how: how.to_string(),
+        dry_run: executed.dry_run(),
         diff: plan.diff.clone(),
-        resumed_as: executed.session,
-        proof: executed.proof,
+        resumed_as: executed.session(),
+        proof: executed.proof(),
         plan: plan.steps_text(),
     })?;
-    Ok(())
+    Ok(ExitStatus::Success)
 }
 
 #[cfg(test)]

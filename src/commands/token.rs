@@ -10,14 +10,14 @@ use serde_json::{Value, json};
 use super::Context;
 use crate::apiserver::admin::{Admin, TokenRequest};
 use crate::cli::{ApiOptions, InspectOptions, TokenCommand};
-use crate::clock::{now_unix, rfc3339};
-use crate::error::{Error, Result};
-use crate::token::{self, TokenFacts, Verdict, relative};
+use crate::credentials::token::{self, TokenFacts, Verdict, relative};
+use crate::error::{Error, ExitStatus, Result};
+use crate::runtime::clock::{now_unix, rfc3339};
 use crate::ui::{Report, Untrusted, escape};
 
-pub fn run(ctx: &Context, action: TokenCommand) -> Result<()> {
+pub fn run(ctx: &Context, action: TokenCommand) -> Result<ExitStatus> {
     match action {
-        TokenCommand::Inspect(options) => inspect(ctx, &options),
+        TokenCommand::Inspect(options) => inspect(ctx, &options).map(|()| ExitStatus::Success),
         TokenCommand::Review {
             file,
             audiences,
@@ -40,7 +40,8 @@ pub fn run(ctx: &Context, action: TokenCommand) -> Result<()> {
                 bound_pod,
             },
             &api,
-        ),
+        )
+        .map(|()| ExitStatus::Success),
     }
 }
 
@@ -193,7 +194,7 @@ fn inspect(ctx: &Context, options: &InspectOptions) -> Result<()> {
                 .fs()
                 .read_to_string(path)
                 .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
-            let held = crate::kubeconfig::held_tokens(&text, options.user.as_deref())
+            let held = crate::credentials::kubeconfig::held_tokens(&text, options.user.as_deref())
                 .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
             for h in held {
                 let user = Untrusted::new(h.user);
@@ -292,7 +293,12 @@ impl Report for Review {
     }
 }
 
-fn review(ctx: &Context, file: &Path, audiences: &[String], api: &ApiOptions) -> Result<()> {
+fn review(
+    ctx: &Context,
+    file: &Path,
+    audiences: &[String],
+    api: &ApiOptions,
+) -> Result<ExitStatus> {
     let secret = read_token(file)?;
     if secret.expose_secret().is_empty() {
         return Err(Error::Usage(format!(
@@ -330,13 +336,11 @@ fn review(ctx: &Context, file: &Path, audiences: &[String], api: &ApiOptions) ->
         error: status["error"].as_str().map(str::to_string),
     };
     ctx.ui.report(&review)?;
-    if review.authenticated {
-        Ok(())
+    Ok(if review.authenticated {
+        ExitStatus::Success
     } else {
-        Err(Error::Negative(
-            "the apiserver does not accept this token".into(),
-        ))
-    }
+        ExitStatus::Negative("the apiserver does not accept this token".into())
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -364,7 +368,7 @@ fn create(ctx: &Context, request: &TokenRequest, api: &ApiOptions) -> Result<()>
     let token = issued.token.expose_secret().to_string();
     let expiration = issued.expiration_timestamp;
     // The apiserver's answer: a time that does not parse or wraps around counts as none.
-    let expires = crate::clock::parse_rfc3339(&expiration);
+    let expires = crate::runtime::clock::parse_rfc3339(&expiration);
     let granted = expires.and_then(|e| e.checked_sub(now)).unwrap_or(0);
     let requested = request.duration.map(|d| d.as_secs());
     // A minute of slack for the round trip and clock skew between here and the apiserver.
@@ -373,7 +377,7 @@ fn create(ctx: &Context, request: &TokenRequest, api: &ApiOptions) -> Result<()>
     {
         ctx.ui.warn(format!(
             "the apiserver shortened the lifetime: asked for {}, granted {} (its --service-account-max-token-expiration)",
-            relative(crate::clock::after(now, duration).unwrap_or(i64::MAX), now)
+            relative(crate::runtime::clock::after(now, duration).unwrap_or(i64::MAX), now)
                 .trim_start_matches("in "),
             relative(now.saturating_add(granted), now).trim_start_matches("in ")
         ));

@@ -8,7 +8,7 @@ use serde::Serialize;
 use sha2::Digest;
 use x509_parser::prelude::*;
 
-use crate::pki::{self, Key, KeyType, Profile, Request};
+use crate::credentials::pki::{self, Key, KeyType, Profile, Request};
 
 /// The identity a credential carries: CN is the user, every O a group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -86,8 +86,8 @@ pub fn facts(der: &[u8]) -> Result<CertFacts, String> {
     Ok(CertFacts {
         subject: cert.subject().to_string(),
         serial: cert.raw_serial_as_string(),
-        not_before: crate::clock::rfc3339(cert.validity().not_before.timestamp()),
-        not_after: crate::clock::rfc3339(cert.validity().not_after.timestamp()),
+        not_before: crate::runtime::clock::rfc3339(cert.validity().not_before.timestamp()),
+        not_after: crate::runtime::clock::rfc3339(cert.validity().not_after.timestamp()),
         sha256_fingerprint: fingerprint,
         system_masters: cert
             .subject()
@@ -101,7 +101,7 @@ pub fn read_certificate(cert_b64: &str) -> Option<(Subject, KeyType, Vec<u8>)> {
     let pem = base64::engine::general_purpose::STANDARD
         .decode(cert_b64.trim())
         .ok()?;
-    let der = crate::pem::certificates(&String::from_utf8_lossy(&pem))
+    let der = crate::credentials::pem::certificates(&String::from_utf8_lossy(&pem))
         .into_iter()
         .next()?;
     let (_, cert) = X509Certificate::from_der(&der).ok()?;
@@ -144,13 +144,16 @@ pub fn key_matches(cert_b64: &str, key_b64: &str) -> bool {
     let (Some(cert_pem), Some(key_pem)) = (decode(cert_b64), decode(key_b64)) else {
         return false;
     };
-    let Some(der) = crate::pem::certificates(&cert_pem).into_iter().next() else {
+    let Some(der) = crate::credentials::pem::certificates(&cert_pem)
+        .into_iter()
+        .next()
+    else {
         return false;
     };
     let Ok((_, cert)) = X509Certificate::from_der(&der) else {
         return false;
     };
-    let Ok(key) = crate::pki::Key::from_pem(&key_pem) else {
+    let Ok(key) = crate::credentials::pki::Key::from_pem(&key_pem) else {
         return false;
     };
     key.public_key_der() == cert.tbs_certificate.subject_pki.raw
@@ -211,7 +214,7 @@ pub fn issue(
         .map_err(|e| format!("{}: {e}", pki_dir.join("ca.key").display()))?;
     let ca_key = Key::from_pem(&ca_key_pem)
         .map_err(|e| unusable_key(&pki_dir.join("ca.key"), &ca_key_pem, &e.to_string()))?;
-    let ca_der = crate::pem::certificates(&ca_pem)
+    let ca_der = crate::credentials::pem::certificates(&ca_pem)
         .into_iter()
         .next()
         .ok_or("ca.crt holds no certificate")?;
@@ -219,7 +222,8 @@ pub fn issue(
     let now = pki::now();
     let ca_end = ca.validity().not_after.timestamp();
     // A validity past every date is capped to the CA's end like any other too long one.
-    let wanted_end = crate::clock::after(now.unix_timestamp(), validity).unwrap_or(i64::MAX);
+    let wanted_end =
+        crate::runtime::clock::after(now.unix_timestamp(), validity).unwrap_or(i64::MAX);
     let capped_to_ca = wanted_end > ca_end;
     let validity = if capped_to_ca {
         Duration::from_secs((ca_end - now.unix_timestamp()).max(0) as u64)
@@ -261,5 +265,23 @@ pub fn issue(
         cert_pem: cert.pem,
         key_pem: key.pem,
         capped_to_ca,
+    })
+}
+/// The cluster CA certificate (DER), to recognise certificates it signed.
+pub fn cluster_ca_der(layout: &crate::node::NodeLayout) -> Option<Vec<u8>> {
+    let pem = layout
+        .fs()
+        .read_to_string(&layout.path("/etc/kubernetes/pki/ca.crt"))
+        .ok()?;
+    crate::credentials::pem::certificates(&pem)
+        .into_iter()
+        .next()
+}
+
+/// Whether a user's client certificate is kubeadm's `kind` credential of this cluster: signed
+/// by its CA and carrying that identity's CN.
+pub fn is_admin_certificate(cert_b64: &str, kind: Kind, ca: Option<&[u8]>) -> bool {
+    read_certificate(cert_b64).is_some_and(|(subject, _, der)| {
+        subject.common_name == kind.user_name() && ca.is_some_and(|ca| signed_by(&der, ca))
     })
 }

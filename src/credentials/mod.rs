@@ -1,6 +1,10 @@
-//! Admin credentials: re-issue `admin.conf` / `super-admin.conf` from the cluster CA, keep their
-//! identity, prove them against the apiserver, and fix the copies people made.
+//! Credentials: admin.conf and super-admin.conf re-issued from the cluster CA with their
+//! identity and proved against the apiserver, the copies people made, service-account and OIDC
+//! tokens, kubeconfig files, PKI and PEM.
 pub mod copies;
 pub mod issue;
-pub mod kubeconfig_edit;
+pub mod kubeconfig;
+pub mod pem;
+pub mod pki;
+pub mod token;
 pub mod verify;

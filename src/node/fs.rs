@@ -27,7 +27,7 @@ use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag};
 use nix::unistd::{Gid, Uid};
 
-use crate::store::atomic::Ownership;
+use crate::node::store::atomic::Ownership;
 
 /// The static pod manifests a rename may put into the manifest directory.
 pub const STATIC_POD_MANIFESTS: [&str; 4] = [
@@ -902,7 +902,7 @@ fn temp_name() -> OsString {
         .take(12)
         .map(char::from)
         .collect();
-    OsString::from(format!("{}{suffix}", crate::store::TEMP_PREFIX))
+    OsString::from(format!("{}{suffix}", crate::node::store::TEMP_PREFIX))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The node's filesystem, under `--root`: every path the tool touches comes from here, and
 //! every file operation on it goes through `fs`, confined to the root.
 pub mod fs;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -110,6 +111,13 @@ impl NodeLayout {
         self.path("/etc/kubernetes/manifests/kube-apiserver.yaml")
     }
     /// kubeadm's own scratch directory, on the same filesystem as the manifests (for rename).
+    /// Where an interrupted nudge parks the apiserver manifest (outside the manifest directory,
+    /// so that the kubelet stops the pod); every change moves it back first.
+    pub fn parked_manifest(&self) -> PathBuf {
+        self.tmp_dir()
+            .join("kube-apiserver.yaml.kubeadm-recover-nudge")
+    }
+
     pub fn tmp_dir(&self) -> PathBuf {
         self.path("/etc/kubernetes/tmp")
     }
@@ -145,4 +153,32 @@ impl NodeLayout {
             ))
         }
     }
+}
+/// The apiserver manifest's text, or a refusal that says why this node cannot be worked on.
+pub fn read_apiserver_manifest(layout: &NodeLayout) -> Result<String> {
+    let path = layout.apiserver_manifest();
+    let bytes = layout.fs().read(&path).map_err(|e| {
+        let parked = layout.parked_manifest();
+        if e.kind() == std::io::ErrorKind::NotFound && layout.fs().exists(&parked) {
+            Error::Refused(format!(
+                "{} is parked at {} by an interrupted nudge; any kubeadm-recover command that changes the node \
+                 (resume, revert) moves it back first",
+                path.display(),
+                parked.display()
+            ))
+        } else if e.kind() == std::io::ErrorKind::NotFound {
+            Error::Refused(format!(
+                "{} does not exist: this is not a kubeadm control-plane node (or --root points at the wrong place)",
+                path.display()
+            ))
+        } else {
+            Error::Refused(format!("cannot read {}: {e}", path.display()))
+        }
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        Error::Refused(format!(
+            "{}: not UTF-8 text ({e}); the kubelet cannot read it either",
+            path.display()
+        ))
+    })
 }

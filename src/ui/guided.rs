@@ -4,7 +4,8 @@
 use dialoguer::theme::{ColorfulTheme, SimpleTheme, Theme};
 use dialoguer::{Input, Select};
 
-use crate::error::{Error, Result};
+use crate::error::{Declined, Error, Result};
+use crate::ui::Answer;
 
 /// What the guide tells the executor's question about the step it asks for.
 #[derive(Debug, Clone)]
@@ -28,7 +29,7 @@ const SKIP: usize = 1;
 const DETAILS: usize = 2;
 
 /// Asks whether to run the step whose plan was just shown. Ok means "do it".
-pub fn ask_step(step: &GuidedStep, question: &str) -> Result<()> {
+pub fn ask_step(step: &GuidedStep, question: &str) -> Result<Answer> {
     let term = console::Term::stderr();
     let theme = theme();
     loop {
@@ -39,22 +40,22 @@ pub fn ask_step(step: &GuidedStep, question: &str) -> Result<()> {
             .interact_on_opt(&term);
         let _ = term.show_cursor();
         match choice {
-            Ok(Some(DO_IT)) => return Ok(()),
+            Ok(Some(DO_IT)) => return Ok(Answer::Yes),
             Ok(Some(SKIP)) => {
-                return Err(Error::Declined {
+                return Ok(Answer::Declined(Declined {
                     quit: false,
                     message: format!("step {} skipped: nothing of it was changed", step.number),
-                });
+                }));
             }
             Ok(Some(DETAILS)) => crate::ui::stderr_line(&step.details),
             Ok(_) => {
-                return Err(Error::Declined {
+                return Ok(Answer::Declined(Declined {
                     quit: true,
                     message: format!(
                         "quit at step {}: nothing of it was changed; the node is as the steps before left it",
                         step.number
                     ),
-                });
+                }));
             }
             Err(e) => return Err(broken(e, &format!("step {}", step.number))),
         }
@@ -76,7 +77,7 @@ pub fn ask_reason(default: &str) -> Result<String> {
 /// is the terminal failing. Either way nothing of the step was changed.
 fn broken(err: dialoguer::Error, at: &str) -> Error {
     let dialoguer::Error::IO(io) = err;
-    if io.kind() == std::io::ErrorKind::Interrupted || crate::interrupt::interrupted() {
+    if io.kind() == std::io::ErrorKind::Interrupted || crate::runtime::interrupt::interrupted() {
         Error::Interrupted(format!(
             "interrupted at the question ({at}): nothing of it was changed; the node is as the steps before left it"
         ))

@@ -112,6 +112,30 @@ pub fn stdout_write(text: &str) -> Result<()> {
     }
 }
 
+/// A command's failure, as every command of the tool ends with one: `error: ...` on stderr and,
+/// with `-o json`, the `Error` document on stdout (but for a negative answer, whose document is
+/// the command's own report, already printed). Returns the exit code. `kubeadm-recover-sim
+/// rehearse`, which `kubeadm-recover rehearse` hands over to, ends through here too.
+pub fn fail(err: &Error, format: Format) -> i32 {
+    stderr_line(&format!("error: {err}"));
+    if format == Format::Json {
+        report_error(err);
+    }
+    err.code()
+}
+
+/// The `Error` document on stdout, for scripts that parse it (`-o json`).
+pub fn report_error(err: &Error) {
+    let _ = stdout_write(&format!(
+        "{}\n",
+        to_json(&ErrorReport {
+            reason: err.kind(),
+            exit_code: err.code(),
+            message: err.to_string(),
+        })
+    ));
+}
+
 /// `NO_COLOR`, set and not empty (no-color.org): no colours.
 pub fn no_color() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
@@ -206,26 +230,27 @@ impl Ui {
     }
 
     /// Asks before a change. `--yes` answers; without a terminal the question is an error (exit 2).
-    pub fn confirm(&self, question: &str) -> Result<()> {
+    /// Only the guide's step question can be declined; a plain "no" cancels (exit 2).
+    pub fn confirm(&self, question: &str) -> Result<Answer> {
         if let Some(step) = &self.guided {
             return guided::ask_step(step, question);
         }
         if self.yes {
-            return Ok(());
+            return Ok(Answer::Yes);
         }
         if !self.interactive {
             return Err(Error::Usage(format!(
                 "{question} — a decision is needed and this run is not interactive: pass --yes to proceed"
             )));
         }
-        Self::ask(question)
+        Self::ask(question).map(|()| Answer::Yes)
     }
 
     /// A yes/no prompt that defaults to no: only `y` goes ahead. Enter, `n`, Esc, `q`, Ctrl-D and
     /// Ctrl-C all mean no, cleanly: the terminal is put back as it was found, and a signal
     /// (Ctrl-C, or a `kill` while the question waits) is noticed at once, never swallowed.
     fn ask(question: &str) -> Result<()> {
-        crate::interrupt::install();
+        crate::runtime::interrupt::install();
         let answer = read_answer(question).unwrap_or(false);
         stderr_line(if answer { "yes" } else { "no" });
         if answer {
@@ -234,6 +259,13 @@ impl Ui {
             Err(Error::Usage("cancelled; nothing was changed".into()))
         }
     }
+}
+
+/// The answer to the question before a change.
+pub enum Answer {
+    Yes,
+    /// The guide's step was skipped or the guide quit: nothing of the step is changed.
+    Declined(crate::error::Declined),
 }
 
 /// One key from the terminal, read by console (raw: no Enter needed, no echo). Ctrl-C is a key
@@ -253,12 +285,12 @@ fn read_answer(question: &str) -> std::io::Result<bool> {
     stderr_raw(&format!("{question} [y/N] "));
     // console's wait has no timeout to look at the flag with: a signal in the instant between
     // this check and that wait is seen only at the next key.
-    if crate::interrupt::interrupted() {
+    if crate::runtime::interrupt::interrupted() {
         return Ok(false);
     }
     let key = console::Term::stderr().read_key()?;
     // Only y goes ahead; any other key is no (never skipped while looking for a y).
-    Ok(matches!(key, console::Key::Char('y' | 'Y')) && !crate::interrupt::interrupted())
+    Ok(matches!(key, console::Key::Char('y' | 'Y')) && !crate::runtime::interrupt::interrupted())
 }
 
 /// A unified diff with the node paths as headers.

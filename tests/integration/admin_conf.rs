@@ -124,7 +124,7 @@ fn an_expired_admin_conf_is_reissued_with_the_same_identity_and_works_with_kubec
 fn ecdsa_cas_and_pre_1_29_nodes_keep_key_type_and_system_masters() {
     let sim = SimNode::with(NodeOptions {
         version: "1.27.9".into(),
-        key_type: kubeadm_recover::pki::KeyType::EcdsaP256,
+        key_type: kubeadm_recover::credentials::pki::KeyType::EcdsaP256,
         admin_expired: true,
         ..Default::default()
     });

@@ -93,11 +93,13 @@ pub trait Sandbox {
                     walk(&path, root, out);
                 } else if meta.is_symlink() {
                     let target = std::fs::read_link(&path).unwrap();
-                    let hash =
-                        kubeadm_recover::store::sha256_hex(target.as_os_str().as_encoded_bytes());
+                    let hash = kubeadm_recover::node::store::sha256_hex(
+                        target.as_os_str().as_encoded_bytes(),
+                    );
                     out.insert(rel, (hash, meta.mode()));
                 } else {
-                    let hash = kubeadm_recover::store::sha256_hex(&std::fs::read(&path).unwrap());
+                    let hash =
+                        kubeadm_recover::node::store::sha256_hex(&std::fs::read(&path).unwrap());
                     out.insert(rel, (hash, meta.mode()));
                 }
             }
@@ -223,7 +225,7 @@ pub fn bash_ok<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(args: I) ->
 
 /// Makes `command` join the network namespace of `netns` before it runs.
 pub fn enter_on_exec(command: &mut Command, netns: &std::fs::File) {
-    kubeadm_recover::apiserver::process::join_network_namespace(command, netns);
+    kubeadm_recover_sim::netns::join(command, netns);
 }
 
 /// A fluent builder over the built binary (just-style).

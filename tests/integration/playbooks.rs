@@ -156,7 +156,7 @@ fn session_start(id: &str) -> SystemTime {
         s(11..13),
         s(13..15)
     );
-    let seconds = kubeadm_recover::clock::parse_rfc3339(&rfc3339)
+    let seconds = kubeadm_recover::runtime::clock::parse_rfc3339(&rfc3339)
         .unwrap_or_else(|| panic!("{id} does not begin with a time stamp"));
     let ms: u64 = s(16..19).parse().unwrap();
     SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(seconds as u64 * 1000 + ms)

@@ -353,7 +353,7 @@ fn the_admin_conf_of_a_simulated_node_works_with_real_kubectl_and_openssl() {
 fn ecdsa_nodes_and_old_versions_simulate_too() {
     let sim = SimNode::with(NodeOptions {
         version: "1.27.9".into(),
-        key_type: kubeadm_recover::pki::KeyType::EcdsaP256,
+        key_type: kubeadm_recover::credentials::pki::KeyType::EcdsaP256,
         ..Default::default()
     });
     let key = std::fs::read_to_string(sim.path("/etc/kubernetes/pki/ca.key")).unwrap();
@@ -390,6 +390,37 @@ fn rehearse_passes_and_leaves_nothing_behind() {
         .filter(|cmdline| String::from_utf8_lossy(cmdline).contains(&root))
         .count();
     assert_eq!(leftovers, 0, "no simulated process left running");
+}
+
+/// `rehearse` hands every option and the global flags that speak for it to the simulator:
+/// the version and key type of the node, the rounds, the timings, the kept directory, quiet.
+#[test]
+fn rehearse_hands_every_option_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = dir.path().join("node");
+    let out = Run::new()
+        .args(["--quiet", "rehearse", "--timings", "--rounds", "2"])
+        .args([
+            "--kubernetes-version",
+            "1.31.0",
+            "--key-type",
+            "ecdsa-p256",
+            "--dir",
+        ])
+        .arg(&sandbox)
+        .ok();
+    for line in [
+        "build a kubeadm v1.31.0 node",
+        "extend-tokens enable (round 2)",
+        "revert (after the migration) (round 2)",
+        "timings: median",
+        "sandbox kept: kubeadm-recover --root",
+    ] {
+        assert!(out.stdout.contains(line), "{line:?} in {}", out.stdout);
+    }
+    assert!(out.stderr.is_empty(), "--quiet: {}", out.stderr);
+    let ca_key = std::fs::read_to_string(sandbox.join("etc/kubernetes/pki/ca.key")).unwrap();
+    assert!(ca_key.contains("BEGIN EC PRIVATE KEY"), "{ca_key}");
 }
 
 /// The binary that runs as root on real nodes carries no simulated apiserver: started under a

@@ -369,8 +369,10 @@ fn use_a_stale_token(node: &RealNode) {
     assert_eq!(out.code, 0, "the stale token authenticates: {}", out.stderr);
 
     let metrics = node.kubectl(ADMIN, &["get", "--raw", "/metrics"]).stdout;
-    let stale =
-        kubeadm_recover::migration::parse_metric(&metrics, "serviceaccount_stale_tokens_total");
+    let stale = kubeadm_recover::survey::migration::parse_metric(
+        &metrics,
+        "serviceaccount_stale_tokens_total",
+    );
     assert!(stale.is_some_and(|n| n >= 1), "the real counter counts it");
     let audit =
         std::fs::read_to_string(node.path(kubeadm_recover_sim::kubeadm::AUDIT_LOG)).unwrap();

@@ -2,14 +2,14 @@
 //! Used by every mutating command, so the safety rules live in one place.
 use std::path::PathBuf;
 
+pub use crate::change::plan::PlannedWrite;
 use crate::error::{Error, Result};
 use crate::node::NodeLayout;
-pub use crate::plan::PlannedWrite;
-use crate::store::atomic;
-use crate::store::audit::{self, FileChange};
-use crate::store::backup::{self, Backup, Source};
-use crate::store::sha256_hex;
-use crate::store::strays::{self, Stray};
+use crate::node::store::atomic;
+use crate::node::store::audit::{self, FileChange};
+use crate::node::store::backup::{self, Backup, Source};
+use crate::node::store::sha256_hex;
+use crate::node::store::strays::{self, Stray};
 use crate::ui::Ui;
 
 pub struct Applied {
@@ -37,11 +37,50 @@ pub fn check_strays(layout: &NodeLayout, move_strays: bool) -> Result<Vec<Stray>
     )))
 }
 
-/// A commit that failed: the error, and which files had been renamed into place (and were
-/// then put back, or not) before it failed.
+/// A commit that failed: why, and which files had been renamed into place (and were then put
+/// back, or not) before it failed.
 pub struct CommitFailure {
-    pub error: Error,
+    pub error: WriteFailed,
     pub renamed: Vec<PathBuf>,
+}
+
+/// Why a commit failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteFailed {
+    /// Writing a file failed; the files written before it were put back.
+    #[error("writing {} failed: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing a file failed, and putting back the files already written failed too.
+    #[error("writing {} failed: {source}, and putting back the files already written failed too: {}", path.display(), unrestored.join("; "))]
+    NotPutBack {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+        unrestored: Vec<String>,
+    },
+    /// A failure point of the crash-safety builds, after the renames.
+    #[error("{0}")]
+    Injected(#[source] Error),
+}
+
+impl WriteFailed {
+    /// The failure, said once every file is back as it was.
+    pub fn as_before(&self) -> String {
+        match self {
+            WriteFailed::Write { .. } => format!("{self}; the node is as before"),
+            WriteFailed::NotPutBack { path, source, .. } => format!(
+                "writing {} failed: {source}; the files are put back, the node is as before",
+                path.display()
+            ),
+            WriteFailed::Injected(e) => {
+                format!("{e}; the files are put back, the node is as before")
+            }
+        }
+    }
 }
 
 /// Checks the files did not change since they were read, backs them (and the strays) up and
@@ -121,24 +160,21 @@ pub fn commit(
     let mut done: Vec<&PlannedWrite> = Vec::new();
     let renamed = |done: &[&PlannedWrite]| done.iter().map(|w| w.path.clone()).collect();
     for write in writes {
-        if let Err(e) = write_node_file(layout, &write.path, &write.new, write.ownership) {
-            let failed = format!("writing {} failed: {e}", write.path.display());
+        if let Err(source) = write_node_file(layout, &write.path, &write.new, write.ownership) {
             let unrestored = put_back(layout, done.iter().copied());
-            if unrestored.is_empty() {
-                return Err(CommitFailure {
-                    error: Error::Failed(format!("{failed}; the node is as before")),
-                    renamed: renamed(&done),
-                });
-            }
+            let path = write.path.clone();
+            let error = if unrestored.is_empty() {
+                WriteFailed::Write { path, source }
+            } else {
+                WriteFailed::NotPutBack {
+                    path,
+                    source,
+                    unrestored,
+                }
+            };
             return Err(CommitFailure {
+                error,
                 renamed: renamed(&done),
-                error: Error::ManualActionNeeded(format!(
-                    "{failed}, and putting back the files already written failed too: {}.\n  The originals are in {}: \
-                 copy each to a temp file in {} and mv it over the file it came from",
-                    unrestored.join("; "),
-                    backup.dir.display(),
-                    layout.tmp_dir().display()
-                )),
             });
         }
         ui.detail(format!(
@@ -151,7 +187,7 @@ pub fn commit(
 
     if let Err(error) = injected_after_rename() {
         return Err(CommitFailure {
-            error,
+            error: WriteFailed::Injected(error),
             renamed: renamed(&done),
         });
     }
@@ -170,17 +206,24 @@ pub fn commit(
             sha256_after: None,
         }))
         .collect();
-    if let Err(e) = audit::append(layout, &record) {
-        // The change is made and backed up; a missing audit line must not hide that.
-        crate::ui::stderr_line(&format!(
-            "warning: could not write the audit log {}: {e}",
-            layout.audit_log().display()
-        ));
-    }
+    // The change is made and backed up; a missing audit line must not hide that.
+    audit::append_or_warn(layout, &record);
     Ok(Applied {
         backup,
         moved_strays,
     })
+}
+
+/// A new file's missing directory (`~alice/.kube`) is made private and owned like the file.
+pub fn make_parent(layout: &NodeLayout, write: &PlannedWrite) -> Result<()> {
+    let Some(dir) = write.path.parent().filter(|d| !layout.fs().exists(d)) else {
+        return Ok(());
+    };
+    layout
+        .fs()
+        .create_dir_all(dir, 0o700, write.ownership.map(|o| (o.uid, o.gid)))
+        .map_err(|e| Error::io("cannot create", dir, e))?;
+    Ok(())
 }
 
 /// Replaces a file on the node atomically (`NodeFs::replace`): a link is written through

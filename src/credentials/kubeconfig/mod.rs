@@ -1,4 +1,8 @@
-//! Reading kubeconfig files and the client certificates embedded in them.
+//! Kubeconfig files: reading them and their embedded client certificates, editing them
+//! (`edit`), and taking expired tokens out of them (`prune`).
+pub mod edit;
+pub mod prune;
+
 use crate::node::NodeLayout;
 use std::path::Path;
 
@@ -114,7 +118,7 @@ fn certificate_facts(pem: &[u8], now: i64) -> Result<CredentialInfo, String> {
         subject: Some(cert.subject().to_string()),
         issuer: Some(cert.issuer().to_string()),
         serial: Some(cert.raw_serial_as_string()),
-        not_after: Some(crate::clock::rfc3339(not_after)),
+        not_after: Some(crate::runtime::clock::rfc3339(not_after)),
         expired: Some(not_after <= now),
         days_left: Some((not_after - now).div_euclid(86_400)),
         problem: None,

@@ -7,8 +7,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::credentials::token::{self, Verdict};
 use crate::manifest::yaml::{self, Node};
-use crate::token::{self, Verdict};
 use crate::ui::{Untrusted, command_line};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -114,7 +114,7 @@ fn certificate_not_after(data: &str) -> Option<i64> {
     let pem = base64::engine::general_purpose::STANDARD
         .decode(data.trim())
         .ok()?;
-    crate::pem::not_after(&pem).ok()
+    crate::credentials::pem::not_after(&pem).ok()
 }
 
 /// Finds what has expired in `text` at `now`, and the text with the expired token fields gone.

@@ -24,11 +24,11 @@ fn lease_path() -> String {
 
 /// `metav1.MicroTime`: the apiserver parses exactly six fractional digits.
 fn micro_time(unix: i64) -> String {
-    crate::clock::rfc3339(unix).replace('Z', ".000000Z")
+    crate::runtime::clock::rfc3339(unix).replace('Z', ".000000Z")
 }
 
 fn parse_time(text: &str) -> Option<i64> {
-    crate::clock::parse_rfc3339(text)
+    crate::runtime::clock::parse_rfc3339(text)
 }
 
 /// Who holds the lease, as the other nodes read it: the node and the session.
@@ -82,7 +82,7 @@ pub fn acquire(
     let admin = Admin::connect(layout, &layout.admin_conf())?;
     others_healthy(layout, &admin, own_endpoint)?;
     let holder = holder_identity(layout, session);
-    let now = crate::clock::now_unix();
+    let now = crate::runtime::clock::now_unix();
     let seconds = i64::try_from(duration.as_secs())
         .unwrap_or(i64::MAX)
         .max(60);
@@ -123,7 +123,7 @@ pub fn acquire(
             if !other.is_empty() && other != holder && until > now {
                 return Err(refused(format!(
                     "{other} holds the fleet lease {NAMESPACE}/{LEASE_NAME} until {} (another control-plane apiserver is being restarted)",
-                    crate::clock::rfc3339(until)
+                    crate::runtime::clock::rfc3339(until)
                 )));
             }
             lease["spec"] = spec;

@@ -21,7 +21,7 @@ pub fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant
             crate::ui::command_line(["crictl", "stop", &id])
         ));
         // crictl's own grace period is 10 s; a signal stops the wait (the change rolls back).
-        let _ = crate::interrupt::run(
+        let _ = crate::runtime::interrupt::run(
             stop.stdout_null().stderr_null(),
             Duration::from_secs(30),
             true,
@@ -29,7 +29,7 @@ pub fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant
         return;
     }
     let manifest = layout.apiserver_manifest();
-    let parked = parked_path(layout);
+    let parked = layout.parked_manifest();
     ui.info(format!(
         "nudging the kubelet: moving the manifest to {} and back (if this is interrupted: mv {} {})",
         parked.display(),
@@ -48,7 +48,7 @@ pub fn nudge(layout: &NodeLayout, ui: &Ui, expected_port: u16, deadline: Instant
     // staying parked through it (measured on the real node: back after 2–3 s instead of 25).
     // A signal ends the wait at once (the manifest is moved back below, then the change rolls back).
     while Instant::now() < deadline
-        && !crate::interrupt::interrupted()
+        && !crate::runtime::interrupt::interrupted()
         && process::find_apiserver(expected_port).is_some()
         && process::listening_on(expected_port)
     {
@@ -84,7 +84,7 @@ pub fn end_shutdown(layout: &NodeLayout, ui: &Ui, pid: i32) -> bool {
          period: {}",
         crate::ui::command_line(["crictl", "stop", "--timeout", "0", &id])
     ));
-    match crate::interrupt::run(
+    match crate::runtime::interrupt::run(
         stop.stdout_null().stderr_capture(),
         Duration::from_secs(20),
         true,
@@ -106,17 +106,10 @@ pub fn end_shutdown(layout: &NodeLayout, ui: &Ui, pid: i32) -> bool {
     }
 }
 
-/// Where a nudge parks the manifest while the kubelet notices it is gone (same filesystem).
-pub fn parked_path(layout: &NodeLayout) -> std::path::PathBuf {
-    layout
-        .tmp_dir()
-        .join("kube-apiserver.yaml.kubeadm-recover-nudge")
-}
-
 /// A run killed during a nudge leaves the manifest parked: every command that changes the node
 /// first puts it back (the nudge would have done the same a moment later).
 pub fn unpark_manifest(layout: &NodeLayout, ui: &Ui) -> Result<()> {
-    let parked = parked_path(layout);
+    let parked = layout.parked_manifest();
     let manifest = layout.apiserver_manifest();
     if !layout.fs().exists(&parked) {
         return Ok(());

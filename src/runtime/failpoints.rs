@@ -8,7 +8,7 @@ macro_rules! failpoint {
     ($name:literal) => {
         #[cfg(feature = "failpoints")]
         fail::fail_point!($name, |arg| {
-            $crate::failpoints::maybe_kill(arg);
+            $crate::runtime::failpoints::maybe_kill(arg);
             Err($crate::error::Error::Failed(format!(
                 "failure injected at {}",
                 $name
@@ -23,7 +23,7 @@ macro_rules! failpoint_io {
     ($name:literal) => {
         #[cfg(feature = "failpoints")]
         fail::fail_point!($name, |arg| {
-            $crate::failpoints::maybe_kill(arg);
+            $crate::runtime::failpoints::maybe_kill(arg);
             Err(std::io::Error::other(format!(
                 "failure injected at {}",
                 $name

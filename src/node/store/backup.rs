@@ -52,7 +52,7 @@ pub fn create(
 ) -> std::io::Result<Backup> {
     let tmp = layout.tmp_dir();
     layout.fs().private_dir(&tmp)?;
-    let stamp = crate::clock::compact_ms(crate::clock::now_unix_ms());
+    let stamp = crate::runtime::clock::compact_ms(crate::runtime::clock::now_unix_ms());
     let (id, dir) = (1..)
         .map(|n| {
             let id = if n == 1 {
@@ -108,7 +108,7 @@ fn fill(
     }
     let backup = Backup {
         id: id.to_string(),
-        created: crate::clock::rfc3339(crate::clock::now_unix()),
+        created: crate::runtime::clock::rfc3339(crate::runtime::clock::now_unix()),
         operation: operation.to_string(),
         reason: reason.map(str::to_string),
         files,

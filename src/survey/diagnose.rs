@@ -28,11 +28,129 @@ impl Severity {
     }
 }
 
+/// A finding's stable name, which scripts key on (`-o json` gives it as `admin-expired`, ...)
+/// and the guide matches on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FindingId {
+    AdminConfUnreadable,
+    AdminExpired,
+    AdminExpiring,
+    ApiserverCrashLooping,
+    ApiserverNotRunning,
+    ApiserverUnhealthy,
+    BackupChecksum,
+    DependsOnTokenExtension,
+    JournalUnreadable,
+    KubeconfigCopyStale,
+    KubeletNotRunning,
+    ManifestParked,
+    ManifestUnreadable,
+    RestartPending,
+    StrayManifest,
+    SuperAdminExpired,
+    SuperAdminExpiring,
+    TokenExtensionOff,
+    TokenExtensionOn,
+    UnfinishedSession,
+    /// A control-plane certificate expired or expiring: `certificate-<name>`.
+    Certificate(String),
+}
+
+impl FindingId {
+    pub fn name(&self) -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed(match self {
+            FindingId::AdminConfUnreadable => "admin-conf-unreadable",
+            FindingId::AdminExpired => "admin-expired",
+            FindingId::AdminExpiring => "admin-expiring",
+            FindingId::ApiserverCrashLooping => "apiserver-crash-looping",
+            FindingId::ApiserverNotRunning => "apiserver-not-running",
+            FindingId::ApiserverUnhealthy => "apiserver-unhealthy",
+            FindingId::BackupChecksum => "backup-checksum",
+            FindingId::DependsOnTokenExtension => "depends-on-token-extension",
+            FindingId::JournalUnreadable => "journal-unreadable",
+            FindingId::KubeconfigCopyStale => "kubeconfig-copy-stale",
+            FindingId::KubeletNotRunning => "kubelet-not-running",
+            FindingId::ManifestParked => "manifest-parked",
+            FindingId::ManifestUnreadable => "manifest-unreadable",
+            FindingId::RestartPending => "restart-pending",
+            FindingId::StrayManifest => "stray-manifest",
+            FindingId::SuperAdminExpired => "super-admin-expired",
+            FindingId::SuperAdminExpiring => "super-admin-expiring",
+            FindingId::TokenExtensionOff => "token-extension-off",
+            FindingId::TokenExtensionOn => "token-extension-on",
+            FindingId::UnfinishedSession => "unfinished-session",
+            FindingId::Certificate(name) => {
+                return std::borrow::Cow::Owned(format!("certificate-{name}"));
+            }
+        })
+    }
+
+    /// Every finding with a fixed name (the certificates are named after each certificate).
+    pub const FIXED: [FindingId; 20] = [
+        FindingId::AdminConfUnreadable,
+        FindingId::AdminExpired,
+        FindingId::AdminExpiring,
+        FindingId::ApiserverCrashLooping,
+        FindingId::ApiserverNotRunning,
+        FindingId::ApiserverUnhealthy,
+        FindingId::BackupChecksum,
+        FindingId::DependsOnTokenExtension,
+        FindingId::JournalUnreadable,
+        FindingId::KubeconfigCopyStale,
+        FindingId::KubeletNotRunning,
+        FindingId::ManifestParked,
+        FindingId::ManifestUnreadable,
+        FindingId::RestartPending,
+        FindingId::StrayManifest,
+        FindingId::SuperAdminExpired,
+        FindingId::SuperAdminExpiring,
+        FindingId::TokenExtensionOff,
+        FindingId::TokenExtensionOn,
+        FindingId::UnfinishedSession,
+    ];
+
+    /// The expiry of an admin credential, by the file it is in.
+    fn credential(file: &str, expired: bool) -> FindingId {
+        match (file == "super-admin.conf", expired) {
+            (true, true) => FindingId::SuperAdminExpired,
+            (true, false) => FindingId::SuperAdminExpiring,
+            (false, true) => FindingId::AdminExpired,
+            (false, false) => FindingId::AdminExpiring,
+        }
+    }
+}
+
+impl std::fmt::Display for FindingId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl std::str::FromStr for FindingId {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        if let Some(cert) = name.strip_prefix("certificate-") {
+            return Ok(FindingId::Certificate(cert.to_string()));
+        }
+        FindingId::FIXED
+            .into_iter()
+            .find(|id| id.name() == name)
+            .ok_or_else(|| format!("no finding is named {name:?}"))
+    }
+}
+
+impl Serialize for FindingId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Finding {
     /// A stable name scripts can key on, e.g. `admin-conf-expired`.
-    pub id: String,
+    pub id: FindingId,
     pub severity: Severity,
     pub summary: String,
     pub evidence: String,
@@ -92,14 +210,14 @@ pub struct Facts {
 }
 
 fn finding(
-    id: &str,
+    id: FindingId,
     severity: Severity,
     summary: String,
     evidence: String,
     fix: String,
 ) -> Finding {
     Finding {
-        id: id.into(),
+        id,
         severity,
         summary,
         evidence,
@@ -122,7 +240,7 @@ fn credential_findings(facts: &Facts, out: &mut Vec<Finding>) {
                 && c.name == "admin.conf"
             {
                 out.push(finding(
-                    "admin-conf-unreadable",
+                    FindingId::AdminConfUnreadable,
                     Severity::Critical,
                     format!("{} cannot be used: {problem}", c.name),
                     c.path.clone(),
@@ -140,29 +258,37 @@ fn credential_findings(facts: &Facts, out: &mut Vec<Finding>) {
         let left = not_after - facts.now;
         if left <= 0 {
             out.push(finding(
-                &format!("{}-expired", c.name.trim_end_matches(".conf")),
+                FindingId::credential(&c.name, true),
                 Severity::Critical,
                 format!(
                     "{} expired {} ago: kubectl with it cannot authenticate (401 Unauthorized)",
                     c.name,
                     days(left)
                 ),
-                format!("{}: not after {}", c.path, crate::clock::rfc3339(not_after)),
+                format!(
+                    "{}: not after {}",
+                    c.path,
+                    crate::runtime::clock::rfc3339(not_after)
+                ),
                 format!("kubeadm-recover admin-conf regenerate{flag}"),
             ));
         } else if left <= SOON_DAYS * 86_400 {
             out.push(finding(
-                &format!("{}-expiring", c.name.trim_end_matches(".conf")),
+                FindingId::credential(&c.name, false),
                 Severity::Warning,
                 format!("{} expires in {}", c.name, days(left)),
-                format!("{}: not after {}", c.path, crate::clock::rfc3339(not_after)),
+                format!(
+                    "{}: not after {}",
+                    c.path,
+                    crate::runtime::clock::rfc3339(not_after)
+                ),
                 format!("kubeadm-recover admin-conf regenerate{flag}"),
             ));
         }
     }
     for copy in &facts.stale_copies {
         out.push(finding(
-            "kubeconfig-copy-stale",
+            FindingId::KubeconfigCopyStale,
             Severity::Warning,
             format!("{copy} holds an older admin certificate than admin.conf"),
             copy.clone(),
@@ -185,10 +311,10 @@ fn certificate_findings(facts: &Facts, out: &mut Vec<Finding>) {
             continue;
         };
         out.push(finding(
-            &format!("certificate-{}", c.name.replace('/', "-")),
+            FindingId::Certificate(c.name.replace('/', "-")),
             severity,
             format!("the {} certificate {state}", c.name),
-            format!("{}: not after {}", c.path, crate::clock::rfc3339(not_after)),
+            format!("{}: not after {}", c.path, crate::runtime::clock::rfc3339(not_after)),
             format!(
                 "kubeadm certs renew {} (then restart the control-plane pods that use it); this tool reads it, it does not renew it",
                 c.name.replace('/', "-")
@@ -200,7 +326,7 @@ fn certificate_findings(facts: &Facts, out: &mut Vec<Finding>) {
 fn apiserver_findings(facts: &Facts, out: &mut Vec<Finding>) {
     if !facts.kubelet_running {
         out.push(finding(
-            "kubelet-not-running",
+            FindingId::KubeletNotRunning,
             Severity::Critical,
             "the kubelet is not running: nothing restarts the control-plane pods".into(),
             "no kubelet process for this node".into(),
@@ -214,7 +340,7 @@ fn apiserver_findings(facts: &Facts, out: &mut Vec<Finding>) {
     let a = &facts.apiserver;
     if a.crashed_attempts >= 2 {
         out.push(finding(
-            "apiserver-crash-looping",
+            FindingId::ApiserverCrashLooping,
             Severity::Critical,
             format!(
                 "kube-apiserver keeps exiting ({} attempts under /var/log/pods)",
@@ -226,14 +352,14 @@ fn apiserver_findings(facts: &Facts, out: &mut Vec<Finding>) {
     }
     match (a.pid, a.health.as_deref()) {
         (None, _) if facts.manifest_problem.is_none() => out.push(finding(
-            "apiserver-not-running",
+            FindingId::ApiserverNotRunning,
             Severity::Critical,
             "no kube-apiserver process serves the manifest's port".into(),
             "/proc".into(),
             "check the kubelet and the apiserver's pod logs under /var/log/pods".into(),
         )),
         (Some(pid), Some(health)) if health != "ok" => out.push(finding(
-            "apiserver-unhealthy",
+            FindingId::ApiserverUnhealthy,
             Severity::Critical,
             format!("kube-apiserver (pid {pid}) is not healthy"),
             health.to_string(),
@@ -244,7 +370,7 @@ fn apiserver_findings(facts: &Facts, out: &mut Vec<Finding>) {
     }
     if a.matches_manifest == Some(false) {
         out.push(finding(
-            "restart-pending",
+            FindingId::RestartPending,
             Severity::Warning,
             "the running kube-apiserver's command line differs from the manifest: a restart is pending".into(),
             format!("pid {}", a.pid.unwrap_or_default()),
@@ -262,14 +388,14 @@ fn extension_findings(facts: &Facts, out: &mut Vec<Finding>) {
     };
     match state {
         Some(true) => out.push(finding(
-            "token-extension-on",
+            FindingId::TokenExtensionOn,
             Severity::Info,
             "token extension is on: projected service-account tokens live a year, stale clients keep working".into(),
             "--service-account-extend-token-expiration (manifest and running process)".into(),
             "migrate the clients (kubeadm-recover migrate check), then turn it off: kubeadm-recover revert, or extend-tokens disable".into(),
         )),
         Some(false) => out.push(finding(
-            "token-extension-off",
+            FindingId::TokenExtensionOff,
             Severity::Info,
             "token extension is off: tokens die at their real expiry; clients with old tokens get 401 'invalid bearer token'".into(),
             "--service-account-extend-token-expiration=false".into(),
@@ -279,7 +405,7 @@ fn extension_findings(facts: &Facts, out: &mut Vec<Finding>) {
     }
     if let Some(migration) = &facts.migration {
         out.push(finding(
-            "depends-on-token-extension",
+            FindingId::DependsOnTokenExtension,
             Severity::Warning,
             "workloads still depend on long-lived or stale tokens".into(),
             migration.clone(),
@@ -291,7 +417,7 @@ fn extension_findings(facts: &Facts, out: &mut Vec<Finding>) {
 fn node_findings(facts: &Facts, out: &mut Vec<Finding>) {
     if let Some(problem) = &facts.manifest_problem {
         out.push(finding(
-            "manifest-unreadable",
+            FindingId::ManifestUnreadable,
             Severity::Critical,
             "the apiserver manifest cannot be read as a pod".into(),
             problem.clone(),
@@ -300,7 +426,7 @@ fn node_findings(facts: &Facts, out: &mut Vec<Finding>) {
     }
     if let Some((id, what)) = &facts.unfinished {
         out.push(finding(
-            "unfinished-session",
+            FindingId::UnfinishedSession,
             Severity::Critical,
             format!("a change was interrupted (session {id})"),
             what.clone(),
@@ -309,7 +435,7 @@ fn node_findings(facts: &Facts, out: &mut Vec<Finding>) {
     }
     if let Some(problem) = &facts.journal_problem {
         out.push(finding(
-            "journal-unreadable",
+            FindingId::JournalUnreadable,
             Severity::Critical,
             "the recovery journal cannot be read: every change is refused".into(),
             problem.clone(),
@@ -318,7 +444,7 @@ fn node_findings(facts: &Facts, out: &mut Vec<Finding>) {
     }
     if let Some(parked) = &facts.parked_manifest {
         out.push(finding(
-            "manifest-parked",
+            FindingId::ManifestParked,
             Severity::Critical,
             "the apiserver manifest is parked outside the manifest directory by an interrupted nudge".into(),
             parked.clone(),
@@ -327,7 +453,7 @@ fn node_findings(facts: &Facts, out: &mut Vec<Finding>) {
     }
     for stray in &facts.strays {
         out.push(finding(
-            "stray-manifest",
+            FindingId::StrayManifest,
             Severity::Warning,
             "a stray file in the manifest directory: the kubelet runs it too".into(),
             stray.clone(),
@@ -337,7 +463,7 @@ fn node_findings(facts: &Facts, out: &mut Vec<Finding>) {
     }
     for backup in &facts.bad_backups {
         out.push(finding(
-            "backup-checksum",
+            FindingId::BackupChecksum,
             Severity::Warning,
             "a backup fails its checksums: it cannot be restored".into(),
             backup.clone(),
@@ -387,8 +513,25 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_finding_id_is_named_once_and_reads_back() {
+        let mut names = std::collections::BTreeSet::new();
+        for id in FindingId::FIXED {
+            assert_eq!(id.name().parse::<FindingId>(), Ok(id.clone()));
+            assert_eq!(serde_json::to_value(&id).unwrap(), id.name().as_ref());
+            assert!(names.insert(id.name()), "{id} is named twice");
+        }
+        let cert = FindingId::Certificate("etcd-server".into());
+        assert_eq!(cert.to_string(), "certificate-etcd-server");
+        assert_eq!("certificate-etcd-server".parse::<FindingId>(), Ok(cert));
+        assert!("no-such-finding".parse::<FindingId>().is_err());
+    }
+
     fn ids(facts: &Facts) -> Vec<String> {
-        diagnose(facts).into_iter().map(|f| f.id).collect()
+        diagnose(facts)
+            .into_iter()
+            .map(|f| f.id.to_string())
+            .collect()
     }
 
     #[test]
@@ -420,7 +563,7 @@ mod tests {
         facts.unfinished = Some(("s1".into(), "resume or revert".into()));
         facts.migration = Some("1 service-account-token secret(s)".into());
         let found = diagnose(&facts);
-        let ids: Vec<&str> = found.iter().map(|f| f.id.as_str()).collect();
+        let ids: Vec<String> = found.iter().map(|f| f.id.to_string()).collect();
         assert_eq!(
             ids,
             [

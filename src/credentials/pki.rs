@@ -227,7 +227,7 @@ pub fn issue(
 }
 
 pub fn now() -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(crate::clock::now_unix())
+    OffsetDateTime::from_unix_timestamp(crate::runtime::clock::now_unix())
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
@@ -243,7 +243,7 @@ mod tests {
         assert!(key.pem.starts_with("-----BEGIN EC PRIVATE KEY-----\n"));
         let again = Key::from_pem(&key.pem).unwrap();
         assert_eq!(again.pair.public_key_pem(), key.pair.public_key_pem());
-        let der = crate::pem::blocks(&key.pem, "EC PRIVATE KEY").remove(0);
+        let der = crate::credentials::pem::blocks(&key.pem, "EC PRIVATE KEY").remove(0);
         assert!(
             der.windows(8)
                 .any(|w| w == [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]),

@@ -5,8 +5,8 @@
 //! successful revert, or `extend-tokens disable`, stops the timer.
 use std::path::{Path, PathBuf};
 
+use crate::change::journal::{Journal, Recorder, RevertSchedule};
 use crate::error::{Error, Result};
-use crate::journal::{Journal, Recorder, RevertSchedule};
 use crate::node::{NodeLayout, on_path};
 use crate::ui::Ui;
 
@@ -94,7 +94,7 @@ pub fn revert_command(layout: &NodeLayout, exe: &Path, session: &str) -> Vec<Str
 
 /// `2026-12-06 07:44:00 UTC`, as `OnCalendar=` reads it.
 fn calendar(unix: i64) -> String {
-    crate::clock::rfc3339(unix)
+    crate::runtime::clock::rfc3339(unix)
         .trim_end_matches('Z')
         .replace('T', " ")
         + " UTC"
@@ -102,7 +102,7 @@ fn calendar(unix: i64) -> String {
 
 /// Schedules the revert of `session` at `deadline_unix`; says what it did.
 pub fn schedule(layout: &NodeLayout, ui: &Ui, session: &str, deadline_unix: i64) -> RevertSchedule {
-    let deadline = crate::clock::rfc3339(deadline_unix);
+    let deadline = crate::runtime::clock::rfc3339(deadline_unix);
     let mut scheduled = RevertSchedule {
         deadline: deadline.clone(),
         deadline_unix,
@@ -148,7 +148,7 @@ pub fn schedule(layout: &NodeLayout, ui: &Ui, session: &str, deadline_unix: i64)
     ];
     args.extend(revert_command(layout, &exe, session));
     // Bounded like every wait: a systemd that does not answer is a note, never a hang.
-    match crate::interrupt::run(
+    match crate::runtime::interrupt::run(
         duct::cmd("systemd-run", &args)
             .stderr_to_stdout()
             .stdout_capture(),
@@ -190,7 +190,7 @@ pub fn live(layout: &NodeLayout, schedule: &RevertSchedule) -> RevertSchedule {
     if !uses_systemd(layout) || on_path("systemctl").is_none() {
         return schedule.clone();
     }
-    let active = crate::interrupt::run(
+    let active = crate::runtime::interrupt::run(
         duct::cmd("systemctl", ["is-active", "--quiet", timer.as_str()])
             .stderr_null()
             .stdout_null(),
@@ -235,7 +235,7 @@ pub fn cancel(layout: &NodeLayout, ui: &Ui, only: Option<&str>) {
             continue;
         }
         let stopped = on_path("systemctl").is_some()
-            && crate::interrupt::run(
+            && crate::runtime::interrupt::run(
                 duct::cmd("systemctl", ["stop", timer.as_str()])
                     .stderr_null()
                     .stdout_null(),

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use k8s_openapi::api::core::v1::{Pod, Secret};
+
+use crate::apiserver::admin::Admin;
 use crate::apiserver::client::{ApiClient, Endpoint};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -80,7 +83,7 @@ pub fn audit_users(log: &str, since: i64) -> Vec<StaleUser> {
             .as_str()
             .or(event["requestReceivedTimestamp"].as_str())
             .unwrap_or_default();
-        if crate::clock::parse_rfc3339(when).is_some_and(|t| t < since) {
+        if crate::runtime::clock::parse_rfc3339(when).is_some_and(|t| t < since) {
             continue;
         }
         let subject = note
@@ -118,14 +121,17 @@ pub fn check(
     let before = stale_tokens_total(layout, manifest);
     // Watched in small steps, so that a signal stops the check at once.
     let until = std::time::Instant::now() + window;
-    while std::time::Instant::now() < until && !crate::interrupt::interrupted() {
+    while std::time::Instant::now() < until && !crate::runtime::interrupt::interrupted() {
         std::thread::sleep(
             Duration::from_millis(50)
                 .min(until.saturating_duration_since(std::time::Instant::now())),
         );
     }
     let now = stale_tokens_total(layout, manifest);
-    let since = session.map_or(crate::clock::now_unix() - 24 * 3600, |(started, _)| started);
+    let since = session.map_or(
+        crate::runtime::clock::now_unix() - 24 * 3600,
+        |(started, _)| started,
+    );
     let audit_path = manifest.flag("audit-log-path").filter(|p| p != "-");
     let users = audit_path
         .as_deref()
@@ -282,6 +288,87 @@ pub fn dependents(
     (token_secrets, mounts)
 }
 
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationCheck {
+    pub token_secrets: Vec<TokenSecret>,
+    pub secret_mounts: Vec<SecretMount>,
+    pub stale_token_users: Vec<StaleUser>,
+    /// serviceaccount_stale_tokens_total now, when the apiserver answers.
+    pub stale_tokens_total: Option<u64>,
+    /// Where the users of stale tokens were read from (none: they cannot be named).
+    pub audit_log: Option<String>,
+    pub depends_on_extension: bool,
+}
+
+/// `status`'s migration line when nothing depends on token extension.
+pub const NOTHING_DEPENDS: &str = "nothing depends on long-lived or stale tokens";
+
+impl MigrationCheck {
+    /// One line for `status`.
+    pub fn summary(&self) -> String {
+        if !self.depends_on_extension {
+            return NOTHING_DEPENDS.into();
+        }
+        format!(
+            "{} service-account-token secret(s), {} pod(s) mounting one, {} stale-token user(s) (kubeadm-recover migrate check)",
+            self.token_secrets.len(),
+            self.secret_mounts.len(),
+            self.stale_token_users.len()
+        )
+    }
+}
+
+/// Runs the check; `Err` when the API cannot be asked.
+pub fn inspect(
+    layout: &NodeLayout,
+    stale_window: Duration,
+    kubeconfig: Option<&std::path::Path>,
+) -> Result<MigrationCheck> {
+    let path = match kubeconfig {
+        Some(given) => layout.given_path(given)?,
+        None => layout.admin_conf(),
+    };
+    let admin = Admin::connect(layout, &path)?;
+    let failed = |what: &str, e| Error::Failed(format!("listing {what}: {e}"));
+    let secrets: k8s_openapi::List<Secret> = admin
+        .get("/api/v1/secrets?fieldSelector=type%3Dkubernetes.io%2Fservice-account-token")
+        .map_err(|e| failed("secrets", e))?;
+    let pods: k8s_openapi::List<Pod> = admin.get("/api/v1/pods").map_err(|e| failed("pods", e))?;
+    let manifest_text = layout
+        .fs()
+        .read_to_string(&layout.apiserver_manifest())
+        .ok();
+    let manifest = manifest_text
+        .as_deref()
+        .and_then(|t| Manifest::parse(t).ok());
+    let audience = manifest.as_ref().and_then(|m| {
+        m.flag("api-audiences")
+            .and_then(|a| a.split(',').next().map(str::to_string))
+            .or_else(|| m.flag("service-account-issuer"))
+    });
+    let (token_secrets, secret_mounts) =
+        dependents(&secrets.items, &pods.items, audience.as_deref());
+    let stale = manifest
+        .as_ref()
+        .map(|m| check(layout, m, None, stale_window));
+    let (stale_token_users, stale_tokens_total, audit_log, stale_in_use) = match stale {
+        Some(c) => (c.users, c.metric_now, c.audit_log, c.in_use),
+        None => (Vec::new(), None, None, false),
+    };
+    Ok(MigrationCheck {
+        depends_on_extension: !token_secrets.is_empty()
+            || !secret_mounts.is_empty()
+            || !stale_token_users.is_empty()
+            || stale_in_use,
+        token_secrets,
+        secret_mounts,
+        stale_token_users,
+        stale_tokens_total,
+        audit_log,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,7 +433,7 @@ mod tests {
             )
             + &line("system:serviceaccount:ops:bot", "2026-11-27T09:00:00Z")
             + "{\"annotations\":{}}\nnot json\n";
-        let since = crate::clock::parse_rfc3339("2026-11-28T00:00:00Z").unwrap();
+        let since = crate::runtime::clock::parse_rfc3339("2026-11-28T00:00:00Z").unwrap();
         let users = audit_users(&log, since);
         assert_eq!(users.len(), 1);
         assert_eq!(

@@ -18,14 +18,14 @@ use crate::apiserver::client::{ApiClient, Endpoint};
 use crate::apiserver::process::{self, ProcessIdentity};
 use crate::apiserver::runtime;
 use crate::error::{Error, Result};
-use crate::interrupt;
 use crate::manifest::Manifest;
 use crate::node::NodeLayout;
+use crate::runtime::interrupt;
 use crate::ui::Ui;
 use observe::{NodeObserver, Observer};
 use verdict::{Observation, Rules, Serving, Verdict};
 
-pub use nudge::{parked_path, unpark_manifest};
+pub use nudge::unpark_manifest;
 
 pub(crate) const POLL: Duration = Duration::from_millis(250);
 /// The poll while a new apiserver with the manifest's arguments starts.
@@ -358,11 +358,11 @@ pub fn wait_with(
                 let p = process.expect("a serving process is proved");
                 break Ok(Proof {
                     pid: p.identity.pid,
-                    started: process::started_unix(&p.identity).map(crate::clock::rfc3339),
+                    started: process::started_unix(&p.identity).map(crate::runtime::clock::rfc3339),
                     container_id: observer.container_id(p.identity.pid),
                     config_hash: observer.config_hash(p.identity.pid),
                     waited_ms: started.elapsed().as_millis() as u64,
-                    noticed_unix_ms: crate::clock::now_unix_ms(),
+                    noticed_unix_ms: crate::runtime::clock::now_unix_ms(),
                     nudged,
                     shutdown_grace_skipped: grace_skipped,
                 });

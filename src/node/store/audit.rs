@@ -34,7 +34,7 @@ impl Record {
         outcome: impl Into<String>,
     ) -> Self {
         Record {
-            time: crate::clock::rfc3339(crate::clock::now_unix()),
+            time: crate::runtime::clock::rfc3339(crate::runtime::clock::now_unix()),
             uid: nix::unistd::getuid().as_raw(),
             sudo_user: std::env::var("SUDO_USER").ok(),
             command: command.into(),
@@ -58,4 +58,15 @@ pub fn append(layout: &NodeLayout, record: &Record) -> std::io::Result<()> {
     line.push('\n');
     file.write_all(line.as_bytes())?;
     file.sync_all()
+}
+
+/// The audit policy once a change is live: a line that cannot be written is said loudly on
+/// stderr, never turned into a failure of a change that was made and backed up.
+pub fn append_or_warn(layout: &NodeLayout, record: &Record) {
+    if let Err(e) = append(layout, record) {
+        crate::ui::stderr_line(&format!(
+            "warning: could not write the audit log {}: {e}",
+            layout.audit_log().display()
+        ));
+    }
 }

@@ -239,7 +239,7 @@ pub fn redacted(text: &str) -> String {
                         return format!("{} <redacted>{eol}", &line[..at]);
                     }
                     let value = line[at..].trim();
-                    let fingerprint = &crate::store::sha256_hex(value.as_bytes())[..8];
+                    let fingerprint = &crate::node::store::sha256_hex(value.as_bytes())[..8];
                     format!("{} <redacted sha256:{fingerprint}>{eol}", &line[..at])
                 }
                 None => line.to_string(),

@@ -3,7 +3,7 @@
 //! shows the same steps to scripts, which run them with `--yes`.
 use serde::Serialize;
 
-use crate::diagnose::{Finding, Severity};
+use crate::survey::diagnose::{Finding, FindingId, Severity};
 
 /// The validity proposed for a new super-admin.conf: it is `system:masters`, which RBAC cannot
 /// restrict and nothing can revoke short of rotating the CA, so it should not outlive the
@@ -19,21 +19,93 @@ pub const REVERT_AFTER: &str = "7d";
 pub struct Step {
     /// What it does, for people.
     pub title: String,
-    /// The arguments after `kubeadm-recover` (no `--root`, `--reason` or `--yes`).
-    pub args: Vec<String>,
-    /// The ids of the findings it answers.
-    pub answers: Vec<String>,
+    /// The command (`-o json` gives its arguments after `kubeadm-recover`, as `args`).
+    #[serde(rename = "args", serialize_with = "serialize_args")]
+    pub command: StepCommand,
+    /// The findings it answers.
+    pub answers: Vec<FindingId>,
     /// What a person should know before saying yes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
+/// The commands the guide proposes. Each is one of this tool's commands with its flags: the
+/// guide runs it as the operator would type it (`args`), and a test parses every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepCommand {
+    /// `resume`: finish the interrupted change and prove it.
+    Resume { move_strays: bool },
+    /// `admin-conf regenerate --update-copies`.
+    RegenerateAdmin { no_verify: bool },
+    /// `admin-conf regenerate --only-super-admin --validity 24h`.
+    RegenerateSuperAdmin { no_verify: bool },
+    /// `extend-tokens enable --revert-after 7d`.
+    EnableTokenExtension { move_strays: bool },
+}
+
+impl StepCommand {
+    /// Every command the guide can propose, with every combination of its flags.
+    pub const ALL: [StepCommand; 8] = [
+        StepCommand::Resume { move_strays: false },
+        StepCommand::Resume { move_strays: true },
+        StepCommand::RegenerateAdmin { no_verify: false },
+        StepCommand::RegenerateAdmin { no_verify: true },
+        StepCommand::RegenerateSuperAdmin { no_verify: false },
+        StepCommand::RegenerateSuperAdmin { no_verify: true },
+        StepCommand::EnableTokenExtension { move_strays: false },
+        StepCommand::EnableTokenExtension { move_strays: true },
+    ];
+
+    /// The arguments after `kubeadm-recover` (no `--root`, `--reason` or `--yes`).
+    pub fn args(self) -> Vec<&'static str> {
+        let (mut words, flag): (Vec<&str>, Option<&str>) = match self {
+            StepCommand::Resume { move_strays } => {
+                (vec!["resume"], move_strays.then_some("--move-strays"))
+            }
+            StepCommand::RegenerateAdmin { no_verify } => (
+                vec!["admin-conf", "regenerate", "--update-copies"],
+                no_verify.then_some("--no-verify"),
+            ),
+            StepCommand::RegenerateSuperAdmin { no_verify } => (
+                vec![
+                    "admin-conf",
+                    "regenerate",
+                    "--only-super-admin",
+                    "--validity",
+                    SUPER_ADMIN_VALIDITY,
+                ],
+                no_verify.then_some("--no-verify"),
+            ),
+            StepCommand::EnableTokenExtension { move_strays } => (
+                vec!["extend-tokens", "enable", "--revert-after", REVERT_AFTER],
+                move_strays.then_some("--move-strays"),
+            ),
+        };
+        words.extend(flag);
+        words
+    }
+
+    /// A step that restarts the apiserver moves the strays itself.
+    fn moves_strays(self) -> bool {
+        matches!(
+            self,
+            StepCommand::Resume { move_strays: true }
+                | StepCommand::EnableTokenExtension { move_strays: true }
+        )
+    }
+}
+
+fn serialize_args<S: serde::Serializer>(
+    command: &StepCommand,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(command.args())
+}
+
 impl Step {
     /// The command line, as typed.
     pub fn command_line(&self) -> String {
-        crate::ui::command_line(
-            std::iter::once("kubeadm-recover").chain(self.args.iter().map(String::as_str)),
-        )
+        crate::ui::command_line(std::iter::once("kubeadm-recover").chain(self.command.args()))
     }
 }
 
@@ -46,76 +118,62 @@ pub struct Guidance {
     pub by_hand: Vec<String>,
 }
 
-fn has(findings: &[Finding], id: &str) -> bool {
-    findings.iter().any(|f| f.id == id)
+fn has(findings: &[Finding], id: &FindingId) -> bool {
+    findings.iter().any(|f| f.id == *id)
 }
 
-fn ids(findings: &[Finding], wanted: &[&str]) -> Vec<String> {
+fn ids(findings: &[Finding], wanted: &[FindingId]) -> Vec<FindingId> {
     findings
         .iter()
-        .filter(|f| wanted.contains(&f.id.as_str()))
+        .filter(|f| wanted.contains(&f.id))
         .map(|f| f.id.clone())
         .collect()
-}
-
-fn args(words: &[&str]) -> Vec<String> {
-    words.iter().map(|w| w.to_string()).collect()
-}
-
-/// `words` with `flag` added when `on`.
-fn with_flag(mut words: Vec<String>, flag: &str, on: bool) -> Vec<String> {
-    if on {
-        words.push(flag.into());
-    }
-    words
 }
 
 /// The plan for `findings` (as `diagnose` orders them): finish an interrupted change first,
 /// then the credentials, then token extension.
 pub fn plan(findings: &[Finding]) -> Guidance {
     let mut guidance = Guidance::default();
-    let mut by_hand: Vec<(&str, String)> = Vec::new();
-    // Fixes that are not ours, most severe first; ours are steps.
-    const OURS: [&str; 9] = [
-        "unfinished-session",
-        "manifest-parked",
-        "admin-expired",
-        "admin-expiring",
-        "admin-conf-unreadable",
-        "kubeconfig-copy-stale",
-        "super-admin-expired",
-        "super-admin-expiring",
-        "token-extension-off",
-    ];
+    use FindingId as Id;
+    let mut by_hand: Vec<(&FindingId, String)> = Vec::new();
     for f in findings {
-        let informational = matches!(
-            f.id.as_str(),
-            "token-extension-on" | "depends-on-token-extension"
+        // Fixes that are not ours, most severe first; ours are steps.
+        let ours = matches!(
+            f.id,
+            Id::UnfinishedSession
+                | Id::ManifestParked
+                | Id::AdminExpired
+                | Id::AdminExpiring
+                | Id::AdminConfUnreadable
+                | Id::KubeconfigCopyStale
+                | Id::SuperAdminExpired
+                | Id::SuperAdminExpiring
+                | Id::TokenExtensionOff
         );
-        if !OURS.contains(&f.id.as_str()) && !informational && f.severity != Severity::Info {
+        let informational = matches!(f.id, Id::TokenExtensionOn | Id::DependsOnTokenExtension);
+        if !ours && !informational && f.severity != Severity::Info {
             by_hand.push((&f.id, format!("{}: {}", f.summary, f.fix)));
         }
     }
     // An unreadable journal refuses every change; so does a manifest that is not a pod.
-    if has(findings, "journal-unreadable") || has(findings, "manifest-unreadable") {
+    if has(findings, &Id::JournalUnreadable) || has(findings, &Id::ManifestUnreadable) {
         guidance.by_hand = by_hand.into_iter().map(|(_, text)| text).collect();
         return guidance;
     }
-    let strays = has(findings, "stray-manifest");
-    let apiserver_down = [
-        "apiserver-not-running",
-        "apiserver-unhealthy",
-        "apiserver-crash-looping",
+    let move_strays = has(findings, &Id::StrayManifest);
+    let no_verify = [
+        Id::ApiserverNotRunning,
+        Id::ApiserverUnhealthy,
+        Id::ApiserverCrashLooping,
     ]
     .iter()
     .any(|id| has(findings, id));
 
-    let interrupted = ids(findings, &["unfinished-session", "manifest-parked"]);
+    let interrupted = ids(findings, &[Id::UnfinishedSession, Id::ManifestParked]);
     if !interrupted.is_empty() {
-        let words = with_flag(args(&["resume"]), "--move-strays", strays);
         guidance.steps.push(Step {
             title: "finish the interrupted change (resume), and prove it".into(),
-            args: words,
+            command: StepCommand::Resume { move_strays },
             answers: interrupted,
             note: Some(
                 "to undo it instead, skip this step and run `kubeadm-recover revert`".into(),
@@ -126,44 +184,28 @@ pub fn plan(findings: &[Finding]) -> Guidance {
     let admin = ids(
         findings,
         &[
-            "admin-expired",
-            "admin-expiring",
-            "admin-conf-unreadable",
-            "kubeconfig-copy-stale",
+            Id::AdminExpired,
+            Id::AdminExpiring,
+            Id::AdminConfUnreadable,
+            Id::KubeconfigCopyStale,
         ],
     );
     let not_verified = "the apiserver is not answering, so the new credential is checked against \
                         ca.crt only, not with SelfSubjectReview";
     if !admin.is_empty() {
-        let words = with_flag(
-            args(&["admin-conf", "regenerate", "--update-copies"]),
-            "--no-verify",
-            apiserver_down,
-        );
         guidance.steps.push(Step {
             title: "regenerate admin.conf from the cluster CA and update the copies that hold the old one".into(),
-            args: words,
+            command: StepCommand::RegenerateAdmin { no_verify },
             answers: admin,
-            note: apiserver_down.then(|| not_verified.to_string()),
+            note: no_verify.then(|| not_verified.to_string()),
         });
     }
 
-    let super_admin = ids(findings, &["super-admin-expired", "super-admin-expiring"]);
+    let super_admin = ids(findings, &[Id::SuperAdminExpired, Id::SuperAdminExpiring]);
     if !super_admin.is_empty() {
-        let words = with_flag(
-            args(&[
-                "admin-conf",
-                "regenerate",
-                "--only-super-admin",
-                "--validity",
-                SUPER_ADMIN_VALIDITY,
-            ]),
-            "--no-verify",
-            apiserver_down,
-        );
         guidance.steps.push(Step {
             title: format!("regenerate super-admin.conf, valid {SUPER_ADMIN_VALIDITY} only"),
-            args: words,
+            command: StepCommand::RegenerateSuperAdmin { no_verify },
             answers: super_admin,
             note: Some(format!(
                 "super-admin.conf is system:masters: RBAC cannot restrict it and nothing revokes it, \
@@ -175,22 +217,17 @@ pub fn plan(findings: &[Finding]) -> Guidance {
 
     // Turning extension on restarts the apiserver: only with a kubelet to do it and an
     // apiserver to restart; otherwise those come first, by hand.
-    if has(findings, "token-extension-off")
-        && !has(findings, "kubelet-not-running")
-        && !has(findings, "apiserver-not-running")
+    if has(findings, &Id::TokenExtensionOff)
+        && !has(findings, &Id::KubeletNotRunning)
+        && !has(findings, &Id::ApiserverNotRunning)
     {
-        let words = with_flag(
-            args(&["extend-tokens", "enable", "--revert-after", REVERT_AFTER]),
-            "--move-strays",
-            strays,
-        );
         guidance.steps.push(Step {
             title: format!(
                 "turn token extension on, so that clients with expired service-account tokens \
                  work again; reverted by itself in {REVERT_AFTER}"
             ),
-            args: words,
-            answers: ids(findings, &["token-extension-off", "stray-manifest"]),
+            command: StepCommand::EnableTokenExtension { move_strays },
+            answers: ids(findings, &[Id::TokenExtensionOff, Id::StrayManifest]),
             note: Some(
                 "the apiserver restarts (the kubelet does it); if the new one is not healthy, \
                  the change is rolled back. Skip this step if no client fails with \
@@ -200,13 +237,10 @@ pub fn plan(findings: &[Finding]) -> Guidance {
         });
     }
     // A step that restarts the apiserver moves the strays itself.
-    let moved = guidance
-        .steps
-        .iter()
-        .any(|s| s.args.iter().any(|a| a == "--move-strays"));
+    let moved = guidance.steps.iter().any(|s| s.command.moves_strays());
     guidance.by_hand = by_hand
         .into_iter()
-        .filter(|(id, _)| !(moved && *id == "stray-manifest"))
+        .filter(|(id, _)| !(moved && **id == Id::StrayManifest))
         .map(|(_, text)| text)
         .collect();
     guidance
@@ -218,7 +252,7 @@ mod tests {
 
     fn finding(id: &str, severity: Severity) -> Finding {
         Finding {
-            id: id.into(),
+            id: id.parse().unwrap(),
             severity,
             summary: format!("{id} summary"),
             evidence: String::new(),
@@ -251,7 +285,7 @@ mod tests {
         );
         assert_eq!(
             guidance.steps[1].answers,
-            ["admin-expired", "kubeconfig-copy-stale"]
+            [FindingId::AdminExpired, FindingId::KubeconfigCopyStale]
         );
         assert!(guidance.by_hand.is_empty());
     }

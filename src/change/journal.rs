@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::manifest::FlagState;
 use crate::node::NodeLayout;
-use crate::store::atomic::Ownership;
+use crate::node::store::atomic::Ownership;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -20,6 +20,20 @@ pub enum State {
     /// An unfinished session a person took over (`journal abandon`): the tool no longer acts
     /// on it; the manifest is whatever the person left.
     Abandoned,
+}
+
+impl State {
+    /// As the journal writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::InProgress => "in-progress",
+            State::Done => "done",
+            State::RolledBack => "rolled-back",
+            State::Reverted => "reverted",
+            State::Failed => "failed",
+            State::Abandoned => "abandoned",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,10 +64,9 @@ pub struct Session {
     pub updated: String,
     pub state: State,
     pub step: String,
-    pub original: ManifestVersion,
-    pub intended: ManifestVersion,
-    /// The text the change writes, so that `resume` can finish a write that never happened.
-    pub intended_text: String,
+    /// What the session changes: the manifest, or other files.
+    #[serde(flatten)]
+    pub kind: SessionKind,
     /// The backup holding the original bytes (id and node path).
     pub backup_id: Option<String>,
     pub backup: Option<String>,
@@ -62,12 +75,10 @@ pub struct Session {
     pub reverts: Option<String>,
     #[serde(default)]
     pub credentials_issued: Vec<String>,
+    /// `serviceaccount_stale_tokens_total` when a change of the manifest started (kept at the
+    /// top level, where journals have always had it; `null` for changes of other files).
     pub stale_tokens_at_start: Option<u64>,
     pub history: Vec<StepRecord>,
-    /// A change of files other than the manifest (`admin-conf regenerate`): each file with its
-    /// hashes before and after. Empty for manifest changes, whose fields above then apply.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub files: Vec<FileVersion>,
     /// `--revert-after`: when this change is to be reverted, and by what.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revert_after: Option<RevertSchedule>,
@@ -97,10 +108,53 @@ pub struct FileVersion {
     pub sha256_after: Option<String>,
 }
 
+/// What a session changes. Serialized flat into the session, as journals have always been
+/// written: a change of files has `files`; a change of the manifest has its two versions.
+/// Journals of earlier releases wrote empty manifest fields beside `files`: `files` decides.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SessionKind {
+    /// A change of files other than the manifest (`admin-conf regenerate`): each file with its
+    /// hashes before and after.
+    Files { files: Vec<FileVersion> },
+    #[serde(rename_all = "camelCase")]
+    Manifest {
+        original: ManifestVersion,
+        intended: ManifestVersion,
+        /// The text the change writes, so that `resume` can finish a write that never happened.
+        intended_text: String,
+    },
+}
+
 impl Session {
     /// A change of the apiserver manifest (the sessions `revert` undoes without `--session`).
     pub fn is_manifest(&self) -> bool {
-        self.files.is_empty()
+        matches!(self.kind, SessionKind::Manifest { .. })
+    }
+
+    /// A change that turned token extension on (`extend-tokens enable`).
+    pub fn enables_token_extension(&self) -> bool {
+        self.command == crate::change::plan::EXTEND_TOKENS_ENABLE
+    }
+
+    /// The manifest's two versions and the text written, for a change of the manifest.
+    pub fn manifest(&self) -> Option<(&ManifestVersion, &ManifestVersion, &str)> {
+        match &self.kind {
+            SessionKind::Manifest {
+                original,
+                intended,
+                intended_text,
+            } => Some((original, intended, intended_text)),
+            SessionKind::Files { .. } => None,
+        }
+    }
+
+    /// The files a change of files wrote (none for a change of the manifest).
+    pub fn files(&self) -> &[FileVersion] {
+        match &self.kind {
+            SessionKind::Files { files } => files,
+            SessionKind::Manifest { .. } => &[],
+        }
     }
 }
 
@@ -210,8 +264,8 @@ pub struct Recorder<'a> {
 impl<'a> Recorder<'a> {
     pub fn begin(layout: &'a NodeLayout, mut session: Session) -> Result<Recorder<'a>> {
         let mut journal = Journal::load(layout)?;
-        let now = crate::clock::now_unix();
-        session.started = crate::clock::rfc3339(now);
+        let now = crate::runtime::clock::now_unix();
+        session.started = crate::runtime::clock::rfc3339(now);
         session.started_unix = now;
         session.updated = session.started.clone();
         session.history = vec![StepRecord {
@@ -238,7 +292,7 @@ impl<'a> Recorder<'a> {
             Error::Failed(format!("session {} vanished from the journal", self.id))
         })?;
         change(session);
-        session.updated = crate::clock::rfc3339(crate::clock::now_unix());
+        session.updated = crate::runtime::clock::rfc3339(crate::runtime::clock::now_unix());
         journal.save(self.layout)
     }
 
@@ -265,7 +319,7 @@ impl<'a> Recorder<'a> {
             s.step = step.to_string();
             s.history.push(StepRecord {
                 step: step.to_string(),
-                at: crate::clock::rfc3339(crate::clock::now_unix()),
+                at: crate::runtime::clock::rfc3339(crate::runtime::clock::now_unix()),
             });
         })
     }
@@ -276,7 +330,7 @@ impl<'a> Recorder<'a> {
             s.step = step.to_string();
             s.history.push(StepRecord {
                 step: step.to_string(),
-                at: crate::clock::rfc3339(crate::clock::now_unix()),
+                at: crate::runtime::clock::rfc3339(crate::runtime::clock::now_unix()),
             });
         })
     }
@@ -294,7 +348,7 @@ pub fn new_session(
             .ok()
             .map(|m| m.extend_tokens().state)
     };
-    let stamp = crate::clock::compact_ms(crate::clock::now_unix_ms());
+    let stamp = crate::runtime::clock::compact_ms(crate::runtime::clock::now_unix_ms());
     Session {
         id: format!("{stamp}-{}", command.replace(' ', "-")),
         command: command.to_string(),
@@ -306,36 +360,49 @@ pub fn new_session(
         updated: String::new(),
         state: State::InProgress,
         step: "started".into(),
-        original: ManifestVersion {
-            sha256: crate::store::sha256_hex(original),
-            flag: flag_of(&String::from_utf8_lossy(original)),
+        kind: SessionKind::Manifest {
+            original: ManifestVersion {
+                sha256: crate::node::store::sha256_hex(original),
+                flag: flag_of(&String::from_utf8_lossy(original)),
+            },
+            intended: ManifestVersion {
+                sha256: crate::node::store::sha256_hex(intended.as_bytes()),
+                flag: flag_of(intended),
+            },
+            intended_text: intended.to_string(),
         },
-        intended: ManifestVersion {
-            sha256: crate::store::sha256_hex(intended.as_bytes()),
-            flag: flag_of(intended),
-        },
-        intended_text: intended.to_string(),
         backup_id: None,
         backup: None,
         reverts: None,
         credentials_issued: Vec::new(),
         stale_tokens_at_start: None,
         history: Vec::new(),
-        files: Vec::new(),
         revert_after: None,
     }
 }
 
+/// Each file a change writes, with its hashes before and (where known in advance) after.
+pub fn file_versions(
+    layout: &NodeLayout,
+    writes: &[crate::change::plan::PlannedWrite],
+    after_known: bool,
+) -> Vec<FileVersion> {
+    writes
+        .iter()
+        .map(|w| FileVersion {
+            path: layout.node_path(&w.path),
+            sha256_before: w.old.as_deref().map(crate::node::store::sha256_hex),
+            sha256_after: after_known.then(|| crate::node::store::sha256_hex(&w.new)),
+        })
+        .collect()
+}
+
 /// Builds a new in-progress session for a change of other files than the manifest.
 pub fn new_files_session(command: &str, reason: Option<&str>, files: Vec<FileVersion>) -> Session {
-    let mut session = new_session(command, reason, b"", "");
-    session.original = ManifestVersion {
-        sha256: String::new(),
-        flag: None,
-    };
-    session.intended = session.original.clone();
-    session.files = files;
-    session
+    Session {
+        kind: SessionKind::Files { files },
+        ..new_session(command, reason, b"", "")
+    }
 }
 
 /// Refuses (exit 3) to start a change while an earlier one is unfinished, and says what to do.
@@ -345,7 +412,7 @@ pub fn refuse_if_unfinished(layout: &NodeLayout) -> Result<()> {
         return Ok(());
     };
     // A running process holds the lock: that is "busy", not "unfinished".
-    drop(crate::store::lock::acquire(layout)?);
+    drop(crate::node::store::lock::acquire(layout)?);
     Err(Error::Refused(unfinished_message(layout, session)))
 }
 
@@ -355,13 +422,13 @@ pub fn unfinished_message(layout: &NodeLayout, session: &Session) -> String {
             .fs()
             .read(&layout.path(node_path))
             .ok()
-            .map(|b| crate::store::sha256_hex(&b))
+            .map(|b| crate::node::store::sha256_hex(&b))
     };
-    let where_ = if session.is_manifest() {
+    let where_ = if let Some((original, intended, _)) = session.manifest() {
         let now = sha("/etc/kubernetes/manifests/kube-apiserver.yaml");
-        if now.as_deref() == Some(session.intended.sha256.as_str()) {
+        if now.as_deref() == Some(intended.sha256.as_str()) {
             "the manifest holds the new version".to_string()
-        } else if now.as_deref() == Some(session.original.sha256.as_str()) {
+        } else if now.as_deref() == Some(original.sha256.as_str()) {
             "the manifest is still the original".to_string()
         } else {
             "the manifest is neither the original nor the intended version (changed by someone else)"
@@ -369,7 +436,7 @@ pub fn unfinished_message(layout: &NodeLayout, session: &Session) -> String {
         }
     } else {
         let states: Vec<String> = session
-            .files
+            .files()
             .iter()
             .map(|f| {
                 let now = sha(&f.path);
@@ -411,4 +478,76 @@ pub fn abandon_command(session: &str) -> String {
         "--session",
         session,
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A journal as release 0.1.0 wrote it: a change of the manifest, and a change of files
+    /// whose (empty) manifest fields sit beside its `files`.
+    const RELEASE_0_1_0: &str = include_str!("../../tests/fixtures/journal-0.1.0.json");
+
+    #[test]
+    fn a_journal_written_by_the_previous_release_loads_with_each_session_of_its_kind() {
+        let journal: Journal = serde_json::from_str(RELEASE_0_1_0).unwrap();
+        let [manifest, files] = journal.sessions.as_slice() else {
+            panic!("two sessions: {journal:?}");
+        };
+        let (original, intended, text) = manifest.manifest().expect("a change of the manifest");
+        assert_eq!(original.sha256, "1".repeat(64));
+        assert!(matches!(
+            intended.flag,
+            Some(FlagState::Explicit { value: true })
+        ));
+        assert_eq!(text, "apiVersion: v1\nkind: Pod\n");
+        assert_eq!(manifest.stale_tokens_at_start, Some(3));
+        assert_eq!(manifest.credentials_issued, vec!["0a1b".to_string()]);
+        assert!(manifest.revert_after.as_ref().unwrap().timer.is_some());
+
+        assert!(!files.is_manifest(), "`files` decides: {files:?}");
+        assert_eq!(files.files().len(), 2);
+        assert_eq!(files.files()[1].sha256_after, None);
+        assert_eq!(
+            journal.unfinished().map(|s| s.id.as_str()),
+            Some(files.id.as_str())
+        );
+        assert_eq!(
+            journal.latest_change().map(|s| s.id.as_str()),
+            Some(manifest.id.as_str())
+        );
+    }
+
+    #[test]
+    fn a_state_is_named_as_the_journal_writes_it() {
+        for state in [
+            State::InProgress,
+            State::Done,
+            State::RolledBack,
+            State::Reverted,
+            State::Failed,
+            State::Abandoned,
+        ] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.name());
+        }
+    }
+
+    #[test]
+    fn a_session_written_now_reads_back_as_the_same_kind() {
+        let journal: Journal = serde_json::from_str(RELEASE_0_1_0).unwrap();
+        let again: Journal =
+            serde_json::from_slice(&serde_json::to_vec(&journal).unwrap()).unwrap();
+        let kinds = |j: &Journal| {
+            j.sessions
+                .iter()
+                .map(Session::is_manifest)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(&again), vec![true, false]);
+        let written = serde_json::to_value(&again.sessions[1]).unwrap();
+        assert!(
+            written.get("intendedText").is_none() && written.get("original").is_none(),
+            "a change of files no longer writes empty manifest fields: {written}"
+        );
+    }
 }

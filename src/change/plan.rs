@@ -1,13 +1,16 @@
 //! A plan: what a mutating command will do, built by the command from what the node shows, run
-//! by the one executor (`executor.rs`). Pure data: building a plan reads the node, but a plan
+//! by the one executor (`change::executor`). Pure data: building a plan reads the node, but a plan
 //! never writes; `--dry-run` prints it, guided mode asks about it, scripted mode runs it.
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::change::journal::State;
+use crate::change::restart::WaitOptions;
 use crate::credentials::issue::{CertFacts, Subject};
-use crate::journal::State;
-use crate::restart::WaitOptions;
-use crate::store::atomic::Ownership;
+use crate::node::store::atomic::Ownership;
+
+/// The command that turns token extension on, as sessions name it.
+pub const EXTEND_TOKENS_ENABLE: &str = "extend-tokens enable";
 
 /// One file to replace: what we read (to detect a change under our feet) and what we write.
 #[derive(Debug, Clone)]
@@ -130,6 +133,33 @@ pub enum Action {
     },
 }
 
+/// What a change of the apiserver manifest records in its session; other changes ignore it.
+#[derive(Debug, Clone, Default)]
+pub struct ManifestSession {
+    /// The session this plan reverts (recorded in its own session).
+    pub reverts: Option<String>,
+    pub stale_tokens: StaleTokens,
+    /// `--revert-after`: the deadline (Unix seconds) by which this change is to be reverted.
+    pub revert_after: Option<i64>,
+}
+
+/// `serviceaccount_stale_tokens_total` at the start of a change, so that the later revert can
+/// tell new stale-token use from old.
+#[derive(Debug, Clone, Copy)]
+pub enum StaleTokens {
+    /// Measured just before the write (turning extension on).
+    Measure,
+    /// Carried over from the session this one continues (a resumed change keeps its original
+    /// measurement), or not known.
+    Carried(Option<u64>),
+}
+
+impl Default for StaleTokens {
+    fn default() -> Self {
+        StaleTokens::Carried(None)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// Names the session, the backup and the audit record: "extend-tokens enable".
@@ -142,21 +172,14 @@ pub struct Plan {
     pub question: String,
     pub action: Action,
     pub gates: Vec<Gate>,
-    /// The session this plan reverts (recorded in its own session).
-    pub reverts: Option<String>,
-    /// Measure `serviceaccount_stale_tokens_total` before the change (turning extension on), so
-    /// that the later revert can tell new stale-token use from old.
-    pub measure_stale_tokens: bool,
-    /// Carried into the new session (a resumed change keeps its original measurement).
-    pub stale_tokens_at_start: Option<u64>,
+    /// Used when the plan writes the apiserver manifest.
+    pub manifest: ManifestSession,
     /// Closed under the lock, before the action (a change resumed as a new session).
     pub supersedes: Option<Mark>,
     /// Closed once the action succeeded (the session a revert undid).
     pub on_success: Option<Mark>,
     /// Certificates the plan issues: audited, and remembered by the session in effect.
     pub certificates: Vec<CertFacts>,
-    /// `--revert-after`: the deadline (Unix seconds) by which this change is to be reverted.
-    pub revert_after: Option<i64>,
 }
 
 impl Plan {
@@ -168,13 +191,10 @@ impl Plan {
             question: question.into(),
             action,
             gates: Vec::new(),
-            reverts: None,
-            measure_stale_tokens: false,
-            stale_tokens_at_start: None,
+            manifest: ManifestSession::default(),
             supersedes: None,
             on_success: None,
             certificates: Vec::new(),
-            revert_after: None,
         }
     }
 

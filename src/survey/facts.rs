@@ -1,0 +1,539 @@
+//! The node's facts, read once for `status`, `diagnose` and `guide`: the manifest, the running
+//! apiserver and kubelet, the journal, the backups, the admin credentials and the certificates,
+//! and the findings the pure `diagnose` module makes of them. Reads only.
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::apiserver::client::{ApiClient, Endpoint};
+use crate::apiserver::process;
+use crate::change::journal::{Journal, Session, State};
+use crate::credentials::copies;
+use crate::credentials::issue::Kind;
+use crate::credentials::kubeconfig::edit as kubeconfig_edit;
+use crate::credentials::kubeconfig::{CredentialInfo, credential_info};
+use crate::manifest::{ExtendTokens, Manifest};
+use crate::node::NodeLayout;
+use crate::node::store::backup::{self, BackupFile};
+use crate::node::store::strays;
+use crate::survey::diagnose::{Apiserver, Expiry, Facts, Finding};
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub root: PathBuf,
+    pub session: Option<SessionSummary>,
+    /// The journal cannot be read: every change is refused until someone looks at it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_problem: Option<String>,
+    pub manifest: ManifestStatus,
+    /// The apiserver for the manifest's port; absent when the manifest cannot be read.
+    pub apiserver: Option<ApiserverStatus>,
+    pub kubelet_running: bool,
+    pub strays: Vec<StrayEntry>,
+    pub backups: Vec<BackupEntry>,
+    pub credentials: Vec<CredentialInfo>,
+    /// `migrate check`'s one line, when the apiserver answers it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration: Option<String>,
+    /// What is wrong, as `diagnose` says it (the same pure module, from the same facts).
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSummary {
+    pub id: String,
+    pub command: String,
+    pub state: State,
+    pub step: String,
+    pub started: String,
+    pub age_seconds: i64,
+    pub uid: u32,
+    pub sudo_user: Option<String>,
+    pub reason: Option<String>,
+    pub unfinished: bool,
+    pub credentials_issued: Vec<String>,
+    pub message: String,
+    /// `--revert-after`: when it is to be reverted, and by what.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revert_after: Option<crate::change::journal::RevertSchedule>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestStatus {
+    pub path: String,
+    #[serde(flatten)]
+    pub read: ManifestRead,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ManifestRead {
+    #[serde(rename_all = "camelCase")]
+    Parsed {
+        container: Option<String>,
+        image: Option<String>,
+        version: Option<String>,
+        secure_port: Option<String>,
+        extend_token_expiration: ExtendTokens,
+    },
+    Problem {
+        error: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        line: Option<usize>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        column: Option<usize>,
+    },
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiserverStatus {
+    pub port: u16,
+    /// None: no `kube-apiserver` process serves the port.
+    pub pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    /// "ok", or why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extend_token_expiration: Option<ExtendTokens>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matches_manifest: Option<bool>,
+    /// The pod the process runs in, as the runtime and the kubelet's files say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodStatus>,
+}
+
+/// The apiserver's static pod on this node: what the runtime runs (the process's cgroup,
+/// crictl), the kubelet's attempt logs, and the mirror pod in the API, which right after an
+/// outage can still show the previous pod for about a minute.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    pub config_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    /// The container's restart count: the number of its newest attempt's log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<u32>,
+    /// The mirror pod's `kubernetes.io/config.hash`, where the API answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror_config_hash: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StrayEntry {
+    pub path: String,
+    pub why: String,
+}
+
+/// One backup as the tool reports it, with its checksum state.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase", untagged)]
+pub enum BackupEntry {
+    #[serde(rename_all = "camelCase")]
+    Readable {
+        id: String,
+        created: String,
+        operation: String,
+        reason: Option<String>,
+        path: String,
+        files: Vec<BackupFile>,
+        checksums_ok: bool,
+        problems: Vec<String>,
+    },
+    Unreadable {
+        path: String,
+        error: String,
+    },
+}
+
+/// Every backup under the node's tmp directory, oldest first.
+pub fn backup_entries(layout: &NodeLayout) -> Vec<BackupEntry> {
+    backup::list(layout)
+        .into_iter()
+        .map(|entry| match entry {
+            Ok(b) => {
+                let problems = b.verify(layout);
+                BackupEntry::Readable {
+                    path: layout.node_path(&b.dir),
+                    checksums_ok: problems.is_empty(),
+                    id: b.id,
+                    created: b.created,
+                    operation: b.operation,
+                    reason: b.reason,
+                    files: b.files,
+                    problems,
+                }
+            }
+            Err((dir, error)) => BackupEntry::Unreadable {
+                path: layout.node_path(&dir),
+                error,
+            },
+        })
+        .collect()
+}
+
+/// What the node shows: its manifest, apiserver, kubelet, journal, backups and credentials,
+/// and what is wrong with them (the findings).
+pub fn survey(layout: &NodeLayout) -> Status {
+    let path = layout.apiserver_manifest();
+    let now = crate::runtime::clock::now_unix();
+    let mut apiserver = None;
+    let read = match crate::node::read_apiserver_manifest(layout) {
+        Err(e) => ManifestRead::Problem {
+            error: e.to_string(),
+            hint: None,
+            line: None,
+            column: None,
+        },
+        Ok(text) => match Manifest::parse(&text) {
+            Err(e) => ManifestRead::Problem {
+                error: e.to_string(),
+                hint: Some(e.hint().to_string()),
+                line: e.line,
+                column: e.col,
+            },
+            Ok(m) => {
+                apiserver = Some(running_apiserver(layout, &m));
+                ManifestRead::Parsed {
+                    container: m.container_name.clone(),
+                    image: m.image.clone(),
+                    version: m.version().map(|(a, b, c)| format!("{a}.{b}.{c}")),
+                    secure_port: m.flag("secure-port"),
+                    extend_token_expiration: m.extend_tokens(),
+                }
+            }
+        },
+    };
+    let (journal, journal_problem) = match Journal::load(layout) {
+        Ok(j) => (j, None),
+        Err(e) => (Journal::default(), Some(e.to_string())),
+    };
+    let session = journal
+        .unfinished()
+        .map(|s| (s, true))
+        .or_else(|| journal.revertable().map(|s| (s, false)))
+        .map(|(s, unfinished)| summary(layout, s, unfinished, now));
+    // Only an apiserver that is there and healthy is asked (no waiting on one that is not).
+    let migration = apiserver
+        .as_ref()
+        .filter(|a| a.health.as_deref() == Some("ok"))
+        .and_then(|_| {
+            crate::survey::migration::inspect(layout, std::time::Duration::ZERO, None).ok()
+        })
+        .map(|check| check.summary());
+    let mut status = Status {
+        root: layout.root().to_path_buf(),
+        migration,
+        findings: Vec::new(),
+        session,
+        journal_problem,
+        manifest: ManifestStatus {
+            path: layout.node_path(&path),
+            read,
+        },
+        apiserver,
+        kubelet_running: process::kubelet_running(layout),
+        strays: strays::find(layout)
+            .into_iter()
+            .map(|s| StrayEntry {
+                path: layout.node_path(&s.path),
+                why: s.why,
+            })
+            .collect(),
+        backups: backup_entries(layout),
+        credentials: [layout.admin_conf(), layout.super_admin_conf()]
+            .iter()
+            .map(|p| credential_info(layout, p, now))
+            .collect(),
+    };
+    // What is wrong, from what was just read (and what only the diagnosis reads).
+    status.findings = crate::survey::diagnose::diagnose(&facts(layout, &status));
+    status
+}
+
+fn summary(layout: &NodeLayout, s: &Session, unfinished: bool, now: i64) -> SessionSummary {
+    SessionSummary {
+        id: s.id.clone(),
+        command: s.command.clone(),
+        state: s.state,
+        step: s.step.clone(),
+        started: s.started.clone(),
+        age_seconds: now - s.started_unix,
+        uid: s.uid,
+        sudo_user: s.sudo_user.clone(),
+        reason: s.reason.clone(),
+        unfinished,
+        credentials_issued: s.credentials_issued.clone(),
+        revert_after: s
+            .revert_after
+            .as_ref()
+            .map(|r| crate::change::schedule::live(layout, r)),
+        message: if unfinished {
+            crate::change::journal::unfinished_message(layout, s)
+        } else {
+            describe_session(layout, s, now)
+        },
+    }
+}
+
+/// The running apiserver for this manifest: pid, start, health, and the flag in its command line.
+fn running_apiserver(layout: &NodeLayout, manifest: &Manifest) -> ApiserverStatus {
+    let port = manifest.secure_port();
+    let Some(found) = process::find_apiserver(port) else {
+        return ApiserverStatus {
+            port,
+            pid: None,
+            started: None,
+            health: None,
+            extend_token_expiration: None,
+            matches_manifest: None,
+            pod: None,
+        };
+    };
+    let args = found.args.get(1..).unwrap_or_default();
+    let (host, probe_port) = manifest.probe_endpoint();
+    let (health, mirror_config_hash) = crate::apiserver::runtime().block_on(async {
+        let client = match ApiClient::new(
+            layout,
+            &Endpoint {
+                host,
+                port: probe_port,
+            },
+        ) {
+            Ok(client) => client,
+            Err(e) => return (Err(e), None),
+        };
+        let health = client.healthy().await.map_err(|e| e.to_string());
+        let mirror = match health {
+            Ok(()) => {
+                client
+                    .mirror_config_hash(manifest.advertise_endpoint.as_deref())
+                    .await
+            }
+            Err(_) => None,
+        };
+        (health, mirror)
+    });
+    let in_pod = process::pod_of(found.identity.pid);
+    let pod = in_pod.map(|in_pod| PodStatus {
+        restart_count: crate::apiserver::logs::restart_count(layout, &in_pod.uid),
+        container_id: process::crictl_container_id(layout).or(Some(in_pod.container_id)),
+        config_hash: in_pod.uid,
+        mirror_config_hash,
+    });
+    ApiserverStatus {
+        port,
+        pid: Some(found.identity.pid),
+        started: process::started_unix(&found.identity).map(crate::runtime::clock::rfc3339),
+        health: Some(match health {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e,
+        }),
+        extend_token_expiration: Some(crate::manifest::extend_tokens_of_process(
+            args,
+            manifest.version(),
+        )),
+        matches_manifest: Some(args == manifest.argument_values().as_slice()),
+        pod,
+    }
+}
+
+fn age(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s} seconds"),
+        s if s < 2 * 3600 => format!("{} minutes", s / 60),
+        s if s < 2 * 86_400 => format!("{} hours", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
+/// "token extension enabled 3 days ago by root (sudo alice), reason: ...; revert with: ..."
+fn describe_session(layout: &crate::node::NodeLayout, s: &Session, now: i64) -> String {
+    let what = match s.command.as_str() {
+        "extend-tokens enable" => "token extension enabled".to_string(),
+        "extend-tokens disable" => "token extension disabled".to_string(),
+        other => other.to_string(),
+    };
+    let who = match (&s.sudo_user, s.uid) {
+        (Some(user), _) => format!("{user} (via sudo)"),
+        (None, 0) => "root".to_string(),
+        (None, uid) => format!("uid {uid}"),
+    };
+    let reason = s
+        .reason
+        .as_deref()
+        .map(|r| format!(", reason: {}", crate::ui::escape(r)))
+        .unwrap_or_default();
+    format!(
+        "{what} {} ago by {}{reason}; revert with: {}",
+        age(now - s.started_unix),
+        crate::ui::escape(&who),
+        layout.tool_command(&["revert"])
+    )
+}
+
+/// The certificates kubeadm manages besides the kubeconfigs', as `kubeadm certs renew` names
+/// them (`etcd/server` is `etcd-server` there).
+const CERTIFICATES: [&str; 7] = [
+    "apiserver",
+    "apiserver-kubelet-client",
+    "front-proxy-client",
+    "apiserver-etcd-client",
+    "etcd/server",
+    "etcd/peer",
+    "etcd/healthcheck-client",
+];
+
+fn certificates(layout: &NodeLayout) -> Vec<Expiry> {
+    CERTIFICATES
+        .iter()
+        .filter_map(|name| {
+            let path = layout.path(&format!("/etc/kubernetes/pki/{name}.crt"));
+            let bytes = layout.fs().read(&path).ok()?;
+            let (not_after, problem) = match crate::credentials::pem::not_after(&bytes) {
+                Ok(n) => (Some(n), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            Some(Expiry {
+                name: (*name).into(),
+                path: layout.node_path(&path),
+                not_after,
+                problem,
+            })
+        })
+        .collect()
+}
+
+/// Kubeconfig copies whose admin certificate (this cluster's) is not admin.conf's current one.
+fn stale_copies(layout: &NodeLayout) -> Vec<String> {
+    let admin = layout.fs().read_to_string(&layout.admin_conf()).ok();
+    let current = admin
+        .as_deref()
+        .and_then(|t| kubeconfig_edit::user_credentials(t).ok())
+        .and_then(|users| users.into_iter().find_map(|u| u.cert_b64));
+    let Some(current) = current else {
+        return Vec::new();
+    };
+    let ca = crate::credentials::issue::cluster_ca_der(layout);
+    copies::candidates(layout, &[])
+        .into_iter()
+        .filter(|copy| *copy != layout.admin_conf())
+        .filter(|copy| {
+            layout
+                .fs()
+                .read_to_string(copy)
+                .ok()
+                .and_then(|t| kubeconfig_edit::user_credentials(&t).ok())
+                .is_some_and(|users| {
+                    users.iter().any(|u| {
+                        u.cert_b64.as_deref().is_some_and(|c| {
+                            c != current
+                                && crate::credentials::issue::is_admin_certificate(
+                                    c,
+                                    Kind::Admin,
+                                    ca.as_deref(),
+                                )
+                        })
+                    })
+                })
+        })
+        .map(|copy| layout.node_path(&copy))
+        .collect()
+}
+
+/// The newest apiserver pod's restart count (the number of its newest attempt's log: the real
+/// kubelet keeps only one dead attempt's file), and the last lines of that attempt.
+fn crash_attempts(layout: &NodeLayout) -> (usize, Option<String>) {
+    match crate::apiserver::logs::latest(layout) {
+        Some((number, log)) => (
+            number as usize,
+            Some(crate::apiserver::logs::tail(layout, &log, 5)),
+        ),
+        None => (0, None),
+    }
+}
+
+/// The facts: a survey just read, and what only the diagnosis reads.
+fn facts(layout: &NodeLayout, status: &Status) -> Facts {
+    let now = crate::runtime::clock::now_unix();
+    let (manifest_problem, manifest_extends_tokens) = match &status.manifest.read {
+        ManifestRead::Parsed {
+            extend_token_expiration,
+            ..
+        } => (None, extend_token_expiration.state.effective()),
+        ManifestRead::Problem { error, .. } => (Some(error.clone()), None),
+    };
+    let mut apiserver = Apiserver::default();
+    if let Some(a) = &status.apiserver {
+        apiserver.pid = a.pid;
+        apiserver.health = a.health.clone();
+        apiserver.matches_manifest = a.matches_manifest;
+        apiserver.extends_tokens = a
+            .extend_token_expiration
+            .as_ref()
+            .and_then(|e| e.state.effective());
+    }
+    if apiserver.health.as_deref() != Some("ok") {
+        (apiserver.crashed_attempts, apiserver.last_log) = crash_attempts(layout);
+    }
+    let parked = layout.parked_manifest();
+    Facts {
+        now,
+        sandbox: !layout.is_host(),
+        credentials: status
+            .credentials
+            .iter()
+            .map(|c| Expiry {
+                name: c.path.rsplit('/').next().unwrap_or_default().to_string(),
+                path: c.path.clone(),
+                not_after: c
+                    .not_after
+                    .as_deref()
+                    .and_then(crate::runtime::clock::parse_rfc3339),
+                problem: c.problem.clone(),
+            })
+            .collect(),
+        stale_copies: stale_copies(layout),
+        certificates: certificates(layout),
+        kubelet_running: status.kubelet_running,
+        manifest_problem,
+        manifest_extends_tokens,
+        apiserver,
+        migration: status
+            .migration
+            .clone()
+            .filter(|m| m != crate::survey::migration::NOTHING_DEPENDS),
+        unfinished: status
+            .session
+            .as_ref()
+            .filter(|s| s.unfinished)
+            .map(|s| (s.id.clone(), s.message.clone())),
+        parked_manifest: layout
+            .fs()
+            .exists(&parked)
+            .then(|| layout.node_path(&parked)),
+        strays: status.strays.iter().map(|s| s.path.clone()).collect(),
+        bad_backups: status
+            .backups
+            .iter()
+            .filter_map(|b| match b {
+                BackupEntry::Readable {
+                    checksums_ok: false,
+                    path,
+                    ..
+                } => Some(path.clone()),
+                BackupEntry::Unreadable { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect(),
+        journal_problem: status.journal_problem.clone(),
+    }
+}
