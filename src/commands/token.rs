@@ -1,16 +1,16 @@
 //! `token inspect|review|create`: the troubleshooting notes' token steps as commands. None of
 //! them changes the node; none prints a token except `create`, whose output is the token.
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Context;
 use crate::apiserver::admin::{Admin, TokenRequest};
 use crate::cli::{ApiOptions, InspectOptions, TokenCommand};
-use crate::credentials::token::{self, TokenFacts, Verdict, relative};
+use crate::credentials::token::input::{self, Inspected, Source};
+use crate::credentials::token::{TokenFacts, Verdict, relative};
 use crate::error::{Error, ExitStatus, Result};
 use crate::runtime::clock::{now_unix, rfc3339};
 use crate::ui::{Report, Untrusted, escape};
@@ -43,39 +43,6 @@ pub fn run(ctx: &Context, action: TokenCommand) -> Result<ExitStatus> {
         )
         .map(|()| ExitStatus::Success),
     }
-}
-
-/// A token from a file or stdin (`-`), never echoed.
-fn read_token(file: &Path) -> Result<SecretString> {
-    let mut text = String::new();
-    if file == Path::new("-") {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Error::Usage(format!("cannot read the token from stdin: {e}")))?;
-    } else {
-        // A token file is input data, like stdin: the operator's own file, never the node's
-        // state, so it is read where the operator's shell names it (not under --root).
-        text = std::fs::read_to_string(file)
-            .map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?;
-    }
-    Ok(SecretString::from(token::clean(&text).to_string()))
-}
-
-fn malformed(source: &str, e: token::Malformed) -> Error {
-    Error::Usage(format!(
-        "{source} does not hold a readable token: {e}\n  what to do: give the token itself (a JWT: three base64url parts separated by dots), e.g. from `kubectl create token` or a pod's /var/run/secrets/kubernetes.io/serviceaccount/token"
-    ))
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Inspected {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<Untrusted>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    #[serde(flatten)]
-    pub facts: TokenFacts,
 }
 
 #[derive(Debug, Serialize)]
@@ -184,57 +151,24 @@ impl Report for Inspection {
 }
 
 fn inspect(ctx: &Context, options: &InspectOptions) -> Result<()> {
-    let now = now_unix();
-    let mut tokens = Vec::new();
     let source = match (&options.kubeconfig, &options.file) {
-        (Some(given), _) => {
-            let path = &ctx.layout.given_path(given)?;
-            let text = ctx
-                .layout
-                .fs()
-                .read_to_string(path)
-                .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
-            let held = crate::credentials::kubeconfig::held_tokens(&text, options.user.as_deref())
-                .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
-            for h in held {
-                let user = Untrusted::new(h.user);
-                let where_ = format!("{} user {user} ({})", path.display(), h.field);
-                let facts = token::inspect(h.token.expose_secret(), now)
-                    .map_err(|e| malformed(&where_, e))?;
-                tokens.push(Inspected {
-                    user: Some(user),
-                    field: Some(h.field.to_string()),
-                    facts,
-                });
-            }
-            path.display().to_string()
-        }
-        (None, Some(file)) => {
-            let name = if file == Path::new("-") {
-                "stdin".to_string()
-            } else {
-                file.display().to_string()
-            };
-            let secret = read_token(file)?;
-            let facts =
-                token::inspect(secret.expose_secret(), now).map_err(|e| malformed(&name, e))?;
-            tokens.push(Inspected {
-                user: None,
-                field: None,
-                facts,
-            });
-            name
-        }
+        (Some(path), _) => Source::Kubeconfig {
+            path,
+            user: options.user.as_deref(),
+        },
+        (None, Some(file)) => Source::File(file),
         (None, None) => {
             return Err(Error::Usage(
                 "give a token FILE, `-`, or --kubeconfig".into(),
             ));
         }
     };
+    let now = now_unix();
+    let found = input::inspect(&ctx.layout, source, now)?;
     ctx.ui.report(&Inspection {
-        source,
+        source: found.source,
         now: rfc3339(now),
-        tokens,
+        tokens: found.tokens,
         now_unix: now,
     })?;
     Ok(())
@@ -299,7 +233,7 @@ fn review(
     audiences: &[String],
     api: &ApiOptions,
 ) -> Result<ExitStatus> {
-    let secret = read_token(file)?;
+    let secret = input::read(file)?;
     if secret.expose_secret().is_empty() {
         return Err(Error::Usage(format!(
             "{}: the token is empty",

@@ -3,6 +3,11 @@
 //! (alive only because the apiserver extends it), or a legacy secret-based token that never
 //! expires. Pure: text and a clock in, facts out. The signature is never verified here (that is
 //! `token review`'s job) and neither it nor the token is ever part of the facts.
+//!
+//! Beside it: `input`, the tokens where the operator names them (a file, stdin, a kubeconfig's
+//! users).
+pub mod input;
+
 use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
