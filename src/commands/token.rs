@@ -1,16 +1,16 @@
 //! `token inspect|review|create`: the troubleshooting notes' token steps as commands. None of
 //! them changes the node; none prints a token except `create`, whose output is the token.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use secrecy::ExposeSecret;
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use super::Context;
-use crate::apiserver::admin::{Admin, TokenRequest};
+use crate::apiserver::admin::TokenRequest;
 use crate::cli::{ApiOptions, InspectOptions, TokenCommand};
+use crate::credentials::token::api::Review;
 use crate::credentials::token::input::{self, Inspected, Source};
-use crate::credentials::token::{TokenFacts, Verdict, relative};
+use crate::credentials::token::{self, TokenFacts, Verdict, relative};
 use crate::error::{Error, ExitStatus, Result};
 use crate::runtime::clock::{now_unix, rfc3339};
 use crate::ui::{Report, Untrusted, escape};
@@ -174,25 +174,6 @@ fn inspect(ctx: &Context, options: &InspectOptions) -> Result<()> {
     Ok(())
 }
 
-fn admin(ctx: &Context, api: &ApiOptions) -> Result<Admin> {
-    let path: PathBuf = match &api.kubeconfig {
-        Some(given) => ctx.layout.given_path(given)?,
-        None => ctx.layout.admin_conf(),
-    };
-    Admin::connect(&ctx.layout, &path)
-}
-
-#[derive(Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Review {
-    pub authenticated: bool,
-    pub username: Option<String>,
-    pub uid: Option<String>,
-    pub groups: Vec<String>,
-    pub audiences: Vec<String>,
-    pub error: Option<String>,
-}
-
 impl Report for Review {
     const KIND: &'static str = "TokenReview";
 
@@ -233,42 +214,7 @@ fn review(
     audiences: &[String],
     api: &ApiOptions,
 ) -> Result<ExitStatus> {
-    let secret = input::read(file)?;
-    if secret.expose_secret().is_empty() {
-        return Err(Error::Usage(format!(
-            "{}: the token is empty",
-            file.display()
-        )));
-    }
-    let admin = admin(ctx, api)?;
-    let mut spec = json!({ "token": secret.expose_secret() });
-    if !audiences.is_empty() {
-        spec["audiences"] = json!(audiences);
-    }
-    let body =
-        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec});
-    let answer: Value = admin
-        .post("/apis/authentication.k8s.io/v1/tokenreviews", &body)
-        .map_err(|e| Error::Failed(format!("TokenReview: {e}")))?;
-    let status = &answer["status"];
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let review = Review {
-        authenticated: status["authenticated"].as_bool().unwrap_or(false),
-        username: status["user"]["username"].as_str().map(str::to_string),
-        uid: status["user"]["uid"].as_str().map(str::to_string),
-        groups: strings(&status["user"]["groups"]),
-        audiences: strings(&status["audiences"]),
-        error: status["error"].as_str().map(str::to_string),
-    };
+    let review = token::api::review(&ctx.layout, api.kubeconfig.as_deref(), file, audiences)?;
     ctx.ui.report(&review)?;
     Ok(if review.authenticated {
         ExitStatus::Success
@@ -296,38 +242,25 @@ impl Report for Created {
 }
 
 fn create(ctx: &Context, request: &TokenRequest, api: &ApiOptions) -> Result<()> {
-    let admin = admin(ctx, api)?;
-    let now = now_unix();
-    let issued = admin.request_token(request)?;
-    let token = issued.token.expose_secret().to_string();
-    let expiration = issued.expiration_timestamp;
-    // The apiserver's answer: a time that does not parse or wraps around counts as none.
-    let expires = crate::runtime::clock::parse_rfc3339(&expiration);
-    let granted = expires.and_then(|e| e.checked_sub(now)).unwrap_or(0);
-    let requested = request.duration.map(|d| d.as_secs());
-    // A minute of slack for the round trip and clock skew between here and the apiserver.
-    if let (Some(asked), Some(duration)) = (requested, request.duration)
-        && i64::try_from(asked).is_ok_and(|asked| granted.saturating_add(60) < asked)
-    {
+    let granted = token::api::create(&ctx.layout, api.kubeconfig.as_deref(), request)?;
+    if let Some(shortened) = &granted.shortened {
         ctx.ui.warn(format!(
             "the apiserver shortened the lifetime: asked for {}, granted {} (its --service-account-max-token-expiration)",
-            relative(crate::runtime::clock::after(now, duration).unwrap_or(i64::MAX), now)
-                .trim_start_matches("in "),
-            relative(now.saturating_add(granted), now).trim_start_matches("in ")
+            shortened.asked, shortened.granted
         ));
     }
     ctx.ui.info(format!(
         "token for {}/{} expires {} ({})",
         escape(&request.namespace),
         escape(&request.service_account),
-        escape(&expiration),
-        relative(now.saturating_add(granted), now)
+        escape(&granted.expiration_timestamp),
+        granted.expires_in
     ));
     ctx.ui.report(&Created {
-        token,
-        expiration_timestamp: expiration,
-        requested_seconds: requested,
-        granted_seconds: granted,
+        token: granted.token.expose_secret().to_string(),
+        expiration_timestamp: granted.expiration_timestamp,
+        requested_seconds: granted.requested_seconds,
+        granted_seconds: granted.granted_seconds,
     })?;
     Ok(())
 }

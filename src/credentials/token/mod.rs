@@ -5,7 +5,8 @@
 //! `token review`'s job) and neither it nor the token is ever part of the facts.
 //!
 //! Beside it: `input`, the tokens where the operator names them (a file, stdin, a kubeconfig's
-//! users).
+//! users), and `api`, what the apiserver says of them (TokenReview) and issues (TokenRequest).
+pub mod api;
 pub mod input;
 
 use base64::Engine;
