@@ -3,9 +3,9 @@
 //! for a service account (TokenRequest). Neither changes the node.
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use super::{input, relative};
 use crate::apiserver::admin::{Admin, TokenRequest};
@@ -50,33 +50,26 @@ pub fn review(
         )));
     }
     let admin = connect(layout, kubeconfig)?;
-    let mut spec = json!({ "token": secret.expose_secret() });
-    if !audiences.is_empty() {
-        spec["audiences"] = json!(audiences);
-    }
-    let body =
-        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec});
-    let answer: Value = admin
+    let body = TokenReview {
+        spec: TokenReviewSpec {
+            token: secret.expose_secret().to_string(),
+            audiences: (!audiences.is_empty()).then(|| audiences.to_vec()),
+        },
+        ..TokenReview::default()
+    };
+    let body = serde_json::to_value(&body).expect("a TokenReview serializes");
+    let answer: TokenReview = admin
         .post("/apis/authentication.k8s.io/v1/tokenreviews", &body)
         .map_err(|e| Error::Failed(format!("TokenReview: {e}")))?;
-    let status = &answer["status"];
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let status = answer.status.unwrap_or_default();
+    let user = status.user.unwrap_or_default();
     Ok(Review {
-        authenticated: status["authenticated"].as_bool().unwrap_or(false),
-        username: status["user"]["username"].as_str().map(str::to_string),
-        uid: status["user"]["uid"].as_str().map(str::to_string),
-        groups: strings(&status["user"]["groups"]),
-        audiences: strings(&status["audiences"]),
-        error: status["error"].as_str().map(str::to_string),
+        authenticated: status.authenticated.unwrap_or(false),
+        username: user.username,
+        uid: user.uid,
+        groups: user.groups.unwrap_or_default(),
+        audiences: status.audiences.unwrap_or_default(),
+        error: status.error,
     })
 }
 
