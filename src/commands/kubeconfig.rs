@@ -1,22 +1,21 @@
 //! `kubeconfig prune-expired` and `kubeconfig set-token`: the notes' kubeconfig steps, as
 //! journaled, backed-up edits through the one executor. Diffs are shown with every secret value
 //! redacted.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use super::{Context, change_settings};
-use crate::apiserver::admin::{Admin, TokenRequest};
+use crate::apiserver::admin::TokenRequest;
 use crate::change::executor::{self, BackupRef, Done, Ran, Unfinished};
 use crate::change::plan::{self, Plan, PlannedWrite};
 use crate::cli::KubeconfigCommand;
-use crate::credentials::kubeconfig::edit::{redacted, replace_token};
-use crate::credentials::kubeconfig::prune::{Finding, prune};
+use crate::credentials::kubeconfig::prune::Finding;
+use crate::credentials::kubeconfig::rewrite::{self, NewToken, Rewrite};
 use crate::credentials::token::relative;
-use crate::error::{Error, ExitStatus, Result};
+use crate::error::{ExitStatus, Result};
 use crate::runtime::clock::{now_unix, rfc3339};
-use crate::ui::{Report, escape, unified_diff};
+use crate::ui::{Report, escape};
 
 pub fn run(ctx: &Context, action: KubeconfigCommand) -> Result<ExitStatus> {
     match action {
@@ -25,7 +24,7 @@ pub fn run(ctx: &Context, action: KubeconfigCommand) -> Result<ExitStatus> {
             confirm,
         } => prune_expired(
             ctx,
-            &target(ctx, kubeconfig)?,
+            &rewrite::target(&ctx.layout, kubeconfig)?,
             &change_settings(&confirm, None, None),
         ),
         KubeconfigCommand::SetToken {
@@ -37,7 +36,7 @@ pub fn run(ctx: &Context, action: KubeconfigCommand) -> Result<ExitStatus> {
             confirm,
         } => set_token(
             ctx,
-            &target(ctx, kubeconfig)?,
+            &rewrite::target(&ctx.layout, kubeconfig)?,
             &NewToken {
                 user,
                 request: TokenRequest {
@@ -53,56 +52,26 @@ pub fn run(ctx: &Context, action: KubeconfigCommand) -> Result<ExitStatus> {
     }
 }
 
-/// The kubeconfig kubectl would use: `--kubeconfig`, else `$KUBECONFIG`'s first file, else
-/// `~/.kube/config` — each a path on the node, so that under `--root` it is the sandbox's.
-fn target(ctx: &Context, given: Option<PathBuf>) -> Result<PathBuf> {
-    let chosen = match given {
-        Some(path) => path,
-        None => match std::env::var_os("KUBECONFIG")
-            .and_then(|v| std::env::split_paths(&v).find(|p| !p.as_os_str().is_empty()))
-        {
-            Some(first) => first,
-            None => std::env::var_os("HOME")
-                .map(|home| Path::new(&home).join(".kube/config"))
-                .ok_or_else(|| {
-                    Error::Usage("no --kubeconfig, no $KUBECONFIG and no $HOME".into())
-                })?,
-        },
+/// The executor's plan for a rewrite (`None`: nothing to do).
+fn write_plan(command: &str, rewrite: Option<Rewrite>) -> Plan {
+    let Some(rewrite) = rewrite else {
+        return Plan::new(command, "", plan::Action::Nothing);
     };
-    ctx.layout.given_path(&chosen)
-}
-
-fn read(ctx: &Context, path: &Path) -> Result<String> {
-    ctx.layout.fs().read_to_string(path).map_err(|e| {
-        Error::Usage(format!(
-            "{}: {e}\n  what to do: name the kubeconfig with --kubeconfig PATH",
-            path.display()
-        ))
-    })
-}
-
-fn write_plan(
-    ctx: &Context,
-    command: &str,
-    question: &str,
-    path: &Path,
-    old: &str,
-    new: &str,
-) -> Plan {
     let mut plan = Plan::new(
         command,
-        question,
+        rewrite.question,
         plan::Action::Write {
             writes: vec![PlannedWrite {
-                path: path.to_path_buf(),
-                old: Some(old.as_bytes().to_vec()),
-                new: new.as_bytes().to_vec(),
+                path: rewrite.path,
+                old: Some(rewrite.old.into_bytes()),
+                new: rewrite.new.into_bytes(),
                 ownership: None,
             }],
             verify: plan::Verify::Nothing,
         },
-    );
-    plan.diff = unified_diff(&ctx.layout.node_path(path), &redacted(old), &redacted(new));
+    )
+    .step(rewrite.step);
+    plan.diff = rewrite.diff;
     plan
 }
 
@@ -185,25 +154,8 @@ fn prune_expired(
 ) -> Result<ExitStatus> {
     let now = now_unix();
     let ran = executor::run(&ctx.layout, &ctx.ui, settings, Unfinished::Refuse, || {
-        let text = read(ctx, path)?;
-        let pruned =
-            prune(&text, now).map_err(|e| Error::Refused(format!("{}: {e}", path.display())))?;
-        let plan = match pruned.text {
-            None => Plan::new("kubeconfig prune-expired", "", plan::Action::Nothing),
-            Some(new) => write_plan(
-                ctx,
-                "kubeconfig prune-expired",
-                &format!("remove the expired tokens from {}?", path.display()),
-                path,
-                &text,
-                &new,
-            )
-            .step(format!(
-                "remove the expired tokens from {} (backed up first)",
-                path.display()
-            )),
-        };
-        Ok((plan, pruned.findings))
+        let (pruned, findings) = rewrite::prune_expired(&ctx.layout, path, now)?;
+        Ok((write_plan("kubeconfig prune-expired", pruned), findings))
     })?;
     let Done {
         plan,
@@ -223,11 +175,6 @@ fn prune_expired(
         now,
     })?;
     Ok(ExitStatus::Success)
-}
-
-struct NewToken {
-    user: String,
-    request: TokenRequest,
 }
 
 #[derive(Debug, Serialize)]
@@ -268,14 +215,6 @@ impl Report for SetTokenResult {
     }
 }
 
-/// A TokenRequest with the node's admin credential: (token, expirationTimestamp).
-fn request_token(ctx: &Context, new: &NewToken) -> Result<(SecretString, String)> {
-    let issued = Admin::connect(&ctx.layout, &ctx.layout.admin_conf())?
-        .request_token(&new.request)
-        .map_err(|e| Error::Failed(format!("{e}; nothing was changed")))?;
-    Ok((issued.token, issued.expiration_timestamp))
-}
-
 fn set_token(
     ctx: &Context,
     path: &Path,
@@ -283,32 +222,8 @@ fn set_token(
     settings: &plan::ChangeSettings,
 ) -> Result<ExitStatus> {
     let ran = executor::run(&ctx.layout, &ctx.ui, settings, Unfinished::Refuse, || {
-        let text = read(ctx, path)?;
-        // The dry run shows where the token goes without minting one.
-        let (token, expires) = if settings.dry_run {
-            (SecretString::from("dry-run".to_string()), None)
-        } else {
-            let (token, expires) = request_token(ctx, new)?;
-            (token, Some(expires))
-        };
-        let edited = replace_token(&text, &new.user, token.expose_secret())
-            .map_err(|e| Error::Refused(format!("{}: {e}", path.display())))?;
-        let plan = write_plan(
-            ctx,
-            "kubeconfig set-token",
-            &format!("replace user {}'s token in {}?", new.user, path.display()),
-            path,
-            &text,
-            &edited,
-        )
-        .step(format!(
-            "replace user {}'s token in {} with a new one for {}/{} (backed up first)",
-            new.user,
-            path.display(),
-            new.request.namespace,
-            new.request.service_account
-        ));
-        Ok((plan, expires))
+        let (edited, expires) = rewrite::set_token(&ctx.layout, path, new, settings.dry_run)?;
+        Ok((write_plan("kubeconfig set-token", Some(edited)), expires))
     })?;
     let Done {
         plan,

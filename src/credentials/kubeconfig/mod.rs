@@ -1,7 +1,9 @@
 //! Kubeconfig files: reading them and their embedded client certificates, editing them
-//! (`edit`), and taking expired tokens out of them (`prune`).
+//! (`edit`), taking expired tokens out of them (`prune`), and what the kubeconfig commands
+//! rewrite (`rewrite`: the file kubectl would use, the new text and its redacted diff).
 pub mod edit;
 pub mod prune;
+pub mod rewrite;
 
 use crate::node::NodeLayout;
 use std::path::Path;
