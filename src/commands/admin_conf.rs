@@ -627,7 +627,7 @@ fn plan_credential(
         key_type,
         options.validity,
     )
-    .map_err(Error::Refused)?;
+    .map_err(|e| Error::Refused(e.to_string()))?;
     let (cert_b64, key_b64) = (b64(&issued.cert_pem), b64(&issued.key_pem));
     let edited = old_text
         .as_deref()

@@ -1,6 +1,6 @@
 //! Issuing an admin client certificate from the cluster CA on the node itself, with the identity
 //! of the old one (or kubeadm's defaults), and describing certificates without their keys.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
@@ -76,8 +76,8 @@ pub struct CertFacts {
     pub system_masters: bool,
 }
 
-pub fn facts(der: &[u8]) -> Result<CertFacts, String> {
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+pub fn facts(der: &[u8]) -> Result<CertFacts, x509_parser::nom::Err<X509Error>> {
+    let (_, cert) = X509Certificate::from_der(der)?;
     let fingerprint = sha2::Sha256::digest(der)
         .iter()
         .map(|b| format!("{b:02X}"))
@@ -170,21 +170,79 @@ pub fn signed_by(cert_der: &[u8], ca_der: &[u8]) -> bool {
     cert.verify_signature(Some(ca.public_key())).is_ok()
 }
 
-/// Why a CA key cannot be used, in words that name the file, the kind of key and what to do.
-fn unusable_key(path: &Path, pem: &str, error: &str) -> String {
-    let what = if pem.contains("ENCRYPTED") {
-        "an encrypted (passphrase-protected) private key; kubeadm writes it unencrypted. Decrypt a copy \
-         (openssl pkey -in ca.key -out /root/ca.key.plain) and put that in place, or use --method kubeadm"
-            .to_string()
+/// Why a client certificate could not be issued. The messages name the file, the kind of key
+/// and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// `ca.crt` or `ca.key` could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{}: an encrypted (passphrase-protected) private key; kubeadm writes it unencrypted. Decrypt a copy \
+         (openssl pkey -in ca.key -out /root/ca.key.plain) and put that in place, or use --method kubeadm",
+        path.display()
+    )]
+    EncryptedKey { path: PathBuf },
+    /// A private key of a kind this tool does not sign with (P-384, P-521, ...).
+    #[error(
+        "{}: a key this tool cannot sign with ({source}); it signs with RSA and ECDSA P-256 keys, as kubeadm \
+         makes them (a P-384 or P-521 CA is not one of them). Use --method kubeadm",
+        path.display()
+    )]
+    UnsupportedKey {
+        path: PathBuf,
+        #[source]
+        source: pki::Error,
+    },
+    #[error(
+        "{}: not a private key this tool can read ({source}); use --method kubeadm",
+        path.display()
+    )]
+    NotAKey {
+        path: PathBuf,
+        #[source]
+        source: pki::Error,
+    },
+    #[error("ca.crt holds no certificate")]
+    NoCaCertificate,
+    /// The CA certificate, or the one just issued, does not parse.
+    #[error(transparent)]
+    Certificate(#[from] x509_parser::nom::Err<X509Error>),
+    #[error("the cluster CA has expired: renew the CA first (kubeadm cannot do that either)")]
+    CaExpired,
+    /// Generating the key or signing the certificate failed.
+    #[error(transparent)]
+    Pki(pki::Error),
+    /// A certificate signed with `key` does not verify against `ca`.
+    #[error(
+        "{} does not belong to {}: a certificate signed with it does not verify against the CA. \
+         Nothing was written; find the CA's own key (kubeadm keeps it beside ca.crt)",
+        key.display(),
+        ca.display()
+    )]
+    KeyNotTheCas { key: PathBuf, ca: PathBuf },
+}
+
+/// Why a CA key cannot be used, from what its PEM says it is.
+fn unusable_key(path: &Path, pem: &str, error: pki::Error) -> IssueError {
+    let path = path.to_path_buf();
+    if pem.contains("ENCRYPTED") {
+        IssueError::EncryptedKey { path }
     } else if pem.contains("BEGIN EC PRIVATE KEY") || pem.contains("BEGIN PRIVATE KEY") {
-        format!(
-            "a key this tool cannot sign with ({error}); it signs with RSA and ECDSA P-256 keys, as kubeadm \
-             makes them (a P-384 or P-521 CA is not one of them). Use --method kubeadm"
-        )
+        IssueError::UnsupportedKey {
+            path,
+            source: error,
+        }
     } else {
-        format!("not a private key this tool can read ({error}); use --method kubeadm")
-    };
-    format!("{}: {what}", path.display())
+        IssueError::NotAKey {
+            path,
+            source: error,
+        }
+    }
 }
 
 pub struct Issued {
@@ -203,22 +261,22 @@ pub fn issue(
     subject: &Subject,
     key_type: KeyType,
     validity: Duration,
-) -> Result<Issued, String> {
-    let ca_pem = layout
-        .fs()
-        .read_to_string(&pki_dir.join("ca.crt"))
-        .map_err(|e| format!("{}: {e}", pki_dir.join("ca.crt").display()))?;
-    let ca_key_pem = layout
-        .fs()
-        .read_to_string(&pki_dir.join("ca.key"))
-        .map_err(|e| format!("{}: {e}", pki_dir.join("ca.key").display()))?;
+) -> Result<Issued, IssueError> {
+    let read = |path: PathBuf| {
+        layout
+            .fs()
+            .read_to_string(&path)
+            .map_err(|source| IssueError::Read { path, source })
+    };
+    let ca_pem = read(pki_dir.join("ca.crt"))?;
+    let ca_key_pem = read(pki_dir.join("ca.key"))?;
     let ca_key = Key::from_pem(&ca_key_pem)
-        .map_err(|e| unusable_key(&pki_dir.join("ca.key"), &ca_key_pem, &e.to_string()))?;
+        .map_err(|e| unusable_key(&pki_dir.join("ca.key"), &ca_key_pem, e))?;
     let ca_der = crate::credentials::pem::certificates(&ca_pem)
         .into_iter()
         .next()
-        .ok_or("ca.crt holds no certificate")?;
-    let (_, ca) = X509Certificate::from_der(&ca_der).map_err(|e| e.to_string())?;
+        .ok_or(IssueError::NoCaCertificate)?;
+    let (_, ca) = X509Certificate::from_der(&ca_der)?;
     let now = pki::now();
     let ca_end = ca.validity().not_after.timestamp();
     // A validity past every date is capped to the CA's end like any other too long one.
@@ -231,11 +289,9 @@ pub fn issue(
         validity
     };
     if validity.is_zero() {
-        return Err(
-            "the cluster CA has expired: renew the CA first (kubeadm cannot do that either)".into(),
-        );
+        return Err(IssueError::CaExpired);
     }
-    let key = Key::generate(key_type).map_err(|e| e.to_string())?;
+    let key = Key::generate(key_type).map_err(IssueError::Pki)?;
     let orgs: Vec<&str> = subject.organizations.iter().map(String::as_str).collect();
     let cert = pki::issue(
         &ca_pem,
@@ -249,16 +305,14 @@ pub fn issue(
             validity,
         },
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(IssueError::Pki)?;
     // Checked locally whatever else is verified: a ca.key that is not ca.crt's key signs a
     // certificate nothing will accept.
     if !signed_by(&cert.der, &ca_der) {
-        return Err(format!(
-            "{} does not belong to {}: a certificate signed with it does not verify against the CA. \
-             Nothing was written; find the CA's own key (kubeadm keeps it beside ca.crt)",
-            pki_dir.join("ca.key").display(),
-            pki_dir.join("ca.crt").display()
-        ));
+        return Err(IssueError::KeyNotTheCas {
+            key: pki_dir.join("ca.key"),
+            ca: pki_dir.join("ca.crt"),
+        });
     }
     Ok(Issued {
         facts: facts(&cert.der)?,
@@ -267,6 +321,7 @@ pub fn issue(
         capped_to_ca,
     })
 }
+
 /// The cluster CA certificate (DER), to recognise certificates it signed.
 pub fn cluster_ca_der(layout: &crate::node::NodeLayout) -> Option<Vec<u8>> {
     let pem = layout
@@ -284,4 +339,57 @@ pub fn is_admin_certificate(cert_b64: &str, kind: Kind, ca: Option<&[u8]>) -> bo
     read_certificate(cert_b64).is_some_and(|(subject, _, der)| {
         subject.common_name == kind.user_name() && ca.is_some_and(|ca| signed_by(&der, ca))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::NodeLayout;
+
+    #[test]
+    fn a_ca_that_cannot_issue_says_which_file_what_it_is_and_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = NodeLayout::new(Some(dir.path().to_path_buf())).unwrap();
+        let pki = layout.path("/etc/kubernetes/pki");
+        std::fs::create_dir_all(&pki).unwrap();
+        let subject = Kind::Admin.default_subject(true);
+        let issue_with = |key: Option<&str>| {
+            std::fs::write(pki.join("ca.crt"), "no certificate").unwrap();
+            match key {
+                Some(key) => std::fs::write(pki.join("ca.key"), key).unwrap(),
+                None => std::fs::remove_file(pki.join("ca.key")).unwrap(),
+            }
+            issue(
+                &layout,
+                &pki,
+                &subject,
+                KeyType::EcdsaP256,
+                Duration::from_secs(3600),
+            )
+            .err()
+            .expect("refused")
+            .to_string()
+        };
+        let key = pki.join("ca.key").display().to_string();
+        assert_eq!(
+            issue_with(Some(
+                "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n"
+            )),
+            format!(
+                "{key}: an encrypted (passphrase-protected) private key; kubeadm writes it unencrypted. \
+                 Decrypt a copy (openssl pkey -in ca.key -out /root/ca.key.plain) and put that in place, \
+                 or use --method kubeadm"
+            )
+        );
+        let garbage = issue_with(Some("garbage"));
+        assert!(
+            garbage.starts_with(&format!("{key}: not a private key this tool can read ("))
+                && garbage.ends_with("); use --method kubeadm"),
+            "{garbage}"
+        );
+        let missing = issue_with(None);
+        assert!(missing.starts_with(&format!("{key}: ")), "{missing}");
+        let no_ca = issue_with(Some(&Key::generate(KeyType::EcdsaP256).unwrap().pem));
+        assert_eq!(no_ca, "ca.crt holds no certificate");
+    }
 }
