@@ -5,6 +5,7 @@ pub mod edit;
 pub mod prune;
 pub mod rewrite;
 
+use crate::credentials::pem::CertificateError;
 use crate::node::NodeLayout;
 use std::path::Path;
 
@@ -110,9 +111,9 @@ pub fn credential_info(layout: &NodeLayout, path: &Path, now: i64) -> Credential
     }
 }
 
-fn certificate_facts(pem: &[u8], now: i64) -> Result<CredentialInfo, String> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| e.to_string())?;
-    let cert = pem.parse_x509().map_err(|e| e.to_string())?;
+fn certificate_facts(pem: &[u8], now: i64) -> Result<CredentialInfo, CertificateError> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem)?;
+    let cert = pem.parse_x509()?;
     let not_after = cert.validity().not_after.timestamp();
     Ok(CredentialInfo {
         path: String::new(),
@@ -151,11 +152,29 @@ pub struct HeldToken {
     pub token: secrecy::SecretString,
 }
 
+/// Why the tokens of a kubeconfig could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HeldTokensError {
+    #[error("not a kubeconfig: {0}")]
+    NotAKubeconfig(#[source] serde_saphyr::Error),
+    /// `--user` names no user of the kubeconfig; `names` are the ones it has.
+    #[error("no user {wanted:?} in the kubeconfig (it has: {})", listed(.names))]
+    NoSuchUser { wanted: String, names: Vec<String> },
+}
+
+fn listed(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
 /// The tokens held by `user` (default: the current context's user, else every user): a static
 /// bearer `token`, and an OIDC `auth-provider`'s `id-token` and `access-token`.
-pub fn held_tokens(text: &str, user: Option<&str>) -> Result<Vec<HeldToken>, String> {
+pub fn held_tokens(text: &str, user: Option<&str>) -> Result<Vec<HeldToken>, HeldTokensError> {
     let config: serde_json::Value =
-        serde_saphyr::from_str(text).map_err(|e| format!("not a kubeconfig: {e}"))?;
+        serde_saphyr::from_str(text).map_err(HeldTokensError::NotAKubeconfig)?;
     let users: Vec<&serde_json::Value> = config
         .get("users")
         .and_then(|u| u.as_array())
@@ -175,15 +194,10 @@ pub fn held_tokens(text: &str, user: Option<&str>) -> Result<Vec<HeldToken>, Str
                 .filter(|u| name_of(u) == wanted)
                 .collect();
             if found.is_empty() {
-                let names: Vec<String> = users.iter().map(|u| name_of(u)).collect();
-                return Err(format!(
-                    "no user {wanted:?} in the kubeconfig (it has: {})",
-                    if names.is_empty() {
-                        "none".into()
-                    } else {
-                        names.join(", ")
-                    }
-                ));
+                return Err(HeldTokensError::NoSuchUser {
+                    wanted: wanted.to_string(),
+                    names: users.iter().map(|u| name_of(u)).collect(),
+                });
             }
             found
         }
@@ -256,5 +270,22 @@ mod tests {
         .unwrap();
         let (cert, _) = client_credentials(&layout, &path).unwrap();
         assert_eq!(cert, "QURNSU4=");
+    }
+
+    #[test]
+    fn tokens_of_a_user_it_does_not_have_name_the_users_it_has() {
+        let text = "users:\n- name: a\n  user: {token: t}\n- name: b\n  user: {token: u}\n";
+        let err = |text: &str, user| held_tokens(text, Some(user)).err().unwrap().to_string();
+        assert_eq!(
+            err(text, "c"),
+            r#"no user "c" in the kubeconfig (it has: a, b)"#
+        );
+        assert_eq!(
+            err("users: []\n", "c"),
+            r#"no user "c" in the kubeconfig (it has: none)"#
+        );
+        assert!(err("users: [\n", "c").starts_with("not a kubeconfig: "));
+        let held = held_tokens(text, Some("b")).unwrap();
+        assert_eq!((held[0].user.as_str(), held[0].field), ("b", "token"));
     }
 }
