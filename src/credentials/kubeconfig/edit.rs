@@ -2,6 +2,7 @@
 //! edit: every other byte (other clusters, contexts, users, comments, order) stays.
 use base64::Engine;
 
+use crate::manifest::ManifestError;
 use crate::manifest::yaml::{self, Node};
 
 pub const CERT_KEY: &str = "client-certificate-data";
@@ -31,6 +32,35 @@ impl UserCredential {
     }
 }
 
+/// Why a user's credential or token could not be replaced; nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    /// The kubeconfig is not YAML the edit can read.
+    #[error(transparent)]
+    Yaml(#[from] ManifestError),
+    #[error("no user {0:?} in the kubeconfig")]
+    NoUser(String),
+    #[error("user {0:?} has no `user:` section")]
+    NoUserSection(String),
+    #[error("user {0:?} has no embedded {CERT_KEY}")]
+    NoCertificate(String),
+    #[error("the certificate is not a plain value")]
+    CertificateNotPlain,
+    #[error("the key is not a plain value")]
+    KeyNotPlain,
+    #[error("user {0:?} has no static `token` to replace (it authenticates otherwise)")]
+    NoStaticToken(String),
+    #[error("line {line}: user {user:?}'s token is not a plain value the edit can replace")]
+    TokenNotPlain { line: usize, user: String },
+    /// The other YAML reader, reading the text before or after the edit to prove it.
+    #[error(transparent)]
+    Reread(#[from] serde_saphyr::Error),
+    #[error("the edit could not be proved to touch only this user's credential")]
+    CredentialNotProved,
+    #[error("the edit could not be proved to touch only this user's token")]
+    TokenNotProved,
+}
+
 fn users(root: &Node) -> Vec<&Node> {
     match root.get("users") {
         Some(Node::Seq { items, .. }) => items.iter().collect(),
@@ -39,8 +69,8 @@ fn users(root: &Node) -> Vec<&Node> {
 }
 
 /// Every user entry with its embedded certificate (base64) and whether a key is embedded.
-pub fn user_credentials(text: &str) -> Result<Vec<UserCredential>, String> {
-    let root = yaml::parse_document(text).map_err(|e| e.to_string())?;
+pub fn user_credentials(text: &str) -> Result<Vec<UserCredential>, ManifestError> {
+    let root = yaml::parse_document(text)?;
     Ok(users(&root)
         .into_iter()
         .filter_map(|u| {
@@ -82,24 +112,24 @@ pub fn replace_credential(
     user: &str,
     cert_b64: &str,
     key_b64: &str,
-) -> Result<String, String> {
-    let root = yaml::parse_document(text).map_err(|e| e.to_string())?;
+) -> Result<String, EditError> {
+    let root = yaml::parse_document(text)?;
     let entry = users(&root)
         .into_iter()
         .find(|u| u.get("name").and_then(Node::as_str) == Some(user))
-        .ok_or_else(|| format!("no user {user:?} in the kubeconfig"))?;
+        .ok_or_else(|| EditError::NoUser(user.to_string()))?;
     let body = entry
         .get("user")
-        .ok_or_else(|| format!("user {user:?} has no `user:` section"))?;
+        .ok_or_else(|| EditError::NoUserSection(user.to_string()))?;
     let cert = body
         .get(CERT_KEY)
-        .ok_or_else(|| format!("user {user:?} has no embedded {CERT_KEY}"))?;
-    let (cert_start, cert_end) = scalar_span(cert).ok_or("the certificate is not a plain value")?;
+        .ok_or_else(|| EditError::NoCertificate(user.to_string()))?;
+    let (cert_start, cert_end) = scalar_span(cert).ok_or(EditError::CertificateNotPlain)?;
     let mut splices: Vec<(usize, usize, String)> =
         vec![(cert_start, cert_end, cert_b64.to_string())];
     match body.get(KEY_KEY) {
         Some(key) => {
-            let (s, e) = scalar_span(key).ok_or("the key is not a plain value")?;
+            let (s, e) = scalar_span(key).ok_or(EditError::KeyNotPlain)?;
             splices.push((s, e, key_b64.to_string()));
         }
         None => {
@@ -149,34 +179,29 @@ pub fn replace_credential(
     if !same_others
         || ours.is_none_or(|u| u.cert_b64.as_deref() != Some(cert_b64) || !u.key_present)
     {
-        return Err("the edit could not be proved to touch only this user's credential".into());
+        return Err(EditError::CredentialNotProved);
     }
     Ok(out)
 }
 
 /// Replaces `user`'s static bearer `token` value in place; every other byte stays. Proved by
 /// re-reading both texts: the only difference is that value.
-pub fn replace_token(text: &str, user: &str, token: &str) -> Result<String, String> {
-    let root = yaml::parse_document(text).map_err(|e| e.to_string())?;
+pub fn replace_token(text: &str, user: &str, token: &str) -> Result<String, EditError> {
+    let root = yaml::parse_document(text)?;
     let entry = users(&root)
         .into_iter()
         .find(|u| u.get("name").and_then(Node::as_str) == Some(user))
-        .ok_or_else(|| format!("no user {user:?} in the kubeconfig"))?;
+        .ok_or_else(|| EditError::NoUser(user.to_string()))?;
     let value = entry
         .get("user")
         .and_then(|u| u.get("token"))
-        .ok_or_else(|| {
-            format!("user {user:?} has no static `token` to replace (it authenticates otherwise)")
-        })?;
-    let (start, end) = scalar_span(value).ok_or_else(|| {
-        format!(
-            "line {}: user {user:?}'s token is not a plain value the edit can replace",
-            value.start().line
-        )
+        .ok_or_else(|| EditError::NoStaticToken(user.to_string()))?;
+    let (start, end) = scalar_span(value).ok_or_else(|| EditError::TokenNotPlain {
+        line: value.start().line,
+        user: user.to_string(),
     })?;
     let out = format!("{}{token}{}", &text[..start], &text[end..]);
-    let mut expected: serde_json::Value =
-        serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    let mut expected: serde_json::Value = serde_saphyr::from_str(text)?;
     if let Some(u) = expected
         .get_mut("users")
         .and_then(|u| u.as_array_mut())
@@ -188,9 +213,9 @@ pub fn replace_token(text: &str, user: &str, token: &str) -> Result<String, Stri
     {
         u["user"]["token"] = token.into();
     }
-    let actual: serde_json::Value = serde_saphyr::from_str(&out).map_err(|e| e.to_string())?;
+    let actual: serde_json::Value = serde_saphyr::from_str(&out)?;
     if expected != actual {
-        return Err("the edit could not be proved to touch only this user's token".into());
+        return Err(EditError::TokenNotProved);
     }
     Ok(out)
 }
@@ -277,10 +302,9 @@ mod tests {
         let text = "users:\n- name: ci # the pipeline\n  user:\n    token: old.tok.en\n- name: b\n  user:\n    token: other\n";
         let out = replace_token(text, "ci", "new.tok.en").unwrap();
         assert_eq!(out, text.replace("old.tok.en", "new.tok.en"));
-        assert!(
-            replace_token(text, "nobody", "x")
-                .unwrap_err()
-                .contains("no user")
+        assert_eq!(
+            replace_token(text, "nobody", "x").unwrap_err().to_string(),
+            r#"no user "nobody" in the kubeconfig"#
         );
         let shown = redacted(&out);
         assert!(
@@ -317,5 +341,41 @@ mod tests {
     #[test]
     fn unknown_user_is_an_error() {
         assert!(replace_credential(CONFIG, "nobody", "A", "B").is_err());
+    }
+
+    #[test]
+    fn a_refused_edit_says_what_is_missing_or_not_plain() {
+        let credential = |text: &str| {
+            replace_credential(text, "u", "A", "B")
+                .unwrap_err()
+                .to_string()
+        };
+        let token = |text: &str| replace_token(text, "u", "t").unwrap_err().to_string();
+        assert_eq!(
+            credential("users:\n- name: u\n"),
+            r#"user "u" has no `user:` section"#
+        );
+        assert_eq!(
+            credential("users:\n- name: u\n  user: {}\n"),
+            r#"user "u" has no embedded client-certificate-data"#
+        );
+        assert_eq!(
+            credential("users:\n- name: u\n  user:\n    client-certificate-data: !!str A\n"),
+            "the certificate is not a plain value"
+        );
+        assert_eq!(
+            credential(
+                "users:\n- name: u\n  user:\n    client-certificate-data: A\n    client-key-data: [B]\n"
+            ),
+            "the key is not a plain value"
+        );
+        assert_eq!(
+            token("users:\n- name: u\n  user: {}\n"),
+            r#"user "u" has no static `token` to replace (it authenticates otherwise)"#
+        );
+        assert_eq!(
+            token("users:\n- name: u\n  user:\n    token: [t]\n"),
+            r#"line 4: user "u"'s token is not a plain value the edit can replace"#
+        );
     }
 }
