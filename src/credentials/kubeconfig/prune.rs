@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::credentials::token::{self, Verdict};
+use crate::manifest::ManifestError;
 use crate::manifest::yaml::{self, Node};
 use crate::ui::{Untrusted, command_line};
 
@@ -44,6 +45,33 @@ pub struct Pruned {
     pub findings: Vec<Finding>,
     /// The new text, when something is removed.
     pub text: Option<String>,
+}
+
+/// Why the expired tokens could not be taken out; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    /// The kubeconfig is not YAML the edit can read.
+    #[error(transparent)]
+    Yaml(#[from] ManifestError),
+    /// An expired field whose line holds more than it (a flow mapping, several keys on a
+    /// line): refused rather than guessed, with the kubectl command that removes it.
+    #[error(
+        "line {line}: user {user:?}'s {key} is not laid out one key per line, so it cannot be removed safely; \
+         remove it with `{remove}`"
+    )]
+    NotOneKeyPerLine {
+        line: usize,
+        user: String,
+        key: String,
+        /// `kubectl config unset users.NAME.user...`, every word quoted.
+        remove: String,
+    },
+    #[error("re-reading the kubeconfig: {0}")]
+    Reread(#[source] serde_saphyr::Error),
+    #[error("the edited kubeconfig does not read back: {0}")]
+    ReadBack(#[source] serde_saphyr::Error),
+    #[error("the edit could not be proved to remove only the expired fields; nothing was changed")]
+    NotProved,
 }
 
 /// A user entry: its name and its `user` mapping.
@@ -118,8 +146,8 @@ fn certificate_not_after(data: &str) -> Option<i64> {
 }
 
 /// Finds what has expired in `text` at `now`, and the text with the expired token fields gone.
-pub fn prune(text: &str, now: i64) -> Result<Pruned, String> {
-    let root = yaml::parse_document(text).map_err(|e| e.to_string())?;
+pub fn prune(text: &str, now: i64) -> Result<Pruned, PruneError> {
+    let root = yaml::parse_document(text)?;
     let mut findings = Vec::new();
     // (user, keys removed from its token's holder mapping).
     let mut removals: Vec<(String, Vec<String>)> = Vec::new();
@@ -200,14 +228,18 @@ pub fn prune(text: &str, now: i64) -> Result<Pruned, String> {
                 let span = line_span(text, kn, v).ok_or_else(|| {
                     let unset = format!(
                         "users.{name}.user.{}{k}",
-                        if field == "token" { "" } else { "auth-provider.config." }
+                        if field == "token" {
+                            ""
+                        } else {
+                            "auth-provider.config."
+                        }
                     );
-                    format!(
-                        "line {}: user {name:?}'s {k} is not laid out one key per line, so it cannot be removed safely; \
-                         remove it with `{}`",
-                        kn.start().line,
-                        command_line(["kubectl", "config", "unset", &unset])
-                    )
+                    PruneError::NotOneKeyPerLine {
+                        line: kn.start().line,
+                        user: name.clone(),
+                        key: (*k).to_string(),
+                        remove: command_line(["kubectl", "config", "unset", &unset]),
+                    }
                 })?;
                 spans.push(span);
                 removed.push((*k).to_string());
@@ -243,11 +275,9 @@ pub fn prune(text: &str, now: i64) -> Result<Pruned, String> {
 }
 
 /// Re-reads both texts with the other YAML reader: the only difference must be the removed keys.
-fn prove(old: &str, new: &str, removals: &[(String, Vec<String>)]) -> Result<(), String> {
-    let mut expected: Value =
-        serde_saphyr::from_str(old).map_err(|e| format!("re-reading the kubeconfig: {e}"))?;
-    let actual: Value = serde_saphyr::from_str(new)
-        .map_err(|e| format!("the edited kubeconfig does not read back: {e}"))?;
+fn prove(old: &str, new: &str, removals: &[(String, Vec<String>)]) -> Result<(), PruneError> {
+    let mut expected: Value = serde_saphyr::from_str(old).map_err(PruneError::Reread)?;
+    let actual: Value = serde_saphyr::from_str(new).map_err(PruneError::ReadBack)?;
     for (name, keys) in removals {
         let Some(user) = expected
             .get_mut("users")
@@ -279,10 +309,7 @@ fn prove(old: &str, new: &str, removals: &[(String, Vec<String>)]) -> Result<(),
         }
     }
     if expected != actual {
-        return Err(
-            "the edit could not be proved to remove only the expired fields; nothing was changed"
-                .into(),
-        );
+        return Err(PruneError::NotProved);
     }
     Ok(())
 }
@@ -363,10 +390,10 @@ mod tests {
     #[test]
     fn a_flow_style_user_is_refused_with_the_kubectl_command() {
         let text = format!("users:\n- name: ci\n  user: {{token: {}}}\n", jwt(NOW - 60));
-        let err = prune(&text, NOW).unwrap_err();
-        assert!(
-            err.contains("kubectl config unset users.ci.user.token"),
-            "{err}"
+        let err = prune(&text, NOW).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            r#"line 3: user "ci"'s token is not laid out one key per line, so it cannot be removed safely; remove it with `kubectl config unset users.ci.user.token`"#
         );
     }
 }
