@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::change::plan::OnInterrupt;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "kubeadm-recover",
@@ -102,12 +104,21 @@ pub struct StaleTokenOptions {
     pub stale_window: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnInterrupt {
-    /// Put the original back, prove the old apiserver healthy, exit 130.
-    Rollback,
-    /// Finish the change and prove it (an SSH session dropping must not leave it half-done).
-    Continue,
+/// `--on-interrupt` takes the domain's own values: one type, spelled for the command line here.
+impl ValueEnum for OnInterrupt {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[OnInterrupt::Rollback, OnInterrupt::Continue]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(match self {
+            OnInterrupt::Rollback => clap::builder::PossibleValue::new("rollback")
+                .help("Put the original back, prove the old apiserver healthy, exit 130"),
+            OnInterrupt::Continue => clap::builder::PossibleValue::new("continue").help(
+                "Finish the change and prove it (an SSH session dropping must not leave it half-done)",
+            ),
+        })
+    }
 }
 
 /// The longest duration any flag takes: 100 years. Every duration meets a time somewhere (a
@@ -251,7 +262,7 @@ pub enum Command {
     Status,
     /// Turn --service-account-extend-token-expiration on or off in the apiserver manifest.
     #[command(subcommand)]
-    ExtendTokens(ExtendTokens),
+    ExtendTokens(ExtendTokensCommand),
     /// The backups this tool made, and putting one back.
     #[command(subcommand)]
     Backups(Backups),
@@ -465,8 +476,8 @@ impl Command {
     /// The confirmation options of a command that changes the node.
     pub fn confirm(&self) -> Option<&ConfirmOptions> {
         match self {
-            Command::ExtendTokens(ExtendTokens::Enable { confirm, .. })
-            | Command::ExtendTokens(ExtendTokens::Disable { confirm, .. })
+            Command::ExtendTokens(ExtendTokensCommand::Enable { confirm, .. })
+            | Command::ExtendTokens(ExtendTokensCommand::Disable { confirm, .. })
             | Command::Backups(Backups::Restore { confirm, .. })
             | Command::Revert { confirm, .. }
             | Command::Resume { confirm, .. }
@@ -610,7 +621,7 @@ pub enum KeyTypeArg {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ExtendTokens {
+pub enum ExtendTokensCommand {
     /// Set the flag to true: projected tokens get a one-year exp, stale clients keep working.
     ///
     /// Example: sudo kubeadm-recover extend-tokens enable --revert-after 7d --reason "tokens expired"

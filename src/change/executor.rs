@@ -326,7 +326,7 @@ fn pass_gates(
 fn clean_up_after_killed_runs(layout: &NodeLayout, ui: &Ui) {
     let mut dirs = vec![
         layout.tmp_dir(),
-        layout.path("/etc/kubernetes"),
+        layout.kubernetes_dir(),
         layout.state_dir(),
     ];
     dirs.extend(

@@ -425,7 +425,7 @@ pub fn unfinished_message(layout: &NodeLayout, session: &Session) -> String {
             .map(|b| crate::node::store::sha256_hex(&b))
     };
     let where_ = if let Some((original, intended, _)) = session.manifest() {
-        let now = sha("/etc/kubernetes/manifests/kube-apiserver.yaml");
+        let now = sha(&layout.node_path(&layout.apiserver_manifest()));
         if now.as_deref() == Some(intended.sha256.as_str()) {
             "the manifest holds the new version".to_string()
         } else if now.as_deref() == Some(original.sha256.as_str()) {

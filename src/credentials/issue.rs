@@ -269,10 +269,7 @@ pub fn issue(
 }
 /// The cluster CA certificate (DER), to recognise certificates it signed.
 pub fn cluster_ca_der(layout: &crate::node::NodeLayout) -> Option<Vec<u8>> {
-    let pem = layout
-        .fs()
-        .read_to_string(&layout.path("/etc/kubernetes/pki/ca.crt"))
-        .ok()?;
+    let pem = layout.fs().read_to_string(&layout.cluster_ca()).ok()?;
     crate::credentials::pem::certificates(&pem)
         .into_iter()
         .next()

@@ -260,7 +260,7 @@ pub fn wait_for(
         expected.advertise_endpoint.clone(),
         changing,
     )
-    .map_err(WaitFailure::Timeout)?;
+    .map_err(|e| WaitFailure::Timeout(format!("cannot build a client: {e}")))?;
     if let (true, Err(e)) = (changing, injected_during_wait()) {
         return Err(WaitFailure::Injected(e.to_string()));
     }
