@@ -246,12 +246,9 @@ pub fn run<T>(
     let _lock = lock::acquire(layout)?;
     // Every change is audited, so a change whose audit cannot be written does not start.
     let started = audit::Record::new(&plan.command, settings.reason.as_deref(), "started");
-    audit::append(layout, &started).map_err(|e| {
-        Error::Refused(format!(
-            "the audit log {} cannot be written ({e}); every change is audited, so nothing was changed. \
-             Free space or fix it, then run this again",
-            layout.audit_log().display()
-        ))
+    audit::append(layout, &started).map_err(|source| Error::AuditUnwritable {
+        path: layout.audit_log(),
+        source,
     })?;
     clean_up_after_killed_runs(layout, ui);
     if let Some(mark) = &plan.supersedes {

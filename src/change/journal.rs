@@ -181,12 +181,8 @@ impl Journal {
     pub fn load(layout: &NodeLayout) -> Result<Journal> {
         let path = path(layout);
         match layout.fs().read_state(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                Error::Refused(format!(
-                    "{} is unreadable ({e}); move it aside after checking the node by hand",
-                    path.display()
-                ))
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| Error::JournalUnreadable { path, source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Journal::default()),
             Err(e) => Err(Error::io("cannot read", &path, e)),
         }

@@ -100,10 +100,9 @@ pub fn prepare(
             Err(e) => return Err(Error::io("cannot read", &write.path, e)),
         };
         if current != write.old {
-            return Err(Error::Failed(format!(
-                "{} changed while this command was running; nothing was written. Run it again",
-                write.path.display()
-            )));
+            return Err(Error::ChangedUnderfoot {
+                path: write.path.clone(),
+            });
         }
     }
     let mut sources: Vec<Source> = writes
@@ -119,11 +118,7 @@ pub fn prepare(
         restorable: false,
     }));
     let operation = command.replace(' ', "-");
-    let backup = backup::create(layout, &operation, reason, &sources).map_err(|e| {
-        Error::Failed(format!(
-            "could not make the backup, nothing was changed: {e}"
-        ))
-    })?;
+    let backup = backup::create(layout, &operation, reason, &sources).map_err(Error::Backup)?;
 
     let mut moved_strays = Vec::new();
     for stray in strays {
