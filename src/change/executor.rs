@@ -433,7 +433,7 @@ fn change(
         None => journal::new_files_session(
             &plan.command,
             reason,
-            journal::file_versions(layout, writes, matches!(writer, Writer::Atomic)),
+            file_versions(layout, writes, matches!(writer, Writer::Atomic)),
         ),
     };
     if let Verify::Credentials(checks) = verify {
@@ -551,6 +551,22 @@ fn manifest_session(
             note: Some("not scheduled yet: the change is under way".into()),
         });
     session
+}
+
+/// Each file a change writes, with its hashes before and (where known in advance) after.
+fn file_versions(
+    layout: &NodeLayout,
+    writes: &[PlannedWrite],
+    after_known: bool,
+) -> Vec<journal::FileVersion> {
+    writes
+        .iter()
+        .map(|w| journal::FileVersion {
+            path: layout.node_path(&w.path),
+            sha256_before: w.old.as_deref().map(crate::node::store::sha256_hex),
+            sha256_after: after_known.then(|| crate::node::store::sha256_hex(&w.new)),
+        })
+        .collect()
 }
 
 /// Nothing to write: prove the running apiserver; if it cannot be proved, go back.

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 pub use crate::change::plan::PlannedWrite;
 use crate::error::{Error, Result};
 use crate::node::NodeLayout;
-use crate::node::store::atomic;
 use crate::node::store::audit::{self, FileChange};
 use crate::node::store::backup::{self, Backup, Source};
 use crate::node::store::sha256_hex;
@@ -229,7 +228,7 @@ pub fn write_node_file(
     layout: &NodeLayout,
     path: &std::path::Path,
     contents: &[u8],
-    ownership: Option<atomic::Ownership>,
+    ownership: Option<crate::node::fs::Ownership>,
 ) -> std::io::Result<()> {
     let tmp = layout.tmp_dir();
     layout.fs().private_dir(&tmp)?;

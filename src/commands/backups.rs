@@ -176,7 +176,7 @@ fn restore_target(ctx: &Context, backup: &Backup, file: &BackupFile) -> Result<s
             "mode {mode:04o} would let others write it, or make it executable"
         )));
     }
-    if let Ok(current) = crate::node::store::atomic::Ownership::of(&ctx.layout, &target)
+    if let Ok(current) = crate::node::fs::Ownership::of(&ctx.layout, &target)
         && (current.uid, current.gid) != (file.ownership.uid, file.ownership.gid)
     {
         return Err(tampered(format!(

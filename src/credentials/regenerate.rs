@@ -16,7 +16,7 @@ use crate::credentials::pki::KeyType;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::node::NodeLayout;
-use crate::node::store::atomic::Ownership;
+use crate::node::fs::Ownership;
 use crate::ui::Ui;
 
 /// How the credentials are re-issued.

@@ -84,7 +84,7 @@ impl Expected {
             grace: Duration::from_secs(manifest.termination_grace_seconds.unwrap_or(30)),
             shutdown_delay: manifest
                 .flag("shutdown-delay-duration")
-                .and_then(|d| crate::cli::parse_duration(&d).ok())
+                .and_then(|d| crate::runtime::duration::parse_duration(&d).ok())
                 .unwrap_or_default(),
         })
     }
