@@ -6,6 +6,5 @@ pub mod issue;
 pub mod kubeconfig;
 pub mod pem;
 pub mod pki;
-pub mod regenerate;
 pub mod token;
 pub mod verify;

@@ -27,11 +27,17 @@ fn modules() -> BTreeMap<String, PathBuf> {
                 .components()
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
                 .collect();
-            if matches!(parts.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+            if matches!(
+                parts.last().map(String::as_str),
+                Some("mod" | "lib" | "main")
+            ) {
                 parts.pop();
             }
             // Test modules in files of their own use what they test.
-            if matches!(parts.last().map(String::as_str), Some("tests" | "proptests")) {
+            if matches!(
+                parts.last().map(String::as_str),
+                Some("tests" | "proptests")
+            ) {
                 return None;
             }
             Some((parts.join("::"), file))
@@ -77,7 +83,9 @@ fn uses(name: &str, text: &str, all: &BTreeMap<String, PathBuf>) -> BTreeSet<Str
             found = None;
         }
         if let Some(m) = found.filter(|m| {
-            m != name && !m.starts_with(&format!("{name}::")) && !name.starts_with(&format!("{m}::"))
+            m != name
+                && !m.starts_with(&format!("{name}::"))
+                && !name.starts_with(&format!("{m}::"))
         }) {
             out.insert(m);
         }
@@ -139,8 +147,14 @@ fn no_command_imports_another_and_each_stays_thin() {
             )
             .collect();
         assert!(others.is_empty(), "{name} imports {others:?}");
-        let lines = std::fs::read_to_string(&all[*name]).unwrap().lines().count();
-        assert!(lines <= 320, "{name} has {lines} lines: its planning belongs below it");
+        let lines = std::fs::read_to_string(&all[*name])
+            .unwrap()
+            .lines()
+            .count();
+        assert!(
+            lines <= 320,
+            "{name} has {lines} lines: its planning belongs below it"
+        );
     }
 }
 
@@ -156,5 +170,9 @@ fn the_product_has_no_string_errors() {
                 .collect::<Vec<_>>()
         })
         .collect();
-    assert!(offenders.is_empty(), "Result<_, String>:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "Result<_, String>:\n{}",
+        offenders.join("\n")
+    );
 }
