@@ -21,6 +21,32 @@ pub enum Error {
         #[source]
         source: ManifestError,
     },
+    /// The journal is not a journal this tool can read: every change is refused until a person
+    /// has looked (refused, like `Refused`).
+    #[error("{} is unreadable ({source}); move it aside after checking the node by hand", path.display())]
+    JournalUnreadable {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The audit log cannot take the line a change starts with, so the change does not start
+    /// (refused, like `Refused`).
+    #[error(
+        "the audit log {} cannot be written ({source}); every change is audited, so nothing was changed. \
+         Free space or fix it, then run this again",
+        path.display()
+    )]
+    AuditUnwritable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file the plan read changed before it was written (exit 1, like `Failed`).
+    #[error("{} changed while this command was running; nothing was written. Run it again", path.display())]
+    ChangedUnderfoot { path: PathBuf },
+    /// The backup could not be made (exit 1, like `Failed`).
+    #[error("could not make the backup, nothing was changed: {0}")]
+    Backup(#[source] std::io::Error),
     /// A file could not be read or written before anything was changed (exit 1, like `Failed`).
     #[error("{what} {}: {source}", path.display())]
     Io {
@@ -67,9 +93,16 @@ pub fn exit_code(ending: std::result::Result<&ExitStatus, &Error>) -> i32 {
         Ok(ExitStatus::Success) => 0,
         Ok(ExitStatus::Negative(_)) => 1,
         Ok(ExitStatus::Declined(_)) => 2,
-        Err(Error::Failed(_) | Error::Io { .. }) => 1,
+        Err(
+            Error::Failed(_) | Error::Io { .. } | Error::ChangedUnderfoot { .. } | Error::Backup(_),
+        ) => 1,
         Err(Error::Usage(_)) => 2,
-        Err(Error::Refused(_) | Error::Manifest { .. }) => 3,
+        Err(
+            Error::Refused(_)
+            | Error::Manifest { .. }
+            | Error::JournalUnreadable { .. }
+            | Error::AuditUnwritable { .. },
+        ) => 3,
         Err(Error::ManualActionNeeded(_)) => 4,
         Err(Error::Interrupted(_)) => 130,
     }
@@ -84,9 +117,15 @@ impl Error {
     /// The `reason` of the JSON error document: the kind of promise, not the variant's data.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::Failed(_) | Error::Io { .. } => "Failed",
+            Error::Failed(_)
+            | Error::Io { .. }
+            | Error::ChangedUnderfoot { .. }
+            | Error::Backup(_) => "Failed",
             Error::Usage(_) => "Usage",
-            Error::Refused(_) | Error::Manifest { .. } => "Refused",
+            Error::Refused(_)
+            | Error::Manifest { .. }
+            | Error::JournalUnreadable { .. }
+            | Error::AuditUnwritable { .. } => "Refused",
             Error::ManualActionNeeded(_) => "ManualActionNeeded",
             Error::Interrupted(_) => "Interrupted",
         }

@@ -35,11 +35,33 @@ pub struct ApiClient {
 /// Why a probe has no answer: the same as any request's (`call::Failure`).
 pub type ProbeError = Failure;
 
-fn config(endpoint: &Endpoint, ca_pem: &str, auth: AuthInfo) -> Result<kube::Config, String> {
+/// Why no client could be made for an apiserver.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{}: {source}", path.display())]
+    CaUnreadable {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{url}: {source}")]
+    BadEndpoint {
+        url: String,
+        #[source]
+        source: http::uri::InvalidUri,
+    },
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+}
+
+fn config(endpoint: &Endpoint, ca_pem: &str, auth: AuthInfo) -> Result<kube::Config, ClientError> {
     let uri = endpoint
         .url()
         .parse()
-        .map_err(|e| format!("{}: {e}", endpoint.url()))?;
+        .map_err(|source| ClientError::BadEndpoint {
+            url: endpoint.url(),
+            source,
+        })?;
     let mut config = kube::Config::new(uri);
     config.root_cert = Some(crate::credentials::pem::certificates(ca_pem));
     config.connect_timeout = Some(Duration::from_secs(1));
@@ -75,14 +97,13 @@ pub fn failed_checks(body: &str) -> String {
 }
 
 impl ApiClient {
-    pub fn new(layout: &NodeLayout, endpoint: &Endpoint) -> Result<Self, String> {
-        let ca_path = layout.path("/etc/kubernetes/pki/ca.crt");
+    pub fn new(layout: &NodeLayout, endpoint: &Endpoint) -> Result<Self, ClientError> {
+        let path = layout.cluster_ca();
         let ca_pem = layout
             .fs()
-            .read_to_string(&ca_path)
-            .map_err(|e| format!("{}: {e}", ca_path.display()))?;
-        let anonymous = kube::Client::try_from(config(endpoint, &ca_pem, AuthInfo::default())?)
-            .map_err(|e| e.to_string())?;
+            .read_to_string(&path)
+            .map_err(|source| ClientError::CaUnreadable { path, source })?;
+        let anonymous = kube::Client::try_from(config(endpoint, &ca_pem, AuthInfo::default())?)?;
         let admin =
             crate::credentials::kubeconfig::client_credentials(layout, &layout.admin_conf())
                 .map(|(cert, key)| AuthInfo {

@@ -246,12 +246,9 @@ pub fn run<T>(
     let _lock = lock::acquire(layout)?;
     // Every change is audited, so a change whose audit cannot be written does not start.
     let started = audit::Record::new(&plan.command, settings.reason.as_deref(), "started");
-    audit::append(layout, &started).map_err(|e| {
-        Error::Refused(format!(
-            "the audit log {} cannot be written ({e}); every change is audited, so nothing was changed. \
-             Free space or fix it, then run this again",
-            layout.audit_log().display()
-        ))
+    audit::append(layout, &started).map_err(|source| Error::AuditUnwritable {
+        path: layout.audit_log(),
+        source,
     })?;
     clean_up_after_killed_runs(layout, ui);
     if let Some(mark) = &plan.supersedes {
@@ -326,7 +323,7 @@ fn pass_gates(
 fn clean_up_after_killed_runs(layout: &NodeLayout, ui: &Ui) {
     let mut dirs = vec![
         layout.tmp_dir(),
-        layout.path("/etc/kubernetes"),
+        layout.kubernetes_dir(),
         layout.state_dir(),
     ];
     dirs.extend(
@@ -436,7 +433,7 @@ fn change(
         None => journal::new_files_session(
             &plan.command,
             reason,
-            journal::file_versions(layout, writes, matches!(writer, Writer::Atomic)),
+            file_versions(layout, writes, matches!(writer, Writer::Atomic)),
         ),
     };
     if let Verify::Credentials(checks) = verify {
@@ -554,6 +551,22 @@ fn manifest_session(
             note: Some("not scheduled yet: the change is under way".into()),
         });
     session
+}
+
+/// Each file a change writes, with its hashes before and (where known in advance) after.
+fn file_versions(
+    layout: &NodeLayout,
+    writes: &[PlannedWrite],
+    after_known: bool,
+) -> Vec<journal::FileVersion> {
+    writes
+        .iter()
+        .map(|w| journal::FileVersion {
+            path: layout.node_path(&w.path),
+            sha256_before: w.old.as_deref().map(crate::node::store::sha256_hex),
+            sha256_after: after_known.then(|| crate::node::store::sha256_hex(&w.new)),
+        })
+        .collect()
 }
 
 /// Nothing to write: prove the running apiserver; if it cannot be proved, go back.

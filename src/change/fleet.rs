@@ -199,15 +199,14 @@ fn others_healthy(layout: &NodeLayout, admin: &Admin, own_endpoint: Option<&str>
 
 impl Held {
     /// Gives the lease back (after the proof). Failing to is a warning: it expires by itself.
-    pub fn release(self) -> std::result::Result<(), String> {
-        match current(&self.admin) {
-            Ok(Some(lease)) if lease["spec"]["holderIdentity"] == self.holder.as_str() => self
+    pub fn release(self) -> Result<()> {
+        match current(&self.admin)? {
+            Some(lease) if lease["spec"]["holderIdentity"] == self.holder.as_str() => self
                 .admin
                 .delete::<Value>(&lease_path())
                 .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.to_string()),
+                .map_err(|e| Error::Failed(e.to_string())),
+            _ => Ok(()),
         }
     }
 }

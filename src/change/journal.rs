@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::manifest::FlagState;
 use crate::node::NodeLayout;
-use crate::node::store::atomic::Ownership;
+use crate::node::fs::Ownership;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -134,7 +134,7 @@ impl Session {
 
     /// A change that turned token extension on (`extend-tokens enable`).
     pub fn enables_token_extension(&self) -> bool {
-        self.command == crate::change::plan::EXTEND_TOKENS_ENABLE
+        self.command == EXTEND_TOKENS_ENABLE
     }
 
     /// The manifest's two versions and the text written, for a change of the manifest.
@@ -181,12 +181,8 @@ impl Journal {
     pub fn load(layout: &NodeLayout) -> Result<Journal> {
         let path = path(layout);
         match layout.fs().read_state(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                Error::Refused(format!(
-                    "{} is unreadable ({e}); move it aside after checking the node by hand",
-                    path.display()
-                ))
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| Error::JournalUnreadable { path, source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Journal::default()),
             Err(e) => Err(Error::io("cannot read", &path, e)),
         }
@@ -254,6 +250,9 @@ impl Journal {
         self.sessions.iter_mut().find(|s| s.id == id)
     }
 }
+
+/// The command that turns token extension on, as sessions name it.
+pub const EXTEND_TOKENS_ENABLE: &str = "extend-tokens enable";
 
 /// Records a session's progress: every call rewrites the journal before the step it names.
 pub struct Recorder<'a> {
@@ -381,22 +380,6 @@ pub fn new_session(
     }
 }
 
-/// Each file a change writes, with its hashes before and (where known in advance) after.
-pub fn file_versions(
-    layout: &NodeLayout,
-    writes: &[crate::change::plan::PlannedWrite],
-    after_known: bool,
-) -> Vec<FileVersion> {
-    writes
-        .iter()
-        .map(|w| FileVersion {
-            path: layout.node_path(&w.path),
-            sha256_before: w.old.as_deref().map(crate::node::store::sha256_hex),
-            sha256_after: after_known.then(|| crate::node::store::sha256_hex(&w.new)),
-        })
-        .collect()
-}
-
 /// Builds a new in-progress session for a change of other files than the manifest.
 pub fn new_files_session(command: &str, reason: Option<&str>, files: Vec<FileVersion>) -> Session {
     Session {
@@ -425,7 +408,7 @@ pub fn unfinished_message(layout: &NodeLayout, session: &Session) -> String {
             .map(|b| crate::node::store::sha256_hex(&b))
     };
     let where_ = if let Some((original, intended, _)) = session.manifest() {
-        let now = sha("/etc/kubernetes/manifests/kube-apiserver.yaml");
+        let now = sha(&layout.node_path(&layout.apiserver_manifest()));
         if now.as_deref() == Some(intended.sha256.as_str()) {
             "the manifest holds the new version".to_string()
         } else if now.as_deref() == Some(original.sha256.as_str()) {

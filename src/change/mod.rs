@@ -1,10 +1,12 @@
-//! The change: a plan, the one transaction that carries it out (backup → write → prove → roll
+//! The change: the planners that turn a request into a plan (`regenerate` for admin
+//! credentials), the one transaction that carries a plan out (backup → write → prove → roll
 //! back), the journal that lets a killed run be finished or undone, and the restart proof.
 pub mod executor;
 pub mod fleet;
 pub mod journal;
 pub mod plan;
 pub mod prove;
+pub mod regenerate;
 pub mod restart;
 pub mod schedule;
 pub mod transaction;

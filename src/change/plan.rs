@@ -7,10 +7,7 @@ use std::time::Duration;
 use crate::change::journal::State;
 use crate::change::restart::WaitOptions;
 use crate::credentials::issue::{CertFacts, Subject};
-use crate::node::store::atomic::Ownership;
-
-/// The command that turns token extension on, as sessions name it.
-pub const EXTEND_TOKENS_ENABLE: &str = "extend-tokens enable";
+use crate::node::fs::Ownership;
 
 /// One file to replace: what we read (to detect a change under our feet) and what we write.
 #[derive(Debug, Clone)]

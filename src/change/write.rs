@@ -5,7 +5,6 @@ use std::path::PathBuf;
 pub use crate::change::plan::PlannedWrite;
 use crate::error::{Error, Result};
 use crate::node::NodeLayout;
-use crate::node::store::atomic;
 use crate::node::store::audit::{self, FileChange};
 use crate::node::store::backup::{self, Backup, Source};
 use crate::node::store::sha256_hex;
@@ -100,10 +99,9 @@ pub fn prepare(
             Err(e) => return Err(Error::io("cannot read", &write.path, e)),
         };
         if current != write.old {
-            return Err(Error::Failed(format!(
-                "{} changed while this command was running; nothing was written. Run it again",
-                write.path.display()
-            )));
+            return Err(Error::ChangedUnderfoot {
+                path: write.path.clone(),
+            });
         }
     }
     let mut sources: Vec<Source> = writes
@@ -119,11 +117,7 @@ pub fn prepare(
         restorable: false,
     }));
     let operation = command.replace(' ', "-");
-    let backup = backup::create(layout, &operation, reason, &sources).map_err(|e| {
-        Error::Failed(format!(
-            "could not make the backup, nothing was changed: {e}"
-        ))
-    })?;
+    let backup = backup::create(layout, &operation, reason, &sources).map_err(Error::Backup)?;
 
     let mut moved_strays = Vec::new();
     for stray in strays {
@@ -234,7 +228,7 @@ pub fn write_node_file(
     layout: &NodeLayout,
     path: &std::path::Path,
     contents: &[u8],
-    ownership: Option<atomic::Ownership>,
+    ownership: Option<crate::node::fs::Ownership>,
 ) -> std::io::Result<()> {
     let tmp = layout.tmp_dir();
     layout.fs().private_dir(&tmp)?;

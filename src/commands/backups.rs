@@ -2,9 +2,8 @@
 use serde::Serialize;
 
 use super::{Context, change_settings};
-use crate::change::executor::{self, BackupRef, Done, Executed, Ran, Restart, Unfinished};
+use crate::change::executor::{self, ChangeReport, Done, Executed, Ran, Unfinished};
 use crate::change::plan::{self, ChangeSettings, Gate, Plan, PlannedWrite};
-use crate::change::restart::Proof;
 use crate::cli::Backups;
 use crate::error::{Error, ExitStatus, Result};
 use crate::node::store::backup::{self, Backup, BackupFile};
@@ -87,15 +86,9 @@ pub struct RestoreResult {
     pub dry_run: bool,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub diff: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session: Option<String>,
-    /// Where the files the restore replaced were backed up.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub backup: Option<BackupRef>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub restart: Option<Restart>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub proof: Option<Proof>,
+    /// The session, where the files the restore replaced were backed up, the restart.
+    #[serde(flatten)]
+    pub change: Option<ChangeReport>,
 }
 
 impl Report for RestoreResult {
@@ -112,7 +105,7 @@ impl Report for RestoreResult {
             return format!("dry run: nothing was written\n{}", self.diff);
         }
         let mut out = format!("restored backup {}\n", self.id);
-        if let Some(backup) = &self.backup {
+        if let Some(backup) = self.change.as_ref().and_then(|c| c.backup.as_ref()) {
             out.push_str(&format!(
                 "  the files it replaced are in {} (id {})\n",
                 backup.path, backup.id
@@ -139,13 +132,14 @@ fn load(ctx: &Context, id: &str) -> Result<Backup> {
 /// The node paths the tool itself backs up, so the only ones a restore may write: a backup's
 /// `backup.json` is data on disk, and a tampered one must not choose where root writes.
 fn restorable_path(ctx: &Context, node_path: &str) -> bool {
-    const FIXED: [&str; 4] = [
-        "/etc/kubernetes/manifests/kube-apiserver.yaml",
-        "/etc/kubernetes/admin.conf",
-        "/etc/kubernetes/super-admin.conf",
-        "/root/.kube/config",
+    let layout = &ctx.layout;
+    let fixed = [
+        layout.apiserver_manifest(),
+        layout.admin_conf(),
+        layout.super_admin_conf(),
+        layout.path("/root/.kube/config"),
     ];
-    if FIXED.contains(&node_path) {
+    if fixed.iter().any(|p| layout.node_path(p) == node_path) {
         return true;
     }
     // A kubeconfig copy the tool updates: /home/<user>/.kube/config, or $SUDO_USER's.
@@ -182,7 +176,7 @@ fn restore_target(ctx: &Context, backup: &Backup, file: &BackupFile) -> Result<s
             "mode {mode:04o} would let others write it, or make it executable"
         )));
     }
-    if let Ok(current) = crate::node::store::atomic::Ownership::of(&ctx.layout, &target)
+    if let Ok(current) = crate::node::fs::Ownership::of(&ctx.layout, &target)
         && (current.uid, current.gid) != (file.ownership.uid, file.ownership.gid)
     {
         return Err(tampered(format!(
@@ -289,10 +283,7 @@ fn restore(ctx: &Context, id: &str, settings: &ChangeSettings) -> Result<ExitSta
         not_restored,
         dry_run: executed.dry_run(),
         diff: plan.diff.clone(),
-        session: executed.session(),
-        backup: executed.backup(),
-        restart: executed.restart(),
-        proof: executed.proof(),
+        change: executed.report().cloned(),
     })?;
     Ok(ExitStatus::Success)
 }

@@ -6,7 +6,7 @@ use super::{Context, change_settings};
 use crate::change::executor::{self, ChangeReport, Done, Executed, Ran, Unfinished};
 use crate::change::journal::RevertSchedule;
 use crate::change::plan::{self, ChangeSettings, Gate, Plan, PlannedWrite};
-use crate::cli::ExtendTokens as Action;
+use crate::cli::ExtendTokensCommand as Action;
 use crate::error::{Error, ExitStatus, Result};
 use crate::manifest::{ExtendTokens, Target, edit_extend_tokens};
 use crate::node::read_apiserver_manifest as read_manifest;

@@ -14,7 +14,7 @@ mod shell;
 mod status;
 mod token;
 
-use crate::change::plan::{ChangeSettings, OnInterrupt};
+use crate::change::plan::ChangeSettings;
 use crate::change::restart::WaitOptions;
 use crate::cli::{self, Cli, Command, ConfirmOptions, RestartOptions, StaleTokenOptions};
 use crate::error::{ExitStatus, Result};
@@ -118,10 +118,7 @@ pub fn change_settings(
             skip_shutdown_grace: r.skip_shutdown_grace,
         });
         settings.move_strays = r.move_strays;
-        settings.on_interrupt = match r.on_interrupt {
-            cli::OnInterrupt::Rollback => OnInterrupt::Rollback,
-            cli::OnInterrupt::Continue => OnInterrupt::Continue,
-        };
+        settings.on_interrupt = r.on_interrupt;
     }
     if let Some(s) = stale {
         settings.accept_stale_tokens = s.accept_stale_tokens;

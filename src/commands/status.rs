@@ -2,7 +2,7 @@
 use super::Context;
 use crate::error::{ExitStatus, Result};
 use crate::survey::diagnose::Finding;
-use crate::survey::diagnose::Severity;
+use crate::survey::diagnose::{Health, Severity};
 use crate::survey::facts::{BackupEntry, ManifestRead, Status, survey};
 use crate::ui::Report;
 
@@ -165,9 +165,9 @@ impl Status {
         let mut out = format!(
             "apiserver pid {pid}, started {}, {}\n",
             a.started.as_deref().unwrap_or("?"),
-            match a.health.as_deref() {
-                Some("ok") => "healthy (/livez, /readyz ok)".to_string(),
-                Some(other) => format!("NOT healthy: {other}"),
+            match &a.health {
+                Some(Health::Ok) => "healthy (/livez, /readyz ok)".to_string(),
+                Some(Health::Unhealthy(why)) => format!("NOT healthy: {why}"),
                 None => "health unknown".to_string(),
             }
         );

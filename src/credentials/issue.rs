@@ -324,10 +324,7 @@ pub fn issue(
 
 /// The cluster CA certificate (DER), to recognise certificates it signed.
 pub fn cluster_ca_der(layout: &crate::node::NodeLayout) -> Option<Vec<u8>> {
-    let pem = layout
-        .fs()
-        .read_to_string(&layout.path("/etc/kubernetes/pki/ca.crt"))
-        .ok()?;
+    let pem = layout.fs().read_to_string(&layout.cluster_ca()).ok()?;
     crate::credentials::pem::certificates(&pem)
         .into_iter()
         .next()
@@ -350,7 +347,7 @@ mod tests {
     fn a_ca_that_cannot_issue_says_which_file_what_it_is_and_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
         let layout = NodeLayout::new(Some(dir.path().to_path_buf())).unwrap();
-        let pki = layout.path("/etc/kubernetes/pki");
+        let pki = layout.pki_dir();
         std::fs::create_dir_all(&pki).unwrap();
         let subject = Kind::Admin.default_subject(true);
         let issue_with = |key: Option<&str>| {

@@ -27,8 +27,6 @@ use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag};
 use nix::unistd::{Gid, Uid};
 
-use crate::node::store::atomic::Ownership;
-
 /// The static pod manifests a rename may put into the manifest directory.
 pub const STATIC_POD_MANIFESTS: [&str; 4] = [
     "kube-apiserver.yaml",
@@ -902,7 +900,39 @@ fn temp_name() -> OsString {
         .take(12)
         .map(char::from)
         .collect();
-    OsString::from(format!("{}{suffix}", crate::node::store::TEMP_PREFIX))
+    OsString::from(format!("{TEMP_PREFIX}{suffix}"))
+}
+
+/// The prefix of every temp file the tool makes; what a killed run leaves behind has it.
+pub const TEMP_PREFIX: &str = ".kubeadm-recover-";
+
+/// Mode and ownership of a file, kept across replacement and recorded in backups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ownership {
+    /// Permission bits, written as an octal string ("0600") in JSON.
+    #[serde(with = "octal")]
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+mod octal {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{mode:04o}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let text = String::deserialize(d)?;
+        u32::from_str_radix(&text, 8).map_err(D::Error::custom)
+    }
+}
+
+impl Ownership {
+    pub fn of(layout: &crate::node::NodeLayout, path: &std::path::Path) -> std::io::Result<Self> {
+        Ok(layout.fs().metadata(path)?.ownership())
+    }
 }
 
 #[cfg(test)]

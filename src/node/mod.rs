@@ -104,13 +104,35 @@ impl NodeLayout {
     pub fn root(&self) -> &Path {
         &self.root
     }
+    /// `/etc/kubernetes`: the kubeconfigs, and the directories below.
+    pub fn kubernetes_dir(&self) -> PathBuf {
+        self.path("/etc/kubernetes")
+    }
+    /// A kubeconfig kubeadm writes (`admin.conf`, `super-admin.conf`, ...).
+    pub fn kubeconfig(&self, file_name: &str) -> PathBuf {
+        self.kubernetes_dir().join(file_name)
+    }
+    pub fn pki_dir(&self) -> PathBuf {
+        self.path("/etc/kubernetes/pki")
+    }
+    /// A certificate under the PKI directory, by kubeadm's name for it (`etcd/server`).
+    pub fn pki_certificate(&self, name: &str) -> PathBuf {
+        self.pki_dir().join(format!("{name}.crt"))
+    }
+    /// The cluster CA's certificate, `pki/ca.crt`.
+    pub fn cluster_ca(&self) -> PathBuf {
+        self.pki_certificate("ca")
+    }
+    /// The cluster CA's key, `pki/ca.key`: only on a control-plane node that can sign.
+    pub fn cluster_ca_key(&self) -> PathBuf {
+        self.pki_dir().join("ca.key")
+    }
     pub fn manifests_dir(&self) -> PathBuf {
         self.path("/etc/kubernetes/manifests")
     }
     pub fn apiserver_manifest(&self) -> PathBuf {
         self.path("/etc/kubernetes/manifests/kube-apiserver.yaml")
     }
-    /// kubeadm's own scratch directory, on the same filesystem as the manifests (for rename).
     /// Where an interrupted nudge parks the apiserver manifest (outside the manifest directory,
     /// so that the kubelet stops the pod); every change moves it back first.
     pub fn parked_manifest(&self) -> PathBuf {
@@ -118,14 +140,15 @@ impl NodeLayout {
             .join("kube-apiserver.yaml.kubeadm-recover-nudge")
     }
 
+    /// kubeadm's own scratch directory, on the same filesystem as the manifests (for rename).
     pub fn tmp_dir(&self) -> PathBuf {
         self.path("/etc/kubernetes/tmp")
     }
     pub fn admin_conf(&self) -> PathBuf {
-        self.path("/etc/kubernetes/admin.conf")
+        self.kubeconfig("admin.conf")
     }
     pub fn super_admin_conf(&self) -> PathBuf {
-        self.path("/etc/kubernetes/super-admin.conf")
+        self.kubeconfig("super-admin.conf")
     }
     pub fn state_dir(&self) -> PathBuf {
         self.path("/var/lib/kubeadm-recover")

@@ -126,17 +126,22 @@ impl std::fmt::Display for FindingId {
     }
 }
 
-impl std::str::FromStr for FindingId {
-    type Err = String;
+/// A name that is no finding's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no finding is named {0:?}")]
+pub struct UnknownFinding(String);
 
-    fn from_str(name: &str) -> Result<Self, String> {
+impl std::str::FromStr for FindingId {
+    type Err = UnknownFinding;
+
+    fn from_str(name: &str) -> Result<Self, UnknownFinding> {
         if let Some(cert) = name.strip_prefix("certificate-") {
             return Ok(FindingId::Certificate(cert.to_string()));
         }
         FindingId::FIXED
             .into_iter()
             .find(|id| id.name() == name)
-            .ok_or_else(|| format!("no finding is named {name:?}"))
+            .ok_or_else(|| UnknownFinding(name.to_string()))
     }
 }
 
@@ -168,12 +173,34 @@ pub struct Expiry {
     pub problem: Option<String>,
 }
 
+/// What `/livez` and `/readyz` said. Reports show it as `"ok"` or the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Ok,
+    Unhealthy(String),
+}
+
+impl Health {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Health::Ok)
+    }
+}
+
+impl Serialize for Health {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Health::Ok => serializer.serialize_str("ok"),
+            Health::Unhealthy(why) => serializer.serialize_str(why),
+        }
+    }
+}
+
 /// The apiserver as /proc and its health show it.
 #[derive(Debug, Clone, Default)]
 pub struct Apiserver {
     pub pid: Option<i32>,
-    /// "ok" or why not; `None` when it was not asked.
-    pub health: Option<String>,
+    /// `None` when it was not asked.
+    pub health: Option<Health>,
     pub matches_manifest: Option<bool>,
     /// The flag's effective value in its command line.
     pub extends_tokens: Option<bool>,
@@ -350,7 +377,7 @@ fn apiserver_findings(facts: &Facts, out: &mut Vec<Finding>) {
             "read the last attempt's log; `kubeadm-recover revert` puts back the last change this tool made".into(),
         ));
     }
-    match (a.pid, a.health.as_deref()) {
+    match (a.pid, &a.health) {
         (None, _) if facts.manifest_problem.is_none() => out.push(finding(
             FindingId::ApiserverNotRunning,
             Severity::Critical,
@@ -358,11 +385,11 @@ fn apiserver_findings(facts: &Facts, out: &mut Vec<Finding>) {
             "/proc".into(),
             "check the kubelet and the apiserver's pod logs under /var/log/pods".into(),
         )),
-        (Some(pid), Some(health)) if health != "ok" => out.push(finding(
+        (Some(pid), Some(Health::Unhealthy(why))) => out.push(finding(
             FindingId::ApiserverUnhealthy,
             Severity::Critical,
             format!("kube-apiserver (pid {pid}) is not healthy"),
-            health.to_string(),
+            why.clone(),
             "wait for it to finish starting; if it does not, read its log under /var/log/pods"
                 .into(),
         )),
@@ -504,7 +531,7 @@ mod tests {
             manifest_extends_tokens: Some(true),
             apiserver: Apiserver {
                 pid: Some(42),
-                health: Some("ok".into()),
+                health: Some(Health::Ok),
                 matches_manifest: Some(true),
                 extends_tokens: Some(true),
                 ..Apiserver::default()

@@ -16,7 +16,7 @@ use crate::manifest::{ExtendTokens, Manifest};
 use crate::node::NodeLayout;
 use crate::node::store::backup::{self, BackupFile};
 use crate::node::store::strays;
-use crate::survey::diagnose::{Apiserver, Expiry, Facts, Finding};
+use crate::survey::diagnose::{Apiserver, Expiry, Facts, Finding, Health};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -98,9 +98,9 @@ pub struct ApiserverStatus {
     pub pid: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started: Option<String>,
-    /// "ok", or why not.
+    /// `"ok"`, or why not.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub health: Option<String>,
+    pub health: Option<Health>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extend_token_expiration: Option<ExtendTokens>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -224,7 +224,7 @@ pub fn survey(layout: &NodeLayout) -> Status {
     // Only an apiserver that is there and healthy is asked (no waiting on one that is not).
     let migration = apiserver
         .as_ref()
-        .filter(|a| a.health.as_deref() == Some("ok"))
+        .filter(|a| a.health.as_ref().is_some_and(Health::is_ok))
         .and_then(|_| {
             crate::survey::migration::inspect(layout, std::time::Duration::ZERO, None).ok()
         })
@@ -309,7 +309,7 @@ fn running_apiserver(layout: &NodeLayout, manifest: &Manifest) -> ApiserverStatu
             },
         ) {
             Ok(client) => client,
-            Err(e) => return (Err(e), None),
+            Err(e) => return (Err(e.to_string()), None),
         };
         let health = client.healthy().await.map_err(|e| e.to_string());
         let mirror = match health {
@@ -334,8 +334,8 @@ fn running_apiserver(layout: &NodeLayout, manifest: &Manifest) -> ApiserverStatu
         pid: Some(found.identity.pid),
         started: process::started_unix(&found.identity).map(crate::runtime::clock::rfc3339),
         health: Some(match health {
-            Ok(()) => "ok".to_string(),
-            Err(e) => e,
+            Ok(()) => Health::Ok,
+            Err(why) => Health::Unhealthy(why),
         }),
         extend_token_expiration: Some(crate::manifest::extend_tokens_of_process(
             args,
@@ -396,7 +396,7 @@ fn certificates(layout: &NodeLayout) -> Vec<Expiry> {
     CERTIFICATES
         .iter()
         .filter_map(|name| {
-            let path = layout.path(&format!("/etc/kubernetes/pki/{name}.crt"));
+            let path = layout.pki_certificate(name);
             let bytes = layout.fs().read(&path).ok()?;
             let (not_after, problem) = match crate::credentials::pem::not_after(&bytes) {
                 Ok(n) => (Some(n), None),
@@ -481,7 +481,7 @@ fn facts(layout: &NodeLayout, status: &Status) -> Facts {
             .as_ref()
             .and_then(|e| e.state.effective());
     }
-    if apiserver.health.as_deref() != Some("ok") {
+    if !apiserver.health.as_ref().is_some_and(Health::is_ok) {
         (apiserver.crashed_attempts, apiserver.last_log) = crash_attempts(layout);
     }
     let parked = layout.parked_manifest();

@@ -3,6 +3,7 @@
 mod harness;
 
 mod admin_conf;
+mod architecture;
 mod backups;
 mod confinement;
 mod crash;

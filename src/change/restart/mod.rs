@@ -84,7 +84,7 @@ impl Expected {
             grace: Duration::from_secs(manifest.termination_grace_seconds.unwrap_or(30)),
             shutdown_delay: manifest
                 .flag("shutdown-delay-duration")
-                .and_then(|d| crate::cli::parse_duration(&d).ok())
+                .and_then(|d| crate::runtime::duration::parse_duration(&d).ok())
                 .unwrap_or_default(),
         })
     }
@@ -260,7 +260,7 @@ pub fn wait_for(
         expected.advertise_endpoint.clone(),
         changing,
     )
-    .map_err(WaitFailure::Timeout)?;
+    .map_err(|e| WaitFailure::Timeout(format!("cannot build a client: {e}")))?;
     if let (true, Err(e)) = (changing, injected_during_wait()) {
         return Err(WaitFailure::Injected(e.to_string()));
     }

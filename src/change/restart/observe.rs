@@ -2,7 +2,7 @@
 //! the apiserver's health over verified TLS) or a fake in tests.
 use std::time::Instant;
 
-use crate::apiserver::client::{ApiClient, Endpoint};
+use crate::apiserver::client::{ApiClient, ClientError, Endpoint, ProbeError};
 use crate::apiserver::logs;
 use crate::apiserver::process::{self, ApiserverProcess};
 use crate::node::NodeLayout;
@@ -12,7 +12,7 @@ pub trait Observer {
     /// The `kube-apiserver` process serving `port`, if any.
     fn serving(&mut self, port: u16) -> Option<ApiserverProcess>;
     /// `/livez` then `/readyz`.
-    fn health(&mut self) -> Result<(), String>;
+    fn health(&mut self) -> Result<(), ProbeError>;
     /// The container attempts the kubelet started since the wait began, and the newest's log.
     fn attempts(&mut self) -> logs::Since;
     /// Whether anything listens on `port` (an apiserver shutting down does not).
@@ -47,11 +47,9 @@ impl<'a> NodeObserver<'a> {
         endpoint: &Endpoint,
         advertise_endpoint: Option<String>,
         changing: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ClientError> {
         let runtime = crate::apiserver::runtime();
-        let client = runtime
-            .block_on(async { ApiClient::new(layout, endpoint) })
-            .map_err(|e| format!("cannot build a client: {e}"))?;
+        let client = runtime.block_on(async { ApiClient::new(layout, endpoint) })?;
         // A change's proof gives up at a signal (and rolls back); a rollback's proof does not.
         let client = if changing { client } else { client.finishing() };
         Ok(NodeObserver {
@@ -74,10 +72,8 @@ impl Observer for NodeObserver<'_> {
         process::find_apiserver(port)
     }
 
-    fn health(&mut self) -> Result<(), String> {
-        self.runtime
-            .block_on(self.client.healthy())
-            .map_err(|e| e.to_string())
+    fn health(&mut self) -> Result<(), ProbeError> {
+        self.runtime.block_on(self.client.healthy())
     }
 
     fn attempts(&mut self) -> logs::Since {

@@ -24,7 +24,7 @@ pub struct Observation {
     pub interrupted: bool,
     pub serving: Option<Serving>,
     /// `/livez` + `/readyz`, asked only when [`should_probe`] said so.
-    pub health: Option<Result<(), String>>,
+    pub health: Option<Result<(), crate::apiserver::client::ProbeError>>,
     /// Container attempts the kubelet started (its per-attempt log files) since the wait began.
     pub attempts: usize,
     /// Distinct new apiserver processes seen since the wait began.
@@ -209,14 +209,17 @@ mod tests {
             ..RULES
         };
         let healthy = Some(Ok(()));
-        let unhealthy = Some(Err("HTTP 500".to_string()));
+        let unhealthy = Some(Err(crate::apiserver::call::Failure::Status {
+            code: 500,
+            message: "etcd failed".into(),
+        }));
         #[rustfmt::skip]
         let table: Vec<(&str, Observation, Rules, Verdict)> = vec![
             ("a healthy new process with the manifest's arguments is proof",
              Observation { serving: new(7, true), health: healthy.clone(), ..at(3) }, RULES, Verdict::Proved),
             ("a new process that is not healthy yet: wait",
              Observation { serving: new(7, true), health: unhealthy.clone(), ..at(3) }, RULES,
-             Verdict::Waiting("kube-apiserver pid 7 started; not healthy yet (HTTP 500)".into())),
+             Verdict::Waiting("kube-apiserver pid 7 started; not healthy yet (HTTP 500: etcd failed)".into())),
             ("other arguments than the manifest's are never proof, even healthy",
              Observation { serving: new(7, false), health: healthy.clone(), ..at(3) }, RULES,
              Verdict::Waiting("kube-apiserver pid 7 runs other arguments than the manifest's".into())),
@@ -264,7 +267,7 @@ mod tests {
              Observation { new_processes: 3, ..at(9) }, RULES, Verdict::CrashLoop { attempts: 3 }),
             ("a crash loop is not called while a process serves",
              Observation { attempts: 5, serving: new(9, true), health: unhealthy, ..at(9) }, RULES,
-             Verdict::Waiting("kube-apiserver pid 9 started; not healthy yet (HTTP 500)".into())),
+             Verdict::Waiting("kube-apiserver pid 9 started; not healthy yet (HTTP 500: etcd failed)".into())),
             ("out of time",
              Observation { serving: old(5), nudged: true, ..at(300) }, RULES, Verdict::TimedOut),
             ("out of time beats a late proof",

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::atomic::Ownership;
 use crate::node::NodeLayout;
+use crate::node::fs::Ownership;
 
 pub const PREFIX: &str = "kubeadm-recover-backup-";
 

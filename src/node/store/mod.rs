@@ -1,5 +1,4 @@
 //! Everything that writes on the node: atomic replace, backups, the lock, the audit log.
-pub mod atomic;
 pub mod audit;
 pub mod backup;
 pub mod lock;
@@ -14,9 +13,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The prefix of every temp file the tool makes; what a killed run leaves behind has it.
-pub const TEMP_PREFIX: &str = ".kubeadm-recover-";
-
 /// Removes temp files a killed run left (one may hold a whole kubeconfig with its private key).
 /// Called under the node lock, so no other run's temp file is in flight. Returns their paths.
 pub fn remove_stale_temps(
@@ -29,7 +25,10 @@ pub fn remove_stale_temps(
             continue;
         };
         for entry in entries {
-            let stale = entry.name.to_string_lossy().starts_with(TEMP_PREFIX)
+            let stale = entry
+                .name
+                .to_string_lossy()
+                .starts_with(crate::node::fs::TEMP_PREFIX)
                 && entry.kind == crate::node::fs::Kind::File;
             if stale && layout.fs().remove_file(&entry.path).is_ok() {
                 removed.push(entry.path);
