@@ -276,36 +276,6 @@ fn turns_off(current: &str, after: &str) -> bool {
     effective(after) == Some(false) && effective(current) != Some(false)
 }
 
-/// The fleet rule for an unattended revert: the Lease, and every other apiserver ready.
-fn take_fleet_lease(
-    ctx: &Context,
-    wanted: Option<&str>,
-    settings: &ChangeSettings,
-) -> Result<crate::change::fleet::Held> {
-    let own = read_manifest(&ctx.layout).ok().and_then(|text| {
-        crate::manifest::Manifest::parse(&text)
-            .ok()
-            .and_then(|m| m.advertise_endpoint.clone())
-    });
-    // Long enough for the restart and a rollback; it expires by itself if this run dies.
-    let lasts = settings
-        .wait
-        .map(|w| w.timeout + w.rollback_timeout)
-        .unwrap_or_default()
-        + std::time::Duration::from_secs(120);
-    let held = crate::change::fleet::acquire(
-        &ctx.layout,
-        own.as_deref(),
-        wanted.unwrap_or("revert"),
-        lasts,
-    )?;
-    ctx.ui.info(format!(
-        "took the fleet lease kube-system/{}; every other apiserver is ready",
-        crate::change::fleet::LEASE_NAME
-    ));
-    Ok(held)
-}
-
 pub fn revert(
     ctx: &Context,
     wanted: Option<&str>,
@@ -314,7 +284,12 @@ pub fn revert(
 ) -> Result<ExitStatus> {
     let layout = &ctx.layout;
     let lease = if fleet_lease && !settings.dry_run {
-        Some(take_fleet_lease(ctx, wanted, settings)?)
+        let held = crate::change::fleet::acquire_for_revert(layout, wanted, settings)?;
+        ctx.ui.info(format!(
+            "took the fleet lease kube-system/{}; every other apiserver is ready",
+            crate::change::fleet::LEASE_NAME
+        ));
+        Some(held)
     } else {
         None
     };
