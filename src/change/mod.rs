@@ -6,6 +6,8 @@ pub mod journal;
 pub mod plan;
 pub mod prove;
 pub mod restart;
+/// Going back on a recorded change (`revert`) or finishing one (`resume`): the session, the plan.
+pub mod revert;
 pub mod schedule;
 pub mod transaction;
 pub mod write;
