@@ -430,3 +430,59 @@ fn files_revert_plan(layout: &NodeLayout, target: &Session) -> Result<Plan> {
     });
     Ok(plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KUBEADM_130: &str = include_str!("../../tests/fixtures/manifests/kubeadm-1.30.yaml");
+    /// A change of the manifest (done) and a change of files (in progress), as 0.1.0 wrote them.
+    const RELEASE_0_1_0: &str = include_str!("../../tests/fixtures/journal-0.1.0.json");
+
+    fn with_flag(value: bool) -> String {
+        edit_extend_tokens(KUBEADM_130, Target::Set(value))
+            .unwrap()
+            .new_text
+    }
+
+    #[test]
+    fn only_going_to_false_from_something_else_turns_extension_off() {
+        let (on, off) = (with_flag(true), with_flag(false));
+        assert!(turns_off(&on, &off));
+        assert!(
+            turns_off(KUBEADM_130, &off),
+            "from the default (true) to false"
+        );
+        assert!(!turns_off(&off, &off), "already off");
+        assert!(!turns_off(&off, &on));
+        assert!(!turns_off(&off, KUBEADM_130), "back to the default (true)");
+    }
+
+    #[test]
+    fn a_revert_without_a_session_says_what_the_latest_change_was() {
+        assert_eq!(
+            nothing_to_revert(&Journal::default()),
+            "nothing to revert: the journal records no change"
+        );
+        let journal: Journal = serde_json::from_str(RELEASE_0_1_0).unwrap();
+        let why = nothing_to_revert(&journal);
+        assert!(
+            why.contains(
+                "session 20261201T101500.000Z-extend-tokens-enable (extend-tokens enable), is Done"
+            ),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_named_session_must_be_in_the_journal_and_none_named_takes_the_fallback() {
+        let journal: Journal = serde_json::from_str(RELEASE_0_1_0).unwrap();
+        let err = pick(&journal, Some("no-such"), |j| j.unfinished(), "none").unwrap_err();
+        assert!(
+            matches!(&err, Error::Usage(m) if m.starts_with("no session no-such in the journal")),
+            "{err:?}"
+        );
+        let unfinished = pick(&journal, None, |j| j.unfinished(), "none").unwrap();
+        assert_eq!(unfinished.id, "20261201T102000.000Z-admin-conf-regenerate");
+    }
+}
