@@ -8,6 +8,8 @@ pub mod plan;
 pub mod prove;
 pub mod regenerate;
 pub mod restart;
+/// Going back on a recorded change (`revert`) or finishing one (`resume`): the session, the plan.
+pub mod revert;
 pub mod schedule;
 pub mod transaction;
 pub mod write;
