@@ -1,6 +1,7 @@
 //! The change: the planners that turn a request into a plan (`regenerate` for admin
-//! credentials), the one transaction that carries a plan out (backup → write → prove → roll
-//! back), the journal that lets a killed run be finished or undone, and the restart proof.
+//! credentials, `revert` for going back and finishing), the one transaction that carries a plan
+//! out (backup → write → prove → roll back), the journal that lets a killed run be finished or
+//! undone, and the restart proof.
 pub mod executor;
 pub mod fleet;
 pub mod journal;
