@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 
 use crate::apiserver::admin::{Admin, CallError};
 use crate::apiserver::client::{ApiClient, Endpoint};
+use crate::change::plan::ChangeSettings;
 use crate::error::{Error, Result};
-use crate::node::NodeLayout;
+use crate::node::{NodeLayout, read_apiserver_manifest};
 
 pub const LEASE_NAME: &str = "kubeadm-recover-apiserver-restart";
 const NAMESPACE: &str = "kube-system";
@@ -144,6 +145,29 @@ pub fn acquire(
         return Err(e);
     }
     Ok(held)
+}
+
+/// The fleet rule for an unattended revert of session `wanted` (the holder names it, or
+/// `revert`): the lease, held long enough for the restart and a rollback, and every other
+/// apiserver ready. This node's own apiserver is recognised by its manifest's advertise
+/// endpoint.
+pub fn acquire_for_revert(
+    layout: &NodeLayout,
+    wanted: Option<&str>,
+    settings: &ChangeSettings,
+) -> Result<Held> {
+    let own = read_apiserver_manifest(layout).ok().and_then(|text| {
+        crate::manifest::Manifest::parse(&text)
+            .ok()
+            .and_then(|m| m.advertise_endpoint.clone())
+    });
+    // Long enough for the restart and a rollback; it expires by itself if this run dies.
+    let lasts = settings
+        .wait
+        .map(|w| w.timeout + w.rollback_timeout)
+        .unwrap_or_default()
+        + Duration::from_secs(120);
+    acquire(layout, own.as_deref(), wanted.unwrap_or("revert"), lasts)
 }
 
 /// Every other apiserver must answer `/readyz` before this one may restart.
