@@ -1,4 +1,5 @@
-//! Everything that writes on the node: atomic replace, backups, the lock, the audit log.
+//! The tool's own records on the node — backups (with checksums), the lock, the audit log — and
+//! the strays found in the manifest directory. Every byte goes through `node::fs`.
 pub mod audit;
 pub mod backup;
 pub mod lock;
