@@ -61,6 +61,9 @@ pub enum Error {
     /// The operation failed AND putting things back failed: a person must act.
     #[error("{0}")]
     ManualActionNeeded(String),
+    /// Stopped by a signal before the first write (exit 130, like `Interrupted`).
+    #[error("interrupted before anything was changed; the node is as before")]
+    InterruptedBeforeChange,
     /// Stopped by SIGINT/SIGTERM/SIGHUP; what was started was put back (or finished).
     #[error("{0}")]
     Interrupted(String),
@@ -104,7 +107,7 @@ pub fn exit_code(ending: std::result::Result<&ExitStatus, &Error>) -> i32 {
             | Error::AuditUnwritable { .. },
         ) => 3,
         Err(Error::ManualActionNeeded(_)) => 4,
-        Err(Error::Interrupted(_)) => 130,
+        Err(Error::Interrupted(_) | Error::InterruptedBeforeChange) => 130,
     }
 }
 
@@ -127,7 +130,7 @@ impl Error {
             | Error::JournalUnreadable { .. }
             | Error::AuditUnwritable { .. } => "Refused",
             Error::ManualActionNeeded(_) => "ManualActionNeeded",
-            Error::Interrupted(_) => "Interrupted",
+            Error::Interrupted(_) | Error::InterruptedBeforeChange => "Interrupted",
         }
     }
 

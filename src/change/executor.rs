@@ -264,9 +264,7 @@ pub fn run<T>(
 
 fn stop_if_interrupted() -> Result<()> {
     if interrupt::interrupted() {
-        return Err(Error::Interrupted(
-            "interrupted before anything was changed; the node is as before".into(),
-        ));
+        return Err(Error::InterruptedBeforeChange);
     }
     Ok(())
 }

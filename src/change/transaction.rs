@@ -94,9 +94,7 @@ impl Transaction<'_> {
     fn back_up(&self, recorder: &Recorder) -> Result<Applied> {
         injected_after_lock()?;
         if interrupt::interrupted() {
-            return Err(Error::Interrupted(
-                "interrupted before anything was changed; the node is as before".into(),
-            ));
+            return Err(Error::InterruptedBeforeChange);
         }
         for new_file in self.writes.iter().filter(|w| w.old.is_none()) {
             write::make_parent(self.layout, new_file)?;
