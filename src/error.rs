@@ -161,8 +161,4 @@ impl ExitStatus {
             ExitStatus::Declined(declined) => Some(&declined.message),
         }
     }
-
-    pub fn code(&self) -> i32 {
-        exit_code(Ok(self))
-    }
 }

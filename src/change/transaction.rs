@@ -4,7 +4,7 @@
 //! thinks it did, decides how a failure is settled; the exit code says which way it went.
 use crate::change::journal::{self, Recorder, State};
 use crate::change::plan::PlannedWrite;
-use crate::change::prove::{NotProved, Prove, Proved, RollbackNotProved};
+use crate::change::prove::{NotProved, Prove, Proved, RollbackNotProved, StaticPodRestart};
 use crate::change::write::{self, Applied};
 use crate::error::{Error, Result};
 use crate::node::NodeLayout;
@@ -227,11 +227,14 @@ impl Transaction<'_> {
         close_as_before(recorder, as_before, "write failed; put back")
     }
 
+    /// The static pod this change restarts, if it restarts one.
+    fn restart(&self) -> Option<&StaticPodRestart> {
+        self.proofs.iter().find_map(Prove::restart)
+    }
+
     /// The old apiserver proved healthy again, if this change restarts one and waits for it.
     fn restart_back(&self) -> Option<std::result::Result<(), RollbackNotProved>> {
-        self.proofs
-            .iter()
-            .find_map(Prove::restart)
+        self.restart()
             .and_then(|restart| restart.prove_old(self.layout, self.ui))
     }
 
@@ -245,6 +248,7 @@ impl Transaction<'_> {
                 "the change was not proved: {failure}; rolling back from {backup}"
             ));
         }
+        let interrupted = why.interrupted();
         let unrestored = match injected_during_rollback() {
             Ok(()) => write::put_back(self.layout, self.writes),
             Err(e) => vec![e.to_string()],
@@ -264,12 +268,7 @@ impl Transaction<'_> {
                 if !unrestored.is_empty() {
                     return manual(format!("could not write {}", unrestored.join("; ")));
                 }
-                if self
-                    .proofs
-                    .iter()
-                    .find_map(Prove::restart)
-                    .is_some_and(|r| r.old.is_some())
-                {
+                if self.restart().is_some_and(|r| r.old.is_some()) {
                     self.ui.info(
                         "original files restored; waiting for the old kube-apiserver to be healthy again",
                     );
@@ -287,8 +286,6 @@ impl Transaction<'_> {
                             "{failure}.\n  Rolled back: the original files are in place and the old kube-apiserver is healthy again; the node is as before.\n  \
                              The file as it was before the attempt is in {backup}."
                         );
-                        let interrupted =
-                            matches!(failure, crate::change::restart::WaitFailure::Interrupted);
                         match close_as_before(
                             journal.recorder,
                             Error::Failed(message),
@@ -301,8 +298,6 @@ impl Transaction<'_> {
                 }
             }
             NotProved::Credential { file, why } => {
-                let interrupted =
-                    matches!(why, crate::credentials::verify::NotVerified::Interrupted);
                 self.audit_outcome(if interrupted {
                     "interrupted during verification; restored"
                 } else {
