@@ -202,6 +202,10 @@ pub enum Command {
     /// The migration off long-lived and stale tokens.
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// The control-plane certificates: every one the node depends on, and whether the running
+    /// components use what is on disk.
+    #[command(subcommand)]
+    Certs(CertsCommand),
     /// What is wrong with this node, in plain words: each finding with its severity, evidence
     /// and fix (credentials and certificates expiring, kubelet and apiserver, token extension,
     /// unfinished sessions, strays, backups). Changes nothing.
@@ -285,6 +289,20 @@ pub enum KubeconfigCommand {
         #[command(flatten)]
         confirm: ConfirmOptions,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Every certificate the node depends on, one line each: the PKI leaves, the certificates
+    /// embedded in the kubeconfigs, the kubelet's, and the CAs (and sa.key); its expiry, the CA
+    /// that signed it (and whether that CA's key is here), and whether the component that uses
+    /// it uses THIS one: the serial a port presents (a TLS handshake on 6443, 2379, 2380,
+    /// 10250), or for an embedded client certificate the process start against the file's
+    /// change. Changes nothing. Exit 0 when nothing has expired and everything on disk is in
+    /// use, 1 otherwise.
+    ///
+    /// Example: sudo kubeadm-recover certs check -o json
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -375,6 +393,7 @@ impl Command {
             | Command::Journal(JournalCommand::List)
             | Command::Rehearse(_)
             | Command::Token(_)
+            | Command::Certs(_)
             | Command::Migrate(_)
             | Command::Completions { .. }
             | Command::Diagnose

@@ -6,6 +6,7 @@
 //! `credentials`, `apiserver`, the pure `manifest` engine, `node` (every path under `--root`;
 //! `node::fs` performs every file operation, confined to the root), `runtime` and `ui`.
 pub mod apiserver;
+pub mod certs;
 pub mod change;
 pub mod cli;
 pub mod commands;

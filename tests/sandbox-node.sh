@@ -21,6 +21,10 @@ openssl genrsa -traditional -out "$pki/ca.key" 2048 2>/dev/null
 openssl req -x509 -new -key "$pki/ca.key" -subj "/CN=kubernetes" -days 3650 -out "$pki/ca.crt" \
   -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign" 2>/dev/null
 
+# The service-account signing key pair every kubeadm control-plane node holds.
+openssl genrsa -traditional -out "$pki/sa.key" 2048 2>/dev/null
+openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+
 b64() { base64 -w0 < "$1"; }
 
 # kubeconfig FILE CN O USER

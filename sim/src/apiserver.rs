@@ -139,6 +139,15 @@ pub fn main(args: Vec<String>) -> i32 {
         let path = under(&root, &required(flag)?);
         std::fs::read(&path).map_err(|e| format!("--{flag} {}: {e}", path.display()))
     };
+    let serving_files = match (|| {
+        Ok::<_, String>((
+            under(&root, &required("tls-cert-file")?),
+            under(&root, &required("tls-private-key-file")?),
+        ))
+    })() {
+        Ok(files) => files,
+        Err(e) => return fail(e),
+    };
     let (cert_pem, key_pem, ca_pem, sa_key_pem, sa_pub_pem) = match (|| {
         Ok::<_, String>((
             load("tls-cert-file")?,
@@ -157,9 +166,12 @@ pub fn main(args: Vec<String>) -> i32 {
         .enable_all()
         .build()
         .expect("runtime");
-    match runtime.block_on(serve(
-        settings, cert_pem, key_pem, ca_pem, sa_key_pem, sa_pub_pem,
-    )) {
+    let serving = match ServingCertificate::load(serving_files, config.serving_cert_reload) {
+        Ok(serving) => serving,
+        Err(e) => return fail(e),
+    };
+    drop((cert_pem, key_pem));
+    match runtime.block_on(serve(settings, serving, ca_pem, sa_key_pem, sa_pub_pem)) {
         Ok(()) => 0,
         Err(e) => fail(e),
     }
@@ -195,28 +207,17 @@ fn pem_blocks(pem: &[u8], label: &str) -> Vec<Vec<u8>> {
 
 async fn serve(
     settings: Settings,
-    cert_pem: Vec<u8>,
-    key_pem: Vec<u8>,
+    serving: ServingCertificate,
     ca_pem: Vec<u8>,
     sa_key_pem: Vec<u8>,
     sa_pub_pem: Vec<u8>,
 ) -> Result<(), String> {
-    let certs: Vec<rustls::pki_types::CertificateDer<'static>> =
-        pem_blocks(&cert_pem, "CERTIFICATE")
-            .into_iter()
-            .map(Into::into)
-            .collect();
-    let key_text = String::from_utf8_lossy(&key_pem).to_string();
-    let tls_key = kubeadm_recover::credentials::pki::Key::from_pem(&key_text)
-        .map_err(|e| format!("--tls-private-key-file: {e}"))?;
-    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(tls_key.pair.serialize_der().into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut server_config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_client_cert_verifier(Arc::new(AcceptAnyClientCert))
-        .with_single_cert(certs, key_der)
-        .map_err(|e| format!("TLS: {e}"))?;
+        .with_cert_resolver(Arc::new(serving));
     server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
 
@@ -346,6 +347,82 @@ fn rsa_public_key(spki_der: &[u8]) -> Result<Vec<u8>, String> {
     let (_, spki) =
         x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| e.to_string())?;
     Ok(spki.subject_public_key.data.to_vec())
+}
+
+/// The serving certificate, re-read when its file changes, as kube-apiserver's dynamic serving
+/// certificate controller does (a file watch; checked here at each handshake). With
+/// `servingCertReload: false` it keeps the one it started with: a stale apiserver, for the
+/// "renewed on disk but not in use" finding.
+#[derive(Debug)]
+struct ServingCertificate {
+    files: (PathBuf, PathBuf),
+    reload: bool,
+    current: std::sync::Mutex<(
+        Option<std::time::SystemTime>,
+        Arc<rustls::sign::CertifiedKey>,
+    )>,
+}
+
+impl ServingCertificate {
+    fn load(files: (PathBuf, PathBuf), reload: bool) -> Result<Self, String> {
+        let (stamp, key) = Self::read(&files)?;
+        Ok(ServingCertificate {
+            files,
+            reload,
+            current: std::sync::Mutex::new((stamp, key)),
+        })
+    }
+
+    fn read(
+        (cert, key): &(PathBuf, PathBuf),
+    ) -> Result<
+        (
+            Option<std::time::SystemTime>,
+            Arc<rustls::sign::CertifiedKey>,
+        ),
+        String,
+    > {
+        let stamp = std::fs::metadata(cert).and_then(|m| m.modified()).ok();
+        let cert_pem =
+            std::fs::read(cert).map_err(|e| format!("--tls-cert-file {}: {e}", cert.display()))?;
+        let key_text = std::fs::read_to_string(key)
+            .map_err(|e| format!("--tls-private-key-file {}: {e}", key.display()))?;
+        let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
+            pem_blocks(&cert_pem, "CERTIFICATE")
+                .into_iter()
+                .map(Into::into)
+                .collect();
+        let tls_key = kubeadm_recover::credentials::pki::Key::from_pem(&key_text)
+            .map_err(|e| format!("--tls-private-key-file: {e}"))?;
+        let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(tls_key.pair.serialize_der().into());
+        let signing = rustls::crypto::ring::sign::any_supported_type(&key_der)
+            .map_err(|e| format!("TLS: {e}"))?;
+        Ok((
+            stamp,
+            Arc::new(rustls::sign::CertifiedKey::new(chain, signing)),
+        ))
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServingCertificate {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let mut current = self.current.lock().ok()?;
+        if self.reload {
+            let stamp = std::fs::metadata(&self.files.0)
+                .and_then(|m| m.modified())
+                .ok();
+            if stamp != current.0 {
+                // A half-written pair keeps the old one, as the real controller does.
+                if let Ok(fresh) = Self::read(&self.files) {
+                    *current = fresh;
+                }
+            }
+        }
+        Some(current.1.clone())
+    }
 }
 
 /// The TLS layer asks for a client certificate but leaves judging it to the authenticator,

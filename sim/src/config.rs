@@ -41,6 +41,9 @@ pub struct SimConfig {
     /// creates the container, then starts it. Measured on the real node: about 130 ms — a
     /// window in which an attempt exists and no apiserver process does.
     pub container_start_ms: u64,
+    /// Whether the apiserver re-reads its serving certificate when the file changes (the real
+    /// one does); off: it keeps the one it started with.
+    pub serving_cert_reload: bool,
 }
 
 /// How a stalled apiserver answers.
@@ -69,6 +72,7 @@ impl Default for SimConfig {
             backoff_unit_ms: 1000,
             pod_replace_ms: 300,
             container_start_ms: 130,
+            serving_cert_reload: true,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! through the product binary): `kubeadm-recover rehearse` only finds this binary and hands
 //! over to `kubeadm-recover-sim rehearse`.
 pub mod apiserver;
+pub mod certs;
 pub mod config;
 pub mod flags;
 pub mod kubeadm;

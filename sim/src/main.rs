@@ -39,6 +39,10 @@ enum Command {
         /// admin.conf (and super-admin.conf) expired a year ago.
         #[arg(long)]
         admin_expired: bool,
+        /// The whole control-plane PKI: etcd's CA and certificates, controller-manager.conf,
+        /// scheduler.conf, kubelet.conf and the kubelet's certificates.
+        #[arg(long)]
+        full_pki: bool,
         /// An extra apiserver flag for the manifest (repeatable).
         #[arg(long = "extra-arg", value_name = "FLAG", allow_hyphen_values = true)]
         extra_args: Vec<String>,
@@ -62,6 +66,16 @@ enum Command {
     ExpireAdmin {
         #[arg(long, value_name = "DIR")]
         root: PathBuf,
+    },
+    /// Re-sign control-plane certificates (kubeadm's names; every one kubeadm renews when none
+    /// is named) with their own identity and key by their own CA, but ended DAYS ago: the
+    /// expired-certificates lockout. `--root /` on a real kubeadm node (the real-node tier).
+    ExpireCerts {
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        #[arg(long, value_name = "DAYS", default_value_t = 30)]
+        ended_days_ago: i64,
+        names: Vec<String>,
     },
     /// Run COMMAND in a new network namespace holding the real node's advertise address
     /// (192.0.2.10 on a veth pair that leads nowhere). Without COMMAND, print "ready" and hold
@@ -156,6 +170,7 @@ fn run(cli: Cli) -> Result<(), String> {
             kubernetes_version,
             key_type,
             admin_expired,
+            full_pki,
             extra_args,
             config,
             kube_bin,
@@ -206,6 +221,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 admin_expired,
                 extra_args,
                 config,
+                full_pki,
             };
             let built = node::build(&root, &options).map_err(|e| e.to_string())?;
             println!(
@@ -222,6 +238,18 @@ fn run(cli: Cli) -> Result<(), String> {
             ))
         }
         Command::UploadConfig { root } => kubeadm::upload_config(&sandbox_root(&root)?),
+        Command::ExpireCerts {
+            root,
+            ended_days_ago,
+            names,
+        } => {
+            let root = root
+                .canonicalize()
+                .map_err(|e| format!("{}: {e}", root.display()))?;
+            kubeadm_recover_sim::certs::expire(&root, &names, ended_days_ago).map(|done| {
+                println!("{}", done.join(" "));
+            })
+        }
         Command::ExpireAdmin { root } => {
             kubeadm::expire_admin_credentials(&sandbox_root(&root)?).map_err(|e| e.to_string())
         }

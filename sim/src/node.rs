@@ -17,6 +17,9 @@ pub struct NodeOptions {
     /// Extra apiserver flags for the manifest, e.g. `--audit-log-path=/var/log/kubernetes/audit.log`.
     pub extra_args: Vec<String>,
     pub config: SimConfig,
+    /// The whole control-plane PKI: etcd's, controller-manager.conf, scheduler.conf and the
+    /// kubelet's files too (off by default: RSA keys are slow to make).
+    pub full_pki: bool,
 }
 
 impl Default for NodeOptions {
@@ -27,6 +30,7 @@ impl Default for NodeOptions {
             admin_expired: false,
             extra_args: Vec::new(),
             config: SimConfig::default(),
+            full_pki: false,
         }
     }
 }
@@ -227,6 +231,10 @@ pub fn build(root: &Path, options: &NodeOptions) -> Result<SimNode, pki::Error> 
             ),
             0o600,
         )?;
+    }
+
+    if options.full_pki {
+        super::certs::control_plane_pki(root, options.key_type, &server, &node_name)?;
     }
 
     let extra: String = options

@@ -43,10 +43,19 @@ fn processes_named(name: &str) -> Vec<(String, Vec<String>)> {
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        // The kernel keeps 15 bytes of the name (`kube-controller` for the controller-manager):
+        // the command line's program name says the rest.
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == name)
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim_end() == &name[..name.len().min(15)])
         })
         .filter_map(|pid| read_cmdline(&pid).map(|args| (pid, args)))
+        .filter(|(_, args)| {
+            name.len() <= 15
+                || args
+                    .first()
+                    .is_some_and(|program| program.rsplit('/').next() == Some(name))
+        })
         // A process that has exited but is not reaped yet (a zombie) keeps its name but has no
         // command line: it serves nothing, and with no --secure-port it would pass for 6443's.
         .filter(|(_, args)| !args.is_empty())
@@ -88,6 +97,21 @@ pub fn find_apiserver(port: u16) -> Option<ApiserverProcess> {
                 args,
             })
         })
+}
+
+/// The oldest process named `name` in our network namespace (a control-plane component is a
+/// hostNetwork pod; the kubelet a host service): who it is and when it started.
+pub fn find_component(name: &str) -> Option<ProcessIdentity> {
+    processes_named(name)
+        .into_iter()
+        .filter(|(pid, _)| in_our_network_namespace(pid))
+        .filter_map(|(pid, _)| {
+            Some(ProcessIdentity {
+                pid: pid.parse().ok()?,
+                start_ticks: start_ticks(&pid)?,
+            })
+        })
+        .min_by_key(|identity| identity.start_ticks)
 }
 
 /// Whether a kubelet runs for this node. On the host's own root any kubelet does. On a sandbox

@@ -2,6 +2,7 @@
 //! the top: below this module nothing knows about clap.
 mod admin_conf;
 mod backups;
+mod certs;
 mod diagnose;
 mod extend_tokens;
 mod guide;
@@ -79,6 +80,7 @@ fn dispatch(ctx: &Context, settings: UiSettings, command: Command) -> Result<Exi
         Command::Completions { shell } => shell::completions(shell).map(|()| ExitStatus::Success),
         Command::Man => shell::man().map(|()| ExitStatus::Success),
         Command::Diagnose => diagnose::run(ctx),
+        Command::Certs(action) => certs::run(ctx, action),
     }
 }
 

@@ -122,6 +122,7 @@ impl Report for Status {
         for c in &self.credentials {
             out.push_str(&format!("  {}: {}\n", c.path, c.describe()));
         }
+        out.push_str(&self.certificates_text());
         if let Some(migration) = &self.migration {
             out.push_str(&format!("migration {migration}\n"));
         }
@@ -145,6 +146,34 @@ impl Report for Status {
 }
 
 impl Status {
+    /// One line: what has expired or is not in use, else when the next one ends.
+    fn certificates_text(&self) -> String {
+        let c = &self.certificates;
+        let mut parts = Vec::new();
+        for (what, names) in [
+            ("EXPIRED", &c.expired),
+            ("expiring within 30 days", &c.expiring),
+            ("renewed but NOT IN USE", &c.not_in_use),
+        ] {
+            if !names.is_empty() {
+                parts.push(format!("{what}: {}", names.join(", ")));
+            }
+        }
+        if parts.is_empty() {
+            match &c.next_expiry {
+                Some(next) => parts.push(format!(
+                    "next to expire: {} at {}",
+                    next.name, next.not_after
+                )),
+                None => parts.push("none found".into()),
+            }
+        }
+        format!(
+            "certificates  {} (`kubeadm-recover certs check`)\n",
+            parts.join("; ")
+        )
+    }
+
     fn apiserver_text(&self) -> String {
         let kubelet = if self.kubelet_running {
             "running"

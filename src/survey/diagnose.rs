@@ -54,6 +54,8 @@ pub enum FindingId {
     UnfinishedSession,
     /// A control-plane certificate expired or expiring: `certificate-<name>`.
     Certificate(String),
+    /// Renewed on disk but not in use by its component: `certificate-not-in-use-<name>`.
+    CertificateNotInUse(String),
 }
 
 impl FindingId {
@@ -81,6 +83,9 @@ impl FindingId {
             FindingId::UnfinishedSession => "unfinished-session",
             FindingId::Certificate(name) => {
                 return std::borrow::Cow::Owned(format!("certificate-{name}"));
+            }
+            FindingId::CertificateNotInUse(name) => {
+                return std::borrow::Cow::Owned(format!("certificate-not-in-use-{name}"));
             }
         })
     }
@@ -135,6 +140,9 @@ impl std::str::FromStr for FindingId {
     type Err = UnknownFinding;
 
     fn from_str(name: &str) -> Result<Self, UnknownFinding> {
+        if let Some(cert) = name.strip_prefix("certificate-not-in-use-") {
+            return Ok(FindingId::CertificateNotInUse(cert.to_string()));
+        }
         if let Some(cert) = name.strip_prefix("certificate-") {
             return Ok(FindingId::Certificate(cert.to_string()));
         }
@@ -216,8 +224,8 @@ pub struct Facts {
     pub credentials: Vec<Expiry>,
     /// Kubeconfig copies holding an older admin certificate than admin.conf's.
     pub stale_copies: Vec<String>,
-    /// The other certificates kubeadm manages.
-    pub certificates: Vec<Expiry>,
+    /// What is wrong with the control-plane certificates (`certs check`'s verdict).
+    pub certificate_problems: Vec<crate::certs::verdict::Problem>,
     pub kubelet_running: bool,
     /// The node is a `--root` other than the host's `/`: the host's systemd does not run it.
     pub sandbox: bool,
@@ -324,28 +332,29 @@ fn credential_findings(facts: &Facts, out: &mut Vec<Finding>) {
     }
 }
 
+/// `certs check`'s verdict, but for admin.conf and super-admin.conf, whose expiry the credential
+/// findings report (with this tool's own fix).
 fn certificate_findings(facts: &Facts, out: &mut Vec<Finding>) {
-    for c in &facts.certificates {
-        let Some(not_after) = c.not_after else {
-            continue;
+    use crate::certs::verdict::{Level, Problem};
+    for problem in &facts.certificate_problems {
+        let name = problem.subject();
+        let id = match problem {
+            Problem::Ends { .. } if ["admin.conf", "super-admin.conf"].contains(&name) => continue,
+            Problem::AuthorityKeyAbsent { .. } => continue,
+            Problem::NotInUse { .. } => FindingId::CertificateNotInUse(name.into()),
+            _ => FindingId::Certificate(name.into()),
         };
-        let left = not_after - facts.now;
-        let (severity, state) = if left <= 0 {
-            (Severity::Critical, format!("expired {} ago", days(left)))
-        } else if left <= SOON_DAYS * 86_400 {
-            (Severity::Warning, format!("expires in {}", days(left)))
-        } else {
-            continue;
+        let severity = match problem.level() {
+            Level::Critical => Severity::Critical,
+            Level::Warning => Severity::Warning,
+            Level::Info => Severity::Info,
         };
         out.push(finding(
-            FindingId::Certificate(c.name.replace('/', "-")),
+            id,
             severity,
-            format!("the {} certificate {state}", c.name),
-            format!("{}: not after {}", c.path, crate::runtime::clock::rfc3339(not_after)),
-            format!(
-                "kubeadm certs renew {} (then restart the control-plane pods that use it); this tool reads it, it does not renew it",
-                c.name.replace('/', "-")
-            ),
+            problem.summary(),
+            problem.evidence(),
+            problem.fix(),
         ));
     }
 }
@@ -576,12 +585,16 @@ mod tests {
             not_after: Some(NOW + 10 * 86_400),
             problem: None,
         });
-        facts.certificates.push(Expiry {
-            name: "etcd/server".into(),
-            path: "/etc/kubernetes/pki/etcd/server.crt".into(),
-            not_after: Some(NOW - 86_400),
-            problem: None,
-        });
+        facts
+            .certificate_problems
+            .push(crate::certs::verdict::Problem::Ends {
+                name: "etcd-server",
+                validity: crate::certs::verdict::Validity::Expired,
+                not_after: crate::runtime::clock::rfc3339(NOW - 86_400),
+                path: "/etc/kubernetes/pki/etcd/server.crt".into(),
+                is_authority: false,
+                pickup: Some(crate::certs::catalogue::leaf("etcd-server").unwrap().pickup),
+            });
         facts.kubelet_running = false;
         facts.apiserver.matches_manifest = Some(false);
         facts

@@ -33,11 +33,75 @@ pub struct Status {
     pub strays: Vec<StrayEntry>,
     pub backups: Vec<BackupEntry>,
     pub credentials: Vec<CredentialInfo>,
+    /// The control-plane certificates in one line each way (`certs check` has them all).
+    pub certificates: CertificatesSummary,
     /// `migrate check`'s one line, when the apiserver answers it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub migration: Option<String>,
     /// What is wrong, as `diagnose` says it (the same pure module, from the same facts).
     pub findings: Vec<Finding>,
+}
+
+/// The certificates, summed up: which have expired, which expire within 30 days, which are
+/// renewed on disk but not in use, and the next to expire.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificatesSummary {
+    pub expired: Vec<&'static str>,
+    pub expiring: Vec<&'static str>,
+    pub not_in_use: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_expiry: Option<NextExpiry>,
+    #[serde(skip)]
+    pub problems: Vec<crate::certs::verdict::Problem>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NextExpiry {
+    pub name: &'static str,
+    pub not_after: String,
+    #[serde(skip)]
+    pub not_after_unix: i64,
+}
+
+impl CertificatesSummary {
+    fn of(inventory: &crate::certs::inspect::Inventory, now: i64) -> Self {
+        use crate::certs::verdict::{Problem, Validity};
+        let problems = crate::certs::verdict::problems(inventory, now);
+        let named = |want: Validity| {
+            problems
+                .iter()
+                .filter_map(|p| match p {
+                    Problem::Ends { name, validity, .. } if *validity == want => Some(*name),
+                    _ => None,
+                })
+                .collect()
+        };
+        CertificatesSummary {
+            expired: named(Validity::Expired),
+            expiring: named(Validity::Expiring),
+            not_in_use: problems
+                .iter()
+                .filter_map(|p| match p {
+                    Problem::NotInUse { name, .. } => Some(*name),
+                    _ => None,
+                })
+                .collect(),
+            next_expiry: inventory
+                .certificates
+                .iter()
+                .filter_map(|c| c.file.certificate().map(|cert| (c.name, cert)))
+                .filter(|(_, cert)| cert.not_after_unix > now)
+                .min_by_key(|(_, cert)| cert.not_after_unix)
+                .map(|(name, cert)| NextExpiry {
+                    name,
+                    not_after: cert.not_after.clone(),
+                    not_after_unix: cert.not_after_unix,
+                }),
+            problems,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -253,6 +317,7 @@ pub fn survey(layout: &NodeLayout) -> Status {
             .iter()
             .map(|p| credential_info(layout, p, now))
             .collect(),
+        certificates: CertificatesSummary::of(&crate::certs::inspect::inventory(layout, true), now),
     };
     // What is wrong, from what was just read (and what only the diagnosis reads).
     status.findings = crate::survey::diagnose::diagnose(&facts(layout, &status));
@@ -380,38 +445,6 @@ fn describe_session(layout: &crate::node::NodeLayout, s: &Session, now: i64) -> 
     )
 }
 
-/// The certificates kubeadm manages besides the kubeconfigs', as `kubeadm certs renew` names
-/// them (`etcd/server` is `etcd-server` there).
-const CERTIFICATES: [&str; 7] = [
-    "apiserver",
-    "apiserver-kubelet-client",
-    "front-proxy-client",
-    "apiserver-etcd-client",
-    "etcd/server",
-    "etcd/peer",
-    "etcd/healthcheck-client",
-];
-
-fn certificates(layout: &NodeLayout) -> Vec<Expiry> {
-    CERTIFICATES
-        .iter()
-        .filter_map(|name| {
-            let path = layout.pki_certificate(name);
-            let bytes = layout.fs().read(&path).ok()?;
-            let (not_after, problem) = match crate::credentials::pem::not_after(&bytes) {
-                Ok(n) => (Some(n), None),
-                Err(e) => (None, Some(e.to_string())),
-            };
-            Some(Expiry {
-                name: (*name).into(),
-                path: layout.node_path(&path),
-                not_after,
-                problem,
-            })
-        })
-        .collect()
-}
-
 /// Kubeconfig copies whose admin certificate (this cluster's) is not admin.conf's current one.
 fn stale_copies(layout: &NodeLayout) -> Vec<String> {
     let admin = layout.fs().read_to_string(&layout.admin_conf()).ok();
@@ -502,7 +535,7 @@ fn facts(layout: &NodeLayout, status: &Status) -> Facts {
             })
             .collect(),
         stale_copies: stale_copies(layout),
-        certificates: certificates(layout),
+        certificate_problems: status.certificates.problems.clone(),
         kubelet_running: status.kubelet_running,
         manifest_problem,
         manifest_extends_tokens,

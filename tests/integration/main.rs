@@ -5,6 +5,7 @@ mod harness;
 mod admin_conf;
 mod architecture;
 mod backups;
+mod certs;
 mod confinement;
 mod crash;
 mod deadlines;

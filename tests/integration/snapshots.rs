@@ -28,7 +28,7 @@ pub fn settings(root: &std::path::Path) -> insta::Settings {
         (r"pid \d+", "pid [PID]"),
         (r#""pid": \d+"#, r#""pid": "[PID]""#),
         (
-            r#""(waitedMs|noticedUnixMs|startTicks|ageSeconds|ms|overheadMs|noticedAfterReadyMs|medianNoticedAfterReadyMs|medianOverheadMs|size|startedUnix)": -?\d+"#,
+            r#""(waitedMs|noticedUnixMs|startTicks|ageSeconds|ms|overheadMs|noticedAfterReadyMs|medianNoticedAfterReadyMs|medianOverheadMs|size|startedUnix|residualSeconds)": -?\d+"#,
             r#""$1": "[N]""#,
         ),
         (r"\(\d+\.\ds", "([SECONDS]s"),
@@ -62,7 +62,7 @@ pub fn settings(root: &std::path::Path) -> insta::Settings {
 }
 
 /// Pins a command's stdout as text and as JSON (and stderr where it carries the message).
-fn pin(node: &dyn Sandbox, name: &str, args: &[&str], code: i32) {
+pub fn pin(node: &dyn Sandbox, name: &str, args: &[&str], code: i32) {
     let text = node.run().args(args).code(code);
     let json = node.run().args(args).args(["-o", "json"]).code(code);
     settings(node.root()).bind(|| {

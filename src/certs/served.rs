@@ -1,0 +1,198 @@
+//! Which certificate a port presents NOW: one TLS handshake, bounded in time, that records the
+//! server's certificate and trusts nothing (it authenticates no one: it only looks). Where the
+//! server demands a client certificate (etcd), the one its own probes use is offered, so that
+//! the handshake completes instead of leaving a rejection in the component's log.
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+/// How long one look may take, connection included: a local port answers in milliseconds, and a
+/// component that hangs must not hang `status`.
+pub const DEADLINE: Duration = Duration::from_secs(3);
+
+/// A client certificate and key (PEM) to offer.
+pub struct ClientIdentity {
+    pub certificate_pem: String,
+    pub key_pem: secrecy::SecretString,
+}
+
+/// Why the port's certificate could not be seen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookError {
+    #[error("nothing listens (connection refused)")]
+    Refused,
+    #[error("no answer within {}s", DEADLINE.as_secs())]
+    TimedOut,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The end-entity certificate (DER) `host:port` presents.
+pub fn presented(
+    host: &str,
+    port: u16,
+    client: Option<&ClientIdentity>,
+) -> Result<Vec<u8>, LookError> {
+    let deadline = Instant::now() + DEADLINE;
+    let seen = Arc::new(Mutex::new(None));
+    let config = config(seen.clone(), client)?;
+    let address = resolve(host, port)?;
+    let name = ServerName::IpAddress(address.ip().into());
+    let mut connection = rustls::ClientConnection::new(Arc::new(config), name)
+        .map_err(|e| LookError::Other(e.to_string()))?;
+    let mut socket = TcpStream::connect_timeout(&address, DEADLINE).map_err(io_error)?;
+    while connection.is_handshaking() {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or(LookError::TimedOut)?;
+        socket.set_read_timeout(Some(left)).map_err(io_error)?;
+        socket.set_write_timeout(Some(left)).map_err(io_error)?;
+        if let Err(e) = connection.complete_io(&mut socket) {
+            // The certificate is seen before the handshake can fail on our side of it.
+            if seen.lock().expect("not poisoned").is_some() {
+                break;
+            }
+            return Err(io_error(e));
+        }
+    }
+    if !connection.is_handshaking() {
+        connection.send_close_notify();
+        let _ = connection.write_tls(&mut socket);
+        let _ = socket.flush();
+    }
+    seen.lock()
+        .expect("not poisoned")
+        .take()
+        .ok_or_else(|| LookError::Other("the server presented no certificate".into()))
+}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, LookError> {
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| LookError::Other(format!("{host}: {e}")))?
+        .next()
+        .ok_or_else(|| LookError::Other(format!("{host}: no address")))
+}
+
+fn io_error(e: std::io::Error) -> LookError {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => LookError::Refused,
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => LookError::TimedOut,
+        _ => LookError::Other(e.to_string()),
+    }
+}
+
+fn config(
+    seen: Arc<Mutex<Option<Vec<u8>>>>,
+    client: Option<&ClientIdentity>,
+) -> Result<rustls::ClientConfig, LookError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| LookError::Other(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Recorder { seen, provider }));
+    let identity = client.and_then(|c| {
+        let chain: Vec<CertificateDer<'static>> =
+            crate::credentials::pem::certificates(&c.certificate_pem)
+                .into_iter()
+                .map(CertificateDer::from)
+                .collect();
+        let key = crate::credentials::pki::Key::from_pem(secrecy::ExposeSecret::expose_secret(
+            &c.key_pem,
+        ))
+        .ok()?;
+        Some((chain, PrivateKeyDer::Pkcs8(key.pair.serialize_der().into())))
+    });
+    Ok(match identity {
+        Some((chain, key)) if !chain.is_empty() => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| LookError::Other(e.to_string()))?,
+        _ => builder.with_no_client_auth(),
+    })
+}
+
+/// Records the server's certificate and accepts it: the look is about what is presented, not
+/// about whom to trust. Nothing is sent over this connection but the handshake.
+#[derive(Debug)]
+struct Recorder {
+    seen: Arc<Mutex<Option<Vec<u8>>>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.seen.lock().expect("not poisoned") = Some(end_entity.to_vec());
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_port_is_refused_quickly_and_says_so() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        assert_eq!(presented("127.0.0.1", port, None), Err(LookError::Refused));
+    }
+
+    #[test]
+    fn a_listener_that_never_answers_ends_at_the_deadline() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert_eq!(presented("127.0.0.1", port, None), Err(LookError::TimedOut));
+        drop(listener);
+    }
+}
