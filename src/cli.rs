@@ -303,6 +303,36 @@ pub enum CertsCommand {
     ///
     /// Example: sudo kubeadm-recover certs check -o json
     Check,
+    /// Re-issue the control-plane certificates from the CAs on this node, each with its own
+    /// subject, SANs, usages and key type (a new key), for the cluster's own
+    /// certificateValidityPeriod (the kubeadm-config ConfigMap, else --config, else kubeadm's
+    /// 8760h; the output says which), never past its CA. Backed up and journaled, one step per
+    /// component, in the order a control plane comes back: etcd and the apiserver proved to
+    /// present the new certificates by themselves (no restart), admin.conf and
+    /// super-admin.conf proved with SelfSubjectReview, the controller-manager and the scheduler
+    /// restarted (their container, through the runtime) and proved healthy. A step that fails
+    /// is rolled back and proved as before (exit 1); the steps before it stay renewed. The CAs
+    /// are reported, never rotated.
+    ///
+    /// Example: sudo kubeadm-recover certs renew all --reason "certificates expired" --yes
+    Renew {
+        /// kubeadm's names (`kubeadm certs renew` takes the same), or `all` (the default).
+        #[arg(value_name = "NAME|all")]
+        names: Vec<String>,
+        /// The new certificates' validity, instead of the cluster's own period.
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        validity: Option<Duration>,
+        /// A local kubeadm configuration whose certificateValidityPeriod applies (when the
+        /// kubeadm-config ConfigMap cannot be read).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// How long each component may take to be proved on its new certificates (then its step
+        /// is rolled back): default 90s for one that re-reads its files, 2m for a restart.
+        #[arg(long, value_parser = parse_positive_duration, value_name = "DURATION")]
+        timeout: Option<Duration>,
+        #[command(flatten)]
+        confirm: ConfirmOptions,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -385,7 +415,8 @@ impl Command {
             | Command::Resume { confirm, .. }
             | Command::Journal(JournalCommand::Abandon { confirm, .. })
             | Command::Kubeconfig(KubeconfigCommand::PruneExpired { confirm, .. })
-            | Command::Kubeconfig(KubeconfigCommand::SetToken { confirm, .. }) => Some(confirm),
+            | Command::Kubeconfig(KubeconfigCommand::SetToken { confirm, .. })
+            | Command::Certs(CertsCommand::Renew { confirm, .. }) => Some(confirm),
             Command::AdminConf(AdminConf::Regenerate(options)) => Some(&options.confirm),
             Command::Status
             | Command::Guide { .. }
@@ -393,7 +424,7 @@ impl Command {
             | Command::Journal(JournalCommand::List)
             | Command::Rehearse(_)
             | Command::Token(_)
-            | Command::Certs(_)
+            | Command::Certs(CertsCommand::Check)
             | Command::Migrate(_)
             | Command::Completions { .. }
             | Command::Diagnose

@@ -423,6 +423,12 @@ impl Endpoints {
     }
 }
 
+/// Where `endpoint` is served on this node, when it may be asked (never a sandbox's etcd or
+/// kubelet: those ports would be the host's).
+pub fn endpoint(layout: &NodeLayout, endpoint: Endpoint) -> Option<(String, u16)> {
+    Endpoints::of(layout).get(endpoint).as_ref().ok().cloned()
+}
+
 /// The first `https://` address of an etcd URL-list flag in its manifest, loopback first.
 fn flag_urls(manifest: &str, flag: &str) -> Option<(String, u16)> {
     let prefix = format!("--{flag}=");

@@ -4,6 +4,7 @@
 //! `certs check`, `status`, `diagnose` and `guide` read through here.
 pub mod catalogue;
 pub mod inspect;
+pub mod prove;
 pub mod reissue;
 pub mod served;
 pub mod verdict;

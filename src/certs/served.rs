@@ -72,6 +72,44 @@ pub fn presented(
         .ok_or_else(|| LookError::Other("the server presented no certificate".into()))
 }
 
+/// The HTTP status of `GET path` over TLS on `host:port` (the controller-manager's and the
+/// scheduler's `/healthz`, which kubeadm lets anyone read), within [`DEADLINE`].
+pub fn get_status(host: &str, port: u16, path: &str) -> Result<u16, LookError> {
+    use std::io::Read;
+    let deadline = Instant::now() + DEADLINE;
+    let config = config(Arc::new(Mutex::new(None)), None)?;
+    let address = resolve(host, port)?;
+    let connection =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::IpAddress(address.ip().into()))
+            .map_err(|e| LookError::Other(e.to_string()))?;
+    let socket = TcpStream::connect_timeout(&address, DEADLINE).map_err(io_error)?;
+    socket.set_read_timeout(Some(DEADLINE)).map_err(io_error)?;
+    socket.set_write_timeout(Some(DEADLINE)).map_err(io_error)?;
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .map_err(io_error)?;
+    // The status line is all that is read: at most a small, bounded head.
+    let mut head = Vec::new();
+    let mut buf = [0u8; 256];
+    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 4096 {
+        if Instant::now() > deadline {
+            return Err(LookError::TimedOut);
+        }
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(io_error(e)),
+        }
+    }
+    let line = String::from_utf8_lossy(&head);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| LookError::Other("no HTTP status line".into()))
+}
+
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, LookError> {
     (host, port)
         .to_socket_addrs()

@@ -1,7 +1,7 @@
 //! What is wrong with the node's certificates, from an inventory and the time: pure.
 use serde::Serialize;
 
-use super::catalogue::Pickup;
+use super::catalogue::{Component, Pickup};
 use super::inspect::{InUse, Inventory, Reading};
 
 /// Within this many days of its end a certificate is "expiring" (kubeadm warns at 30 too).
@@ -142,20 +142,24 @@ impl Problem {
                 is_authority: true, ..
             } => "a CA is rotated by hand, for every node (kubeadm's \"manual rotation of CA certificates\"); this tool reports CAs and never rotates them".into(),
             Problem::Ends { name, pickup, .. } => match pickup {
-                Some(Pickup::ReadAtStart(component)) => format!(
-                    "kubeadm certs renew {name}, then restart {} (it reads the certificate only at its start)",
-                    component.name()
-                ),
                 Some(Pickup::People) if name.ends_with(".conf") => format!(
                     "kubeadm-recover admin-conf regenerate{} (re-issues it with its identity and proves it)",
                     if *name == "super-admin.conf" { " --only-super-admin" } else { "" }
                 ),
-                Some(Pickup::People) => format!("kubeadm certs renew {name} (read anew at each use)"),
-                Some(Pickup::Serves(component, _) | Pickup::Reloads(component)) => format!(
-                    "kubeadm certs renew {name} ({} re-reads it by itself)",
+                Some(Pickup::Reloads(Component::Kubelet) | Pickup::Serves(Component::Kubelet, _)) => {
+                    "the kubelet renews its own certificates while they are valid; once expired, regenerate kubelet.conf \
+                     (kubeadm's \"kubelet client certificate rotation fails\" steps) and restart the kubelet"
+                        .into()
+                }
+                Some(Pickup::ReadAtStart(component)) => format!(
+                    "kubeadm-recover certs renew {name} (it restarts {} and proves it: it reads the certificate only at its start)",
                     component.name()
                 ),
-                None => format!("kubeadm certs renew {name}"),
+                Some(Pickup::Serves(component, _) | Pickup::Reloads(component)) => format!(
+                    "kubeadm-recover certs renew {name} ({} re-reads it by itself: proved without a restart)",
+                    component.name()
+                ),
+                _ => format!("kubeadm-recover certs renew {name}"),
             },
             Problem::NotInUse { restart, .. } => format!(
                 "restart {restart} so that it reads the file: crictl stop \"$(crictl ps -q --name {restart})\" (the kubelet starts it again)"
@@ -303,7 +307,7 @@ mod tests {
         assert!(
             ends("scheduler.conf")
                 .fix()
-                .contains("then restart kube-scheduler")
+                .contains("it restarts kube-scheduler and proves it")
         );
         assert!(
             ends("super-admin.conf")

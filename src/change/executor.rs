@@ -58,6 +58,8 @@ pub struct ChangeReport {
     pub moved_strays: Vec<String>,
     pub restart: RestartReport,
     pub verified: Vec<Verified>,
+    /// Components proved on their renewed certificates (`certs renew`).
+    pub components: Vec<crate::certs::prove::ComponentProved>,
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +137,12 @@ impl Serialize for ChangeReport {
             }
             map.serialize_entry("proof", proof)?;
         }
+        if !self.verified.is_empty() {
+            map.serialize_entry("verified", &self.verified)?;
+        }
+        if !self.components.is_empty() {
+            map.serialize_entry("components", &self.components)?;
+        }
         map.end()
     }
 }
@@ -162,6 +170,7 @@ impl ChangeReport {
             moved_strays: Vec::new(),
             restart,
             verified: Vec::new(),
+            components: Vec::new(),
         }
     }
 }
@@ -434,8 +443,12 @@ fn change(
             file_versions(layout, writes, matches!(writer, Writer::Atomic)),
         ),
     };
-    if let Verify::Credentials(checks) = verify {
-        proofs.push(Prove::Credentials(checks.clone()));
+    match verify {
+        Verify::Credentials(checks) => proofs.push(Prove::Credentials(checks.clone())),
+        Verify::Components(checks) => {
+            proofs.extend(checks.iter().cloned().map(Prove::Component));
+        }
+        Verify::Nothing => {}
     }
     let committed = Transaction {
         layout,
@@ -477,6 +490,7 @@ fn change(
             }
             Proved::RestartPending => report.restart = RestartReport::Pending,
             Proved::Credentials(verified) => report.verified = verified,
+            Proved::Component(proved) => report.components.push(proved),
         }
     }
     Ok(report)

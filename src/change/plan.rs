@@ -87,6 +87,8 @@ pub enum Verify {
     Nothing,
     /// Each new credential answers SelfSubjectReview with its own identity.
     Credentials(Vec<CredentialCheck>),
+    /// Each component uses its renewed certificates (`certs renew`), proved in order.
+    Components(Vec<crate::certs::prove::ComponentCheck>),
 }
 
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! What proves a change once its files are written, and what proves the node as before once it
 //! is rolled back. The transaction runs the proofs in order and stops at the first that fails;
 //! only the proofs differ from one change to the next (a restarted static pod, a credential).
+use crate::certs::prove::{ComponentCheck, ComponentFailure, ComponentProved};
 use crate::change::plan::{CredentialCheck, OnInterrupt};
 use crate::change::restart::{self, Before, Expected, Proof, WaitFailure, WaitOptions};
 use crate::credentials::verify::{self, NotVerified, Verified};
@@ -15,6 +16,9 @@ pub enum Prove {
     StaticPodRestart(Box<StaticPodRestart>),
     /// Each new credential answers SelfSubjectReview with its own identity.
     Credentials(Vec<CredentialCheck>),
+    /// A control-plane component uses its renewed certificate (presented on its port, or read
+    /// by a restarted process); a rollback proves it as before.
+    Component(ComponentCheck),
 }
 
 pub struct StaticPodRestart {
@@ -38,6 +42,7 @@ pub enum Proved {
     /// `--no-wait`: nothing was waited for.
     RestartPending,
     Credentials(Vec<Verified>),
+    Component(ComponentProved),
 }
 
 /// Why a proof failed.
@@ -46,6 +51,10 @@ pub enum NotProved {
     Credential {
         file: &'static str,
         why: NotVerified,
+    },
+    Component {
+        check: ComponentCheck,
+        why: ComponentFailure,
     },
 }
 
@@ -58,6 +67,10 @@ impl NotProved {
                     why: NotVerified::Interrupted,
                     ..
                 }
+                | NotProved::Component {
+                    why: ComponentFailure::Interrupted,
+                    ..
+                }
         )
     }
 }
@@ -67,6 +80,15 @@ impl Prove {
         match self {
             Prove::StaticPodRestart(restart) => restart.prove(layout, ui),
             Prove::Credentials(checks) => prove_credentials(layout, checks),
+            Prove::Component(check) => {
+                check
+                    .prove(layout, ui)
+                    .map(Proved::Component)
+                    .map_err(|why| NotProved::Component {
+                        check: check.clone(),
+                        why,
+                    })
+            }
         }
     }
 
@@ -74,7 +96,7 @@ impl Prove {
     pub fn restart(&self) -> Option<&StaticPodRestart> {
         match self {
             Prove::StaticPodRestart(restart) => Some(restart),
-            Prove::Credentials(_) => None,
+            Prove::Credentials(_) | Prove::Component(_) => None,
         }
     }
 }

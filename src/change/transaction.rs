@@ -297,6 +297,53 @@ impl Transaction<'_> {
                     }
                 }
             }
+            NotProved::Component { check, why } => {
+                let component = check.component().name();
+                self.audit_outcome(if interrupted {
+                    "interrupted during the proof; restored"
+                } else {
+                    "component not proved; restored"
+                });
+                if !unrestored.is_empty() {
+                    journal.finish(State::Failed, "not proved and could not be put back");
+                    return Error::ManualActionNeeded(format!(
+                        "{component} was not proved on its renewed certificates ({why}), and putting the previous files back failed: {}. \
+                         The originals are in {backup}",
+                        unrestored.join("; ")
+                    ));
+                }
+                self.ui.warn(format!(
+                    "{component} was not proved ({why}); its previous files are back, proving it as before"
+                ));
+                if let Err(e) = check.prove_old(self.layout, self.ui) {
+                    self.audit("rollback failed", applied);
+                    journal.finish(
+                        State::Failed,
+                        "put back; the component is not proved as before",
+                    );
+                    return Error::ManualActionNeeded(format!(
+                        "{component} was not proved on its renewed certificates ({why}); its previous files are back, \
+                         but it is not proved as before either ({e}).\n  The originals are in {backup}.\n  \
+                         Look at it: crictl ps -a --name {component}; crictl logs \"$(crictl ps -a -q --name {component} | head -1)\""
+                    ));
+                }
+                let message = format!(
+                    "{component} was not proved on its renewed certificates: {why}.\n  Rolled back: its previous files are in place \
+                     and it is proved as before; the node is as it was before this step.\n  The files as they were are in {backup}."
+                );
+                if interrupted {
+                    return close_as_before(
+                        journal.recorder,
+                        Error::Interrupted(message),
+                        "interrupted during the proof; put back",
+                    );
+                }
+                close_as_before(
+                    journal.recorder,
+                    Error::Failed(message),
+                    "not proved; put back and proved as before",
+                )
+            }
             NotProved::Credential { file, why } => {
                 self.audit_outcome(if interrupted {
                     "interrupted during verification; restored"
@@ -376,6 +423,10 @@ impl Proved {
             Proved::Restarted { .. } => true,
             Proved::RestartPending => false,
             Proved::Credentials(verified) => !verified.is_empty(),
+            Proved::Component(proved) => !matches!(
+                proved,
+                crate::certs::prove::ComponentProved::NotRunning { .. }
+            ),
         }
     }
 }
@@ -383,7 +434,10 @@ impl Proved {
 /// What the journal says of a change that went through: "proved" only when a proof ran
 /// (`--no-wait`, `--no-verify` and changes with nothing to prove are written, not proved).
 fn done_step(proved: &[Proved]) -> &'static str {
-    if proved.iter().any(|p| matches!(p, Proved::Restarted { .. })) {
+    if proved.iter().any(|p| {
+        matches!(p, Proved::Restarted { .. })
+            || matches!(p, Proved::Component(_)) && p.proves_something()
+    }) {
         "proved"
     } else if proved.iter().any(|p| matches!(p, Proved::RestartPending)) {
         "written; restart pending (--no-wait)"

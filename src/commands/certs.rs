@@ -5,16 +5,9 @@ use serde::Serialize;
 use super::Context;
 use crate::certs::inspect::{self, InUse, Inventory, Reading};
 use crate::certs::verdict::{self, Level, Problem, Validity};
-use crate::cli::CertsCommand;
 use crate::error::{ExitStatus, Result};
 use crate::runtime::clock::now_unix;
 use crate::ui::Report;
-
-pub fn run(ctx: &Context, action: CertsCommand) -> Result<ExitStatus> {
-    match action {
-        CertsCommand::Check => check(ctx),
-    }
-}
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -54,7 +47,7 @@ fn severity(level: Level) -> &'static str {
     }
 }
 
-fn check(ctx: &Context) -> Result<ExitStatus> {
+pub fn check(ctx: &Context) -> Result<ExitStatus> {
     let now = now_unix();
     let inventory = inspect::inventory(&ctx.layout, true);
     let problems = verdict::problems(&inventory, now);

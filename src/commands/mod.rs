@@ -3,6 +3,7 @@
 mod admin_conf;
 mod backups;
 mod certs;
+mod certs_renew;
 mod diagnose;
 mod extend_tokens;
 mod guide;
@@ -16,6 +17,7 @@ mod status;
 mod token;
 
 use crate::change::plan::ChangeSettings;
+use crate::change::renew::Request;
 use crate::change::restart::WaitOptions;
 use crate::cli::{self, Cli, Command, ConfirmOptions, RestartOptions, StaleTokenOptions};
 use crate::error::{ExitStatus, Result};
@@ -80,7 +82,23 @@ fn dispatch(ctx: &Context, settings: UiSettings, command: Command) -> Result<Exi
         Command::Completions { shell } => shell::completions(shell).map(|()| ExitStatus::Success),
         Command::Man => shell::man().map(|()| ExitStatus::Success),
         Command::Diagnose => diagnose::run(ctx),
-        Command::Certs(action) => certs::run(ctx, action),
+        Command::Certs(cli::CertsCommand::Check) => certs::check(ctx),
+        Command::Certs(cli::CertsCommand::Renew {
+            names,
+            validity,
+            config,
+            timeout,
+            confirm,
+        }) => certs_renew::run(
+            ctx,
+            Request {
+                names,
+                validity,
+                config,
+                timeout,
+            },
+            &confirm,
+        ),
     }
 }
 

@@ -627,7 +627,11 @@ mod tests {
             admin.fix,
             "kubeadm-recover admin-conf regenerate --update-copies"
         );
-        assert!(found[3].fix.starts_with("kubeadm certs renew etcd-server"));
+        assert!(
+            found[3]
+                .fix
+                .starts_with("kubeadm-recover certs renew etcd-server")
+        );
         assert_eq!(
             found[6].fix,
             "kubeadm-recover admin-conf regenerate --only-super-admin"

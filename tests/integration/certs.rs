@@ -173,7 +173,10 @@ fn expired_leaves_are_each_named_with_their_fix_and_exit_1_in_status_and_diagnos
             .unwrap()
             .to_string()
     };
-    assert!(fix("scheduler.conf").contains("then restart kube-scheduler"));
+    assert!(
+        fix("scheduler.conf")
+            .starts_with("kubeadm-recover certs renew scheduler.conf (it restarts kube-scheduler")
+    );
     assert!(fix("apiserver").contains("kube-apiserver re-reads it by itself"));
     assert!(fix("admin.conf").starts_with("kubeadm-recover admin-conf regenerate"));
 
@@ -270,4 +273,286 @@ fn a_damaged_certificate_is_named_with_its_file_and_a_link_out_of_the_root_is_no
         "missing",
         "{doc}"
     );
+}
+
+fn renew(node: &dyn Sandbox, args: &[&str], code: i32) -> Output {
+    node.run()
+        .args(["certs", "renew", "--reason", "certificates expired"])
+        .args(args)
+        .code(code)
+}
+
+fn step<'a>(doc: &'a serde_json::Value, title: &str) -> &'a serde_json::Value {
+    doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["title"] == title)
+        .unwrap_or_else(|| panic!("no step {title} in {doc}"))
+}
+
+#[test]
+fn renew_all_brings_an_expired_node_back_step_by_step_each_proved_and_the_real_kubectl_works() {
+    let sim = full_node(true);
+    resign(&sim, 30, &[]);
+    let denied = sim.kubectl("/etc/kubernetes/admin.conf", &["get", "--raw", "/livez"]);
+    assert_ne!(
+        denied.code, 0,
+        "an expired serving certificate: {}",
+        denied.stdout
+    );
+    assert!(
+        denied.stderr.contains("x509") || denied.stderr.contains("expired"),
+        "{}",
+        denied.stderr
+    );
+
+    let before = sim.snapshot();
+    let dry = renew(&sim, &["all", "--dry-run"], 0);
+    assert!(sim.snapshot() == before, "--dry-run writes nothing");
+    assert!(
+        dry.stdout.contains("re-issue etcd-server"),
+        "{}",
+        dry.stdout
+    );
+
+    let doc = renew(&sim, &["all", "--yes", "-o", "json"], 0).json();
+    let titles: Vec<&str> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "etcd",
+            "kube-apiserver",
+            "admin credentials",
+            "kube-controller-manager",
+            "kube-scheduler"
+        ]
+    );
+    assert_eq!(
+        doc["validitySource"], "default",
+        "the ConfigMap cannot be read with an expired admin.conf"
+    );
+    assert_eq!(doc["validity"], "8760h0m0s");
+    let apiserver = step(&doc, "kube-apiserver");
+    assert_eq!(
+        apiserver["components"][0]["proof"], "reloaded",
+        "{apiserver}"
+    );
+    assert_eq!(apiserver["renewed"].as_array().unwrap().len(), 4);
+    assert!(apiserver["session"].is_string() && apiserver["backup"]["path"].is_string());
+    assert_eq!(
+        step(&doc, "admin credentials")["verified"][0]["username"],
+        "kubernetes-admin"
+    );
+    assert_eq!(
+        step(&doc, "kube-scheduler")["components"][0]["proof"],
+        "not-running",
+        "a sandbox's scheduler is never the host's"
+    );
+    for s in doc["steps"].as_array().unwrap() {
+        for r in s["renewed"].as_array().unwrap() {
+            assert_ne!(r["oldSerial"], r["new"]["serial"], "{r}");
+        }
+    }
+    assert!(!doc.to_string().contains("PRIVATE KEY"));
+
+    let after = check(&sim, 0);
+    assert_eq!(after["problems"], serde_json::json!([]), "{after}");
+    assert_eq!(entry(&after, "apiserver")["inUse"]["state"], "presented");
+    let works = sim.kubectl("/etc/kubernetes/admin.conf", &["get", "--raw", "/livez"]);
+    assert_eq!(works.code, 0, "{}", works.stderr);
+    // Kept: the key files' modes, and kubeadm's key type.
+    let mode = |p: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(sim.path(p)).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode("/etc/kubernetes/pki/apiserver.key"), 0o600);
+    assert_eq!(mode("/etc/kubernetes/pki/apiserver.crt"), 0o644);
+    assert!(
+        std::fs::read_to_string(sim.path("/etc/kubernetes/pki/etcd/peer.key"))
+            .unwrap()
+            .starts_with("-----BEGIN EC PRIVATE KEY-----")
+    );
+    // Each step is its own session: the last one can be reverted alone.
+    let sessions = sim
+        .run()
+        .args(["journal", "list", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        sessions["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["command"] == "certs renew")
+            .count(),
+        5,
+        "{sessions}"
+    );
+}
+
+#[test]
+fn a_component_that_does_not_pick_its_certificate_up_is_rolled_back_alone_and_exit_1() {
+    let sim = full_node(false);
+    resign(&sim, -100, &[]);
+    let apiserver_before = std::fs::read(sim.path("/etc/kubernetes/pki/apiserver.crt")).unwrap();
+    let etcd_before = std::fs::read(sim.path("/etc/kubernetes/pki/etcd/server.crt")).unwrap();
+    let args = [
+        "etcd-server",
+        "apiserver",
+        "scheduler.conf",
+        "--yes",
+        "--timeout",
+        "2s",
+    ];
+    let out = renew(&sim, &args, 1);
+    assert!(
+        out.stderr.contains("kube-apiserver was not proved"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("Rolled back"), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("etcd:\n  etcd-server: serial"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("not run: kube-apiserver (failed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("not run: kube-scheduler"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        std::fs::read(sim.path("/etc/kubernetes/pki/apiserver.crt")).unwrap(),
+        apiserver_before,
+        "the failed step's files are back"
+    );
+    assert_ne!(
+        std::fs::read(sim.path("/etc/kubernetes/pki/etcd/server.crt")).unwrap(),
+        etcd_before,
+        "the step before it stays renewed"
+    );
+    let journal = sim
+        .run()
+        .args(["journal", "list", "-o", "json"])
+        .ok()
+        .json();
+    let states: Vec<(&str, &str)> = journal["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["state"].as_str().unwrap(), s["step"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (
+                "done",
+                "written; not proved (no check was made beyond the bytes on disk)"
+            ),
+            ("rolled-back", "not proved; put back and proved as before")
+        ],
+        "etcd is not running in a sandbox; the failed step closed as before, nothing unfinished"
+    );
+    // The same failure with -o json: one document, the Error one.
+    resign(&sim, -100, &["apiserver"]);
+    let json = sim
+        .run()
+        .args([
+            "certs",
+            "renew",
+            "apiserver",
+            "--yes",
+            "--timeout",
+            "1s",
+            "-o",
+            "json",
+        ])
+        .code(1);
+    let doc = json.json();
+    assert_eq!(doc["kind"], "Error", "{doc}");
+    assert_eq!(doc["exitCode"], 1);
+}
+
+#[test]
+fn the_validity_comes_from_a_kubeadm_configuration_and_never_passes_the_ca() {
+    let sim = full_node(true);
+    let config = sim.path("/root/kubeadm.yaml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(
+        &config,
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncertificateValidityPeriod: 48h0m0s\n",
+    )
+    .unwrap();
+    let doc = renew(
+        &sim,
+        &[
+            "front-proxy-client",
+            "--config",
+            "/root/kubeadm.yaml",
+            "--yes",
+            "-o",
+            "json",
+        ],
+        0,
+    )
+    .json();
+    assert_eq!(
+        doc["validitySource"]["config-file"], "/root/kubeadm.yaml",
+        "{doc}"
+    );
+    assert_eq!(doc["validity"], "48h0m0s");
+    let left = entry(&check(&sim, 0), "front-proxy-client")["notAfter"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let left = kubeadm_recover::runtime::clock::parse_rfc3339(&left).unwrap() - unix_now();
+    assert!((47 * 3600..=48 * 3600).contains(&left), "{left}");
+
+    let capped = renew(
+        &sim,
+        &[
+            "apiserver-kubelet-client",
+            "--validity",
+            "20000d",
+            "--yes",
+            "-o",
+            "json",
+        ],
+        0,
+    )
+    .json();
+    let renewed = &step(&capped, "kube-apiserver")["renewed"][0];
+    assert_eq!(renewed["cappedToCa"], true, "{renewed}");
+    let ca = capped["authorities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "ca")
+        .unwrap();
+    assert_eq!(renewed["new"]["notAfter"], ca["notAfter"]);
+
+    let wrong = renew(&sim, &["etcd/server", "--yes"], 2);
+    assert!(
+        wrong.stderr.contains("not a certificate kubeadm renews"),
+        "{}",
+        wrong.stderr
+    );
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
