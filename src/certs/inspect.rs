@@ -409,7 +409,7 @@ impl Endpoints {
             apiserver,
             etcd_client: url("listen-client-urls", 2379),
             etcd_peer: url("listen-peer-urls", 2380),
-            kubelet: Ok(("127.0.0.1".into(), kubelet_port(layout))),
+            kubelet: Ok(kubelet_address(layout)),
         }
     }
 
@@ -460,17 +460,24 @@ fn flag_urls(manifest: &str, flag: &str) -> Option<(String, u16)> {
         .cloned()
 }
 
-/// The kubelet's `port:` in its configuration, else 10250.
-fn kubelet_port(layout: &NodeLayout) -> u16 {
-    layout
+/// The kubelet's `address:` and `port:` in its configuration, else 127.0.0.1 (it listens on
+/// every address by default) and 10250.
+fn kubelet_address(layout: &NodeLayout) -> (String, u16) {
+    let text = layout
         .fs()
         .read_to_string(&layout.path("/var/lib/kubelet/config.yaml"))
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("port:").and_then(|p| p.trim().parse().ok()))
+        .unwrap_or_default();
+    let value = |key: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(key)
+                .map(|v| v.trim().trim_matches(['"', '\'']).to_string())
         })
-        .unwrap_or(10250)
+    };
+    let host = value("address:")
+        .filter(|a| !a.is_empty() && a != "0.0.0.0" && a != "::")
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let port = value("port:").and_then(|p| p.parse().ok()).unwrap_or(10250);
+    (host, port)
 }
 
 /// The client certificate a look at `endpoint` offers: what the component's own probes use.

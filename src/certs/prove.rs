@@ -34,8 +34,10 @@ pub enum ComponentCheck {
     /// it again, as for any static pod) and prove the new process healthy on `health_port`.
     Restart {
         component: Component,
+        /// The kubeconfig it reads at its start: the new process must have started after it
+        /// was written (a process that restarted by itself before the write holds the old one).
+        kubeconfig: PathBuf,
         health_port: u16,
-        before: ProcessIdentity,
         within: Duration,
     },
     /// Not running here: it reads the new file when it starts. Nothing to prove, and said so.
@@ -124,8 +126,8 @@ impl ComponentCheck {
             }
             ComponentCheck::Restart {
                 component,
+                kubeconfig,
                 health_port,
-                before,
                 within,
             } => {
                 ui.info(format!(
@@ -133,10 +135,11 @@ impl ComponentCheck {
                     component.name()
                 ));
                 let started = Instant::now();
-                let new = restart(layout, *component, *health_port, before, *within, true)?;
+                let (old, new) =
+                    restart(layout, *component, kubeconfig, *health_port, *within, true)?;
                 Ok(ComponentProved::Restarted {
                     component: *component,
-                    old_pid: before.pid,
+                    old_pid: old.map_or(0, |p| p.pid),
                     new_pid: new.pid,
                     healthz: format!("https://127.0.0.1:{health_port}/healthz"),
                     waited_ms: started.elapsed().as_millis(),
@@ -171,21 +174,17 @@ impl ComponentCheck {
             ),
             ComponentCheck::Restart {
                 component,
+                kubeconfig,
                 health_port,
                 within,
-                ..
             } => {
                 ui.info(format!(
                     "restarting {} again with its old kubeconfig",
                     component.name()
                 ));
-                // The process that read the rejected file is the one to replace now.
-                let current = process::find_component(component.name());
-                let before = current.unwrap_or(ProcessIdentity {
-                    pid: 0,
-                    start_ticks: 0,
-                });
-                restart(layout, *component, *health_port, &before, *within, false).map(|_| ())
+                // Its own budget: a short --timeout must not leave the old one unproved.
+                let within = (*within).max(Duration::from_secs(120));
+                restart(layout, *component, kubeconfig, *health_port, within, false).map(|_| ())
             }
             ComponentCheck::NotRunning { .. } => Ok(()),
         }
@@ -230,20 +229,28 @@ fn presents(
 }
 
 /// Stops the component's container through the runtime (the kubelet starts a new one from the
-/// same manifest), then waits for a new process that answers `/healthz` with 200.
+/// same manifest), then waits for a process that is not the one stopped, started after its
+/// kubeconfig was last written, and answers `/healthz` with 200. Returns (stopped, new).
 fn restart(
     layout: &NodeLayout,
     component: Component,
+    kubeconfig: &std::path::Path,
     health_port: u16,
-    before: &ProcessIdentity,
     within: Duration,
     interruptible: bool,
-) -> Result<ProcessIdentity, ComponentFailure> {
+) -> Result<(Option<ProcessIdentity>, ProcessIdentity), ComponentFailure> {
     let name = component.name();
     let not_restarted = |why: String| ComponentFailure::NotRestarted {
         component: name,
         why,
     };
+    let written = layout
+        .fs()
+        .metadata(kubeconfig)
+        .map_err(|e| not_restarted(format!("{}: {e}", kubeconfig.display())))?
+        .changed_unix;
+    // Who runs now, after the write: the one to replace.
+    let before = process::find_component(name);
     if let Some(container) = process::running_container(layout, name) {
         let stop = process::crictl(layout, &["stop", "--timeout", "30", &container])
             .ok_or_else(|| not_restarted("no container runtime on this root".into()))?;
@@ -259,7 +266,7 @@ fn restart(
                 crate::ui::escape(String::from_utf8_lossy(&out.stderr).trim())
             )));
         }
-    } else if process::find_component(name).is_some() {
+    } else if before.is_some() {
         return Err(not_restarted(
             "its container cannot be found through crictl".into(),
         ));
@@ -267,9 +274,13 @@ fn restart(
     let deadline = Instant::now() + within;
     let mut last = "no new process yet".to_string();
     loop {
-        if let Some(now) = process::find_component(name).filter(|p| p != before) {
+        let fresh = process::find_component(name).filter(|p| {
+            Some(p) != before.as_ref()
+                && process::started_unix(p).is_some_and(|started| started >= written)
+        });
+        if let Some(now) = fresh {
             match served::get_status("127.0.0.1", health_port, "/healthz") {
-                Ok(200) => return Ok(now),
+                Ok(200) => return Ok((before, now)),
                 Ok(code) => last = format!("/healthz answered {code}"),
                 Err(e) => last = format!("/healthz: {e}"),
             }

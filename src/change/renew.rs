@@ -631,13 +631,16 @@ fn restart_check(layout: &NodeLayout, component: Component, within: Duration) ->
         };
     }
     match crate::apiserver::process::find_component(component.name()) {
-        Some(before) => ComponentCheck::Restart {
+        Some(_) => ComponentCheck::Restart {
             component,
+            kubeconfig: layout.kubeconfig(match component {
+                Component::KubeScheduler => "scheduler.conf",
+                _ => "controller-manager.conf",
+            }),
             health_port: match component {
                 Component::KubeScheduler => 10259,
                 _ => 10257,
             },
-            before,
             within,
         },
         None => ComponentCheck::NotRunning {

@@ -97,8 +97,7 @@ pub fn check(ctx: &Context) -> Result<ExitStatus> {
             problems.len(),
             problems
                 .iter()
-                .filter(|p| p.level() == Level::Critical)
-                .map(|p| p.subject())
+                .map(|p| format!("{} ({})", p.subject(), severity(p.level())))
                 .collect::<Vec<_>>()
                 .join(", ")
         ))

@@ -114,18 +114,8 @@ impl RealKubelet {
         }
     }
 
-    /// Puts a file back by atomic rename, as the tool would (never written in place).
     fn put_back(&self, path: &str, bytes: &[u8]) {
-        if std::fs::read(path).ok().as_deref() == Some(bytes) {
-            return;
-        }
-        let tmp = format!(
-            "/etc/kubernetes/tmp/realnode-put-back-{}",
-            std::process::id()
-        );
-        std::fs::create_dir_all("/etc/kubernetes/tmp").unwrap();
-        std::fs::write(&tmp, bytes).unwrap();
-        std::fs::rename(&tmp, path).unwrap();
+        put_back(path, bytes);
     }
 
     fn reject_image(&self, on: bool) {
@@ -175,6 +165,24 @@ impl Drop for RealKubelet {
             }));
         }
     }
+}
+
+/// Puts a file back by atomic rename, as the tool would (never written in place), keeping its
+/// mode.
+fn put_back(path: &str, bytes: &[u8]) {
+    if std::fs::read(path).ok().as_deref() == Some(bytes) {
+        return;
+    }
+    let tmp = format!(
+        "/etc/kubernetes/tmp/realnode-put-back-{}",
+        std::process::id()
+    );
+    std::fs::create_dir_all("/etc/kubernetes/tmp").unwrap();
+    std::fs::write(&tmp, bytes).unwrap();
+    if let Ok(meta) = std::fs::metadata(path) {
+        std::fs::set_permissions(&tmp, meta.permissions()).unwrap();
+    }
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 /// The running process's command line, from /proc.
@@ -835,5 +843,240 @@ fn the_simulator_shows_the_tool_the_restart_the_real_kubelet_does() {
         real,
         ["old shutting down", "old exited", "new starting"],
         "what the real kubelet showed"
+    );
+}
+
+/// Puts kubeadm's certificates and kubeconfigs back as `kubeadm init` wrote them (by rename),
+/// when a certificates test ends, however it ends.
+struct KubeadmPki;
+
+impl Drop for KubeadmPki {
+    fn drop(&mut self) {
+        fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        // Dropped before the node's guard, which still holds the one-node lock.
+        let dir = repo().join("target/realnode/pristine");
+        let mut files = Vec::new();
+        walk(&dir.join("pki"), &mut files);
+        for file in files {
+            let relative = file.strip_prefix(&dir).unwrap();
+            put_back(
+                &format!("/etc/kubernetes/{}", relative.display()),
+                &std::fs::read(&file).unwrap(),
+            );
+        }
+        for (conf, component) in [
+            ("controller-manager.conf", "kube-controller-manager"),
+            ("scheduler.conf", "kube-scheduler"),
+        ] {
+            let path = format!("/etc/kubernetes/{conf}");
+            let kubeadms = pristine(conf);
+            if std::fs::read(&path).ok().as_deref() == Some(&kubeadms) {
+                continue;
+            }
+            put_back(&path, &kubeadms);
+            // The process holds the file it read at its start: restart it on kubeadm's.
+            let _ = Command::new("sh")
+                .args([
+                    "-c",
+                    &format!("crictl stop $(crictl ps -q --name '^{component}$')"),
+                ])
+                .output();
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            let out: Output = Command::new(env!("CARGO_BIN_EXE_kubeadm-recover"))
+                .args(["certs", "check", "-o", "json"])
+                .output()
+                .unwrap()
+                .into();
+            if out.stdout.matches("\"started-after-the-file\"").count() == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+fn expire_all_certificates() {
+    let out = Command::new(simulator())
+        .args(["expire-certs", "--root", "/"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn component_proofs(doc: &serde_json::Value) -> Vec<(String, String)> {
+    doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["components"].as_array().cloned().unwrap_or_default())
+        .map(|c| {
+            (
+                c["component"].as_str().unwrap().to_string(),
+                c["proof"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn certs_check_names_every_expired_certificate_and_renew_all_brings_the_real_node_back() {
+    let node = RealKubelet::get();
+    let _pki = KubeadmPki;
+    let healthy = node
+        .run()
+        .args(["certs", "check", "-o", "json"])
+        .ok()
+        .json();
+    let state = |doc: &serde_json::Value, name: &str| {
+        doc["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()["inUse"]["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for (name, want) in [
+        ("apiserver", "presented"),
+        ("etcd-server", "presented"),
+        ("etcd-peer", "presented"),
+        ("kubelet-serving", "presented"),
+        ("controller-manager.conf", "started-after-the-file"),
+        ("scheduler.conf", "started-after-the-file"),
+    ] {
+        assert_eq!(state(&healthy, name), want, "{name}: {healthy}");
+    }
+
+    expire_all_certificates();
+    let denied = node.kubectl(ADMIN, &["get", "nodes"]);
+    assert!(
+        denied.stderr.contains("x509: certificate has expired"),
+        "kubectl's own words: {}",
+        denied.stderr
+    );
+    let expired = node
+        .run()
+        .args(["certs", "check", "-o", "json"])
+        .code(1)
+        .json();
+    let critical: Vec<&str> = expired["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["severity"] == "critical")
+        .map(|p| p["certificate"].as_str().unwrap())
+        .collect();
+    assert_eq!(critical.len(), 11, "{critical:?}");
+    // The real apiserver and etcd re-read their files at once: they present the expired ones.
+    assert_eq!(state(&expired, "apiserver"), "presented");
+    assert_eq!(state(&expired, "etcd-server"), "presented");
+    assert_eq!(
+        state(&expired, "controller-manager.conf"),
+        "started-before-the-file"
+    );
+
+    let doc = node
+        .run()
+        .args([
+            "certs",
+            "renew",
+            "all",
+            "--yes",
+            "--reason",
+            "real-node test",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(
+        component_proofs(&doc),
+        [
+            ("etcd".to_string(), "reloaded".to_string()),
+            ("etcd".into(), "reloaded".into()),
+            ("kube-apiserver".into(), "reloaded".into()),
+            ("kube-controller-manager".into(), "restarted".into()),
+            ("kube-scheduler".into(), "restarted".into()),
+        ],
+        "only the controller-manager and the scheduler restarted: {doc}"
+    );
+    let after = node
+        .run()
+        .args(["certs", "check", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(after["problems"], serde_json::json!([]), "{after}");
+    assert_eq!(state(&after, "scheduler.conf"), "started-after-the-file");
+    let nodes = node.kubectl(ADMIN, &["get", "nodes"]);
+    assert_eq!(nodes.code, 0, "{}", nodes.stderr);
+    assert!(nodes.stdout.contains("realnode"), "{}", nodes.stdout);
+}
+
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn a_controller_manager_not_proved_in_time_gets_its_old_kubeconfig_back_and_is_restarted_healthy() {
+    let node = RealKubelet::get();
+    let _pki = KubeadmPki;
+    let before = std::fs::read("/etc/kubernetes/controller-manager.conf").unwrap();
+    let scheduler = std::fs::read("/etc/kubernetes/scheduler.conf").unwrap();
+    let out = node
+        .run()
+        .args([
+            "certs",
+            "renew",
+            "controller-manager.conf",
+            "scheduler.conf",
+            "--yes",
+        ])
+        .args(["--timeout", "1ms"])
+        .code(1);
+    assert!(
+        out.stderr
+            .contains("kube-controller-manager was not proved"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("proved as before"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read("/etc/kubernetes/controller-manager.conf").unwrap(),
+        before
+    );
+    assert_eq!(
+        std::fs::read("/etc/kubernetes/scheduler.conf").unwrap(),
+        scheduler,
+        "the step after it is not run"
+    );
+    let check = node
+        .run()
+        .args(["certs", "check", "-o", "json"])
+        .ok()
+        .json();
+    let cm = check["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "controller-manager.conf")
+        .unwrap();
+    assert_eq!(
+        cm["inUse"]["state"], "started-after-the-file",
+        "restarted on its old file: {cm}"
     );
 }

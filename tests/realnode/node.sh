@@ -304,7 +304,9 @@ EOF
   rm -rf "$state/pristine"
   mkdir -p "$state/pristine"
   cp -p /etc/kubernetes/manifests/kube-apiserver.yaml /etc/kubernetes/admin.conf \
-    /etc/kubernetes/super-admin.conf "$state/pristine/"
+    /etc/kubernetes/super-admin.conf /etc/kubernetes/controller-manager.conf \
+    /etc/kubernetes/scheduler.conf "$state/pristine/"
+  cp -a /etc/kubernetes/pki "$state/pristine/pki"
   # Ready: the four static pods run and the node is Ready, through the real kubectl.
   local kubectl=(kubectl --kubeconfig /etc/kubernetes/admin.conf)
   for _ in $(seq 120); do
