@@ -166,13 +166,19 @@ pub fn expire(root: &Path, names: &[String], ended_days_ago: i64) -> Result<Vec<
         if !names.is_empty() && !names.iter().any(|n| n == entry.name) {
             continue;
         }
+        let file = match entry.location {
+            Location::Pki(stem) => pki_dir.join(format!("{stem}.crt")),
+            Location::Kubeconfig(file) => k8s.join(file),
+            Location::Kubelet(_) => continue,
+        };
+        // Only what the node has: a node without etcd's PKI has no etcd certificates either.
+        if !file.exists() {
+            continue;
+        }
         let (ca_pem, ca_key) = ca(entry.authority)?;
         match entry.location {
             Location::Pki(stem) => {
-                let cert_path = pki_dir.join(format!("{stem}.crt"));
-                if !cert_path.exists() {
-                    continue;
-                }
+                let cert_path = file;
                 let old = kubeadm_recover::credentials::pem::certificates(&read(&cert_path)?);
                 let key = Key::from_pem(&read(&pki_dir.join(format!("{stem}.key")))?)
                     .map_err(|e| e.to_string())?;
@@ -182,9 +188,6 @@ pub fn expire(root: &Path, names: &[String], ended_days_ago: i64) -> Result<Vec<
             }
             Location::Kubeconfig(file) => {
                 let path = k8s.join(file);
-                if !path.exists() {
-                    continue;
-                }
                 let text = read(&path)?;
                 let users = kubeadm_recover::credentials::kubeconfig::edit::user_credentials(&text)
                     .map_err(|e| e.to_string())?;

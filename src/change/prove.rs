@@ -53,7 +53,7 @@ pub enum NotProved {
         why: NotVerified,
     },
     Component {
-        check: ComponentCheck,
+        check: Box<ComponentCheck>,
         why: ComponentFailure,
     },
 }
@@ -85,7 +85,7 @@ impl Prove {
                     .prove(layout, ui)
                     .map(Proved::Component)
                     .map_err(|why| NotProved::Component {
-                        check: check.clone(),
+                        check: Box::new(check.clone()),
                         why,
                     })
             }

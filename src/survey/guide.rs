@@ -41,11 +41,14 @@ pub enum StepCommand {
     RegenerateSuperAdmin { no_verify: bool },
     /// `extend-tokens enable --revert-after 7d`.
     EnableTokenExtension { move_strays: bool },
+    /// `certs renew all`: the control-plane certificates, one component at a time, proved.
+    RenewCertificates,
 }
 
 impl StepCommand {
     /// Every command the guide can propose, with every combination of its flags.
-    pub const ALL: [StepCommand; 8] = [
+    pub const ALL: [StepCommand; 9] = [
+        StepCommand::RenewCertificates,
         StepCommand::Resume { move_strays: false },
         StepCommand::Resume { move_strays: true },
         StepCommand::RegenerateAdmin { no_verify: false },
@@ -80,6 +83,7 @@ impl StepCommand {
                 vec!["extend-tokens", "enable", "--revert-after", REVERT_AFTER],
                 move_strays.then_some("--move-strays"),
             ),
+            StepCommand::RenewCertificates => (vec!["certs", "renew", "all"], None),
         };
         words.extend(flag);
         words
@@ -118,6 +122,12 @@ pub struct Guidance {
     pub by_hand: Vec<String>,
 }
 
+/// An expired or expiring certificate that `certs renew` renews (not a CA, not the kubelet's).
+fn renewable(id: &FindingId) -> bool {
+    matches!(id, FindingId::Certificate(name)
+        if crate::certs::catalogue::leaf(name).is_some_and(|e| e.kubeadm_renews))
+}
+
 fn has(findings: &[Finding], id: &FindingId) -> bool {
     findings.iter().any(|f| f.id == *id)
 }
@@ -138,18 +148,19 @@ pub fn plan(findings: &[Finding]) -> Guidance {
     let mut by_hand: Vec<(&FindingId, String)> = Vec::new();
     for f in findings {
         // Fixes that are not ours, most severe first; ours are steps.
-        let ours = matches!(
-            f.id,
-            Id::UnfinishedSession
-                | Id::ManifestParked
-                | Id::AdminExpired
-                | Id::AdminExpiring
-                | Id::AdminConfUnreadable
-                | Id::KubeconfigCopyStale
-                | Id::SuperAdminExpired
-                | Id::SuperAdminExpiring
-                | Id::TokenExtensionOff
-        );
+        let ours = renewable(&f.id)
+            || matches!(
+                f.id,
+                Id::UnfinishedSession
+                    | Id::ManifestParked
+                    | Id::AdminExpired
+                    | Id::AdminExpiring
+                    | Id::AdminConfUnreadable
+                    | Id::KubeconfigCopyStale
+                    | Id::SuperAdminExpired
+                    | Id::SuperAdminExpiring
+                    | Id::TokenExtensionOff
+            );
         let informational = matches!(f.id, Id::TokenExtensionOn | Id::DependsOnTokenExtension);
         if !ours && !informational && f.severity != Severity::Info {
             by_hand.push((&f.id, format!("{}: {}", f.summary, f.fix)));
@@ -177,6 +188,27 @@ pub fn plan(findings: &[Finding]) -> Guidance {
             answers: interrupted,
             note: Some(
                 "to undo it instead, skip this step and run `kubeadm-recover revert`".into(),
+            ),
+        });
+    }
+
+    // Before the admin credentials: an expired serving certificate fails every client, and the
+    // admin credential's proof with it.
+    let certificates: Vec<FindingId> = findings
+        .iter()
+        .filter(|f| renewable(&f.id))
+        .map(|f| f.id.clone())
+        .collect();
+    if !certificates.is_empty() {
+        guidance.steps.push(Step {
+            title: "renew the control-plane certificates, one component at a time, each proved"
+                .into(),
+            command: StepCommand::RenewCertificates,
+            answers: certificates,
+            note: Some(
+                "etcd and the apiserver re-read theirs (no restart); the controller-manager and \
+                 the scheduler are restarted; a component that does not come back is put back"
+                    .into(),
             ),
         });
     }
@@ -262,6 +294,37 @@ mod tests {
 
     fn commands(guidance: &Guidance) -> Vec<String> {
         guidance.steps.iter().map(Step::command_line).collect()
+    }
+
+    #[test]
+    fn expired_control_plane_certificates_are_renewed_first_and_the_kubelets_are_by_hand() {
+        let found = [
+            finding("certificate-apiserver", Severity::Critical),
+            finding("certificate-scheduler.conf", Severity::Critical),
+            finding("admin-expired", Severity::Critical),
+            finding("certificate-kubelet-client", Severity::Critical),
+        ];
+        let guidance = plan(&found);
+        assert_eq!(guidance.steps[0].command, StepCommand::RenewCertificates);
+        assert_eq!(
+            guidance.steps[0].command_line(),
+            "kubeadm-recover certs renew all"
+        );
+        assert_eq!(
+            guidance.steps[0].answers,
+            [
+                FindingId::Certificate("apiserver".into()),
+                FindingId::Certificate("scheduler.conf".into())
+            ]
+        );
+        assert_eq!(
+            guidance.steps[1].command,
+            StepCommand::RegenerateAdmin { no_verify: false }
+        );
+        assert_eq!(
+            guidance.by_hand,
+            ["certificate-kubelet-client summary: certificate-kubelet-client fix"]
+        );
     }
 
     #[test]

@@ -307,3 +307,49 @@ fn a_credential_change_killed_between_two_files_is_shown_and_reverted() {
         .args(["admin-conf", "regenerate", "--yes", "--no-verify"])
         .ok();
 }
+
+/// A renewal killed between a certificate and its key: the pair on disk does not match, so the
+/// session is shown unfinished, the next change is refused, `resume` declines (it would issue
+/// yet another certificate) and `revert` puts the matching pair back.
+#[test]
+fn a_renewal_killed_between_a_certificate_and_its_key_is_shown_and_reverted() {
+    let sim = SimNode::with(NodeOptions {
+        key_type: kubeadm_recover::credentials::pki::KeyType::EcdsaP256,
+        ..NodeOptions::default()
+    });
+    let cert = sim.path("/etc/kubernetes/pki/apiserver.crt");
+    let key = sim.path("/etc/kubernetes/pki/apiserver.key");
+    let (cert_before, key_before) = (std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap());
+    // Temp writes: 1-2 the journal (begin, backed up), 3 apiserver.crt, 4 apiserver.key (killed).
+    let out = sim
+        .run()
+        .args(["certs", "renew", "apiserver", "--yes", "--validity", "24h"])
+        .env("FAILPOINTS", "after-temp-write=3*off->return(kill)")
+        .output();
+    assert_eq!(out.code, -1, "{}", out.stderr);
+    assert!(
+        std::fs::read(&cert).unwrap() != cert_before,
+        "the certificate is new"
+    );
+    assert!(std::fs::read(&key).unwrap() == key_before, "its key is not");
+
+    let status = sim.run().arg("status").ok().stdout;
+    assert!(
+        status.contains("UNFINISHED")
+            && status.contains("/etc/kubernetes/pki/apiserver.key as before"),
+        "{status}"
+    );
+    sim.run()
+        .args(["certs", "renew", "apiserver", "--yes"])
+        .code(3);
+    let out = sim.run().args(["resume", "--yes"]).code(2);
+    assert!(out.stderr.contains("revert"), "{}", out.stderr);
+    sim.run().args(["revert", "--yes"]).ok();
+    assert!(
+        std::fs::read(&cert).unwrap() == cert_before,
+        "the certificate is back"
+    );
+    assert!(std::fs::read(&key).unwrap() == key_before);
+    let check = sim.run().args(["certs", "check", "-o", "json"]).ok().json();
+    assert_eq!(check["problems"], serde_json::json!([]), "{check}");
+}

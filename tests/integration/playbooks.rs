@@ -405,3 +405,39 @@ fn a_node_whose_apiserver_rejects_the_change_stops_the_play_and_the_rest_are_unt
         "cp3's unfinished change is named, with resume and revert:\n{out}"
     );
 }
+
+#[test]
+fn certs_renew_goes_node_by_node_and_stops_at_the_first_whose_apiserver_does_not_reload() {
+    let cluster = Cluster::start(|i| {
+        let mut options = NodeOptions::default();
+        options.config.serving_cert_reload = i != 1;
+        options
+    });
+    let serving = |i: usize| {
+        std::fs::read(cluster.nodes[i].path("/etc/kubernetes/pki/apiserver.crt")).unwrap()
+    };
+    let before: Vec<Vec<u8>> = (0..3).map(serving).collect();
+    let (code, out) = cluster.play(
+        "certs-renew.yml",
+        &[
+            &reason()[..],
+            &[
+                "-e",
+                "kubeadm_recover_certificates=apiserver",
+                "-e",
+                "kubeadm_recover_timeout=2s",
+            ],
+        ]
+        .concat(),
+    );
+    assert_ne!(code, 0, "{out}");
+    assert_ne!(serving(0), before[0], "cp1 renewed and proved:\n{out}");
+    assert!(
+        out.contains("kube-apiserver: reloaded"),
+        "cp1's report:\n{out}"
+    );
+    assert_eq!(serving(1), before[1], "cp2 rolled back:\n{out}");
+    assert!(out.contains("exited 1 on cp2"), "{out}");
+    assert!(out.contains("the node is as it was before"), "{out}");
+    assert_eq!(serving(2), before[2], "cp3 never touched:\n{out}");
+}

@@ -98,6 +98,7 @@ pub fn run(ui: &Ui, exe: PathBuf, options: &RehearseOptions) -> Result<()> {
     rehearsing.regenerate_admin()?;
     rehearsing.break_glass(options.rounds)?;
     rehearsing.rejected_change()?;
+    rehearsing.expired_certificates()?;
     let report = rehearsing.report(sandbox.keep);
     drop(sandbox);
     ui.report(&report)?;

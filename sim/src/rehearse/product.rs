@@ -260,3 +260,39 @@ mod tests {
         assert_eq!(backups.backups.len(), 2);
     }
 }
+
+/// What a rehearsal reads of `certs check` (the `Certificates` document).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Certificates {
+    pub problems: Vec<CertificateProblem>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CertificateProblem {
+    pub certificate: String,
+    pub severity: String,
+}
+
+/// What a rehearsal reads of `certs renew` (the `CertificateRenewal` document).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Renewal {
+    pub steps: Vec<RenewalStep>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RenewalStep {
+    pub title: String,
+    pub renewed: Vec<serde_json::Value>,
+    pub components: Vec<RenewalProof>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RenewalProof {
+    pub component: String,
+    pub proof: String,
+}

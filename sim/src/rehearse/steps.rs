@@ -1,6 +1,7 @@
 //! The rehearsal's steps, in the order an operator takes them on a locked-out node: build the
 //! node, start it, `status`, re-issue admin.conf, break glass and put it back, and a change the
-//! apiserver rejects, which the tool must roll back by itself.
+//! apiserver rejects, which the tool must roll back by itself; then the certificates expire and
+//! are renewed.
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -286,6 +287,64 @@ impl Rehearsing<'_> {
             detail: format!("{count} backups, all with checksums"),
             timings: None,
         });
+        Ok(())
+    }
+
+    /// The other lockout: the leaf certificates expired (re-signed into the past by the
+    /// simulator). `certs check` names each; `certs renew all` brings them back, each component
+    /// proved; `certs check` is clean again.
+    pub fn expired_certificates(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let root: &OsStr = self.target.root.as_os_str();
+        simulate(&["expire-certs".as_ref(), "--root".as_ref(), root])?;
+        let check = self
+            .product
+            .run::<product::Certificates>(&self.target, &["certs", "check"])?;
+        product::expect("certs check", check.code, 1, &check.stderr)?;
+        let expired = check
+            .doc
+            .problems
+            .iter()
+            .filter(|p| p.severity == "critical")
+            .count();
+        self.timed(
+            "the leaf certificates expire; certs check".into(),
+            started,
+            format!("{expired} certificates named, each with its fix"),
+        );
+        let started = Instant::now();
+        let renewed = self.product.run::<product::Renewal>(
+            &self.target,
+            &["certs", "renew", "all", "--yes", "--reason", "rehearsal"],
+        )?;
+        product::expect("certs renew all", renewed.code, 0, &renewed.stderr)?;
+        let count: usize = renewed.doc.steps.iter().map(|s| s.renewed.len()).sum();
+        let proofs: Vec<String> = renewed
+            .doc
+            .steps
+            .iter()
+            .flat_map(|s| &s.components)
+            .filter(|c| c.proof != "not-running")
+            .map(|c| format!("{} {}", c.component, c.proof))
+            .collect();
+        self.timed(
+            "certs renew all, one component at a time".into(),
+            started,
+            format!(
+                "{count} renewed in {} steps; proved: {}, admin.conf by SelfSubjectReview",
+                renewed.doc.steps.len(),
+                proofs.join(", ")
+            ),
+        );
+        let after = self
+            .product
+            .run::<product::Certificates>(&self.target, &["certs", "check"])?;
+        product::expect(
+            "certs check after the renewal",
+            after.code,
+            0,
+            &after.stderr,
+        )?;
         Ok(())
     }
 
