@@ -10,15 +10,7 @@ use kubeadm_recover::certs::reissue::reissue;
 use kubeadm_recover::credentials::kubeconfig::edit::kubeadm_kubeconfig;
 use kubeadm_recover::credentials::pki::{self, Key, KeyType, Profile, Request, YEAR};
 
-fn write(path: &Path, contents: &str, mode: u32) -> Result<(), pki::Error> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(path, contents)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-    Ok(())
-}
+use super::node::write;
 
 /// What `build` lays out besides the apiserver's own PKI: kubeadm's etcd PKI, the two
 /// component kubeconfigs, kubelet.conf pointing at the rotating client certificate, and a

@@ -40,7 +40,8 @@ pub struct SimNode {
     pub port: u16,
 }
 
-fn write(path: &Path, contents: &str, mode: u32) -> Result<(), pki::Error> {
+/// Writes a node file with its mode, making its directory.
+pub(crate) fn write(path: &Path, contents: &str, mode: u32) -> Result<(), pki::Error> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }

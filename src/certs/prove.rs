@@ -191,7 +191,11 @@ impl ComponentCheck {
     }
 }
 
-fn identity(layout: &NodeLayout, client: Option<&(PathBuf, PathBuf)>) -> Option<ClientIdentity> {
+/// The client certificate and key to offer a port, read from their files (anew each time).
+pub fn identity(
+    layout: &NodeLayout,
+    client: Option<&(PathBuf, PathBuf)>,
+) -> Option<ClientIdentity> {
     let (cert, key) = client?;
     Some(ClientIdentity {
         certificate_pem: layout.fs().read_to_string(cert).ok()?,

@@ -527,14 +527,14 @@ fn proofs(
         return Ok(plan::Verify::Credentials(checks));
     }
     let mut checks = Vec::new();
-    for (entry, current, new_der, _) in issued {
+    for (entry, _, new_der, _) in issued {
         match entry.pickup {
             Pickup::Serves(component, endpoint) => checks.push(presents_check(
                 layout,
                 entry.name,
                 component,
                 endpoint,
-                (&current.der, new_der),
+                new_der,
                 timeout.unwrap_or(RELOAD_WITHIN),
             )),
             Pickup::ReadAtStart(component) => checks.push(restart_check(
@@ -577,7 +577,7 @@ fn presents_check(
     name: &'static str,
     component: Component,
     endpoint: Endpoint,
-    (old_der, new_der): (&[u8], &[u8]),
+    new_der: &[u8],
     within: Duration,
 ) -> ComponentCheck {
     let not_running = |why: String| ComponentCheck::NotRunning { component, why };
@@ -598,19 +598,13 @@ fn presents_check(
         )
     });
     // A component that does not answer now is not running: it reads the new file at its start.
-    let identity = client.as_ref().and_then(|(c, k)| {
-        Some(crate::certs::served::ClientIdentity {
-            certificate_pem: layout.fs().read_to_string(c).ok()?,
-            key_pem: layout.fs().read_to_string(k).ok()?.into(),
-        })
-    });
+    let identity = crate::certs::prove::identity(layout, client.as_ref());
     // What it presents now is what "as before" means after a rollback (not always the file's:
     // a component can still present an older one).
     let presented_before = match crate::certs::served::presented(&host, port, identity.as_ref()) {
         Ok(der) => der,
         Err(e) => return not_running(format!("{host}:{port}: {e}")),
     };
-    let _ = old_der;
     ComponentCheck::Presents {
         name,
         component,
