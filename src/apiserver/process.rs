@@ -250,12 +250,16 @@ pub fn kubelet_runtime_endpoint(layout: &crate::node::NodeLayout) -> Option<Stri
 
 /// The CRI container id of the running apiserver, where `crictl` is installed (host only).
 pub fn crictl_container_id(layout: &crate::node::NodeLayout) -> Option<String> {
-    running_container(layout, "kube-apiserver")
+    running_container(layout, "kube-apiserver", true)
 }
 
 /// The running container of the static pod container `name` (crictl's `--name` is a pattern:
 /// anchored here so that `etcd` is not also `etcd-backup`).
-pub fn running_container(layout: &crate::node::NodeLayout, name: &str) -> Option<String> {
+pub fn running_container(
+    layout: &crate::node::NodeLayout,
+    name: &str,
+    stop_at_signal: bool,
+) -> Option<String> {
     let anchored = format!("^{name}$");
     let out = crate::runtime::interrupt::run(
         crictl(
@@ -265,7 +269,7 @@ pub fn running_container(layout: &crate::node::NodeLayout, name: &str) -> Option
         .stderr_null()
         .stdout_capture(),
         std::time::Duration::from_secs(10),
-        true,
+        stop_at_signal,
     )
     .ok()?;
     String::from_utf8_lossy(&out.stdout)

@@ -89,6 +89,14 @@ pub enum ComponentFailure {
 
 const POLL: Duration = Duration::from_millis(500);
 
+/// How long a component that re-reads its files may take to present a certificate: the
+/// apiserver watches the file and rechecks every minute; etcd reads it at each handshake.
+pub const RELOAD_BUDGET: Duration = Duration::from_secs(90);
+/// How long a restarted controller-manager or scheduler may take to answer `/healthz`: the
+/// kubelet's back-off for a container that crash-looped (on an expired certificate) reaches
+/// five minutes before it starts it again.
+pub const RESTART_BUDGET: Duration = Duration::from_secs(330);
+
 impl ComponentCheck {
     pub fn component(&self) -> Component {
         match self {
@@ -169,7 +177,8 @@ impl ComponentCheck {
                 *port,
                 client.as_ref(),
                 old_der,
-                *within,
+                // Its own budget: a short --timeout must not leave the old one unproved.
+                (*within).max(RELOAD_BUDGET),
                 false,
             ),
             ComponentCheck::Restart {
@@ -183,7 +192,7 @@ impl ComponentCheck {
                     component.name()
                 ));
                 // Its own budget: a short --timeout must not leave the old one unproved.
-                let within = (*within).max(Duration::from_secs(120));
+                let within = (*within).max(RESTART_BUDGET);
                 restart(layout, *component, kubeconfig, *health_port, within, false).map(|_| ())
             }
             ComponentCheck::NotRunning { .. } => Ok(()),
@@ -255,7 +264,7 @@ fn restart(
         .changed_unix;
     // Who runs now, after the write: the one to replace.
     let before = process::find_component(name);
-    if let Some(container) = process::running_container(layout, name) {
+    if let Some(container) = process::running_container(layout, name, interruptible) {
         let stop = process::crictl(layout, &["stop", "--timeout", "30", &container])
             .ok_or_else(|| not_restarted("no container runtime on this root".into()))?;
         let out = interrupt::run(

@@ -161,8 +161,11 @@ impl Problem {
                 ),
                 _ => format!("kubeadm-recover certs renew {name}"),
             },
+            Problem::NotInUse { restart, .. } if *restart == "kubelet" => {
+                "restart the kubelet so that it reads the file: systemctl restart kubelet".into()
+            }
             Problem::NotInUse { restart, .. } => format!(
-                "restart {restart} so that it reads the file: crictl stop \"$(crictl ps -q --name {restart})\" (the kubelet starts it again)"
+                "restart {restart} so that it reads the file: crictl stop \"$(crictl ps -q --name '^{restart}$')\" (the kubelet starts it again)"
             ),
             Problem::Unreadable { name, .. } => format!(
                 "restore it from a backup (kubeadm-recover backups list) or re-issue it: kubeadm certs renew {name}"

@@ -113,12 +113,10 @@ const STEPS: [(&str, &[&str]); 5] = [
     ("kube-scheduler", &["scheduler.conf"]),
 ];
 
-/// How long a component that re-reads its files may take to present the new certificate: the
-/// apiserver watches the file and rechecks every minute; etcd reads it at each handshake.
-const RELOAD_WITHIN: Duration = Duration::from_secs(90);
-/// How long a restarted controller-manager or scheduler may take to answer `/healthz`: the
-/// kubelet's first restart of a stopped container, and the component's start.
-const RESTART_WITHIN: Duration = Duration::from_secs(120);
+use crate::certs::prove::{RELOAD_BUDGET as RELOAD_WITHIN, RESTART_BUDGET as RESTART_WITHIN};
+
+/// A CA that ends sooner than this cannot sign a renewal worth having: rotate it first.
+const CA_MARGIN: time::Duration = time::Duration::days(1);
 
 pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals> {
     let selected = select(&request.names)?;
@@ -131,7 +129,8 @@ pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals>
         let Ok(pem) = layout.fs().read_to_string(&cert_path) else {
             continue;
         };
-        let not_after = crate::credentials::pem::not_after(pem.as_bytes()).unwrap_or(0);
+        let not_after = crate::credentials::pem::not_after(pem.as_bytes())
+            .map_err(|e| Error::Refused(format!("{}: {e}", cert_path.display())))?;
         authorities.push((authority.name(), crate::runtime::clock::rfc3339(not_after)));
         let key_path = layout
             .pki_dir()
@@ -178,6 +177,15 @@ pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals>
             };
             let key = Key::generate(current.key_type)
                 .map_err(|e| Error::Failed(format!("a new key for {}: {e}", entry.name)))?;
+            if *ca_not_after < (now + CA_MARGIN).unix_timestamp() {
+                return Err(Error::Refused(format!(
+                    "{} would be signed by {}, which ends {}: a renewal under it would not outlive it. \
+                     Rotate the CA by hand first (kubeadm's \"manual rotation of CA certificates\"); this tool never rotates a CA",
+                    entry.name,
+                    entry.authority.name(),
+                    crate::runtime::clock::rfc3339(*ca_not_after)
+                )));
+            }
             let wanted_end = now + validity;
             let ca_end = time::OffsetDateTime::from_unix_timestamp(*ca_not_after)
                 .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
@@ -442,6 +450,13 @@ fn current(layout: &NodeLayout, entry: &Entry) -> Result<Option<Current>> {
 /// admin.conf when it works; else `--config`), else kubeadm's default.
 fn validity(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<(Duration, ValiditySource)> {
     if let Some(validity) = request.validity {
+        // A certificate that ends before the operator is done is not a renewal.
+        if validity < Duration::from_secs(3600) {
+            return Err(Error::Usage(format!(
+                "--validity {}s is too short for a control-plane certificate: give at least 1h (kubeadm's default is 8760h)",
+                validity.as_secs()
+            )));
+        }
         return Ok((validity, ValiditySource::Flag));
     }
     if let Some(path) = &request.config {
@@ -541,7 +556,7 @@ fn proofs(
                 layout,
                 component,
                 timeout.unwrap_or(RESTART_WITHIN),
-            )),
+            )?),
             Pickup::Reloads(_) | Pickup::People => {}
         }
     }
@@ -617,15 +632,34 @@ fn presents_check(
     }
 }
 
-fn restart_check(layout: &NodeLayout, component: Component, within: Duration) -> ComponentCheck {
+fn restart_check(
+    layout: &NodeLayout,
+    component: Component,
+    within: Duration,
+) -> Result<ComponentCheck> {
     if !layout.is_host() {
-        return ComponentCheck::NotRunning {
+        return Ok(ComponentCheck::NotRunning {
             component,
             why: "a --root sandbox: the host's runtime is never touched".into(),
-        };
+        });
     }
     match crate::apiserver::process::find_component(component.name()) {
-        Some(_) => ComponentCheck::Restart {
+        // Running, but not to be restarted through the runtime: refused before any write.
+        Some(_)
+            if crate::apiserver::process::running_container(layout, component.name(), true)
+                .is_none() =>
+        {
+            Err(Error::Refused(format!(
+                "{} runs, but crictl cannot find its container, so it could not be restarted onto its new \
+                 kubeconfig: install crictl (or point /etc/crictl.yaml at the runtime), or leave {} out of the names",
+                component.name(),
+                match component {
+                    Component::KubeScheduler => "scheduler.conf",
+                    _ => "controller-manager.conf",
+                }
+            )))
+        }
+        Some(_) => Ok(ComponentCheck::Restart {
             component,
             kubeconfig: layout.kubeconfig(match component {
                 Component::KubeScheduler => "scheduler.conf",
@@ -636,11 +670,11 @@ fn restart_check(layout: &NodeLayout, component: Component, within: Duration) ->
                 _ => 10257,
             },
             within,
-        },
-        None => ComponentCheck::NotRunning {
+        }),
+        None => Ok(ComponentCheck::NotRunning {
             component,
             why: "no process: it reads the new kubeconfig when the kubelet starts it".into(),
-        },
+        }),
     }
 }
 

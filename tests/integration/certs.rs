@@ -542,6 +542,8 @@ fn the_validity_comes_from_a_kubeadm_configuration_and_never_passes_the_ca() {
         .unwrap();
     assert_eq!(renewed["new"]["notAfter"], ca["notAfter"]);
 
+    let short = renew(&sim, &["apiserver", "--validity", "5m", "--yes"], 2);
+    assert!(short.stderr.contains("too short"), "{}", short.stderr);
     let wrong = renew(&sim, &["etcd/server", "--yes"], 2);
     assert!(
         wrong.stderr.contains("not a certificate kubeadm renews"),
