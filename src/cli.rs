@@ -327,12 +327,27 @@ pub enum CertsCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// How long each component may take to be proved on its new certificates (then its step
-        /// is rolled back): default 90s for one that re-reads its files, 2m for a restart.
+        /// is rolled back): default 90s for one that re-reads its files, 5m30s for a restart
+        /// (the kubelet's back-off for a container that crash-looped reaches five minutes).
         #[arg(long, value_parser = parse_positive_duration, value_name = "DURATION")]
         timeout: Option<Duration>,
+        /// Who re-issues: this tool from the CA keys on the node, or the real `kubeadm certs
+        /// renew NAME`, always given the cluster's configuration (--config, else the
+        /// kubeadm-config ConfigMap's) so that it cannot fall back to its defaults. Backed up,
+        /// proved and rolled back the same way.
+        #[arg(long, value_enum, default_value_t = RenewMethod::Native)]
+        method: RenewMethod,
         #[command(flatten)]
         confirm: ConfirmOptions,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RenewMethod {
+    /// Re-issue from the CA keys on the node, each with its own subject, SANs, usages and key.
+    Native,
+    /// `kubeadm certs renew NAME --config FILE`.
+    Kubeadm,
 }
 
 #[derive(Debug, Subcommand)]

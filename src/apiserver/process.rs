@@ -156,6 +156,14 @@ fn listens(table: &str, port: u16) -> bool {
 }
 
 /// Seconds since the epoch when a process started, from its start ticks.
+/// A running process's command line, program name first.
+pub fn arguments(identity: &ProcessIdentity) -> Option<Vec<String>> {
+    let pid = identity.pid.to_string();
+    // The same process still: a pid reused since is someone else.
+    (start_ticks(&pid)? == identity.start_ticks).then_some(())?;
+    read_cmdline(&pid)
+}
+
 pub fn started_unix(identity: &ProcessIdentity) -> Option<i64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let boot: i64 = stat

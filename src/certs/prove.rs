@@ -25,28 +25,51 @@ pub enum ComponentCheck {
         port: u16,
         /// The certificate and key files a look offers (etcd demands a client certificate).
         client: Option<(PathBuf, PathBuf)>,
-        new_der: Vec<u8>,
+        /// The renewed certificate's file, read after the write (whoever wrote it: this tool
+        /// or `kubeadm certs renew`).
+        certificate: PathBuf,
         /// What it presented before the step: what a rollback must see again.
         old_der: Vec<u8>,
         within: Duration,
     },
     /// Restart the static pod (its container stopped through the runtime; the kubelet starts
-    /// it again, as for any static pod) and prove the new process healthy on `health_port`.
+    /// it again, as for any static pod) and prove the new process healthy on `health_port`,
+    /// and, where it elects a leader, holding its lease with the new kubeconfig.
     Restart {
         component: Component,
         /// The kubeconfig it reads at its start: the new process must have started after it
         /// was written (a process that restarted by itself before the write holds the old one).
         kubeconfig: PathBuf,
         health_port: u16,
+        lease: Lease,
         within: Duration,
     },
     /// Not running here: it reads the new file when it starts. Nothing to prove, and said so.
     NotRunning { component: Component, why: String },
 }
 
+/// The leader-election lease a restarted component must come to hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// `kube-system/<component>`: read with the component's own new kubeconfig before the
+    /// restart (the credential authenticates as an identity allowed to it, or nothing is
+    /// restarted), then held by the new process and renewed after its start. `/healthz` alone
+    /// proves neither: it does not use the kubeconfig.
+    Held,
+    /// `--leader-elect=false`: it holds no lease; `/healthz` is the proof.
+    NotElected,
+    /// Restarted onto files put back (a revert): "as before" may be a credential that had
+    /// expired, so `/healthz` is the proof, as for a rollback.
+    AsBefore,
+}
+
 /// What was proved, for the report.
 #[derive(Debug, Clone, Serialize)]
-#[serde(tag = "proof", rename_all = "kebab-case")]
+#[serde(
+    tag = "proof",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum ComponentProved {
     /// Reloaded by itself: the port presents the new serial.
     Reloaded {
@@ -60,12 +83,55 @@ pub enum ComponentProved {
         old_pid: i32,
         new_pid: i32,
         healthz: String,
+        /// The new process's identity in its leader-election lease, renewed after its start.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        lease_holder: Option<String>,
         waited_ms: u128,
     },
     NotRunning {
         component: Component,
         why: String,
     },
+}
+
+impl ComponentProved {
+    /// One line for people: what was proved, and how.
+    pub fn describe(&self) -> String {
+        match self {
+            ComponentProved::Reloaded {
+                component,
+                certificate,
+                endpoint,
+                waited_ms,
+            } => format!(
+                "proved: {} re-read {certificate} by itself: {endpoint} presents the new certificate (after {waited_ms} ms, no restart)",
+                component.name()
+            ),
+            ComponentProved::Restarted {
+                component,
+                old_pid,
+                new_pid,
+                healthz,
+                lease_holder,
+                waited_ms,
+            } => format!(
+                "proved: {} restarted: pid {old_pid} -> {new_pid}, {healthz} ok{} (after {waited_ms} ms)",
+                component.name(),
+                lease_holder
+                    .as_deref()
+                    .map_or(String::new(), |holder| format!(
+                        ", its lease held and renewed by the new process ({})",
+                        crate::ui::escape(holder)
+                    ))
+            ),
+            ComponentProved::NotRunning { component, why } => {
+                format!(
+                    "not running: {} ({why}); it reads the new files when it starts",
+                    component.name()
+                )
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,7 +181,7 @@ impl ComponentCheck {
                 host,
                 port,
                 client,
-                new_der,
+                certificate,
                 within,
                 ..
             } => {
@@ -124,7 +190,31 @@ impl ComponentCheck {
                     component.name()
                 ));
                 let started = Instant::now();
-                presents(layout, host, *port, client.as_ref(), new_der, *within, true)?;
+                let new_der = layout
+                    .fs()
+                    .read_to_string(certificate)
+                    .ok()
+                    .and_then(|pem| {
+                        crate::credentials::pem::certificates(&pem)
+                            .into_iter()
+                            .next()
+                    })
+                    .ok_or_else(|| ComponentFailure::NotReloaded {
+                        endpoint: format!(
+                            "{} (the renewed file cannot be read)",
+                            layout.node_path(certificate)
+                        ),
+                        within: Duration::ZERO,
+                    })?;
+                presents(
+                    layout,
+                    host,
+                    *port,
+                    client.as_ref(),
+                    &new_der,
+                    *within,
+                    true,
+                )?;
                 Ok(ComponentProved::Reloaded {
                     component: *component,
                     certificate: name,
@@ -136,20 +226,49 @@ impl ComponentCheck {
                 component,
                 kubeconfig,
                 health_port,
+                lease,
                 within,
             } => {
+                let started = Instant::now();
+                // Before anything stops: the new credential reads the lease, or nothing is
+                // restarted onto it.
+                let holder_before = match lease {
+                    Lease::Held => {
+                        ui.info(format!(
+                            "checking that the new {} authenticates: reading the lease kube-system/{} with it",
+                            layout.node_path(kubeconfig),
+                            component.name()
+                        ));
+                        Some(
+                            read_lease(layout, kubeconfig, component.name()).map_err(|why| {
+                                ComponentFailure::NotRestarted {
+                                    component: component.name(),
+                                    why: format!("its new kubeconfig does not work: {why}"),
+                                }
+                            })?,
+                        )
+                    }
+                    Lease::NotElected | Lease::AsBefore => None,
+                };
                 ui.info(format!(
                     "restarting {} so that it reads its new kubeconfig",
                     component.name()
                 ));
-                let started = Instant::now();
-                let (old, new) =
-                    restart(layout, *component, kubeconfig, *health_port, *within, true)?;
+                let restarted = restart(
+                    layout,
+                    *component,
+                    kubeconfig,
+                    *health_port,
+                    holder_before.as_ref(),
+                    *within,
+                    true,
+                )?;
                 Ok(ComponentProved::Restarted {
                     component: *component,
-                    old_pid: old.map_or(0, |p| p.pid),
-                    new_pid: new.pid,
+                    old_pid: restarted.stopped.map_or(0, |p| p.pid),
+                    new_pid: restarted.new.pid,
                     healthz: format!("https://127.0.0.1:{health_port}/healthz"),
+                    lease_holder: restarted.lease_holder,
                     waited_ms: started.elapsed().as_millis(),
                 })
             }
@@ -186,14 +305,25 @@ impl ComponentCheck {
                 kubeconfig,
                 health_port,
                 within,
+                ..
             } => {
                 ui.info(format!(
                     "restarting {} again with its old kubeconfig",
                     component.name()
                 ));
-                // Its own budget: a short --timeout must not leave the old one unproved.
+                // Its own budget: a short --timeout must not leave the old one unproved. No
+                // lease: "as before" may be a credential that had expired.
                 let within = (*within).max(RESTART_BUDGET);
-                restart(layout, *component, kubeconfig, *health_port, within, false).map(|_| ())
+                restart(
+                    layout,
+                    *component,
+                    kubeconfig,
+                    *health_port,
+                    None,
+                    within,
+                    false,
+                )
+                .map(|_| ())
             }
             ComponentCheck::NotRunning { .. } => Ok(()),
         }
@@ -241,17 +371,68 @@ fn presents(
     }
 }
 
+/// Who held a lease, and when it was last renewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LeaseHolder {
+    identity: Option<String>,
+    renewed_unix: Option<i64>,
+}
+
+/// `kube-system/<name>`'s lease, read with `kubeconfig` (bounded in time, as every API call).
+fn read_lease(
+    layout: &NodeLayout,
+    kubeconfig: &std::path::Path,
+    name: &str,
+) -> Result<LeaseHolder, String> {
+    let client =
+        crate::apiserver::admin::Admin::connect(layout, kubeconfig).map_err(|e| e.to_string())?;
+    let lease: serde_json::Value = client
+        .get(&format!(
+            "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}"
+        ))
+        .map_err(|e| e.to_string())?;
+    Ok(LeaseHolder {
+        identity: lease
+            .pointer("/spec/holderIdentity")
+            .and_then(|h| h.as_str())
+            .map(str::to_string),
+        renewed_unix: lease
+            .pointer("/spec/renewTime")
+            .and_then(|t| t.as_str())
+            .and_then(crate::runtime::clock::parse_rfc3339),
+    })
+}
+
+/// Whether the lease as read now is held by a process that started at `started` (a new
+/// holder, renewed since then), given who held it before the restart.
+fn held_since(now: &LeaseHolder, before: &LeaseHolder, started: i64) -> bool {
+    // /proc's start time is whole seconds and rounds down: a second of slack.
+    now.identity.is_some()
+        && now.identity != before.identity
+        && now
+            .renewed_unix
+            .is_some_and(|renewed| renewed >= started - 1)
+}
+
+struct Restarted {
+    stopped: Option<ProcessIdentity>,
+    new: ProcessIdentity,
+    lease_holder: Option<String>,
+}
+
 /// Stops the component's container through the runtime (the kubelet starts a new one from the
 /// same manifest), then waits for a process that is not the one stopped, started after its
-/// kubeconfig was last written, and answers `/healthz` with 200. Returns (stopped, new).
+/// kubeconfig was last written, that answers `/healthz` with 200 and, given who held its lease
+/// before, holds that lease and has renewed it since its start.
 fn restart(
     layout: &NodeLayout,
     component: Component,
     kubeconfig: &std::path::Path,
     health_port: u16,
+    lease_before: Option<&LeaseHolder>,
     within: Duration,
     interruptible: bool,
-) -> Result<(Option<ProcessIdentity>, ProcessIdentity), ComponentFailure> {
+) -> Result<Restarted, ComponentFailure> {
     let name = component.name();
     let not_restarted = |why: String| ComponentFailure::NotRestarted {
         component: name,
@@ -293,7 +474,39 @@ fn restart(
         });
         if let Some(now) = fresh {
             match served::get_status("127.0.0.1", health_port, "/healthz") {
-                Ok(200) => return Ok((before, now)),
+                Ok(200) => match lease_before {
+                    None => {
+                        return Ok(Restarted {
+                            stopped: before,
+                            new: now,
+                            lease_holder: None,
+                        });
+                    }
+                    Some(lease_before) => {
+                        let started = process::started_unix(&now).unwrap_or(i64::MAX);
+                        match read_lease(layout, kubeconfig, name) {
+                            Ok(lease) if held_since(&lease, lease_before, started) => {
+                                return Ok(Restarted {
+                                    stopped: before,
+                                    new: now,
+                                    lease_holder: lease.identity,
+                                });
+                            }
+                            Ok(lease) => {
+                                last = format!(
+                                    "healthy, but the lease kube-system/{name} is held by {} (renewed {}), not yet by the new process",
+                                    crate::ui::escape(
+                                        lease.identity.as_deref().unwrap_or("no one")
+                                    ),
+                                    lease
+                                        .renewed_unix
+                                        .map_or("never".into(), crate::runtime::clock::rfc3339)
+                                )
+                            }
+                            Err(e) => last = format!("healthy, but its lease cannot be read: {e}"),
+                        }
+                    }
+                },
                 Ok(code) => last = format!("/healthz answered {code}"),
                 Err(e) => last = format!("/healthz: {e}"),
             }
@@ -309,5 +522,59 @@ fn restart(
             });
         }
         std::thread::sleep(POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(identity: Option<&str>, renewed: Option<i64>) -> LeaseHolder {
+        LeaseHolder {
+            identity: identity.map(str::to_string),
+            renewed_unix: renewed,
+        }
+    }
+
+    #[test]
+    fn the_lease_proves_the_new_process_only_with_a_new_holder_renewed_since_its_start() {
+        let before = holder(Some("node_old-uuid"), Some(1_000));
+        let started = 2_000;
+        assert!(held_since(
+            &holder(Some("node_new-uuid"), Some(2_003)),
+            &before,
+            started
+        ));
+        // /proc's whole seconds: renewed in the second it started.
+        assert!(held_since(
+            &holder(Some("node_new-uuid"), Some(1_999)),
+            &before,
+            started
+        ));
+        // Still the old holder (the new process waits for the old lease to lapse).
+        assert!(!held_since(
+            &holder(Some("node_old-uuid"), Some(2_010)),
+            &before,
+            started
+        ));
+        // A new holder that has not renewed since the start: another process's.
+        assert!(!held_since(
+            &holder(Some("node_new-uuid"), Some(1_500)),
+            &before,
+            started
+        ));
+        // Released, or never held.
+        assert!(!held_since(&holder(None, Some(2_010)), &before, started));
+        assert!(!held_since(
+            &holder(Some("node_new-uuid"), None),
+            &before,
+            started
+        ));
+        // No one held it before: the first holder since the start.
+        assert!(held_since(
+            &holder(Some("node_new-uuid"), Some(2_001)),
+            &holder(None, None),
+            started
+        ));
     }
 }

@@ -41,18 +41,12 @@ pub fn presented(
     let deadline = Instant::now() + DEADLINE;
     let seen = Arc::new(Mutex::new(None));
     let config = config(seen.clone(), client)?;
-    let address = resolve(host, port)?;
+    let address = resolve(host, port, deadline)?;
     let name = ServerName::IpAddress(address.ip().into());
     let mut connection = rustls::ClientConnection::new(Arc::new(config), name)
         .map_err(|e| LookError::Other(e.to_string()))?;
-    let mut socket = TcpStream::connect_timeout(&address, DEADLINE).map_err(io_error)?;
+    let mut socket = Deadlined::connect(&address, deadline)?;
     while connection.is_handshaking() {
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or(LookError::TimedOut)?;
-        socket.set_read_timeout(Some(left)).map_err(io_error)?;
-        socket.set_write_timeout(Some(left)).map_err(io_error)?;
         if let Err(e) = connection.complete_io(&mut socket) {
             // The certificate is seen before the handshake can fail on our side of it.
             if seen.lock().expect("not poisoned").is_some() {
@@ -78,13 +72,11 @@ pub fn get_status(host: &str, port: u16, path: &str) -> Result<u16, LookError> {
     use std::io::Read;
     let deadline = Instant::now() + DEADLINE;
     let config = config(Arc::new(Mutex::new(None)), None)?;
-    let address = resolve(host, port)?;
+    let address = resolve(host, port, deadline)?;
     let connection =
         rustls::ClientConnection::new(Arc::new(config), ServerName::IpAddress(address.ip().into()))
             .map_err(|e| LookError::Other(e.to_string()))?;
-    let socket = TcpStream::connect_timeout(&address, DEADLINE).map_err(io_error)?;
-    socket.set_read_timeout(Some(DEADLINE)).map_err(io_error)?;
-    socket.set_write_timeout(Some(DEADLINE)).map_err(io_error)?;
+    let socket = Deadlined::connect(&address, deadline)?;
     let mut tls = rustls::StreamOwned::new(connection, socket);
     tls.write_all(
         format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
@@ -110,12 +102,70 @@ pub fn get_status(host: &str, port: u16, path: &str) -> Result<u16, LookError> {
         .ok_or_else(|| LookError::Other("no HTTP status line".into()))
 }
 
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, LookError> {
-    (host, port)
-        .to_socket_addrs()
-        .map_err(|e| LookError::Other(format!("{host}: {e}")))?
-        .next()
-        .ok_or_else(|| LookError::Other(format!("{host}: no address")))
+/// The address of `host` (an IP address as it is; a name looked up on a thread of its own, so
+/// that a resolver that hangs is bounded by the look's deadline too).
+fn resolve(host: &str, port: u16, deadline: Instant) -> Result<SocketAddr, LookError> {
+    if let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let left = Deadlined::left(deadline).map_err(io_error)?;
+    let (send, receive) = std::sync::mpsc::channel();
+    let name = host.to_string();
+    std::thread::spawn(move || {
+        let _ = send.send(
+            (name.as_str(), port)
+                .to_socket_addrs()
+                .map(|mut a| a.next()),
+        );
+    });
+    match receive.recv_timeout(left) {
+        Ok(Ok(Some(address))) => Ok(address),
+        Ok(Ok(None)) => Err(LookError::Other(format!("{host}: no address"))),
+        Ok(Err(e)) => Err(LookError::Other(format!("{host}: {e}"))),
+        Err(_) => Err(LookError::TimedOut),
+    }
+}
+
+/// A socket whose every read and write ends by one deadline: a peer that trickles a byte just
+/// before each read timeout would otherwise keep a handshake going for ever.
+struct Deadlined {
+    socket: TcpStream,
+    deadline: Instant,
+}
+
+impl Deadlined {
+    fn connect(address: &SocketAddr, deadline: Instant) -> Result<Self, LookError> {
+        let left = Self::left(deadline).map_err(io_error)?;
+        let socket = TcpStream::connect_timeout(address, left).map_err(io_error)?;
+        Ok(Deadlined { socket, deadline })
+    }
+
+    fn left(deadline: Instant) -> std::io::Result<Duration> {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::TimedOut))
+    }
+}
+
+impl std::io::Read for Deadlined {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.socket
+            .set_read_timeout(Some(Self::left(self.deadline)?))?;
+        self.socket.read(buf)
+    }
+}
+
+impl std::io::Write for Deadlined {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.socket
+            .set_write_timeout(Some(Self::left(self.deadline)?))?;
+        self.socket.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.socket.flush()
+    }
 }
 
 fn io_error(e: std::io::Error) -> LookError {
@@ -232,5 +282,44 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         assert_eq!(presented("127.0.0.1", port, None), Err(LookError::TimedOut));
         drop(listener);
+    }
+
+    #[test]
+    fn a_peer_that_trickles_its_handshake_ends_at_the_deadline_too() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // A TLS record header announcing 16 KiB, then a byte a second: each read sees data
+        // before its own timeout, so only the one deadline over the whole look ends it. (Were
+        // it not kept, the look would end at the trickle's end with another error.)
+        let peer = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            for byte in [0x16u8, 0x03, 0x03, 0x40, 0x00].into_iter().chain([0; 5]) {
+                if socket.write_all(&[byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(900));
+            }
+        });
+        assert_eq!(presented("127.0.0.1", port, None), Err(LookError::TimedOut));
+        peer.join().unwrap();
+    }
+
+    #[test]
+    fn an_address_is_not_looked_up_and_a_name_is_bounded() {
+        let far = Instant::now() + Duration::from_secs(1);
+        assert_eq!(
+            resolve("198.51.100.10", 6443, far).unwrap(),
+            "198.51.100.10:6443".parse().unwrap()
+        );
+        assert_eq!(
+            resolve("[::1]", 2379, far).unwrap(),
+            "[::1]:2379".parse().unwrap()
+        );
+        assert_eq!(
+            resolve("localhost", 1, Instant::now()),
+            Err(LookError::TimedOut),
+            "no time left: no lookup waited for"
+        );
     }
 }

@@ -408,13 +408,26 @@ fn files_revert_plan(layout: &NodeLayout, target: &Session) -> Result<Plan> {
             ownership: None,
         });
     }
+    // A renewal's components are proved on the files put back, as its rollback would.
+    let verify = if target.command == "certs renew" && !writes.is_empty() {
+        let paths: Vec<_> = writes.iter().map(|w| w.path.clone()).collect();
+        let verify = crate::change::renew::of_restored_files(layout, &paths)?;
+        if let plan::Verify::Components(checks) = &verify {
+            steps.extend(checks.iter().map(|check| {
+                format!(
+                    "then prove {} on the files put back",
+                    check.component().name()
+                )
+            }));
+        }
+        verify
+    } else {
+        plan::Verify::Nothing
+    };
     let action = if writes.is_empty() {
         plan::Action::CloseSession
     } else {
-        plan::Action::Write {
-            writes,
-            verify: plan::Verify::Nothing,
-        }
+        plan::Action::Write { writes, verify }
     };
     let mut plan = Plan::new("revert", format!("revert session {}?", target.id), action);
     plan.steps = steps;

@@ -146,7 +146,7 @@ impl Transaction<'_> {
             }
             Writer::Programs(programs) => programs,
         };
-        for program in programs {
+        for (index, program) in programs.iter().enumerate() {
             let (name, args) = program.split_first().expect("a program has a name");
             let ran = interrupt::run(
                 duct::cmd(name, args).stderr_to_stdout().stdout_capture(),
@@ -167,11 +167,15 @@ impl Transaction<'_> {
             };
             let out = match ran {
                 Ok(out) => out,
-                Err(interrupt::Stopped::Failed(e)) => {
+                // Not started: nothing written, unless a program before it wrote.
+                Err(interrupt::Stopped::Failed(e)) if index == 0 => {
                     return Err(nothing_written(
                         recorder,
                         Error::Failed(format!("cannot run {name}: {e}; nothing was changed")),
                     ));
+                }
+                Err(interrupt::Stopped::Failed(e)) => {
+                    return Err(failed(format!("cannot run {name}: {e}"), false));
                 }
                 // Killed half-way: it may have written, so what is on disk decides.
                 Err(stopped) => {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{Context, change_settings};
 use crate::change::executor::{self, ChangeReport, Done, Ran, Unfinished};
-use crate::change::renew::{self, Renewal, Request, ValiditySource};
+use crate::change::renew::{self, Renewal, Request, Skipped, ValiditySource};
 use crate::cli::ConfirmOptions;
 use crate::error::{ExitStatus, Result};
 use crate::ui::Report;
@@ -31,10 +31,21 @@ struct RenewReport {
     steps: Vec<StepReport>,
     /// Steps not run because an earlier one failed (or was declined).
     not_run: Vec<String>,
+    /// Certificates `all` left alone (an external CA's), and why.
+    skipped: Vec<Skipped>,
+    /// The certificate that ends first once this is done, of every one on the node.
+    next_expiry: Option<NextExpiry>,
     /// The CAs, reported and never rotated: (name, not after).
     authorities: Vec<Authority>,
     #[serde(skip)]
     plans: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NextExpiry {
+    certificate: &'static str,
+    not_after: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -61,12 +72,14 @@ impl Report for RenewReport {
         for step in &self.steps {
             out.push_str(&format!("{}:\n", step.title));
             for r in &step.renewed {
+                let (serial, until) = r
+                    .new
+                    .as_ref()
+                    .map_or(("?", "?"), |n| (n.serial.as_str(), n.not_after.as_str()));
                 out.push_str(&format!(
-                    "  {}: serial {} -> {}, valid until {}{}\n",
+                    "  {}: serial {} -> {serial}, valid until {until}{}\n",
                     r.name,
                     r.old_serial,
-                    r.new.serial,
-                    r.new.not_after,
                     if r.capped_to_ca {
                         " (the CA's end)"
                     } else {
@@ -83,7 +96,7 @@ impl Report for RenewReport {
                     ));
                 }
                 for c in &change.components {
-                    out.push_str(&format!("  {}\n", describe(c)));
+                    out.push_str(&format!("  {}\n", c.describe()));
                 }
                 if let Some(backup) = &change.backup {
                     out.push_str(&format!("  backup: {}\n", backup.path));
@@ -92,6 +105,15 @@ impl Report for RenewReport {
         }
         for step in &self.not_run {
             out.push_str(&format!("not run: {step}\n"));
+        }
+        for skipped in &self.skipped {
+            out.push_str(&format!("skipped: {}: {}\n", skipped.name, skipped.why));
+        }
+        if let Some(next) = &self.next_expiry {
+            out.push_str(&format!(
+                "next expiry: {} on {}\n",
+                next.certificate, next.not_after
+            ));
         }
         for a in &self.authorities {
             out.push_str(&format!(
@@ -103,35 +125,20 @@ impl Report for RenewReport {
     }
 }
 
-fn describe(proved: &crate::certs::prove::ComponentProved) -> String {
-    use crate::certs::prove::ComponentProved;
-    match proved {
-        ComponentProved::Reloaded {
-            component,
-            certificate,
-            endpoint,
-            waited_ms,
-        } => format!(
-            "proved: {} re-read {certificate} by itself: {endpoint} presents the new certificate (after {waited_ms} ms, no restart)",
-            component.name()
-        ),
-        ComponentProved::Restarted {
-            component,
-            old_pid,
-            new_pid,
-            healthz,
-            waited_ms,
-        } => format!(
-            "proved: {} restarted: pid {old_pid} -> {new_pid}, {healthz} ok (after {waited_ms} ms)",
-            component.name()
-        ),
-        ComponentProved::NotRunning { component, why } => {
-            format!(
-                "not running: {} ({why}); it reads the new files when it starts",
-                component.name()
-            )
-        }
-    }
+/// The certificate on the node that ends first, now (the leaves and the CAs alike).
+fn next_expiry(layout: &crate::node::NodeLayout) -> Option<NextExpiry> {
+    let inventory = crate::certs::inspect::inventory(layout, false);
+    inventory
+        .certificates
+        .iter()
+        .map(|c| (c.name, &c.file))
+        .chain(inventory.authorities.iter().map(|a| (a.name, &a.file)))
+        .filter_map(|(name, file)| Some((name, file.certificate()?)))
+        .min_by_key(|(_, cert)| cert.not_after_unix)
+        .map(|(name, cert)| NextExpiry {
+            certificate: name,
+            not_after: cert.not_after.clone(),
+        })
 }
 
 /// As Go prints a duration (and kubeadm's configuration writes one): `8760h0m0s`.
@@ -152,6 +159,8 @@ pub fn run(ctx: &Context, request: Request, confirm: &ConfirmOptions) -> Result<
         validity_source: renewals.validity_source,
         steps: Vec::new(),
         not_run: Vec::new(),
+        skipped: renewals.skipped,
+        next_expiry: None,
         authorities: renewals
             .authorities
             .into_iter()
@@ -159,19 +168,30 @@ pub fn run(ctx: &Context, request: Request, confirm: &ConfirmOptions) -> Result<
             .collect(),
         plans: String::new(),
     };
+    // kubeadm's configuration, when it is the cluster's, in place for the run (and only then).
+    let _configuration = match (&renewals.kubeadm, settings.dry_run) {
+        (Some(configuration), false) => Some(configuration.in_place(&ctx.layout)?),
+        _ => None,
+    };
     let mut steps = renewals.steps.into_iter();
     let mut ending = Ok(ExitStatus::Success);
     for step in steps.by_ref() {
         let title = step.title.clone();
         let ran = executor::run(&ctx.layout, &ctx.ui, &settings, Unfinished::Refuse, || {
-            Ok((step.plan, step.renewals))
+            step.planned_now(&ctx.layout)
         });
         match ran {
             Ok(Ran::Done(Done {
                 plan,
                 executed,
-                facts,
+                mut facts,
             })) => {
+                if !settings.dry_run {
+                    // What is on disk now: kubeadm's certificate, or this tool's.
+                    facts
+                        .iter_mut()
+                        .for_each(|renewal| renewal.read_back(&ctx.layout));
+                }
                 report
                     .plans
                     .push_str(&format!("{title}:\n{}", plan.describe()));
@@ -196,6 +216,9 @@ pub fn run(ctx: &Context, request: Request, confirm: &ConfirmOptions) -> Result<
         }
     }
     report.not_run.extend(steps.map(|s| s.title));
+    if !settings.dry_run {
+        report.next_expiry = next_expiry(&ctx.layout);
+    }
     // With -o json a failure's document is the Error one (the contract of every command): what
     // went through before it is said on stderr, and in the journal.
     if ending.is_err() && ctx.ui.json() {

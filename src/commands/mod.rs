@@ -88,6 +88,7 @@ fn dispatch(ctx: &Context, settings: UiSettings, command: Command) -> Result<Exi
             validity,
             config,
             timeout,
+            method,
             confirm,
         }) => certs_renew::run(
             ctx,
@@ -96,6 +97,10 @@ fn dispatch(ctx: &Context, settings: UiSettings, command: Command) -> Result<Exi
                 validity,
                 config,
                 timeout,
+                method: match method {
+                    cli::RenewMethod::Native => crate::change::renew::Method::Native,
+                    cli::RenewMethod::Kubeadm => crate::change::renew::Method::Kubeadm,
+                },
             },
             &confirm,
         ),

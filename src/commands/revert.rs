@@ -29,6 +29,9 @@ pub struct RevertResult {
     pub restart: Option<Restart>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proof: Option<Proof>,
+    /// A renewal's components, proved on the files put back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<crate::certs::prove::ComponentProved>,
     #[serde(skip)]
     plan: String,
     #[serde(skip)]
@@ -59,6 +62,9 @@ impl Report for RevertResult {
                 }
             ),
         };
+        for component in &self.components {
+            out.push_str(&format!("  {}\n", component.describe()));
+        }
         if let Some(backup) = &self.backup {
             out.push_str(&format!("  backup of what it replaced: {}\n", backup.path));
         }
@@ -169,6 +175,10 @@ pub fn revert(
         backup: executed.backup(),
         restart: (!executed.dry_run()).then(|| executed.restart().unwrap_or(Restart::NotNeeded)),
         proof: executed.proof(),
+        components: executed
+            .report()
+            .map(|r| r.components.clone())
+            .unwrap_or_default(),
         plan: plan.steps_text(),
         credentials_kept: !executed.dry_run() && !target.credentials_issued.is_empty(),
     })?;
@@ -229,6 +239,7 @@ mod tests {
             backup: None,
             restart,
             proof: None,
+            components: Vec::new(),
             plan: String::new(),
             credentials_kept: false,
         }

@@ -118,10 +118,8 @@ pub fn read_certificate(cert_b64: &str) -> Option<(Subject, KeyType, Vec<u8>)> {
         .filter_map(|o| o.as_str().ok())
         .map(str::to_string)
         .collect();
-    let key_type = match cert.public_key().parsed() {
-        Ok(x509_parser::public_key::PublicKey::EC(_)) => KeyType::EcdsaP256,
-        _ => KeyType::Rsa2048,
-    };
+    // kubeadm's default where the key is of a kind it never writes.
+    let key_type = KeyType::of_public_key(cert.public_key()).unwrap_or(KeyType::Rsa2048);
     Some((
         Subject {
             common_name,

@@ -10,10 +10,47 @@ use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use time::OffsetDateTime;
 
+/// kubeadm's `encryptionAlgorithm` values: a renewal keeps the one its certificate has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {
     Rsa2048,
+    Rsa3072,
+    Rsa4096,
     EcdsaP256,
+    EcdsaP384,
+}
+
+impl KeyType {
+    /// The key type of a certificate's public key (RSA by its modulus, ECDSA by its point),
+    /// or `None` for one kubeadm never writes (Ed25519, DSA, an odd size).
+    pub fn of_public_key(spki: &x509_parser::x509::SubjectPublicKeyInfo) -> Option<KeyType> {
+        use x509_parser::public_key::PublicKey;
+        match spki.parsed().ok()? {
+            PublicKey::RSA(rsa) => match rsa.key_size() {
+                2048 => Some(KeyType::Rsa2048),
+                3072 => Some(KeyType::Rsa3072),
+                4096 => Some(KeyType::Rsa4096),
+                _ => None,
+            },
+            PublicKey::EC(point) => match point.key_size() {
+                256 => Some(KeyType::EcdsaP256),
+                384 => Some(KeyType::EcdsaP384),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// kubeadm's name for it (`encryptionAlgorithm`).
+    pub fn kubeadm_name(self) -> &'static str {
+        match self {
+            KeyType::Rsa2048 => "RSA-2048",
+            KeyType::Rsa3072 => "RSA-3072",
+            KeyType::Rsa4096 => "RSA-4096",
+            KeyType::EcdsaP256 => "ECDSA-P256",
+            KeyType::EcdsaP384 => "ECDSA-P384",
+        }
+    }
 }
 
 /// A private key, usable for signing, with the PEM kubeadm would have written for it.
@@ -32,23 +69,36 @@ impl Key {
     }
 
     pub fn generate(key_type: KeyType) -> Result<Key, Error> {
-        match key_type {
-            KeyType::Rsa2048 => {
-                let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)?;
-                let pem = key.to_pkcs1_pem(LineEnding::LF)?.to_string();
-                Self::from_rsa(key, &pem)
-            }
+        let rsa_bits = match key_type {
+            KeyType::Rsa2048 => 2048,
+            KeyType::Rsa3072 => 3072,
+            KeyType::Rsa4096 => 4096,
             KeyType::EcdsaP256 => {
                 let pair = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
                 let secret = p256::SecretKey::from_pkcs8_der(&pair.serialize_der())?;
                 let pem = sec1_pem(&secret);
-                Ok(Key {
+                return Ok(Key {
                     pair,
                     pem,
                     key_type,
-                })
+                });
             }
-        }
+            KeyType::EcdsaP384 => {
+                let pair = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)?;
+                let secret = p384::SecretKey::from_pkcs8_der(&pair.serialize_der())?;
+                // elliptic-curve's SEC1 writer names the curve and carries the public key, as
+                // Go's x509.MarshalECPrivateKey does.
+                let pem = secret.to_sec1_pem(LineEnding::LF)?.to_string();
+                return Ok(Key {
+                    pair,
+                    pem,
+                    key_type,
+                });
+            }
+        };
+        let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, rsa_bits)?;
+        let pem = key.to_pkcs1_pem(LineEnding::LF)?.to_string();
+        Self::from_rsa(key, &pem)
     }
 
     /// Reads a key in any format kubeadm writes: PKCS#1 RSA, SEC1 EC, or PKCS#8.
@@ -58,6 +108,18 @@ impl Key {
             return Self::from_rsa(key, pem);
         }
         if pem.contains("BEGIN EC PRIVATE KEY") {
+            if let Ok(secret) = p384::SecretKey::from_sec1_pem(pem) {
+                let der = secret.to_pkcs8_der()?;
+                let pair = KeyPair::from_pkcs8_der_and_sign_algo(
+                    &der.as_bytes().to_vec().into(),
+                    &rcgen::PKCS_ECDSA_P384_SHA384,
+                )?;
+                return Ok(Key {
+                    pair,
+                    pem: pem.to_string(),
+                    key_type: KeyType::EcdsaP384,
+                });
+            }
             let secret = p256::SecretKey::from_sec1_pem(pem)?;
             let der = secret.to_pkcs8_der()?;
             let pair = KeyPair::from_pkcs8_der_and_sign_algo(
@@ -74,14 +136,24 @@ impl Key {
             return Self::from_rsa(key, pem);
         }
         let pair = KeyPair::from_pem(pem)?;
+        let key_type = if pair.algorithm() == &rcgen::PKCS_ECDSA_P384_SHA384 {
+            KeyType::EcdsaP384
+        } else {
+            KeyType::EcdsaP256
+        };
         Ok(Key {
             pair,
             pem: pem.to_string(),
-            key_type: KeyType::EcdsaP256,
+            key_type,
         })
     }
 
     fn from_rsa(key: rsa::RsaPrivateKey, pem: &str) -> Result<Key, Error> {
+        let key_type = match rsa::traits::PublicKeyParts::size(&key) * 8 {
+            3072 => KeyType::Rsa3072,
+            4096 => KeyType::Rsa4096,
+            _ => KeyType::Rsa2048,
+        };
         let der = key.to_pkcs8_der()?;
         let pair = KeyPair::from_pkcs8_der_and_sign_algo(
             &der.as_bytes().to_vec().into(),
@@ -90,7 +162,7 @@ impl Key {
         Ok(Key {
             pair,
             pem: pem.to_string(),
-            key_type: KeyType::Rsa2048,
+            key_type,
         })
     }
 
@@ -249,6 +321,74 @@ mod tests {
                 .any(|w| w == [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]),
             "names prime256v1"
         );
+    }
+
+    #[test]
+    fn every_kubeadm_encryption_algorithm_is_generated_read_back_and_recognised_in_a_certificate() {
+        let ca_key = Key::generate(KeyType::EcdsaP256).unwrap();
+        let ca = self_signed_ca(
+            &ca_key,
+            &Request {
+                common_name: "kubernetes",
+                organizations: &[],
+                profile: Profile::Ca,
+                now: now(),
+                validity: YEAR,
+            },
+        )
+        .unwrap();
+        for key_type in [
+            KeyType::Rsa2048,
+            KeyType::Rsa3072,
+            KeyType::Rsa4096,
+            KeyType::EcdsaP256,
+            KeyType::EcdsaP384,
+        ] {
+            let key = Key::generate(key_type).unwrap();
+            let again = Key::from_pem(&key.pem).unwrap();
+            assert_eq!(again.key_type, key_type, "{}", key_type.kubeadm_name());
+            assert_eq!(again.pair.public_key_pem(), key.pair.public_key_pem());
+            let leaf = issue(
+                &ca.pem,
+                &ca_key,
+                &key,
+                &Request {
+                    common_name: "leaf",
+                    organizations: &[],
+                    profile: Profile::Client,
+                    now: now(),
+                    validity: YEAR,
+                },
+            )
+            .unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(&leaf.der).unwrap();
+            assert_eq!(KeyType::of_public_key(cert.public_key()), Some(key_type));
+            // And a CA of that type signs.
+            let signed_by_it = issue(
+                &self_signed_ca(
+                    &again,
+                    &Request {
+                        common_name: "ca",
+                        organizations: &[],
+                        profile: Profile::Ca,
+                        now: now(),
+                        validity: YEAR,
+                    },
+                )
+                .unwrap()
+                .pem,
+                &again,
+                &ca_key,
+                &Request {
+                    common_name: "leaf",
+                    organizations: &[],
+                    profile: Profile::Client,
+                    now: now(),
+                    validity: YEAR,
+                },
+            );
+            assert!(signed_by_it.is_ok(), "{}", key_type.kubeadm_name());
+        }
     }
 
     #[test]

@@ -558,3 +558,143 @@ fn unix_now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+/// `--method kubeadm` runs the real kubeadm only where it cannot fall back to its defaults:
+/// no kubeadm, no configuration (the simulated apiserver has no kubeadm-config ConfigMap and no
+/// --config is given), or a --validity kubeadm would not honour are each refused before
+/// anything runs or changes. (It running, and being proved, is the upstream tier's test.)
+#[test]
+fn the_kubeadm_method_is_refused_where_kubeadm_would_fall_back_or_cannot_run() {
+    let sim = full_node(true);
+    let pki = |sim: &SimNode| {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(sim.path("/etc/kubernetes/pki"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_file())
+            .map(|e| {
+                (
+                    e.path().display().to_string(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let before = pki(&sim);
+    let out = renew(
+        &sim,
+        &["all", "--method", "kubeadm", "--validity", "48h", "--yes"],
+        2,
+    );
+    assert!(
+        out.stderr
+            .contains("set certificateValidityPeriod in --config FILE"),
+        "{}",
+        out.stderr
+    );
+    let bin = tempfile::tempdir().unwrap();
+    let out = sim
+        .run()
+        .args(["certs", "renew", "all", "--method", "kubeadm", "--yes"])
+        .env("PATH", bin.path().to_str().unwrap())
+        .code(3);
+    assert!(
+        out.stderr.contains("needs `kubeadm` on PATH"),
+        "{}",
+        out.stderr
+    );
+    // A kubeadm that must never be run: it leaves a mark if it is.
+    let mark = bin.path().join("ran");
+    let kubeadm = bin.path().join("kubeadm");
+    std::fs::write(&kubeadm, format!("#!/bin/sh\ntouch {}\n", mark.display())).unwrap();
+    std::fs::set_permissions(
+        &kubeadm,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = sim
+        .run()
+        .args(["certs", "renew", "all", "--method", "kubeadm", "--yes"])
+        .env("PATH", &format!("{}:/usr/bin:/bin", bin.path().display()))
+        .code(3);
+    assert!(
+        out.stderr.contains("kubeadm renews with its defaults")
+            && out.stderr.contains("--config FILE"),
+        "{}",
+        out.stderr
+    );
+    assert!(!mark.exists(), "kubeadm was not run");
+    assert!(pki(&sim) == before, "nothing changed");
+    assert!(
+        !sim.path("/var/lib/kubeadm-recover/journal.json").exists(),
+        "no session was recorded"
+    );
+}
+
+/// `revert` of a renewal puts the files back and proves the component on them as the
+/// renewal's own rollback would: the simulated apiserver (which re-reads its serving
+/// certificate as the real one does) presents the restored certificate again.
+#[test]
+fn a_renewal_reverted_is_proved_on_the_files_put_back() {
+    let sim = full_node(true);
+    let cert = sim.path("/etc/kubernetes/pki/apiserver.crt");
+    let before = std::fs::read(&cert).unwrap();
+    let renewed = renew(&sim, &["apiserver", "--yes", "-o", "json"], 0).json();
+    let session = step(&renewed, "kube-apiserver")["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(std::fs::read(&cert).unwrap(), before);
+
+    let dry = sim
+        .run()
+        .args(["revert", "--session", &session, "--dry-run"])
+        .ok();
+    assert!(
+        dry.stdout
+            .contains("then prove kube-apiserver on the files put back"),
+        "{}",
+        dry.stdout
+    );
+    let reverted = sim
+        .run()
+        .args(["revert", "--session", &session, "--yes", "-o", "json"])
+        .ok();
+    assert!(
+        std::fs::read(&cert).unwrap() == before,
+        "the old file is back"
+    );
+    let reverted = reverted.json();
+    assert_eq!(
+        reverted["components"][0]["proof"], "reloaded",
+        "proved on the restored certificate: {reverted}"
+    );
+    let check = check(&sim, 0);
+    assert_eq!(entry(&check, "apiserver")["inUse"]["state"], "presented");
+}
+
+/// With `all`, a certificate whose CA key is not on the node (an external CA) is skipped and
+/// said, as kubeadm does; asked for by name, it is refused before anything is written.
+#[test]
+fn an_external_cas_certificates_are_skipped_by_all_and_refused_by_name() {
+    let sim = full_node(true);
+    std::fs::remove_file(sim.path("/etc/kubernetes/pki/front-proxy-ca.key")).unwrap();
+    let dry = renew(&sim, &["all", "--dry-run", "-o", "json"], 0).json();
+    assert_eq!(dry["skipped"][0]["name"], "front-proxy-client", "{dry}");
+    assert!(
+        dry["skipped"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("an external CA"),
+        "{dry}"
+    );
+    let before = sim.snapshot();
+    let refused = renew(&sim, &["front-proxy-client", "--yes"], 3);
+    assert!(
+        refused.stderr.contains("whose key is not on this node"),
+        "{}",
+        refused.stderr
+    );
+    assert!(sim.snapshot() == before, "nothing written");
+}

@@ -297,6 +297,118 @@ fn admin_conf_regenerate_with_the_real_kubeadm_certs_renew() {
     assert_ready(&node);
 }
 
+/// A serial as hex digits alone, lower case, without leading zeros.
+fn normalized_serial(serial: &str) -> String {
+    serial
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .map(|c| c.to_ascii_lowercase())
+        .collect::<String>()
+        .trim_start_matches('0')
+        .to_string()
+}
+
+/// `certs renew all --method kubeadm`: the real `kubeadm certs renew NAME`, one per
+/// certificate, each given the cluster's ClusterConfiguration (read from the kubeadm-config
+/// ConfigMap, as a private scratch file that is gone afterwards) so that it cannot fall back to
+/// its defaults; every certificate new, each component proved the same way as the native
+/// renewal proves it, and the real kubectl works.
+#[test]
+#[ignore = "the upstream tier: real binaries (tests/upstream/build.sh; tests/run.sh runs it)"]
+fn certs_renew_with_the_real_kubeadm_is_given_the_clusters_configuration_and_proved() {
+    let node = RealNode::start();
+    let path = format!(
+        "{}:{}",
+        kube_bin().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let before = node
+        .run()
+        .args(["certs", "check", "-o", "json"])
+        .ok()
+        .json();
+    let serial = |doc: &serde_json::Value, name: &str| {
+        doc["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .and_then(|c| c["serial"].as_str())
+            .map(normalized_serial)
+            .unwrap_or_default()
+    };
+    let doc = node
+        .run()
+        .args([
+            "certs", "renew", "all", "--method", "kubeadm", "--yes", "-o", "json",
+        ])
+        .env("PATH", &path)
+        .ok()
+        .json();
+    assert_eq!(doc["validitySource"], "cluster-configuration", "{doc}");
+    let proofs: Vec<(String, String)> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["components"].as_array().cloned().unwrap_or_default())
+        .map(|c| {
+            (
+                c["component"].as_str().unwrap().to_string(),
+                c["proof"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        proofs.contains(&("kube-apiserver".into(), "reloaded".into())),
+        "{doc}"
+    );
+    let after = node
+        .run()
+        .args(["certs", "check", "-o", "json"])
+        .ok()
+        .json();
+    for name in [
+        "apiserver",
+        "apiserver-etcd-client",
+        "front-proxy-client",
+        "admin.conf",
+    ] {
+        assert_ne!(
+            serial(&before, name),
+            serial(&after, name),
+            "{name}: {after}"
+        );
+        let renewed = doc["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["renewed"].as_array().cloned().unwrap_or_default())
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {doc}"));
+        assert_eq!(
+            renewed["new"]["serial"]
+                .as_str()
+                .map(normalized_serial)
+                .unwrap_or_default(),
+            serial(&after, name),
+            "the report reads back what kubeadm wrote: {renewed}"
+        );
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(node.path("/etc/kubernetes/tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("kubeadm-config"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the scratch configuration is removed: {leftovers:?}"
+    );
+    let whoami = node.kubectl(ADMIN, &["auth", "whoami"]);
+    assert_eq!(whoami.code, 0, "{}", whoami.stderr);
+    assert_ready(&node);
+}
+
 /// The service account `default` and a pod `stale-client` using it (no controller-manager
 /// creates the former here).
 fn create_pod(node: &RealNode) {

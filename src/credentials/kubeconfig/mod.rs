@@ -231,10 +231,15 @@ pub fn held_tokens(text: &str, user: Option<&str>) -> Result<Vec<HeldToken>, Hel
     Ok(held)
 }
 
-/// The `users` entry of the current context's user, else the first user, as kubectl picks it.
-fn current_user_entry(config: &serde_json::Value) -> Option<&serde_json::Value> {
-    let users = config.get("users")?.as_array()?;
-    let current = config
+/// The name of the user the current context names (what the component reading the kubeconfig
+/// authenticates as), if the kubeconfig says.
+pub fn current_user_name(text: &str) -> Option<String> {
+    let config: serde_json::Value = serde_saphyr::from_str(text).ok()?;
+    current_name(&config).map(str::to_string)
+}
+
+fn current_name(config: &serde_json::Value) -> Option<&str> {
+    config
         .get("current-context")
         .and_then(|c| c.as_str())
         .and_then(|ctx| {
@@ -245,7 +250,13 @@ fn current_user_entry(config: &serde_json::Value) -> Option<&serde_json::Value> 
                 .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(ctx))
         })
         .and_then(|c| c.pointer("/context/user"))
-        .and_then(|u| u.as_str());
+        .and_then(|u| u.as_str())
+}
+
+/// The `users` entry of the current context's user, else the first user, as kubectl picks it.
+fn current_user_entry(config: &serde_json::Value) -> Option<&serde_json::Value> {
+    let users = config.get("users")?.as_array()?;
+    let current = current_name(config);
     users
         .iter()
         .find(|u| current.is_some() && u.get("name").and_then(|n| n.as_str()) == current)

@@ -10,10 +10,9 @@ use std::time::Duration;
 use base64::Engine;
 use serde::Serialize;
 
-use crate::certs::catalogue::{Authority, Component, Endpoint, Entry, LEAVES, Location, Pickup};
-use crate::certs::prove::ComponentCheck;
+use crate::certs::catalogue::{Authority, Entry, LEAVES, Location, Pickup};
 use crate::certs::reissue::reissue;
-use crate::change::plan::{self, Action, CredentialCheck, Plan, PlannedWrite};
+use crate::change::plan::{Action, Plan, PlannedWrite};
 use crate::credentials::issue::{self, CertFacts};
 use crate::credentials::kubeconfig::edit as kubeconfig_edit;
 use crate::credentials::pki::{self, Key, KeyType};
@@ -33,6 +32,17 @@ pub struct Request {
     pub config: Option<PathBuf>,
     /// `--timeout`: each component's proof, instead of its own default.
     pub timeout: Option<Duration>,
+    pub method: Method,
+}
+
+/// Who re-issues the certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// This tool, from the CA keys on the node, kubeadm's way.
+    Native,
+    /// The real `kubeadm certs renew NAME --config FILE`.
+    Kubeadm,
 }
 
 /// Where the validity came from: the output says which.
@@ -72,10 +82,24 @@ pub struct Renewal {
     pub path: String,
     pub old_serial: String,
     pub old_not_after: String,
-    pub new: CertFacts,
+    /// Known from the plan when this tool issues it; read back after kubeadm wrote it.
+    pub new: Option<CertFacts>,
     /// The CA ends before the period would: the new certificate ends with it.
     pub capped_to_ca: bool,
     pub how_picked_up: &'static str,
+    #[serde(skip)]
+    entry: &'static Entry,
+}
+
+impl Renewal {
+    /// The renewed certificate as it is on the node now (after the step wrote it).
+    pub fn read_back(&mut self, layout: &NodeLayout) {
+        if let Ok(Some(current)) = current(layout, self.entry)
+            && let Ok(facts) = issue::facts(&current.der)
+        {
+            self.new = Some(facts);
+        }
+    }
 }
 
 /// One step: a component's certificates, written and proved together.
@@ -83,10 +107,50 @@ pub struct Step {
     pub title: String,
     pub plan: Plan,
     pub renewals: Vec<Renewal>,
+    /// What the proofs are planned from: planned again when the step runs, since the steps
+    /// before it change what answers (an apiserver down for its etcd certificates serves again
+    /// once etcd's are renewed).
+    proof_basis: Vec<ProofInput>,
+    timeout: Option<Duration>,
+}
+
+/// One certificate of a step, as its proof needs it.
+struct ProofInput {
+    entry: &'static Entry,
+    old_der: Vec<u8>,
+}
+
+impl Step {
+    /// The step as it is to run now: its proofs planned against the node as it is after the
+    /// steps before it (the writes and the certificates issued stay those of the plan shown).
+    pub fn planned_now(mut self, layout: &NodeLayout) -> Result<(Plan, Vec<Renewal>)> {
+        let verify = proofs(layout, &self.title, &self.proof_basis, self.timeout)?;
+        if let Action::Write {
+            verify: planned, ..
+        } = &mut self.plan.action
+        {
+            *planned = verify;
+        }
+        let proving = proof_line(&self.plan.action);
+        if let Some(last) = self.plan.steps.last_mut() {
+            *last = proving;
+        }
+        Ok((self.plan, self.renewals))
+    }
+}
+
+/// A certificate `all` leaves alone, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub name: &'static str,
+    pub why: String,
 }
 
 pub struct Renewals {
     pub steps: Vec<Step>,
+    pub skipped: Vec<Skipped>,
+    /// `--method kubeadm`: the configuration kubeadm is given.
+    pub kubeadm: Option<kubeadm::Configuration>,
     pub validity: Duration,
     pub validity_source: ValiditySource,
     /// The CAs' expiry, reported and never rotated.
@@ -118,8 +182,32 @@ use crate::certs::prove::{RELOAD_BUDGET as RELOAD_WITHIN, RESTART_BUDGET as REST
 /// A CA that ends sooner than this cannot sign a renewal worth having: rotate it first.
 const CA_MARGIN: time::Duration = time::Duration::days(1);
 
+pub mod kubeadm;
+mod proofs;
+
+pub use proofs::of_restored_files;
+use proofs::{proof_line, proofs};
+
 pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals> {
     let selected = select(&request.names)?;
+    let kubeadm = match request.method {
+        Method::Native => None,
+        Method::Kubeadm => {
+            if request.validity.is_some() {
+                return Err(Error::Usage(
+                    "--validity with --method kubeadm: kubeadm takes the period from its configuration; \
+                     set certificateValidityPeriod in --config FILE, or use --method native"
+                        .into(),
+                ));
+            }
+            kubeadm::require_kubeadm()?;
+            Some(kubeadm::Configuration::choose(
+                layout,
+                request.config.as_ref(),
+                cluster_configuration(layout),
+            )?)
+        }
+    };
     let (validity, validity_source) = validity(layout, ui, request)?;
     let now = pki::now();
     let mut authorities = Vec::new();
@@ -151,10 +239,13 @@ pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals>
         }
     }
     let mut steps = Vec::new();
+    let mut skipped = Vec::new();
     for (title, names) in STEPS {
         let mut writes = Vec::new();
+        let mut programs = Vec::new();
         let mut renewals = Vec::new();
         let mut issued = Vec::new();
+        let mut proof_basis = Vec::new();
         for entry in selected.iter().filter(|e| names.contains(&e.name)) {
             let Some(current) = current(layout, entry)? else {
                 if request.names.iter().any(|n| n == entry.name) {
@@ -169,14 +260,26 @@ pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals>
             let Some((_, ca_pem, ca_key, ca_not_after)) =
                 cas.iter().find(|(a, ..)| *a == entry.authority)
             else {
+                // With `all`, as kubeadm does in external-CA mode: skipped, and said; a name
+                // asked for by itself is refused.
+                if !request.names.iter().any(|n| n == entry.name) {
+                    let why = format!(
+                        "signed by {}, whose key is not on this node (an external CA): renew it where that key is kept",
+                        entry.authority.name()
+                    );
+                    ui.warn(format!("{}: skipped: {why}", entry.name));
+                    skipped.push(Skipped {
+                        name: entry.name,
+                        why,
+                    });
+                    continue;
+                }
                 return Err(Error::Refused(format!(
                     "{} is signed by {}, whose key is not on this node (an external CA): renew it where that key is kept",
                     entry.name,
                     entry.authority.name()
                 )));
             };
-            let key = Key::generate(current.key_type)
-                .map_err(|e| Error::Failed(format!("a new key for {}: {e}", entry.name)))?;
             if *ca_not_after < (now + CA_MARGIN).unix_timestamp() {
                 return Err(Error::Refused(format!(
                     "{} would be signed by {}, which ends {}: a renewal under it would not outlive it. \
@@ -186,6 +289,27 @@ pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals>
                     crate::runtime::clock::rfc3339(*ca_not_after)
                 )));
             }
+            if let Some(configuration) = &kubeadm {
+                writes.extend(current.files_kubeadm_rewrites());
+                programs.push(configuration.program(layout, entry.name));
+                renewals.push(Renewal {
+                    name: entry.name,
+                    path: layout.node_path(&path_of(layout, entry)),
+                    old_serial: current.serial.clone(),
+                    old_not_after: current.not_after.clone(),
+                    new: None,
+                    capped_to_ca: false,
+                    how_picked_up: picked_up(entry.pickup),
+                    entry,
+                });
+                proof_basis.push(ProofInput {
+                    entry,
+                    old_der: current.der,
+                });
+                continue;
+            }
+            let key = Key::generate(current.key_type)
+                .map_err(|e| Error::Failed(format!("a new key for {}: {e}", entry.name)))?;
             let wanted_end = now + validity;
             let ca_end = time::OffsetDateTime::from_unix_timestamp(*ca_not_after)
                 .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
@@ -215,44 +339,70 @@ pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals>
                 path: layout.node_path(&path_of(layout, entry)),
                 old_serial: current.serial.clone(),
                 old_not_after: current.not_after.clone(),
-                new: facts.clone(),
+                new: Some(facts.clone()),
                 capped_to_ca: capped,
                 how_picked_up: picked_up(entry.pickup),
+                entry,
             });
-            issued.push((entry, current, new.der, facts));
+            issued.push(facts);
+            proof_basis.push(ProofInput {
+                entry,
+                old_der: current.der,
+            });
         }
         if renewals.is_empty() {
             continue;
         }
-        let verify = proofs(layout, title, &issued, request.timeout)?;
+        let verify = proofs(layout, title, &proof_basis, request.timeout)?;
+        let action = match &kubeadm {
+            None => Action::Write { writes, verify },
+            Some(_) => Action::External {
+                programs: std::mem::take(&mut programs),
+                files: writes,
+                verify,
+            },
+        };
         let mut plan = Plan::new(
             "certs renew",
             format!("Renew the {title} certificates and prove them?"),
-            Action::Write { writes, verify },
+            action,
         );
         for r in &renewals {
-            plan = plan.step(format!(
-                "re-issue {} ({}): serial {} (not after {}) -> {} (not after {}){}",
-                r.name,
-                r.path,
-                r.old_serial,
-                r.old_not_after,
-                r.new.serial,
-                r.new.not_after,
-                if r.capped_to_ca {
-                    ", capped at the CA's expiry"
-                } else {
-                    ""
-                }
-            ));
+            plan = plan.step(match (&r.new, &kubeadm) {
+                (Some(new), _) => format!(
+                    "re-issue {} ({}): serial {} (not after {}) -> {} (not after {}){}",
+                    r.name,
+                    r.path,
+                    r.old_serial,
+                    r.old_not_after,
+                    new.serial,
+                    new.not_after,
+                    if r.capped_to_ca {
+                        ", capped at the CA's expiry"
+                    } else {
+                        ""
+                    }
+                ),
+                (None, Some(configuration)) => format!(
+                    "kubeadm certs renew {} ({}, serial {}, not after {}) with the configuration {}",
+                    r.name,
+                    r.path,
+                    r.old_serial,
+                    r.old_not_after,
+                    configuration.describe(layout)
+                ),
+                (None, None) => unreachable!("a native renewal knows its new certificate"),
+            });
         }
         let proving = proof_line(&plan.action);
         plan = plan.step(proving);
-        plan.certificates = issued.iter().map(|(.., facts)| facts.clone()).collect();
+        plan.certificates = issued;
         steps.push(Step {
             title: title.to_string(),
             plan,
             renewals,
+            proof_basis,
+            timeout: request.timeout,
         });
     }
     if steps.is_empty() {
@@ -262,6 +412,8 @@ pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals>
     }
     Ok(Renewals {
         steps,
+        skipped,
+        kubeadm,
         validity,
         validity_source,
         authorities,
@@ -329,6 +481,31 @@ enum Place {
 }
 
 impl Current {
+    /// The files `kubeadm certs renew` rewrites for this certificate, with their bytes now (the
+    /// transaction backs them up and puts them back).
+    fn files_kubeadm_rewrites(&self) -> Vec<PlannedWrite> {
+        let file = |path: &PathBuf, old: Option<&Vec<u8>>| PlannedWrite {
+            path: path.clone(),
+            old: old.cloned(),
+            new: Vec::new(),
+            ownership: None,
+        };
+        match &self.place {
+            Place::Pki {
+                cert,
+                cert_old,
+                key,
+                key_old,
+            } => vec![file(cert, Some(cert_old)), file(key, key_old.as_ref())],
+            Place::Kubeconfig { path, text, .. } => vec![PlannedWrite {
+                path: path.clone(),
+                old: Some(text.clone().into_bytes()),
+                new: Vec::new(),
+                ownership: None,
+            }],
+        }
+    }
+
     fn writes(&self, cert_pem: &str, key: &Key) -> Result<Vec<PlannedWrite>> {
         Ok(match &self.place {
             Place::Pki {
@@ -406,11 +583,36 @@ fn current(layout: &NodeLayout, entry: &Entry) -> Result<Option<Current>> {
             };
             let users = kubeconfig_edit::user_credentials(&text)
                 .map_err(|e| unreadable(&path, format!("not a kubeconfig: {e}")))?;
-            let Some(user) = users.into_iter().find(|u| u.cert_b64.is_some()) else {
-                return Err(unreadable(
-                    &path,
-                    "no embedded client certificate to renew".into(),
-                ));
+            // The user the component authenticates as: the current context's. Without one,
+            // the only user with an embedded certificate; never a guess among several.
+            let current = crate::credentials::kubeconfig::current_user_name(&text);
+            let embedded: Vec<_> = users.into_iter().filter(|u| u.cert_b64.is_some()).collect();
+            let user = match current {
+                Some(name) => embedded.into_iter().find(|u| u.name == name).ok_or_else(|| {
+                    unreadable(
+                        &path,
+                        format!(
+                            "the current context's user {} has no embedded client certificate to renew",
+                            crate::ui::escape(&name)
+                        ),
+                    )
+                })?,
+                None if embedded.len() == 1 => embedded.into_iter().next().expect("one"),
+                None if embedded.is_empty() => {
+                    return Err(unreadable(
+                        &path,
+                        "no embedded client certificate to renew".into(),
+                    ));
+                }
+                None => {
+                    return Err(unreadable(
+                        &path,
+                        format!(
+                            "no current-context, and {} users hold a client certificate: set current-context to the one the component uses",
+                            embedded.len()
+                        ),
+                    ));
+                }
             };
             let pem = base64::engine::general_purpose::STANDARD
                 .decode(user.cert_b64.as_deref().unwrap_or_default().trim())
@@ -433,10 +635,13 @@ fn current(layout: &NodeLayout, entry: &Entry) -> Result<Option<Current>> {
         .ok_or_else(|| unreadable(&path_of(layout, entry), "no PEM CERTIFICATE block".into()))?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der)
         .map_err(|e| unreadable(&path_of(layout, entry), format!("not a certificate: {e}")))?;
-    let key_type = match cert.public_key().parsed() {
-        Ok(x509_parser::public_key::PublicKey::EC(_)) => KeyType::EcdsaP256,
-        _ => KeyType::Rsa2048,
-    };
+    // Its own key type and size (kubeadm's encryptionAlgorithm), never a default.
+    let key_type = KeyType::of_public_key(cert.public_key()).ok_or_else(|| {
+        unreadable(
+            &path_of(layout, entry),
+            "its key is of a type kubeadm never writes (kubeadm's are RSA-2048/3072/4096 and ECDSA-P256/P384): renew it by hand".into(),
+        )
+    })?;
     Ok(Some(Current {
         serial: cert.raw_serial_as_string(),
         not_after: crate::runtime::clock::rfc3339(cert.validity().not_after.timestamp()),
@@ -515,200 +720,6 @@ fn cluster_configuration(layout: &NodeLayout) -> Option<String> {
         .get("/api/v1/namespaces/kube-system/configmaps/kubeadm-config")
         .ok()?;
     map.data?.get("ClusterConfiguration").cloned()
-}
-
-/// How each step is proved.
-fn proofs(
-    layout: &NodeLayout,
-    title: &str,
-    issued: &[(&&'static Entry, Current, Vec<u8>, CertFacts)],
-    timeout: Option<Duration>,
-) -> Result<plan::Verify> {
-    if title == "admin credentials" {
-        let checks = issued
-            .iter()
-            .filter_map(|(entry, current, ..)| {
-                let Location::Kubeconfig(file) = entry.location else {
-                    return None;
-                };
-                let subject = subject_of(&current.der)?;
-                Some(CredentialCheck {
-                    file,
-                    path: layout.kubeconfig(file),
-                    subject,
-                })
-            })
-            .collect();
-        return Ok(plan::Verify::Credentials(checks));
-    }
-    let mut checks = Vec::new();
-    for (entry, _, new_der, _) in issued {
-        match entry.pickup {
-            Pickup::Serves(component, endpoint) => checks.push(presents_check(
-                layout,
-                entry.name,
-                component,
-                endpoint,
-                new_der,
-                timeout.unwrap_or(RELOAD_WITHIN),
-            )),
-            Pickup::ReadAtStart(component) => checks.push(restart_check(
-                layout,
-                component,
-                timeout.unwrap_or(RESTART_WITHIN),
-            )?),
-            Pickup::Reloads(_) | Pickup::People => {}
-        }
-    }
-    // One line per component that is not running, however many of its certificates there are.
-    checks.dedup_by(|a, b| {
-        matches!((&*a, &*b), (ComponentCheck::NotRunning { component: x, .. }, ComponentCheck::NotRunning { component: y, .. }) if x == y)
-    });
-    Ok(plan::Verify::Components(checks))
-}
-
-/// The identity a client certificate carries.
-fn subject_of(der: &[u8]) -> Option<crate::credentials::issue::Subject> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    Some(crate::credentials::issue::Subject {
-        common_name: cert
-            .subject()
-            .iter_common_name()
-            .next()?
-            .as_str()
-            .ok()?
-            .to_string(),
-        organizations: cert
-            .subject()
-            .iter_organization()
-            .filter_map(|o| o.as_str().ok())
-            .map(str::to_string)
-            .collect(),
-    })
-}
-
-fn presents_check(
-    layout: &NodeLayout,
-    name: &'static str,
-    component: Component,
-    endpoint: Endpoint,
-    new_der: &[u8],
-    within: Duration,
-) -> ComponentCheck {
-    let not_running = |why: String| ComponentCheck::NotRunning { component, why };
-    let Some((host, port)) = crate::certs::inspect::endpoint(layout, endpoint) else {
-        return not_running(
-            "not asked on a --root sandbox, or no manifest says where it serves".into(),
-        );
-    };
-    let client = match endpoint {
-        Endpoint::EtcdClient => Some("etcd/healthcheck-client"),
-        Endpoint::EtcdPeer => Some("etcd/peer"),
-        _ => None,
-    }
-    .map(|stem| {
-        (
-            layout.pki_certificate(stem),
-            layout.pki_dir().join(format!("{stem}.key")),
-        )
-    });
-    // A component that does not answer now is not running: it reads the new file at its start.
-    let identity = crate::certs::prove::identity(layout, client.as_ref());
-    // What it presents now is what "as before" means after a rollback (not always the file's:
-    // a component can still present an older one).
-    let presented_before = match crate::certs::served::presented(&host, port, identity.as_ref()) {
-        Ok(der) => der,
-        Err(e) => return not_running(format!("{host}:{port}: {e}")),
-    };
-    ComponentCheck::Presents {
-        name,
-        component,
-        host,
-        port,
-        client,
-        new_der: new_der.to_vec(),
-        old_der: presented_before,
-        within,
-    }
-}
-
-fn restart_check(
-    layout: &NodeLayout,
-    component: Component,
-    within: Duration,
-) -> Result<ComponentCheck> {
-    if !layout.is_host() {
-        return Ok(ComponentCheck::NotRunning {
-            component,
-            why: "a --root sandbox: the host's runtime is never touched".into(),
-        });
-    }
-    match crate::apiserver::process::find_component(component.name()) {
-        // Running, but not to be restarted through the runtime: refused before any write.
-        Some(_)
-            if crate::apiserver::process::running_container(layout, component.name(), true)
-                .is_none() =>
-        {
-            Err(Error::Refused(format!(
-                "{} runs, but crictl cannot find its container, so it could not be restarted onto its new \
-                 kubeconfig: install crictl (or point /etc/crictl.yaml at the runtime), or leave {} out of the names",
-                component.name(),
-                match component {
-                    Component::KubeScheduler => "scheduler.conf",
-                    _ => "controller-manager.conf",
-                }
-            )))
-        }
-        Some(_) => Ok(ComponentCheck::Restart {
-            component,
-            kubeconfig: layout.kubeconfig(match component {
-                Component::KubeScheduler => "scheduler.conf",
-                _ => "controller-manager.conf",
-            }),
-            health_port: match component {
-                Component::KubeScheduler => 10259,
-                _ => 10257,
-            },
-            within,
-        }),
-        None => Ok(ComponentCheck::NotRunning {
-            component,
-            why: "no process: it reads the new kubeconfig when the kubelet starts it".into(),
-        }),
-    }
-}
-
-fn proof_line(action: &Action) -> String {
-    let Action::Write { verify, .. } = action else {
-        return String::new();
-    };
-    match verify {
-        plan::Verify::Credentials(checks) => format!(
-            "prove {} with SelfSubjectReview",
-            checks.iter().map(|c| c.file).collect::<Vec<_>>().join(" and ")
-        ),
-        plan::Verify::Components(checks) if checks.is_empty() => {
-            "nothing to restart: the apiserver re-reads these files at their next use".into()
-        }
-        plan::Verify::Components(checks) => checks
-            .iter()
-            .map(|c| match c {
-                ComponentCheck::Presents { component, host, port, .. } => format!(
-                    "prove {} presents the new certificate on {host}:{port} (it re-reads it; no restart)",
-                    component.name()
-                ),
-                ComponentCheck::Restart { component, health_port, .. } => format!(
-                    "restart {} (its container, through the runtime) and prove a new process healthy on :{health_port}",
-                    component.name()
-                ),
-                ComponentCheck::NotRunning { component, why } => {
-                    format!("{} is not running ({why}): nothing to restart", component.name())
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("; then "),
-        plan::Verify::Nothing => String::new(),
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,168 @@
+//! `certs renew --method kubeadm`: the real `kubeadm certs renew NAME`, one program per
+//! certificate, each given the cluster's own configuration with `--config`, so that kubeadm
+//! cannot fall back to its defaults (which it does, saying little, when the cluster is down and
+//! no `--config` is given). The files it rewrites are backed up, proved and put back by the one
+//! transaction, as the native renewal's are.
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::node::NodeLayout;
+
+/// Where kubeadm's configuration comes from.
+#[derive(Debug, Clone)]
+pub enum Configuration {
+    /// `--config FILE`, as the node sees it.
+    File(PathBuf),
+    /// The kubeadm-config ConfigMap's ClusterConfiguration: written to a private scratch file
+    /// for the run, removed after it.
+    Cluster { text: String, scratch: PathBuf },
+}
+
+impl Configuration {
+    /// The configuration to give kubeadm: `--config`, else the cluster's own; refused when
+    /// there is neither (kubeadm would renew with its defaults).
+    pub fn choose(
+        layout: &NodeLayout,
+        given: Option<&PathBuf>,
+        cluster: Option<String>,
+    ) -> Result<Configuration> {
+        if let Some(path) = given {
+            return Ok(Configuration::File(layout.given_path(path)?));
+        }
+        match cluster {
+            Some(text) => Ok(Configuration::Cluster {
+                text,
+                scratch: layout.tmp_dir().join(format!(
+                    "{}kubeadm-config-{}.yaml",
+                    crate::node::fs::TEMP_PREFIX,
+                    std::process::id()
+                )),
+            }),
+            None => Err(Error::Refused(
+                "--method kubeadm: the kubeadm-config ConfigMap cannot be read (is the apiserver or admin.conf what is broken?), \
+                 and without a configuration kubeadm renews with its defaults. Give --config FILE (the cluster's \
+                 ClusterConfiguration, e.g. the one kubeadm init was given), or use --method native"
+                    .into(),
+            )),
+        }
+    }
+
+    fn path(&self) -> &PathBuf {
+        match self {
+            Configuration::File(path) => path,
+            Configuration::Cluster { scratch, .. } => scratch,
+        }
+    }
+
+    /// Where it was taken from, for the plan.
+    pub fn describe(&self, layout: &NodeLayout) -> String {
+        match self {
+            Configuration::File(path) => layout.node_path(path),
+            Configuration::Cluster { .. } => {
+                "the kubeadm-config ConfigMap's ClusterConfiguration (a private copy for the run)"
+                    .into()
+            }
+        }
+    }
+
+    /// Puts the scratch copy in place for the run (nothing for `--config`); it is removed when
+    /// the guard goes, and a copy a kill left behind is removed by the next run.
+    pub fn in_place<'a>(&self, layout: &'a NodeLayout) -> Result<Scratch<'a>> {
+        let Configuration::Cluster { text, scratch } = self else {
+            return Ok(Scratch { layout, path: None });
+        };
+        layout
+            .fs()
+            .create_dir_all(&layout.tmp_dir(), 0o700, None)
+            .map_err(|e| Error::io("cannot create", &layout.tmp_dir(), e))?;
+        layout
+            .fs()
+            .create_new_private(scratch, text.as_bytes())
+            .map_err(|e| Error::io("cannot write kubeadm's configuration to", scratch, e))?;
+        Ok(Scratch {
+            layout,
+            path: Some(scratch.clone()),
+        })
+    }
+
+    /// `kubeadm certs renew NAME --config FILE` (chrooted into a sandbox root with `--rootfs`,
+    /// as it would run on that node).
+    pub fn program(&self, layout: &NodeLayout, name: &str) -> Vec<String> {
+        let mut program: Vec<String> = vec![
+            "kubeadm".into(),
+            "certs".into(),
+            "renew".into(),
+            name.into(),
+            format!("--config={}", layout.node_path(self.path())),
+        ];
+        if !layout.is_host() {
+            program.push(format!("--rootfs={}", layout.root().display()));
+        }
+        program
+    }
+}
+
+/// The scratch configuration for as long as the renewal runs.
+pub struct Scratch<'a> {
+    layout: &'a NodeLayout,
+    path: Option<PathBuf>,
+}
+
+impl Drop for Scratch<'_> {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path {
+            let _ = self.layout.fs().remove_file(path);
+        }
+    }
+}
+
+/// kubeadm must be there to be run.
+pub fn require_kubeadm() -> Result<()> {
+    match crate::node::on_path("kubeadm") {
+        Some(_) => Ok(()),
+        None => Err(Error::Refused(
+            "--method kubeadm needs `kubeadm` on PATH; it is not there. Use --method native (signs with the CA keys on this node)"
+                .into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubeadm_is_always_given_a_configuration_and_refused_without_one() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = NodeLayout::new(Some(root.path().to_path_buf())).unwrap();
+        let refused = Configuration::choose(&layout, None, None).err().unwrap();
+        assert!(
+            matches!(&refused, Error::Refused(m) if m.contains("--config FILE")),
+            "{refused}"
+        );
+        let cluster =
+            Configuration::choose(&layout, None, Some("kind: ClusterConfiguration\n".into()))
+                .unwrap();
+        let program = cluster.program(&layout, "apiserver");
+        assert_eq!(&program[..4], ["kubeadm", "certs", "renew", "apiserver"]);
+        assert!(
+            program[4].starts_with("--config=/etc/kubernetes/tmp/.kubeadm-recover-kubeadm-config-"),
+            "{program:?}"
+        );
+        assert_eq!(
+            program[5],
+            format!("--rootfs={}", layout.root().display()),
+            "a sandbox root is kubeadm's --rootfs"
+        );
+        let scratch = cluster.path().clone();
+        {
+            let _in_place = cluster.in_place(&layout).unwrap();
+            let meta = layout.fs().metadata(&scratch).unwrap();
+            assert_eq!(meta.mode & 0o777, 0o600);
+        }
+        assert!(
+            layout.fs().metadata(&scratch).is_err(),
+            "removed after the run"
+        );
+    }
+}
