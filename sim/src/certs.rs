@@ -209,5 +209,27 @@ pub fn expire(root: &Path, names: &[String], ended_days_ago: i64) -> Result<Vec<
         }
         done.push(entry.name.to_string());
     }
+    // The kubelet's rotating client certificate, only when named (a node off for a year): the
+    // file the link points at, certificate then key, re-signed with the same key. The link is
+    // absolute, as the kubelet writes it: it is taken inside `root`.
+    if names.iter().any(|n| n == "kubelet-client") {
+        let link = root.join("var/lib/kubelet/pki/kubelet-client-current.pem");
+        let target = std::fs::read_link(&link).map_err(|e| format!("{}: {e}", link.display()))?;
+        let file = root.join(target.strip_prefix("/").unwrap_or(&target));
+        let pair = read(&file)?;
+        let old = kubeadm_recover::credentials::pem::certificates(&pair);
+        // The key is the block after the certificate, to the end of the file.
+        let key_pem = pair
+            .match_indices("-----BEGIN")
+            .map(|(i, _)| &pair[i..])
+            .find(|block| !block.starts_with("-----BEGIN CERTIFICATE"))
+            .ok_or(format!("{}: no key", file.display()))?;
+        let key = Key::from_pem(key_pem).map_err(|e| e.to_string())?;
+        let (ca_pem, ca_key) = ca(Authority::Ca)?;
+        let new = reissue(&old[0], &key, &ca_pem, &ca_key, not_before, not_after)
+            .map_err(|e| format!("kubelet-client: {e}"))?;
+        std::fs::write(&file, format!("{}{}", new.pem, key.pem)).map_err(|e| e.to_string())?;
+        done.push("kubelet-client".to_string());
+    }
     Ok(done)
 }

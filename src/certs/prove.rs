@@ -44,6 +44,9 @@ pub enum ComponentCheck {
         lease: Lease,
         within: Duration,
     },
+    /// The kubelet, on a renewed client certificate: restarted through systemd, then its
+    /// node's Lease renewed since the restart and the node Ready (read with admin.conf).
+    Kubelet { node: String, within: Duration },
     /// Not running here: it reads the new file when it starts. Nothing to prove, and said so.
     NotRunning { component: Component, why: String },
 }
@@ -88,6 +91,15 @@ pub enum ComponentProved {
         lease_holder: Option<String>,
         waited_ms: u128,
     },
+    KubeletRestarted {
+        component: Component,
+        node: String,
+        old_pid: i32,
+        new_pid: i32,
+        /// When the node's Lease was renewed, after the restart.
+        lease_renewed: String,
+        waited_ms: u128,
+    },
     NotRunning {
         component: Component,
         why: String,
@@ -123,6 +135,17 @@ impl ComponentProved {
                         ", its lease held and renewed by the new process ({})",
                         crate::ui::escape(holder)
                     ))
+            ),
+            ComponentProved::KubeletRestarted {
+                node,
+                old_pid,
+                new_pid,
+                lease_renewed,
+                waited_ms,
+                ..
+            } => format!(
+                "proved: the kubelet restarted: pid {old_pid} -> {new_pid}; node {} Ready, its Lease renewed at {lease_renewed} (after {waited_ms} ms)",
+                crate::ui::escape(node)
             ),
             ComponentProved::NotRunning { component, why } => {
                 format!(
@@ -169,6 +192,7 @@ impl ComponentCheck {
             ComponentCheck::Presents { component, .. }
             | ComponentCheck::Restart { component, .. }
             | ComponentCheck::NotRunning { component, .. } => *component,
+            ComponentCheck::Kubelet { .. } => Component::Kubelet,
         }
     }
 
@@ -272,6 +296,19 @@ impl ComponentCheck {
                     waited_ms: started.elapsed().as_millis(),
                 })
             }
+            ComponentCheck::Kubelet { node, within } => {
+                ui.info("restarting the kubelet so that it reads its new client certificate");
+                let started = Instant::now();
+                let restarted = restart_kubelet(layout, node, *within, true)?;
+                Ok(ComponentProved::KubeletRestarted {
+                    component: Component::Kubelet,
+                    node: node.clone(),
+                    old_pid: restarted.stopped.map_or(0, |p| p.pid),
+                    new_pid: restarted.new.pid,
+                    lease_renewed: crate::runtime::clock::rfc3339(restarted.lease_renewed),
+                    waited_ms: started.elapsed().as_millis(),
+                })
+            }
             ComponentCheck::NotRunning { component, why } => Ok(ComponentProved::NotRunning {
                 component: *component,
                 why: why.clone(),
@@ -325,9 +362,150 @@ impl ComponentCheck {
                 )
                 .map(|_| ())
             }
+            ComponentCheck::Kubelet { within, .. } => {
+                ui.info("restarting the kubelet again with its previous files");
+                // As before: a kubelet running again (the one before may not have been able to
+                // authenticate, so no Lease or Ready is asked of it).
+                restart_kubelet_as_before((*within).max(RESTART_BUDGET))
+            }
             ComponentCheck::NotRunning { .. } => Ok(()),
         }
     }
+}
+
+/// `systemctl restart kubelet`, bounded, not stopped by a signal once asked (a half-done
+/// restart is worse than a finished one).
+fn systemctl_restart_kubelet() -> Result<(), ComponentFailure> {
+    let not_restarted = |why: String| ComponentFailure::NotRestarted {
+        component: "kubelet",
+        why,
+    };
+    let out = interrupt::run(
+        duct::cmd("systemctl", ["restart", "kubelet"])
+            .stderr_to_stdout()
+            .stdout_capture(),
+        Duration::from_secs(90),
+        false,
+    )
+    .map_err(|e| not_restarted(format!("systemctl restart kubelet: {e}")))?;
+    if !out.status.success() {
+        return Err(not_restarted(format!(
+            "systemctl restart kubelet: {}",
+            crate::ui::escape(String::from_utf8_lossy(&out.stdout).trim())
+        )));
+    }
+    Ok(())
+}
+
+/// The kubelet restarted, then proved: a new kubelet process, started after the restart was
+/// asked; the node's Lease (`kube-node-lease/<node>`) renewed since then; the node Ready.
+struct KubeletRestarted {
+    stopped: Option<ProcessIdentity>,
+    new: ProcessIdentity,
+    /// When the node's Lease was renewed (unix), since the restart.
+    lease_renewed: i64,
+}
+
+fn restart_kubelet(
+    layout: &NodeLayout,
+    node: &str,
+    within: Duration,
+    interruptible: bool,
+) -> Result<KubeletRestarted, ComponentFailure> {
+    let before = process::find_component("kubelet");
+    let asked = crate::runtime::clock::now_unix();
+    systemctl_restart_kubelet()?;
+    let deadline = Instant::now() + within;
+    let mut last = "no new kubelet process yet".to_string();
+    loop {
+        let fresh = process::find_component("kubelet").filter(|p| {
+            Some(p) != before.as_ref()
+                && process::started_unix(p).is_some_and(|started| started >= asked - 1)
+        });
+        if let Some(now) = fresh {
+            match node_state(layout, node) {
+                Ok((Some(renewed), true)) if renewed >= asked - 1 => {
+                    return Ok(KubeletRestarted {
+                        stopped: before,
+                        new: now,
+                        lease_renewed: renewed,
+                    });
+                }
+                Ok((renewed, ready)) => {
+                    last = format!(
+                        "node {} is {}, its Lease last renewed {}",
+                        crate::ui::escape(node),
+                        if ready { "Ready" } else { "not Ready" },
+                        renewed.map_or("never".into(), crate::runtime::clock::rfc3339)
+                    )
+                }
+                Err(e) => last = format!("the node cannot be read with admin.conf: {e}"),
+            }
+        }
+        if interruptible && interrupt::interrupted() {
+            return Err(ComponentFailure::Interrupted);
+        }
+        if Instant::now() >= deadline {
+            return Err(ComponentFailure::NotHealthy {
+                component: "kubelet",
+                within,
+                last,
+            });
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// After the previous files are back: restarted, and a new kubelet process running.
+fn restart_kubelet_as_before(within: Duration) -> Result<(), ComponentFailure> {
+    let before = process::find_component("kubelet");
+    let asked = crate::runtime::clock::now_unix();
+    systemctl_restart_kubelet()?;
+    let deadline = Instant::now() + within;
+    loop {
+        if process::find_component("kubelet").is_some_and(|p| {
+            Some(&p) != before.as_ref()
+                && process::started_unix(&p).is_some_and(|started| started >= asked - 1)
+        }) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(ComponentFailure::NotHealthy {
+                component: "kubelet",
+                within,
+                last: "no new kubelet process".into(),
+            });
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The node's Lease renewal (unix) and whether its Ready condition is True, read with
+/// admin.conf.
+fn node_state(layout: &NodeLayout, node: &str) -> Result<(Option<i64>, bool), String> {
+    let admin = crate::apiserver::admin::Admin::connect(layout, &layout.admin_conf())
+        .map_err(|e| e.to_string())?;
+    let lease: serde_json::Value = admin
+        .get(&format!(
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}"
+        ))
+        .map_err(|e| e.to_string())?;
+    let renewed = lease
+        .pointer("/spec/renewTime")
+        .and_then(|t| t.as_str())
+        .and_then(crate::runtime::clock::parse_rfc3339);
+    let node: serde_json::Value = admin
+        .get(&format!("/api/v1/nodes/{node}"))
+        .map_err(|e| e.to_string())?;
+    let ready = node
+        .pointer("/status/conditions")
+        .and_then(|c| c.as_array())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+    Ok((renewed, ready))
 }
 
 /// The client certificate and key to offer a port, read from their files (anew each time).

@@ -146,9 +146,15 @@ impl Problem {
                     "kubeadm-recover admin-conf regenerate{} (re-issues it with its identity and proves it)",
                     if *name == "super-admin.conf" { " --only-super-admin" } else { "" }
                 ),
-                Some(Pickup::Reloads(Component::Kubelet) | Pickup::Serves(Component::Kubelet, _)) => {
-                    "the kubelet renews its own certificates while they are valid; once expired, regenerate kubelet.conf \
-                     (kubeadm's \"kubelet client certificate rotation fails\" steps) and restart the kubelet"
+                Some(Pickup::Reloads(Component::Kubelet)) => {
+                    "kubeadm-recover certs renew kubelet-client (the kubelet renews it itself only while it is valid: \
+                     re-issued for this node from the cluster CA, kubelet.conf made to name the rotating pair, the kubelet \
+                     restarted through systemd and proved by the node's Lease and Ready)"
+                        .into()
+                }
+                Some(Pickup::Serves(Component::Kubelet, _)) => {
+                    "the kubelet renews its serving certificate itself (serverTLSBootstrap) or writes a new self-signed one at \
+                     its start: remove kubelet.crt and kubelet.key and restart the kubelet (systemctl restart kubelet)"
                         .into()
                 }
                 Some(Pickup::ReadAtStart(component)) => format!(

@@ -595,16 +595,26 @@ impl NodeFs {
         };
         self.guard(&target, WriteKind::ManifestRename)?;
         let target_dir = Self::stat_fd(&target.dir)?;
+        let in_manifests = self.manifests_identity() == Some((target_dir.dev, target_dir.ino));
+        let beside = || {
+            nix::fcntl::openat(
+                &target.dir,
+                ".",
+                path_flags() | OFlag::O_DIRECTORY,
+                Mode::empty(),
+            )
+            .map_err(io_error)
+        };
         let tmp = self.locate_dir(tmp_dir).ok();
-        let temp_place = match tmp {
+        let (temp_dir, in_tmp) = match tmp {
             Some((dir, meta))
                 if meta.dev == target_dir.dev
                     && self.manifests_identity() != Some((meta.dev, meta.ino)) =>
             {
-                dir
+                (dir, true)
             }
             _ => {
-                if self.manifests_identity() == Some((target_dir.dev, target_dir.ino)) {
+                if in_manifests {
                     return Err(refused(
                         &target.node_path,
                         format!(
@@ -613,18 +623,33 @@ impl NodeFs {
                         ),
                     ));
                 }
-                nix::fcntl::openat(
-                    &target.dir,
-                    ".",
-                    path_flags() | OFlag::O_DIRECTORY,
-                    Mode::empty(),
-                )
-                .map_err(io_error)?
+                (beside()?, false)
             }
         };
+        match self.write_and_rename(&target, temp_dir, contents, ownership) {
+            // The same filesystem, another mount (the kubelet bind-mounts /var/lib/kubelet on
+            // itself): rename(2) crosses mounts, not only devices. Staged beside the target
+            // instead, except in the manifest directory, where nothing is ever staged.
+            Err(e) if in_tmp && !in_manifests && e.raw_os_error() == Some(nix::libc::EXDEV) => {
+                self.write_and_rename(&target, beside()?, contents, ownership)?
+            }
+            other => other?,
+        }
+        Self::sync(&target.dir)
+    }
+
+    /// A complete, fsynced temp file in `temp_dir`, renamed over `target`; the temp file is
+    /// removed when that fails.
+    fn write_and_rename(
+        &self,
+        target: &Place,
+        temp_dir: OwnedFd,
+        contents: &[u8],
+        ownership: Ownership,
+    ) -> std::io::Result<()> {
         let temp_name = temp_name();
         let temp = Place {
-            dir: temp_place,
+            dir: temp_dir,
             name: temp_name.clone(),
             node_path: PathBuf::from(&temp_name),
             zone: None,
@@ -666,7 +691,7 @@ impl NodeFs {
             );
             return Err(e);
         }
-        Self::sync(&target.dir)
+        Ok(())
     }
 
     fn locate_dir(&self, path: &Path) -> std::io::Result<(OwnedFd, Meta)> {

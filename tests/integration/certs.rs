@@ -546,7 +546,9 @@ fn the_validity_comes_from_a_kubeadm_configuration_and_never_passes_the_ca() {
     assert!(short.stderr.contains("too short"), "{}", short.stderr);
     let wrong = renew(&sim, &["etcd/server", "--yes"], 2);
     assert!(
-        wrong.stderr.contains("not a certificate kubeadm renews"),
+        wrong
+            .stderr
+            .contains("not a certificate kubeadm-recover renews"),
         "{}",
         wrong.stderr
     );
@@ -697,4 +699,89 @@ fn an_external_cas_certificates_are_skipped_by_all_and_refused_by_name() {
         refused.stderr
     );
     assert!(sim.snapshot() == before, "nothing written");
+}
+
+/// The kubelet's client certificate: left to the kubelet while it is valid (`all` says so);
+/// once expired (a node off for a year), re-issued for the same node from the cluster CA into
+/// the file its link points at (the link kept, for the kubelet's own next rotation), and a
+/// kubelet.conf that embeds an old credential rewritten to name the rotating pair, as kubeadm
+/// lays it out. (The restart through systemd and the proof by the node's Lease and Ready are
+/// the real-node tier's.)
+#[test]
+fn the_kubelets_expired_client_certificate_is_renewed_in_place_and_kubelet_conf_made_kubeadms() {
+    let sim = full_node(true);
+    let link = sim.path("/var/lib/kubelet/pki/kubelet-client-current.pem");
+    let target = std::fs::read_link(&link).unwrap();
+    let dry = renew(&sim, &["all", "--dry-run", "-o", "json"], 0).json();
+    let skipped: Vec<&str> = dry["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(skipped, ["kubelet-client"], "{dry}");
+    assert!(
+        dry["skipped"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("the kubelet renews it itself"),
+        "{dry}"
+    );
+
+    resign(&sim, 30, &["kubelet-client"]);
+    let expired = check(&sim, 1);
+    assert!(
+        problem_ids(&expired)
+            .iter()
+            .any(|p| p.contains("kubelet-client")),
+        "{expired}"
+    );
+    // A kubelet.conf that embeds a credential (a node from before client rotation).
+    let conf = sim.path("/etc/kubernetes/kubelet.conf");
+    let rotating = std::fs::read_to_string(&conf).unwrap();
+    let embedding = rotating
+        .replace(
+            "client-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem",
+            "client-certificate-data: Y2VydA==",
+        )
+        .replace(
+            "client-key: /var/lib/kubelet/pki/kubelet-client-current.pem",
+            "client-key-data: a2V5",
+        );
+    std::fs::write(&conf, &embedding).unwrap();
+
+    let doc = renew(&sim, &["all", "--yes", "-o", "json"], 0).json();
+    let kubelet = step(&doc, "kubelet");
+    assert_eq!(kubelet["renewed"][0]["name"], "kubelet-client", "{kubelet}");
+    assert_eq!(
+        kubelet["components"][0]["proof"], "not-running",
+        "a sandbox's kubelet is never the host's: {kubelet}"
+    );
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        target,
+        "the link is the kubelet's: kept"
+    );
+    let pair = std::fs::read_to_string(sim.path(target.to_str().unwrap())).unwrap();
+    assert!(
+        pair.contains("-----BEGIN CERTIFICATE-----") && pair.contains("PRIVATE KEY-----"),
+        "certificate then key, one file"
+    );
+    let written = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        written.contains("client-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem")
+            && written.contains("client-key: /var/lib/kubelet/pki/kubelet-client-current.pem")
+            && !written.contains("client-certificate-data"),
+        "{written}"
+    );
+    let after = check(&sim, 0);
+    let renewed = entry(&after, "kubelet-client");
+    assert_eq!(
+        renewed["subject"].as_str().unwrap(),
+        entry(&expired, "kubelet-client")["subject"]
+            .as_str()
+            .unwrap(),
+        "the same node's identity"
+    );
+    assert!(!doc.to_string().contains("PRIVATE KEY"));
 }

@@ -886,3 +886,44 @@ fn an_exited_apiserver_not_yet_reaped_is_not_the_apiserver() {
     zombie.wait().unwrap();
     assert_eq!(doc["apiserver"]["pid"], serde_json::Value::Null, "{doc}");
 }
+
+/// The kubelet bind-mounts /var/lib/kubelet on itself: the same filesystem, another mount, so
+/// a rename from /etc/kubernetes/tmp into it fails with EXDEV (the real node found this). The
+/// renewed kubelet pair is staged beside its file instead and renamed there; nothing is left.
+#[test]
+fn a_file_on_another_mount_of_the_same_filesystem_is_replaced_by_a_rename_beside_it() {
+    let sim = SimNode::with(NodeOptions {
+        full_pki: true,
+        ..NodeOptions::default()
+    });
+    let out = Command::new(simulator())
+        .args(["expire-certs", "--root"])
+        .arg(sim.root())
+        .arg("kubelet-client")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kubelet = sim.path("/var/lib/kubelet");
+    let dir = kubelet.to_str().unwrap();
+    run("mount", &["--bind", dir, dir]);
+    let _mount = Mount(kubelet.clone());
+    let pair = sim.path("/var/lib/kubelet/pki/kubelet-client-2026-01-01-00-00-00.pem");
+    let before = std::fs::read(&pair).unwrap();
+    sim.run()
+        .args(["certs", "renew", "kubelet-client", "--yes"])
+        .ok();
+    assert_ne!(std::fs::read(&pair).unwrap(), before, "renewed");
+    let left: Vec<_> = std::fs::read_dir(sim.path("/var/lib/kubelet/pki"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".kubeadm-recover-"))
+        .collect();
+    assert!(left.is_empty(), "no temp file left: {left:?}");
+    let check = sim.run().args(["certs", "check", "-o", "json"]).ok().json();
+    assert_eq!(check["problems"], serde_json::json!([]), "{check}");
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde::Serialize;
 
-use crate::certs::catalogue::{Authority, Entry, LEAVES, Location, Pickup};
+use crate::certs::catalogue::{Authority, Entry, KubeletFile, LEAVES, Location, Pickup};
 use crate::certs::reissue::reissue;
 use crate::change::plan::{Action, Plan, PlannedWrite};
 use crate::credentials::issue::{self, CertFacts};
@@ -158,7 +158,7 @@ pub struct Renewals {
 }
 
 /// The order a control plane comes back in, and which certificates each step renews.
-const STEPS: [(&str, &[&str]); 5] = [
+const STEPS: [(&str, &[&str]); 6] = [
     (
         "etcd",
         &["etcd-server", "etcd-peer", "etcd-healthcheck-client"],
@@ -175,6 +175,7 @@ const STEPS: [(&str, &[&str]); 5] = [
     ("admin credentials", &["admin.conf", "super-admin.conf"]),
     ("kube-controller-manager", &["controller-manager.conf"]),
     ("kube-scheduler", &["scheduler.conf"]),
+    ("kubelet", &["kubelet-client"]),
 ];
 
 use crate::certs::prove::{RELOAD_BUDGET as RELOAD_WITHIN, RESTART_BUDGET as RESTART_WITHIN};
@@ -183,6 +184,7 @@ use crate::certs::prove::{RELOAD_BUDGET as RELOAD_WITHIN, RESTART_BUDGET as REST
 const CA_MARGIN: time::Duration = time::Duration::days(1);
 
 pub mod kubeadm;
+mod kubelet;
 mod proofs;
 
 pub use proofs::of_restored_files;
@@ -257,6 +259,17 @@ pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals>
                 }
                 continue;
             };
+            let named = request.names.iter().any(|n| n == entry.name);
+            if entry.location == Location::Kubelet(KubeletFile::Client)
+                && let Some(why) = kubelet::left_alone(layout, &current, named, kubeadm.is_some())?
+            {
+                ui.warn(format!("{}: skipped: {why}", entry.name));
+                skipped.push(Skipped {
+                    name: entry.name,
+                    why,
+                });
+                continue;
+            }
             let Some((_, ca_pem, ca_key, ca_not_after)) =
                 cas.iter().find(|(a, ..)| *a == entry.authority)
             else {
@@ -334,6 +347,9 @@ pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals>
             let facts = issue::facts(&new.der)
                 .map_err(|e| Error::Failed(format!("{}: {e}", entry.name)))?;
             writes.extend(current.writes(&new.pem, &key)?);
+            if entry.location == Location::Kubelet(KubeletFile::Client) {
+                writes.extend(kubelet::conf_write(layout)?);
+            }
             renewals.push(Renewal {
                 name: entry.name,
                 path: layout.node_path(&path_of(layout, entry)),
@@ -420,15 +436,22 @@ pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals>
     })
 }
 
+/// What `certs renew` renews: kubeadm's certificates, by kubeadm's names, and the kubelet's
+/// client certificate (which kubeadm leaves to the kubelet, and to its documented by-hand
+/// steps once it has expired).
+fn renewable(entry: &Entry) -> bool {
+    entry.kubeadm_renews || entry.location == Location::Kubelet(KubeletFile::Client)
+}
+
 fn select(names: &[String]) -> Result<Vec<&'static Entry>> {
-    let renewable: Vec<&'static Entry> = LEAVES.iter().filter(|e| e.kubeadm_renews).collect();
+    let renewable: Vec<&'static Entry> = LEAVES.iter().filter(|e| renewable(e)).collect();
     if names.is_empty() || names.iter().any(|n| n == "all") {
         return Ok(renewable);
     }
     for name in names {
         if !renewable.iter().any(|e| e.name == name) {
             return Err(Error::Usage(format!(
-                "{}: not a certificate kubeadm renews; give `all` or some of: {}",
+                "{}: not a certificate kubeadm-recover renews; give `all` or some of: {}",
                 crate::ui::escape(name),
                 renewable
                     .iter()
@@ -478,6 +501,8 @@ enum Place {
         text: String,
         user: String,
     },
+    /// The kubelet's rotating client pair: certificate and key in one file.
+    KubeletPair { path: PathBuf, old: Vec<u8> },
 }
 
 impl Current {
@@ -503,6 +528,8 @@ impl Current {
                 new: Vec::new(),
                 ownership: None,
             }],
+            // kubeadm does not renew the kubelet's certificate: never planned for it.
+            Place::KubeletPair { path, old } => vec![file(path, Some(old))],
         }
     }
 
@@ -543,6 +570,12 @@ impl Current {
                     ownership: None,
                 }]
             }
+            Place::KubeletPair { path, old } => vec![PlannedWrite {
+                path: path.clone(),
+                old: Some(old.clone()),
+                new: format!("{cert_pem}{}", key.pem).into_bytes(),
+                ownership: None,
+            }],
         })
     }
 }
@@ -627,7 +660,27 @@ fn current(layout: &NodeLayout, entry: &Entry) -> Result<Option<Current>> {
                 },
             )
         }
-        Location::Kubelet(_) => return Ok(None),
+        Location::Kubelet(KubeletFile::Client) => {
+            // kubelet-client-current.pem is the kubelet's link to its latest pair (certificate
+            // then key, one file). The link stays: the kubelet's own next rotation writes a new
+            // file and moves it, and refuses a "current" that is not a link. The file it points
+            // at, inside the root, is what is rewritten.
+            let link = path_of(layout, entry);
+            let path = match layout.fs().resolved(&link) {
+                Ok(path) => path,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(unreadable(&link, e.to_string())),
+            };
+            let old = layout
+                .fs()
+                .read(&path)
+                .map_err(|e| unreadable(&path, e.to_string()))?;
+            (
+                String::from_utf8_lossy(&old).into_owned(),
+                Place::KubeletPair { path, old },
+            )
+        }
+        Location::Kubelet(KubeletFile::Serving) => return Ok(None),
     };
     let der = crate::credentials::pem::certificates(&pem)
         .into_iter()
@@ -743,8 +796,8 @@ mod tests {
 
     #[test]
     fn names_are_kubeadms_and_a_wrong_one_is_a_usage_error_listing_them() {
-        assert_eq!(select(&[]).unwrap().len(), 11);
-        assert_eq!(select(&["all".into()]).unwrap().len(), 11);
+        assert_eq!(select(&[]).unwrap().len(), 12);
+        assert_eq!(select(&["all".into()]).unwrap().len(), 12);
         assert_eq!(
             select(&["etcd-server".into()]).unwrap()[0].name,
             "etcd-server"
@@ -757,8 +810,8 @@ mod tests {
     }
 
     #[test]
-    fn every_certificate_kubeadm_renews_belongs_to_one_step() {
-        for entry in LEAVES.iter().filter(|e| e.kubeadm_renews) {
+    fn every_certificate_it_renews_belongs_to_one_step() {
+        for entry in LEAVES.iter().filter(|e| renewable(e)) {
             assert_eq!(
                 STEPS
                     .iter()

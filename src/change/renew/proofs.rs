@@ -37,8 +37,18 @@ pub(super) fn proofs(
         return Ok(plan::Verify::Credentials(checks));
     }
     let mut checks = Vec::new();
-    for ProofInput { entry, .. } in issued {
+    for ProofInput { entry, old_der } in issued {
         match entry.pickup {
+            Pickup::Reloads(Component::Kubelet) => checks.push(kubelet_check(
+                layout,
+                super::kubelet::node_name(old_der).ok_or_else(|| {
+                    Error::Refused(format!(
+                        "{}: not a kubelet client certificate (its subject is not CN=system:node:<name>)",
+                        layout.node_path(&super::path_of(layout, entry))
+                    ))
+                })?,
+                timeout.unwrap_or(RESTART_WITHIN),
+            )),
             Pickup::Serves(component, endpoint) => checks.push(presents_check(
                 layout,
                 entry.name,
@@ -235,6 +245,18 @@ fn restart_check(
     }
 }
 
+/// The kubelet restarted through systemd and proved by its node's Lease and Ready condition;
+/// on a `--root` sandbox, never restarted (the host's kubelet is not the sandbox's).
+fn kubelet_check(layout: &NodeLayout, node: String, within: Duration) -> ComponentCheck {
+    if !layout.is_host() {
+        return ComponentCheck::NotRunning {
+            component: Component::Kubelet,
+            why: "a --root sandbox: the host's kubelet is never touched".into(),
+        };
+    }
+    ComponentCheck::Kubelet { node, within }
+}
+
 /// The list items of a static pod manifest that look like flags (`- --name=value`): enough
 /// to see `--leader-elect` of a component that is not running.
 fn manifest_arguments(text: &str) -> Vec<String> {
@@ -291,6 +313,10 @@ pub(super) fn proof_line(action: &Action) -> String {
                 ComponentCheck::Restart { component, health_port, lease: Lease::AsBefore, .. } => format!(
                     "restart {} onto the file put back and prove a new process healthy on :{health_port}",
                     component.name()
+                ),
+                ComponentCheck::Kubelet { node, .. } => format!(
+                    "restart the kubelet (systemctl restart kubelet) and prove node {} Ready, its Lease renewed since the restart",
+                    crate::ui::escape(node)
                 ),
                 ComponentCheck::NotRunning { component, why } => {
                     format!("{} is not running ({why}): nothing to restart", component.name())
