@@ -38,6 +38,9 @@ pub struct Observed {
     #[serde(flatten)]
     pub file: Reading,
     pub in_use: InUse,
+    /// A PKI certificate whose key file beside it is not its key (said only when so).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub key_mismatch: bool,
     #[serde(skip)]
     pub entry: Entry,
 }
@@ -187,11 +190,20 @@ pub fn inventory(layout: &NodeLayout, look: bool) -> Inventory {
                     why: "no certificate on disk".into(),
                 },
             };
+            let key_mismatch = match (&file, entry.location) {
+                (Reading::Present(cert), Location::Pki(stem)) => !key_matches(
+                    layout,
+                    &layout.pki_dir().join(format!("{stem}.key")),
+                    &cert.der,
+                ),
+                _ => false,
+            };
             Some(Observed {
                 name: entry.name,
                 path: layout.node_path(&path),
                 file,
                 in_use,
+                key_mismatch,
                 entry,
             })
         })
@@ -204,6 +216,20 @@ pub fn inventory(layout: &NodeLayout, look: bool) -> Inventory {
             public_key_present: layout.fs().is_file(&layout.pki_dir().join("sa.pub")),
         },
     }
+}
+
+/// Whether the key file (when there is one that parses) is the certificate's key. A missing
+/// or unreadable key is not called a mismatch: it is not this check's to judge.
+fn key_matches(layout: &NodeLayout, key: &std::path::Path, der: &[u8]) -> bool {
+    let Ok(pem) = layout.fs().read_to_string(key) else {
+        return true;
+    };
+    let Ok(key) = crate::credentials::pki::Key::from_pem(&pem) else {
+        return true;
+    };
+    X509Certificate::from_der(der)
+        .map(|(_, cert)| cert.public_key().raw == key.public_key_der().as_slice())
+        .unwrap_or(true)
 }
 
 fn kubelet_pki(layout: &NodeLayout, file: &str) -> std::path::PathBuf {

@@ -482,21 +482,18 @@ fn restart_kubelet_as_before(within: Duration) -> Result<(), ComponentFailure> {
 
 /// The node's Lease renewal (unix) and whether its Ready condition is True, read with
 /// admin.conf.
-fn node_state(layout: &NodeLayout, node: &str) -> Result<(Option<i64>, bool), String> {
-    let admin = crate::apiserver::admin::Admin::connect(layout, &layout.admin_conf())
-        .map_err(|e| e.to_string())?;
-    let lease: serde_json::Value = admin
-        .get(&format!(
-            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}"
-        ))
-        .map_err(|e| e.to_string())?;
+fn node_state(layout: &NodeLayout, node: &str) -> Result<(Option<i64>, bool), ReadFailure> {
+    let admin = layout.admin_conf();
+    let lease = read_object(
+        layout,
+        &admin,
+        &format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}"),
+    )?;
     let renewed = lease
         .pointer("/spec/renewTime")
         .and_then(|t| t.as_str())
         .and_then(crate::runtime::clock::parse_rfc3339);
-    let node: serde_json::Value = admin
-        .get(&format!("/api/v1/nodes/{node}"))
-        .map_err(|e| e.to_string())?;
+    let node = read_object(layout, &admin, &format!("/api/v1/nodes/{node}"))?;
     let ready = node
         .pointer("/status/conditions")
         .and_then(|c| c.as_array())
@@ -556,19 +553,38 @@ struct LeaseHolder {
     renewed_unix: Option<i64>,
 }
 
-/// `kube-system/<name>`'s lease, read with `kubeconfig` (bounded in time, as every API call).
+/// Why an object could not be read from the API.
+#[derive(Debug, thiserror::Error)]
+enum ReadFailure {
+    #[error("{0}")]
+    Connect(crate::error::Error),
+    #[error("{0}")]
+    Call(crate::apiserver::admin::CallError),
+}
+
+/// `path` read with `kubeconfig` (bounded in time, as every API call).
+fn read_object(
+    layout: &NodeLayout,
+    kubeconfig: &std::path::Path,
+    path: &str,
+) -> Result<serde_json::Value, ReadFailure> {
+    crate::apiserver::admin::Admin::connect(layout, kubeconfig)
+        .map_err(ReadFailure::Connect)?
+        .get(path)
+        .map_err(ReadFailure::Call)
+}
+
+/// `kube-system/<name>`'s lease, read with `kubeconfig`.
 fn read_lease(
     layout: &NodeLayout,
     kubeconfig: &std::path::Path,
     name: &str,
-) -> Result<LeaseHolder, String> {
-    let client =
-        crate::apiserver::admin::Admin::connect(layout, kubeconfig).map_err(|e| e.to_string())?;
-    let lease: serde_json::Value = client
-        .get(&format!(
-            "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}"
-        ))
-        .map_err(|e| e.to_string())?;
+) -> Result<LeaseHolder, ReadFailure> {
+    let lease = read_object(
+        layout,
+        kubeconfig,
+        &format!("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}"),
+    )?;
     Ok(LeaseHolder {
         identity: lease
             .pointer("/spec/holderIdentity")

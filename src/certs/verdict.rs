@@ -60,6 +60,11 @@ pub enum Problem {
     AuthorityKeyAbsent {
         name: &'static str,
     },
+    /// The certificate and its key file are not a pair: the component cannot load them.
+    KeyMismatch {
+        name: &'static str,
+        path: String,
+    },
     ServiceAccountKeyMissing,
 }
 
@@ -78,7 +83,9 @@ impl Problem {
                     Level::Warning
                 }
             }
-            Problem::Unreadable { .. } | Problem::ServiceAccountKeyMissing => Level::Critical,
+            Problem::Unreadable { .. }
+            | Problem::ServiceAccountKeyMissing
+            | Problem::KeyMismatch { .. } => Level::Critical,
             Problem::AuthorityKeyAbsent { .. } => Level::Info,
         }
     }
@@ -89,6 +96,7 @@ impl Problem {
             Problem::Ends { name, .. }
             | Problem::NotInUse { name, .. }
             | Problem::Unreadable { name, .. }
+            | Problem::KeyMismatch { name, .. }
             | Problem::AuthorityKeyAbsent { name } => name,
             Problem::ServiceAccountKeyMissing => "sa",
         }
@@ -113,6 +121,9 @@ impl Problem {
                 format!("{name} is renewed on disk but not in use")
             }
             Problem::Unreadable { name, .. } => format!("the {name} certificate cannot be read"),
+            Problem::KeyMismatch { name, .. } => {
+                format!("the {name} certificate and its key are not a pair")
+            }
             Problem::AuthorityKeyAbsent { name } => {
                 format!("the {name} key is not on this node (an external CA)")
             }
@@ -129,6 +140,9 @@ impl Problem {
             } => format!("{path}: not after {not_after}"),
             Problem::NotInUse { evidence, .. } => evidence.clone(),
             Problem::Unreadable { path, problem, .. } => format!("{path}: {problem}"),
+            Problem::KeyMismatch { path, .. } => format!(
+                "{path}: its public key is not the one of the key file beside it (a half-done renewal or restore?)"
+            ),
             Problem::AuthorityKeyAbsent { name } => {
                 format!("/etc/kubernetes/pki has {name}'s certificate but not its key")
             }
@@ -179,6 +193,9 @@ impl Problem {
             Problem::AuthorityKeyAbsent { .. } => {
                 "renew the certificates it signs where its key is kept".into()
             }
+            Problem::KeyMismatch { name, .. } => format!(
+                "kubeadm-recover certs renew {name} (a new key and certificate, proved), or restore both files from one backup (kubeadm-recover backups list)"
+            ),
             Problem::ServiceAccountKeyMissing => {
                 "put back sa.key and sa.pub from a backup or another control-plane node: every node must share them".into()
             }
@@ -236,6 +253,12 @@ pub fn problems(inventory: &Inventory, now: i64) -> Vec<Problem> {
                 problem: problem.clone(),
             }),
             Reading::Missing => {}
+        }
+        if observed.key_mismatch {
+            out.push(Problem::KeyMismatch {
+                name: observed.name,
+                path: observed.path.clone(),
+            });
         }
         match &observed.in_use {
             InUse::PresentsAnother {

@@ -59,6 +59,7 @@ pub fn check(ctx: &Context) -> Result<ExitStatus> {
                 ..
             } | Problem::NotInUse { .. }
                 | Problem::Unreadable { .. }
+                | Problem::KeyMismatch { .. }
         )
     });
     let validity = inventory

@@ -1,7 +1,6 @@
 //! `certs check` on simulated nodes with the whole control-plane PKI: what each file holds, what
 //! the running apiserver presents (a real TLS handshake with the simulated apiserver, which
 //! re-reads its serving certificate as the real one does), and what status and diagnose say.
-use std::process::Command;
 
 use crate::harness::*;
 use kubeadm_recover::credentials::pki::KeyType;
@@ -16,24 +15,8 @@ fn full_node(serving_cert_reload: bool) -> SimNode {
     SimNode::with(options)
 }
 
-/// Re-signs certificates of the node (all kubeadm's when `names` is empty) to have ended
-/// `days_ago` days ago (negative: to end in the future).
 fn resign(node: &dyn Sandbox, days_ago: i64, names: &[&str]) {
-    let out = Command::new(simulator())
-        .args([
-            "expire-certs",
-            &format!("--ended-days-ago={days_ago}"),
-            "--root",
-        ])
-        .arg(node.root())
-        .args(names)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    expire_certs(node.root(), days_ago, names);
 }
 
 fn check(node: &dyn Sandbox, code: i32) -> serde_json::Value {
@@ -282,15 +265,6 @@ fn renew(node: &dyn Sandbox, args: &[&str], code: i32) -> Output {
         .code(code)
 }
 
-fn step<'a>(doc: &'a serde_json::Value, title: &str) -> &'a serde_json::Value {
-    doc["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["title"] == title)
-        .unwrap_or_else(|| panic!("no step {title} in {doc}"))
-}
-
 #[test]
 fn renew_all_brings_an_expired_node_back_step_by_step_each_proved_and_the_real_kubectl_works() {
     let sim = full_node(true);
@@ -338,7 +312,7 @@ fn renew_all_brings_an_expired_node_back_step_by_step_each_proved_and_the_real_k
         "the ConfigMap cannot be read with an expired admin.conf"
     );
     assert_eq!(doc["validity"], "8760h0m0s");
-    let apiserver = step(&doc, "kube-apiserver");
+    let apiserver = renew_step(&doc, "kube-apiserver");
     assert_eq!(
         apiserver["components"][0]["proof"], "reloaded",
         "{apiserver}"
@@ -346,11 +320,11 @@ fn renew_all_brings_an_expired_node_back_step_by_step_each_proved_and_the_real_k
     assert_eq!(apiserver["renewed"].as_array().unwrap().len(), 4);
     assert!(apiserver["session"].is_string() && apiserver["backup"]["path"].is_string());
     assert_eq!(
-        step(&doc, "admin credentials")["verified"][0]["username"],
+        renew_step(&doc, "admin credentials")["verified"][0]["username"],
         "kubernetes-admin"
     );
     assert_eq!(
-        step(&doc, "kube-scheduler")["components"][0]["proof"],
+        renew_step(&doc, "kube-scheduler")["components"][0]["proof"],
         "not-running",
         "a sandbox's scheduler is never the host's"
     );
@@ -532,7 +506,7 @@ fn the_validity_comes_from_a_kubeadm_configuration_and_never_passes_the_ca() {
         0,
     )
     .json();
-    let renewed = &step(&capped, "kube-apiserver")["renewed"][0];
+    let renewed = &renew_step(&capped, "kube-apiserver")["renewed"][0];
     assert_eq!(renewed["cappedToCa"], true, "{renewed}");
     let ca = capped["authorities"]
         .as_array()
@@ -643,7 +617,7 @@ fn a_renewal_reverted_is_proved_on_the_files_put_back() {
     let cert = sim.path("/etc/kubernetes/pki/apiserver.crt");
     let before = std::fs::read(&cert).unwrap();
     let renewed = renew(&sim, &["apiserver", "--yes", "-o", "json"], 0).json();
-    let session = step(&renewed, "kube-apiserver")["session"]
+    let session = renew_step(&renewed, "kube-apiserver")["session"]
         .as_str()
         .unwrap()
         .to_string();
@@ -751,7 +725,7 @@ fn the_kubelets_expired_client_certificate_is_renewed_in_place_and_kubelet_conf_
     std::fs::write(&conf, &embedding).unwrap();
 
     let doc = renew(&sim, &["all", "--yes", "-o", "json"], 0).json();
-    let kubelet = step(&doc, "kubelet");
+    let kubelet = renew_step(&doc, "kubelet");
     assert_eq!(kubelet["renewed"][0]["name"], "kubelet-client", "{kubelet}");
     assert_eq!(
         kubelet["components"][0]["proof"], "not-running",
@@ -784,4 +758,44 @@ fn the_kubelets_expired_client_certificate_is_renewed_in_place_and_kubelet_conf_
         "the same node's identity"
     );
     assert!(!doc.to_string().contains("PRIVATE KEY"));
+}
+
+/// A certificate whose key file is not its key (a half-done renewal or restore by hand): the
+/// component cannot load the pair. `certs check` names it; a renewal (a new key and
+/// certificate, proved) mends it.
+#[test]
+fn a_certificate_and_a_key_that_are_not_a_pair_are_named_and_a_renewal_mends_them() {
+    let sim = full_node(true);
+    std::fs::copy(
+        sim.path("/etc/kubernetes/pki/front-proxy-client.key"),
+        sim.path("/etc/kubernetes/pki/apiserver-kubelet-client.key"),
+    )
+    .unwrap();
+    let doc = check(&sim, 1);
+    let problem = doc["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["certificate"] == "apiserver-kubelet-client")
+        .unwrap_or_else(|| panic!("{doc}"));
+    assert_eq!(problem["severity"], "critical", "{problem}");
+    assert!(
+        problem["summary"]
+            .as_str()
+            .unwrap()
+            .contains("are not a pair")
+            && problem["fix"]
+                .as_str()
+                .unwrap()
+                .starts_with("kubeadm-recover certs renew apiserver-kubelet-client"),
+        "{problem}"
+    );
+    assert_eq!(entry(&doc, "apiserver-kubelet-client")["keyMismatch"], true);
+    assert!(
+        entry(&doc, "apiserver")["keyMismatch"].is_null(),
+        "said only when so"
+    );
+    renew(&sim, &["apiserver-kubelet-client", "--yes"], 0);
+    let after = check(&sim, 0);
+    assert_eq!(after["problems"], serde_json::json!([]), "{after}");
 }

@@ -353,3 +353,55 @@ fn a_renewal_killed_between_a_certificate_and_its_key_is_shown_and_reverted() {
     let check = sim.run().args(["certs", "check", "-o", "json"]).ok().json();
     assert_eq!(check["problems"], serde_json::json!([]), "{check}");
 }
+
+/// `certs renew all` killed at each of its file writes in turn (every step's journal, backup,
+/// certificates and keys): afterwards a renewal is refused while a step is unfinished, and
+/// `revert` of it leaves a consistent node — every certificate with its own key, every one in
+/// use, none expired (the steps before the kill renewed, the killed one as before).
+#[test]
+fn a_renewal_killed_at_every_write_is_reverted_to_a_consistent_node() {
+    let mut finished = false;
+    for n in 1..=80 {
+        let sim = SimNode::with(NodeOptions {
+            key_type: kubeadm_recover::credentials::pki::KeyType::EcdsaP256,
+            full_pki: true,
+            ..NodeOptions::default()
+        });
+        let out = sim
+            .run()
+            .args(["certs", "renew", "all", "--yes"])
+            .env(
+                "FAILPOINTS",
+                &match n {
+                    1 => "after-temp-write=return(kill)".to_string(),
+                    n => format!("after-temp-write={}*off->return(kill)", n - 1),
+                },
+            )
+            .output();
+        if out.code == 0 {
+            finished = true;
+            break;
+        }
+        assert_eq!(out.code, -1, "write {n}: {}", out.stderr);
+        if unfinished(&sim) {
+            sim.run().args(["certs", "renew", "all", "--yes"]).code(3);
+            let reverted = sim.run().args(["revert", "--yes"]).output();
+            assert_eq!(reverted.code, 0, "write {n}: {}", reverted.stderr);
+        }
+        assert!(!unfinished(&sim), "write {n}");
+        let check = sim
+            .run()
+            .args(["certs", "check", "-o", "json"])
+            .output()
+            .json();
+        assert_eq!(
+            check["problems"],
+            serde_json::json!([]),
+            "killed at write {n}: {check}"
+        );
+    }
+    assert!(
+        finished,
+        "the renewal never ran to its end within 80 writes"
+    );
+}

@@ -774,3 +774,50 @@ impl Terminal {
         }
     }
 }
+
+/// The simulator's `expire-certs`: re-signs the named certificates of the node under `root`
+/// (all kubeadm's when `names` is empty; the kubelet's client pair by its name) to have ended
+/// `days_ago` days ago (negative: to end in the future).
+pub fn expire_certs(root: &Path, days_ago: i64, names: &[&str]) {
+    let out = Command::new(simulator())
+        .args([
+            "expire-certs",
+            &format!("--ended-days-ago={days_ago}"),
+            "--root",
+        ])
+        .arg(root)
+        .args(names)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The step titled `title` of a `certs renew` report.
+pub fn renew_step<'a>(doc: &'a serde_json::Value, title: &str) -> &'a serde_json::Value {
+    doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["title"] == title)
+        .unwrap_or_else(|| panic!("no step {title} in {doc}"))
+}
+
+/// (component, proof) of each component a `certs renew` report proved, in order.
+pub fn component_proofs(doc: &serde_json::Value) -> Vec<(String, String)> {
+    doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["components"].as_array().cloned().unwrap_or_default())
+        .map(|c| {
+            (
+                c["component"].as_str().unwrap().to_string(),
+                c["proof"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}

@@ -896,17 +896,7 @@ fn a_file_on_another_mount_of_the_same_filesystem_is_replaced_by_a_rename_beside
         full_pki: true,
         ..NodeOptions::default()
     });
-    let out = Command::new(simulator())
-        .args(["expire-certs", "--root"])
-        .arg(sim.root())
-        .arg("kubelet-client")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    expire_certs(sim.root(), 30, &["kubelet-client"]);
     let kubelet = sim.path("/var/lib/kubelet");
     let dir = kubelet.to_str().unwrap();
     run("mount", &["--bind", dir, dir]);

@@ -907,30 +907,7 @@ impl Drop for KubeadmPki {
 }
 
 fn expire_all_certificates() {
-    let out = Command::new(simulator())
-        .args(["expire-certs", "--root", "/"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn component_proofs(doc: &serde_json::Value) -> Vec<(String, String)> {
-    doc["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["components"].as_array().cloned().unwrap_or_default())
-        .map(|c| {
-            (
-                c["component"].as_str().unwrap().to_string(),
-                c["proof"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    expire_certs(Path::new("/"), 30, &[]);
 }
 
 #[test]
@@ -1304,15 +1281,7 @@ fn an_expired_kubelet_client_certificate_is_renewed_the_kubelet_restarted_and_th
         std::env::var("PATH").unwrap()
     );
 
-    let out = Command::new(simulator())
-        .args(["expire-certs", "--root", "/", "kubelet-client"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    expire_certs(Path::new("/"), 30, &["kubelet-client"]);
     let log = repo().join("target/realnode/logs/kubelet.log");
     let logged = std::fs::metadata(&log).unwrap().len();
     // The kubelet restarted onto it, as after a reboot: it cannot start.
@@ -1352,7 +1321,7 @@ fn an_expired_kubelet_client_certificate_is_renewed_the_kubelet_restarted_and_th
         .env("PATH", &path)
         .ok()
         .json();
-    let proved = &step_of(&doc, "kubelet")["components"][0];
+    let proved = &renew_step(&doc, "kubelet")["components"][0];
     assert_eq!(proved["proof"], "kubelet-restarted", "{doc}");
     assert_eq!(proved["node"], "realnode", "{doc}");
     assert!(proved["leaseRenewed"].is_string(), "{doc}");
@@ -1380,15 +1349,6 @@ fn an_expired_kubelet_client_certificate_is_renewed_the_kubelet_restarted_and_th
             .any(|p| p["certificate"] == "kubelet-client"),
         "{after}"
     );
-}
-
-fn step_of<'a>(doc: &'a serde_json::Value, title: &str) -> &'a serde_json::Value {
-    doc["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["title"] == title)
-        .unwrap_or_else(|| panic!("no step {title} in {doc}"))
 }
 
 /// `certs renew` of `names`, killed with SIGKILL once its stderr shows `phase`. Returns what

@@ -346,18 +346,7 @@ fn certs_renew_with_the_real_kubeadm_is_given_the_clusters_configuration_and_pro
         .ok()
         .json();
     assert_eq!(doc["validitySource"], "cluster-configuration", "{doc}");
-    let proofs: Vec<(String, String)> = doc["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["components"].as_array().cloned().unwrap_or_default())
-        .map(|c| {
-            (
-                c["component"].as_str().unwrap().to_string(),
-                c["proof"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let proofs = component_proofs(&doc);
     assert!(
         proofs.contains(&("kube-apiserver".into(), "reloaded".into())),
         "{doc}"

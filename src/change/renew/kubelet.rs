@@ -51,26 +51,34 @@ pub(super) fn left_alone(
     Ok(None)
 }
 
+/// Why the kubelet cannot be restarted by this tool.
+#[derive(Debug, thiserror::Error)]
+pub enum NotRestartable {
+    #[error("the kubelet is not an active systemd service here (systemctl is-active kubelet: {})", crate::ui::escape(.0))]
+    NotActive(String),
+    #[error("systemctl cannot be asked about the kubelet: {0}")]
+    NoSystemctl(crate::runtime::interrupt::Stopped),
+}
+
 /// Whether this tool can restart the kubelet: on the host, where systemd runs it (the kubelet
 /// of a `--root` sandbox is never the host's, and nothing is restarted there).
-pub fn restartable(layout: &NodeLayout) -> std::result::Result<(), String> {
+pub fn restartable(layout: &NodeLayout) -> std::result::Result<(), NotRestartable> {
     if !layout.is_host() {
         return Ok(());
     }
-    let asked = crate::runtime::interrupt::run(
+    let out = crate::runtime::interrupt::run(
         duct::cmd("systemctl", ["is-active", "kubelet"])
             .stderr_null()
             .stdout_capture(),
         std::time::Duration::from_secs(10),
         true,
-    );
-    match asked {
-        Ok(out) if String::from_utf8_lossy(&out.stdout).trim() == "active" => Ok(()),
-        Ok(out) => Err(format!(
-            "the kubelet is not an active systemd service here (systemctl is-active kubelet: {})",
-            crate::ui::escape(String::from_utf8_lossy(&out.stdout).trim())
-        )),
-        Err(e) => Err(format!("systemctl cannot be asked about the kubelet: {e}")),
+    )
+    .map_err(NotRestartable::NoSystemctl)?;
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if said == "active" {
+        Ok(())
+    } else {
+        Err(NotRestartable::NotActive(said))
     }
 }
 
