@@ -8,6 +8,10 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::node::NodeLayout;
 
+/// The scratch copy's name, before the pid of the run that wrote it. Not the temp files' prefix:
+/// each change removes those of killed runs, and this one is live across several changes.
+const SCRATCH_PREFIX: &str = "kubeadm-recover-kubeadm-config-";
+
 /// Where kubeadm's configuration comes from.
 #[derive(Debug, Clone)]
 pub enum Configuration {
@@ -32,11 +36,9 @@ impl Configuration {
         match cluster {
             Some(text) => Ok(Configuration::Cluster {
                 text,
-                scratch: layout.tmp_dir().join(format!(
-                    "{}kubeadm-config-{}.yaml",
-                    crate::node::fs::TEMP_PREFIX,
-                    std::process::id()
-                )),
+                scratch: layout
+                    .tmp_dir()
+                    .join(format!("{SCRATCH_PREFIX}{}.yaml", std::process::id())),
             }),
             None => Err(Error::Refused(
                 "--method kubeadm: the kubeadm-config ConfigMap cannot be read (is the apiserver or admin.conf what is broken?), \
@@ -66,11 +68,12 @@ impl Configuration {
     }
 
     /// Puts the scratch copy in place for the run (nothing for `--config`); it is removed when
-    /// the guard goes, and a copy a kill left behind is removed by the next run.
+    /// the guard goes, and a copy a killed run left behind (its pid gone) is removed here.
     pub fn in_place<'a>(&self, layout: &'a NodeLayout) -> Result<Scratch<'a>> {
         let Configuration::Cluster { text, scratch } = self else {
             return Ok(Scratch { layout, path: None });
         };
+        remove_left_behind(layout);
         layout
             .fs()
             .create_dir_all(&layout.tmp_dir(), 0o700, None)
@@ -99,6 +102,27 @@ impl Configuration {
             program.push(format!("--rootfs={}", layout.root().display()));
         }
         program
+    }
+}
+
+/// Scratch copies whose run is gone (killed before its guard could remove them).
+fn remove_left_behind(layout: &NodeLayout) {
+    let Ok(entries) = layout.fs().read_dir(&layout.tmp_dir()) else {
+        return;
+    };
+    for entry in entries {
+        let name = entry.name.to_string_lossy();
+        let Some(pid) = name
+            .strip_prefix(SCRATCH_PREFIX)
+            .and_then(|rest| rest.strip_suffix(".yaml"))
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if !alive {
+            let _ = layout.fs().remove_file(&layout.tmp_dir().join(&*name));
+        }
     }
 }
 
@@ -146,7 +170,7 @@ mod tests {
         let program = cluster.program(&layout, "apiserver");
         assert_eq!(&program[..4], ["kubeadm", "certs", "renew", "apiserver"]);
         assert!(
-            program[4].starts_with("--config=/etc/kubernetes/tmp/.kubeadm-recover-kubeadm-config-"),
+            program[4].starts_with("--config=/etc/kubernetes/tmp/kubeadm-recover-kubeadm-config-"),
             "{program:?}"
         );
         assert_eq!(
@@ -155,6 +179,14 @@ mod tests {
             "a sandbox root is kubeadm's --rootfs"
         );
         let scratch = cluster.path().clone();
+        // Left by a killed run (a pid that is gone), and one of a run that is alive (pid 1).
+        std::fs::create_dir_all(layout.tmp_dir()).unwrap();
+        let dead = layout
+            .tmp_dir()
+            .join(format!("{SCRATCH_PREFIX}4194303.yaml"));
+        let alive = layout.tmp_dir().join(format!("{SCRATCH_PREFIX}1.yaml"));
+        std::fs::write(&dead, "left").unwrap();
+        std::fs::write(&alive, "live").unwrap();
         {
             let _in_place = cluster.in_place(&layout).unwrap();
             let meta = layout.fs().metadata(&scratch).unwrap();
@@ -164,5 +196,7 @@ mod tests {
             layout.fs().metadata(&scratch).is_err(),
             "removed after the run"
         );
+        assert!(!dead.exists(), "a killed run's copy is removed");
+        assert!(alive.exists(), "a live run's copy is not");
     }
 }
