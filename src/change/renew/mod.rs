@@ -1,9 +1,11 @@
 //! `certs renew`'s planner: which certificates, re-issued how (each with its own subject, SANs,
 //! usages and key type, a new key, signed by its own CA on this node, valid for the cluster's
-//! own period and never past the CA), and then one step per component, in the order a broken
-//! control plane comes back (etcd, the apiserver, the admin credentials, the controller-manager,
-//! the scheduler): each step its own journaled change with its own proof, so that a step that
-//! fails is rolled back alone and the steps before it stay renewed and proved.
+//! own period and never past the CA; or by the real kubeadm, `kubeadm.rs`), and then one step
+//! per component, in the order a broken control plane comes back (etcd, the apiserver, the
+//! admin credentials, the controller-manager, the scheduler, and the kubelet when its own
+//! certificate has expired, `kubelet.rs`): each step its own journaled change with its own
+//! proof (`proofs.rs`), so that a step that fails is rolled back alone and the steps before it
+//! stay renewed and proved.
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -125,11 +127,14 @@ impl Step {
     /// steps before it (the writes and the certificates issued stay those of the plan shown).
     pub fn planned_now(mut self, layout: &NodeLayout) -> Result<(Plan, Vec<Renewal>)> {
         let verify = proofs(layout, &self.title, &self.proof_basis, self.timeout)?;
-        if let Action::Write {
-            verify: planned, ..
-        } = &mut self.plan.action
-        {
-            *planned = verify;
+        match &mut self.plan.action {
+            Action::Write {
+                verify: planned, ..
+            }
+            | Action::External {
+                verify: planned, ..
+            } => *planned = verify,
+            _ => {}
         }
         let proving = proof_line(&self.plan.action);
         if let Some(last) = self.plan.steps.last_mut() {
