@@ -164,6 +164,16 @@ pub fn arguments(identity: &ProcessIdentity) -> Option<Vec<String>> {
     read_cmdline(&pid)
 }
 
+/// Now, in the clock a process's start is counted in (clock ticks since boot, as
+/// /proc/PID/stat's field 22): "started after this moment" compared without the whole-second
+/// rounding of wall-clock times.
+pub fn boot_ticks_now() -> Option<u64> {
+    let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
+    let seconds: f64 = uptime.split_whitespace().next()?.parse().ok()?;
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    Some((seconds * ticks as f64) as u64)
+}
+
 pub fn started_unix(identity: &ProcessIdentity) -> Option<i64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let boot: i64 = stat

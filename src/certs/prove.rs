@@ -40,26 +40,35 @@ pub enum ComponentCheck {
         /// The kubeconfig it reads at its start: the new process must have started after it
         /// was written (a process that restarted by itself before the write holds the old one).
         kubeconfig: PathBuf,
+        /// Where it serves `/healthz` (its `--bind-address`, loopback for a wildcard, and its
+        /// `--secure-port`).
+        health_host: String,
         health_port: u16,
         lease: Lease,
         within: Duration,
     },
-    /// The kubelet, on a renewed client certificate: restarted through systemd, then its
-    /// node's Lease renewed since the restart and the node Ready (read with admin.conf).
-    Kubelet { node: String, within: Duration },
+    /// The kubelet, on a renewed client certificate: restarted through systemd, then (unless
+    /// `as_before`) its node's Lease renewed since the restart and the node Ready, read with
+    /// the kubelet's own kubeconfig (a kubelet may read its own Node and Lease).
+    Kubelet {
+        node: String,
+        within: Duration,
+        as_before: bool,
+    },
     /// Not running here: it reads the new file when it starts. Nothing to prove, and said so.
     NotRunning { component: Component, why: String },
 }
 
 /// The leader-election lease a restarted component must come to hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lease {
     /// `kube-system/<component>`: read with the component's own new kubeconfig before the
     /// restart (the credential authenticates as an identity allowed to it, or nothing is
     /// restarted), then held by the new process and renewed after its start. `/healthz` alone
     /// proves neither: it does not use the kubeconfig.
-    Held,
-    /// `--leader-elect=false`: it holds no lease; `/healthz` is the proof.
+    Held { namespace: String, name: String },
+    /// `--leader-elect=false` (or leader election set in a `--config` file this tool does not
+    /// read): no lease is asked of it; `/healthz` is the proof.
     NotElected,
     /// Restarted onto files put back (a revert): "as before" may be a credential that had
     /// expired, so `/healthz` is the proof, as for a rollback.
@@ -96,8 +105,10 @@ pub enum ComponentProved {
         node: String,
         old_pid: i32,
         new_pid: i32,
-        /// When the node's Lease was renewed, after the restart.
-        lease_renewed: String,
+        /// When the node's Lease was renewed, after the restart (not asked of a kubelet put
+        /// back as it was).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        lease_renewed: Option<String>,
         waited_ms: u128,
     },
     NotRunning {
@@ -143,10 +154,15 @@ impl ComponentProved {
                 lease_renewed,
                 waited_ms,
                 ..
-            } => format!(
-                "proved: the kubelet restarted: pid {old_pid} -> {new_pid}; node {} Ready, its Lease renewed at {lease_renewed} (after {waited_ms} ms)",
-                crate::ui::escape(node)
-            ),
+            } => match lease_renewed {
+                Some(renewed) => format!(
+                    "proved: the kubelet restarted: pid {old_pid} -> {new_pid}; node {} Ready, its Lease renewed at {renewed} (after {waited_ms} ms)",
+                    crate::ui::escape(node)
+                ),
+                None => format!(
+                    "proved: the kubelet restarted onto the files put back: pid {old_pid} -> {new_pid} (after {waited_ms} ms)"
+                ),
+            },
             ComponentProved::NotRunning { component, why } => {
                 format!(
                     "not running: {} ({why}); it reads the new files when it starts",
@@ -159,6 +175,8 @@ impl ComponentProved {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ComponentFailure {
+    #[error("{path}: the renewed certificate cannot be read back")]
+    RenewedUnreadable { path: String },
     #[error("{endpoint} still presents the old certificate after {}s", within.as_secs())]
     NotReloaded { endpoint: String, within: Duration },
     #[error("{component} could not be restarted: {why}")]
@@ -223,12 +241,8 @@ impl ComponentCheck {
                             .into_iter()
                             .next()
                     })
-                    .ok_or_else(|| ComponentFailure::NotReloaded {
-                        endpoint: format!(
-                            "{} (the renewed file cannot be read)",
-                            layout.node_path(certificate)
-                        ),
-                        within: Duration::ZERO,
+                    .ok_or_else(|| ComponentFailure::RenewedUnreadable {
+                        path: layout.node_path(certificate),
                     })?;
                 presents(
                     layout,
@@ -249,28 +263,43 @@ impl ComponentCheck {
             ComponentCheck::Restart {
                 component,
                 kubeconfig,
+                health_host,
                 health_port,
                 lease,
                 within,
             } => {
                 let started = Instant::now();
+                // Right after the write: the new process must start after this.
+                let written = now_ticks(component.name())?;
                 // Before anything stops: the new credential reads the lease, or nothing is
                 // restarted onto it.
-                let holder_before = match lease {
-                    Lease::Held => {
+                let lease_wanted = match lease {
+                    Lease::Held { namespace, name } => {
                         ui.info(format!(
-                            "checking that the new {} authenticates: reading the lease kube-system/{} with it",
+                            "checking that the new {} authenticates: reading the lease {namespace}/{name} with it",
                             layout.node_path(kubeconfig),
-                            component.name()
                         ));
-                        Some(
-                            read_lease(layout, kubeconfig, component.name()).map_err(|why| {
+                        let before =
+                            read_lease(layout, kubeconfig, namespace, name).map_err(|why| {
                                 ComponentFailure::NotRestarted {
                                     component: component.name(),
                                     why: format!("its new kubeconfig does not work: {why}"),
                                 }
-                            })?,
-                        )
+                            })?;
+                        match &before.identity {
+                            // Another node's leader holds it (an HA cluster where this one
+                            // is not the leader): it keeps it, and the new process here only
+                            // waits. The read with the new kubeconfig and /healthz prove it.
+                            Some(holder) if !holder.starts_with(&our_identity_prefix()) => {
+                                ui.info(format!(
+                                    "{namespace}/{name} is held by another node ({}): {} is proved by its new kubeconfig and /healthz",
+                                    crate::ui::escape(holder),
+                                    component.name()
+                                ));
+                                None
+                            }
+                            _ => Some((before, namespace.as_str(), name.as_str())),
+                        }
                     }
                     Lease::NotElected | Lease::AsBefore => None,
                 };
@@ -282,8 +311,9 @@ impl ComponentCheck {
                     layout,
                     *component,
                     kubeconfig,
-                    *health_port,
-                    holder_before.as_ref(),
+                    (health_host, *health_port),
+                    lease_wanted,
+                    written,
                     *within,
                     true,
                 )?;
@@ -291,21 +321,27 @@ impl ComponentCheck {
                     component: *component,
                     old_pid: restarted.stopped.map_or(0, |p| p.pid),
                     new_pid: restarted.new.pid,
-                    healthz: format!("https://127.0.0.1:{health_port}/healthz"),
+                    healthz: format!("https://{health_host}:{health_port}/healthz"),
                     lease_holder: restarted.lease_holder,
                     waited_ms: started.elapsed().as_millis(),
                 })
             }
-            ComponentCheck::Kubelet { node, within } => {
+            ComponentCheck::Kubelet {
+                node,
+                within,
+                as_before,
+            } => {
                 ui.info("restarting the kubelet so that it reads its new client certificate");
                 let started = Instant::now();
-                let restarted = restart_kubelet(layout, node, *within, true)?;
+                let restarted = restart_kubelet(layout, node, *within, !*as_before, true)?;
                 Ok(ComponentProved::KubeletRestarted {
                     component: Component::Kubelet,
                     node: node.clone(),
                     old_pid: restarted.stopped.map_or(0, |p| p.pid),
                     new_pid: restarted.new.pid,
-                    lease_renewed: crate::runtime::clock::rfc3339(restarted.lease_renewed),
+                    lease_renewed: restarted
+                        .lease_renewed_ms
+                        .map(|ms| crate::runtime::clock::rfc3339(ms / 1000)),
                     waited_ms: started.elapsed().as_millis(),
                 })
             }
@@ -340,6 +376,7 @@ impl ComponentCheck {
             ComponentCheck::Restart {
                 component,
                 kubeconfig,
+                health_host,
                 health_port,
                 within,
                 ..
@@ -351,22 +388,25 @@ impl ComponentCheck {
                 // Its own budget: a short --timeout must not leave the old one unproved. No
                 // lease: "as before" may be a credential that had expired.
                 let within = (*within).max(RESTART_BUDGET);
+                let written = now_ticks(component.name())?;
                 restart(
                     layout,
                     *component,
                     kubeconfig,
-                    *health_port,
+                    (health_host, *health_port),
                     None,
+                    written,
                     within,
                     false,
                 )
                 .map(|_| ())
             }
-            ComponentCheck::Kubelet { within, .. } => {
+            ComponentCheck::Kubelet { node, within, .. } => {
                 ui.info("restarting the kubelet again with its previous files");
                 // As before: a kubelet running again (the one before may not have been able to
                 // authenticate, so no Lease or Ready is asked of it).
-                restart_kubelet_as_before((*within).max(RESTART_BUDGET))
+                restart_kubelet(layout, node, (*within).max(RESTART_BUDGET), false, false)
+                    .map(|_| ())
             }
             ComponentCheck::NotRunning { .. } => Ok(()),
         }
@@ -397,38 +437,62 @@ fn systemctl_restart_kubelet() -> Result<(), ComponentFailure> {
     Ok(())
 }
 
-/// The kubelet restarted, then proved: a new kubelet process, started after the restart was
-/// asked; the node's Lease (`kube-node-lease/<node>`) renewed since then; the node Ready.
+/// Boot-clock ticks now (what a process's start is counted in), or the restart cannot be proved.
+fn now_ticks(component: &'static str) -> Result<u64, ComponentFailure> {
+    process::boot_ticks_now().ok_or(ComponentFailure::NotRestarted {
+        component,
+        why: "/proc/uptime cannot be read: a new process cannot be told from an old one".into(),
+    })
+}
+
+/// The start of the identity client-go's leader election writes for a process of this host:
+/// `<hostname>_<uuid>`.
+fn our_identity_prefix() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}_", host.trim())
+}
+
+/// The kubelet restarted: a new kubelet process, started after the restart was asked; where
+/// `ready` is asked, the node's Lease (`kube-node-lease/<node>`) renewed after the old kubelet
+/// was gone and the node Ready.
 struct KubeletRestarted {
     stopped: Option<ProcessIdentity>,
     new: ProcessIdentity,
-    /// When the node's Lease was renewed (unix), since the restart.
-    lease_renewed: i64,
+    lease_renewed_ms: Option<i64>,
 }
 
 fn restart_kubelet(
     layout: &NodeLayout,
     node: &str,
     within: Duration,
+    ready: bool,
     interruptible: bool,
 ) -> Result<KubeletRestarted, ComponentFailure> {
     let before = process::find_component("kubelet");
-    let asked = crate::runtime::clock::now_unix();
+    let asked = now_ticks("kubelet")?;
     systemctl_restart_kubelet()?;
+    // systemctl returns once the old kubelet has stopped and the new one is started: a Lease
+    // renewed after this instant is the new one's.
+    let restarted_ms = crate::runtime::clock::now_unix_ms();
     let deadline = Instant::now() + within;
     let mut last = "no new kubelet process yet".to_string();
     loop {
-        let fresh = process::find_component("kubelet").filter(|p| {
-            Some(p) != before.as_ref()
-                && process::started_unix(p).is_some_and(|started| started >= asked - 1)
-        });
+        let fresh = process::find_component("kubelet")
+            .filter(|p| Some(p) != before.as_ref() && p.start_ticks >= asked);
         if let Some(now) = fresh {
+            if !ready {
+                return Ok(KubeletRestarted {
+                    stopped: before,
+                    new: now,
+                    lease_renewed_ms: None,
+                });
+            }
             match node_state(layout, node) {
-                Ok((Some(renewed), true)) if renewed >= asked - 1 => {
+                Ok((Some(renewed), true)) if renewed > restarted_ms => {
                     return Ok(KubeletRestarted {
                         stopped: before,
                         new: now,
-                        lease_renewed: renewed,
+                        lease_renewed_ms: Some(renewed),
                     });
                 }
                 Ok((renewed, ready)) => {
@@ -436,10 +500,12 @@ fn restart_kubelet(
                         "node {} is {}, its Lease last renewed {}",
                         crate::ui::escape(node),
                         if ready { "Ready" } else { "not Ready" },
-                        renewed.map_or("never".into(), crate::runtime::clock::rfc3339)
+                        renewed.map_or("never".into(), |ms| crate::runtime::clock::rfc3339(
+                            ms / 1000
+                        ))
                     )
                 }
-                Err(e) => last = format!("the node cannot be read with admin.conf: {e}"),
+                Err(e) => last = format!("the node cannot be read with kubelet.conf: {e}"),
             }
         }
         if interruptible && interrupt::interrupted() {
@@ -456,44 +522,21 @@ fn restart_kubelet(
     }
 }
 
-/// After the previous files are back: restarted, and a new kubelet process running.
-fn restart_kubelet_as_before(within: Duration) -> Result<(), ComponentFailure> {
-    let before = process::find_component("kubelet");
-    let asked = crate::runtime::clock::now_unix();
-    systemctl_restart_kubelet()?;
-    let deadline = Instant::now() + within;
-    loop {
-        if process::find_component("kubelet").is_some_and(|p| {
-            Some(&p) != before.as_ref()
-                && process::started_unix(&p).is_some_and(|started| started >= asked - 1)
-        }) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(ComponentFailure::NotHealthy {
-                component: "kubelet",
-                within,
-                last: "no new kubelet process".into(),
-            });
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-/// The node's Lease renewal (unix) and whether its Ready condition is True, read with
-/// admin.conf.
+/// The node's Lease renewal (unix ms) and whether its Ready condition is True, read with the
+/// kubelet's own kubeconfig: the node authorizer lets a kubelet read its own Node and Lease,
+/// so this needs neither admin.conf nor the admin step before it.
 fn node_state(layout: &NodeLayout, node: &str) -> Result<(Option<i64>, bool), ReadFailure> {
-    let admin = layout.admin_conf();
+    let kubelet = layout.kubeconfig("kubelet.conf");
     let lease = read_object(
         layout,
-        &admin,
+        &kubelet,
         &format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}"),
     )?;
     let renewed = lease
         .pointer("/spec/renewTime")
         .and_then(|t| t.as_str())
-        .and_then(crate::runtime::clock::parse_rfc3339);
-    let node = read_object(layout, &admin, &format!("/api/v1/nodes/{node}"))?;
+        .and_then(crate::runtime::clock::parse_rfc3339_ms);
+    let node = read_object(layout, &kubelet, &format!("/api/v1/nodes/{node}"))?;
     let ready = node
         .pointer("/status/conditions")
         .and_then(|c| c.as_array())
@@ -574,21 +617,24 @@ fn read_object(
         .map_err(ReadFailure::Call)
 }
 
-/// `kube-system/<name>`'s lease, read with `kubeconfig`.
+/// The lease `namespace/name`, read with `kubeconfig`. A holder written as "" (a lease
+/// released at its holder's shutdown, as the scheduler does) is no holder.
 fn read_lease(
     layout: &NodeLayout,
     kubeconfig: &std::path::Path,
+    namespace: &str,
     name: &str,
 ) -> Result<LeaseHolder, ReadFailure> {
     let lease = read_object(
         layout,
         kubeconfig,
-        &format!("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}"),
+        &format!("/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"),
     )?;
     Ok(LeaseHolder {
         identity: lease
             .pointer("/spec/holderIdentity")
             .and_then(|h| h.as_str())
+            .filter(|h| !h.is_empty())
             .map(str::to_string),
         renewed_unix: lease
             .pointer("/spec/renewTime")
@@ -597,11 +643,14 @@ fn read_lease(
     })
 }
 
-/// Whether the lease as read now is held by a process that started at `started` (a new
-/// holder, renewed since then), given who held it before the restart.
-fn held_since(now: &LeaseHolder, before: &LeaseHolder, started: i64) -> bool {
+/// Whether the lease as read now is held by a process of this host (`ours`: its identity's
+/// start) that started at `started` — a new holder, renewed since then — given who held it
+/// before the restart.
+fn held_since(now: &LeaseHolder, before: &LeaseHolder, ours: &str, started: i64) -> bool {
     // /proc's start time is whole seconds and rounds down: a second of slack.
-    now.identity.is_some()
+    now.identity
+        .as_deref()
+        .is_some_and(|id| id.starts_with(ours))
         && now.identity != before.identity
         && now
             .renewed_unix
@@ -618,12 +667,14 @@ struct Restarted {
 /// same manifest), then waits for a process that is not the one stopped, started after its
 /// kubeconfig was last written, that answers `/healthz` with 200 and, given who held its lease
 /// before, holds that lease and has renewed it since its start.
+#[allow(clippy::too_many_arguments)]
 fn restart(
     layout: &NodeLayout,
     component: Component,
     kubeconfig: &std::path::Path,
-    health_port: u16,
-    lease_before: Option<&LeaseHolder>,
+    (health_host, health_port): (&str, u16),
+    lease_before: Option<(LeaseHolder, &str, &str)>,
+    written: u64,
     within: Duration,
     interruptible: bool,
 ) -> Result<Restarted, ComponentFailure> {
@@ -632,11 +683,13 @@ fn restart(
         component: name,
         why,
     };
-    let written = layout
-        .fs()
-        .metadata(kubeconfig)
-        .map_err(|e| not_restarted(format!("{}: {e}", kubeconfig.display())))?
-        .changed_unix;
+    // Only the kubelet starts a static pod's container again: nothing is stopped without one.
+    if !process::kubelet_running(layout) {
+        return Err(not_restarted(
+            "no kubelet runs here to start it again, so it is not stopped: start the kubelet first"
+                .into(),
+        ));
+    }
     // Who runs now, after the write: the one to replace.
     let before = process::find_component(name);
     if let Some(container) = process::running_container(layout, name, interruptible) {
@@ -662,13 +715,11 @@ fn restart(
     let deadline = Instant::now() + within;
     let mut last = "no new process yet".to_string();
     loop {
-        let fresh = process::find_component(name).filter(|p| {
-            Some(p) != before.as_ref()
-                && process::started_unix(p).is_some_and(|started| started >= written)
-        });
+        let fresh = process::find_component(name)
+            .filter(|p| Some(p) != before.as_ref() && p.start_ticks >= written);
         if let Some(now) = fresh {
-            match served::get_status("127.0.0.1", health_port, "/healthz") {
-                Ok(200) => match lease_before {
+            match served::get_status(health_host, health_port, "/healthz") {
+                Ok(200) => match &lease_before {
                     None => {
                         return Ok(Restarted {
                             stopped: before,
@@ -676,10 +727,17 @@ fn restart(
                             lease_holder: None,
                         });
                     }
-                    Some(lease_before) => {
+                    Some((lease_before, namespace, lease_name)) => {
                         let started = process::started_unix(&now).unwrap_or(i64::MAX);
-                        match read_lease(layout, kubeconfig, name) {
-                            Ok(lease) if held_since(&lease, lease_before, started) => {
+                        match read_lease(layout, kubeconfig, namespace, lease_name) {
+                            Ok(lease)
+                                if held_since(
+                                    &lease,
+                                    lease_before,
+                                    &our_identity_prefix(),
+                                    started,
+                                ) =>
+                            {
                                 return Ok(Restarted {
                                     stopped: before,
                                     new: now,
@@ -688,7 +746,7 @@ fn restart(
                             }
                             Ok(lease) => {
                                 last = format!(
-                                    "healthy, but the lease kube-system/{name} is held by {} (renewed {}), not yet by the new process",
+                                    "healthy, but the lease {namespace}/{lease_name} is held by {} (renewed {}), not yet by the new process",
                                     crate::ui::escape(
                                         lease.identity.as_deref().unwrap_or("no one")
                                     ),
@@ -731,43 +789,63 @@ mod tests {
     }
 
     #[test]
-    fn the_lease_proves_the_new_process_only_with_a_new_holder_renewed_since_its_start() {
-        let before = holder(Some("node_old-uuid"), Some(1_000));
+    fn the_lease_proves_the_new_process_only_with_a_new_holder_of_this_host_renewed_since_its_start()
+     {
+        let ours = "node1_";
+        let before = holder(Some("node1_old-uuid"), Some(1_000));
         let started = 2_000;
         assert!(held_since(
-            &holder(Some("node_new-uuid"), Some(2_003)),
+            &holder(Some("node1_new-uuid"), Some(2_003)),
             &before,
+            ours,
             started
         ));
         // /proc's whole seconds: renewed in the second it started.
         assert!(held_since(
-            &holder(Some("node_new-uuid"), Some(1_999)),
+            &holder(Some("node1_new-uuid"), Some(1_999)),
             &before,
+            ours,
             started
         ));
         // Still the old holder (the new process waits for the old lease to lapse).
         assert!(!held_since(
-            &holder(Some("node_old-uuid"), Some(2_010)),
+            &holder(Some("node1_old-uuid"), Some(2_010)),
             &before,
+            ours,
+            started
+        ));
+        // Another node's process took it (an HA cluster): not this new process.
+        assert!(!held_since(
+            &holder(Some("node2_other-uuid"), Some(2_010)),
+            &before,
+            ours,
             started
         ));
         // A new holder that has not renewed since the start: another process's.
         assert!(!held_since(
-            &holder(Some("node_new-uuid"), Some(1_500)),
+            &holder(Some("node1_new-uuid"), Some(1_500)),
             &before,
+            ours,
             started
         ));
         // Released, or never held.
-        assert!(!held_since(&holder(None, Some(2_010)), &before, started));
         assert!(!held_since(
-            &holder(Some("node_new-uuid"), None),
+            &holder(None, Some(2_010)),
             &before,
+            ours,
             started
         ));
-        // No one held it before: the first holder since the start.
+        assert!(!held_since(
+            &holder(Some("node1_new-uuid"), None),
+            &before,
+            ours,
+            started
+        ));
+        // No one held it before: the first holder of this host since the start.
         assert!(held_since(
-            &holder(Some("node_new-uuid"), Some(2_001)),
+            &holder(Some("node1_new-uuid"), Some(2_001)),
             &holder(None, None),
+            ours,
             started
         ));
     }

@@ -259,7 +259,7 @@ pub fn run<T>(
         path: layout.audit_log(),
         source,
     })?;
-    clean_up_after_killed_runs(layout, ui);
+    clean_up_after_killed_runs(layout, ui, &plan);
     if let Some(mark) = &plan.supersedes {
         close(layout, mark, None)?;
     }
@@ -327,12 +327,21 @@ fn pass_gates(
 }
 
 /// Temp files of a run that was killed: removed (under the lock, so none is in flight), and said.
-fn clean_up_after_killed_runs(layout: &NodeLayout, ui: &Ui) {
+fn clean_up_after_killed_runs(layout: &NodeLayout, ui: &Ui, plan: &Plan) {
     let mut dirs = vec![
         layout.tmp_dir(),
         layout.kubernetes_dir(),
         layout.state_dir(),
     ];
+    // A temp file is staged beside its target where /etc/kubernetes/tmp is another mount
+    // (/var/lib/kubelet/pki): a killed run's, with a key in it, is swept there too.
+    for write in plan.writes() {
+        if let Some(dir) = write.path.parent()
+            && !dirs.iter().any(|d| d == dir)
+        {
+            dirs.push(dir.to_path_buf());
+        }
+    }
     dirs.extend(
         crate::credentials::copies::candidates(layout, &[])
             .iter()

@@ -74,6 +74,21 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     Some(midnight + cycles * CYCLE + h * 3600 + mi * 60 + s)
 }
 
+/// As [`parse_rfc3339`], in milliseconds: a Kubernetes MicroTime (`renewTime`) keeps its
+/// fraction of a second.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let seconds = parse_rfc3339(text)?;
+    let fraction = text
+        .strip_suffix('Z')?
+        .split_once('.')
+        .map_or("", |(_, f)| f);
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let millis: i64 = format!("{fraction:0<3}")[..3].parse().ok()?;
+    Some(seconds * 1000 + millis)
+}
+
 /// RFC 3339 in UTC: `2026-11-28T17:27:28Z`.
 pub fn rfc3339(unix: i64) -> String {
     let (year, at) = utc(unix);
@@ -100,6 +115,23 @@ pub fn compact_ms(unix_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn microtime_keeps_its_milliseconds() {
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-28T17:34:08.123456Z"),
+            parse_rfc3339("2026-11-28T17:34:08Z").map(|s| s * 1000 + 123)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-28T17:34:08Z"),
+            parse_rfc3339("2026-11-28T17:34:08Z").map(|s| s * 1000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-28T17:34:08.5Z"),
+            parse_rfc3339("2026-11-28T17:34:08Z").map(|s| s * 1000 + 500)
+        );
+        assert_eq!(parse_rfc3339_ms("2026-11-28T17:34:08.x1Z"), None);
+    }
 
     #[test]
     fn formats_utc() {

@@ -1253,7 +1253,8 @@ impl Drop for KubeletFiles {
 /// expired). `certs renew kubelet-client` re-issues it for the same node, restarts the kubelet
 /// through systemctl and proves the node's Lease renewed since and the node Ready. This machine
 /// has no systemd: the systemctl on PATH here drives the tier's kubelet supervisor as systemd
-/// would (`is-active`, `restart`); everything else is the real kubelet.
+/// would (`show` says the unit is loaded, `restart` stops the kubelet and the supervisor starts
+/// it); everything else is the real kubelet.
 #[test]
 #[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
 fn an_expired_kubelet_client_certificate_is_renewed_the_kubelet_restarted_and_the_node_ready() {
@@ -1264,7 +1265,7 @@ fn an_expired_kubelet_client_certificate_is_renewed_the_kubelet_restarted_and_th
     std::fs::write(
         &systemctl,
         format!(
-            "#!/bin/sh\ncase \"$1 $2\" in\n  'is-active kubelet') echo active ;;\n  \
+            "#!/bin/sh\ncase \"$*\" in\n  'show --property=LoadState --value kubelet') echo loaded ;;\n  \
              'restart kubelet') kill \"$(cat {})\" 2>/dev/null; exit 0 ;;\n  *) exit 1 ;;\nesac\n",
             repo().join("target/realnode/kubelet.pid").display()
         ),

@@ -36,9 +36,13 @@ impl Configuration {
         match cluster {
             Some(text) => Ok(Configuration::Cluster {
                 text,
-                scratch: layout
-                    .tmp_dir()
-                    .join(format!("{SCRATCH_PREFIX}{}.yaml", std::process::id())),
+                // The pid says whether its run is alive; the random part keeps a name no
+                // earlier run (a container's reused pid) can hold.
+                scratch: layout.tmp_dir().join(format!(
+                    "{SCRATCH_PREFIX}{}.{:016x}.yaml",
+                    std::process::id(),
+                    rand::random::<u64>()
+                )),
             }),
             None => Err(Error::Refused(
                 "--method kubeadm: the kubeadm-config ConfigMap cannot be read (is the apiserver or admin.conf what is broken?), \
@@ -115,6 +119,7 @@ fn remove_left_behind(layout: &NodeLayout) {
         let Some(pid) = name
             .strip_prefix(SCRATCH_PREFIX)
             .and_then(|rest| rest.strip_suffix(".yaml"))
+            .and_then(|rest| rest.split('.').next())
             .and_then(|pid| pid.parse::<i32>().ok())
         else {
             continue;

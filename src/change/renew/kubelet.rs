@@ -54,31 +54,36 @@ pub(super) fn left_alone(
 /// Why the kubelet cannot be restarted by this tool.
 #[derive(Debug, thiserror::Error)]
 pub enum NotRestartable {
-    #[error("the kubelet is not an active systemd service here (systemctl is-active kubelet: {})", crate::ui::escape(.0))]
-    NotActive(String),
+    #[error("the kubelet is not a systemd unit here (systemctl show kubelet: LoadState={})", crate::ui::escape(.0))]
+    NotAUnit(String),
     #[error("systemctl cannot be asked about the kubelet: {0}")]
     NoSystemctl(crate::runtime::interrupt::Stopped),
 }
 
-/// Whether this tool can restart the kubelet: on the host, where systemd runs it (the kubelet
-/// of a `--root` sandbox is never the host's, and nothing is restarted there).
+/// Whether this tool can restart the kubelet: on the host, where systemd has a kubelet unit
+/// (loaded, whatever its state: a kubelet on an expired certificate is "activating" or
+/// "failed" between its restarts, which is when it needs this). The kubelet of a `--root`
+/// sandbox is never the host's, and nothing is restarted there.
 pub fn restartable(layout: &NodeLayout) -> std::result::Result<(), NotRestartable> {
     if !layout.is_host() {
         return Ok(());
     }
     let out = crate::runtime::interrupt::run(
-        duct::cmd("systemctl", ["is-active", "kubelet"])
-            .stderr_null()
-            .stdout_capture(),
+        duct::cmd(
+            "systemctl",
+            ["show", "--property=LoadState", "--value", "kubelet"],
+        )
+        .stderr_null()
+        .stdout_capture(),
         std::time::Duration::from_secs(10),
         true,
     )
     .map_err(NotRestartable::NoSystemctl)?;
     let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if said == "active" {
+    if out.status.success() && said == "loaded" {
         Ok(())
     } else {
-        Err(NotRestartable::NotActive(said))
+        Err(NotRestartable::NotAUnit(said))
     }
 }
 

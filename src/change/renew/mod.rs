@@ -177,10 +177,11 @@ const STEPS: [(&str, &[&str]); 6] = [
             "front-proxy-client",
         ],
     ),
+    // Before anything that stops a static pod: only a running kubelet starts one again.
+    ("kubelet", &["kubelet-client"]),
     ("admin credentials", &["admin.conf", "super-admin.conf"]),
     ("kube-controller-manager", &["controller-manager.conf"]),
     ("kube-scheduler", &["scheduler.conf"]),
-    ("kubelet", &["kubelet-client"]),
 ];
 
 use crate::certs::prove::{RELOAD_BUDGET as RELOAD_WITHIN, RESTART_BUDGET as RESTART_WITHIN};
@@ -676,6 +677,21 @@ fn current(layout: &NodeLayout, entry: &Entry) -> Result<Option<Current>> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(unreadable(&link, e.to_string())),
             };
+            // Only ever one of the kubelet's own pairs, beside the link.
+            let beside = path.parent() == link.parent()
+                && path.file_name().is_some_and(|name| {
+                    let name = name.to_string_lossy();
+                    name.starts_with("kubelet-client-") && name.ends_with(".pem")
+                });
+            if !beside {
+                return Err(unreadable(
+                    &link,
+                    format!(
+                        "it points at {}, not at a kubelet-client-*.pem beside it: not renewed through it",
+                        layout.node_path(&path)
+                    ),
+                ));
+            }
             let old = layout
                 .fs()
                 .read(&path)

@@ -78,12 +78,41 @@ pub(super) fn proofs(
 /// authenticate, and no lease to be held: what is put back may be what had expired.
 pub fn of_restored_files(layout: &NodeLayout, paths: &[PathBuf]) -> Result<plan::Verify> {
     let mut checks = Vec::new();
-    for entry in LEAVES.iter().filter(|e| e.kubeadm_renews) {
+    for entry in LEAVES.iter().filter(|e| super::renewable(e)) {
         let certificate = super::path_of(layout, entry);
-        if !paths.contains(&certificate) {
+        // The kubelet's pair is written through its link: the file it points at is the one
+        // put back.
+        let written = layout
+            .fs()
+            .resolved(&certificate)
+            .unwrap_or(certificate.clone());
+        if !paths.contains(&certificate) && !paths.contains(&written) {
             continue;
         }
         match entry.pickup {
+            Pickup::Reloads(Component::Kubelet) => {
+                let node = layout
+                    .fs()
+                    .read_to_string(&written)
+                    .ok()
+                    .and_then(|pem| {
+                        crate::credentials::pem::certificates(&pem)
+                            .into_iter()
+                            .next()
+                    })
+                    .and_then(|der| super::kubelet::node_name(&der));
+                checks.push(match (node, layout.is_host()) {
+                    (Some(node), true) => ComponentCheck::Kubelet {
+                        node,
+                        within: RESTART_WITHIN,
+                        as_before: true,
+                    },
+                    _ => ComponentCheck::NotRunning {
+                        component: Component::Kubelet,
+                        why: "a --root sandbox, or no node name in the certificate put back: the kubelet is not restarted".into(),
+                    },
+                });
+            }
             Pickup::Serves(component, endpoint) => checks.push(presents_check(
                 layout,
                 entry.name,
@@ -93,7 +122,15 @@ pub fn of_restored_files(layout: &NodeLayout, paths: &[PathBuf]) -> Result<plan:
                 RELOAD_WITHIN,
             )),
             Pickup::ReadAtStart(component) => {
-                let mut check = restart_check(layout, component, RESTART_WITHIN)?;
+                // A revert puts the files back whatever the runtime shows: what cannot be
+                // restarted is said, not a reason to leave the renewed files.
+                let mut check =
+                    restart_check(layout, component, RESTART_WITHIN).unwrap_or_else(|why| {
+                        ComponentCheck::NotRunning {
+                            component,
+                            why: format!("not restarted: {why}"),
+                        }
+                    });
                 if let ComponentCheck::Restart { lease, .. } = &mut check {
                     *lease = Lease::AsBefore;
                 }
@@ -192,10 +229,6 @@ fn restart_check(
         Component::KubeScheduler => "scheduler.conf",
         _ => "controller-manager.conf",
     });
-    let health_port = match component {
-        Component::KubeScheduler => 10259,
-        _ => 10257,
-    };
     let manifest = layout
         .fs()
         .read_to_string(
@@ -204,44 +237,119 @@ fn restart_check(
                 .join(format!("{}.yaml", component.name())),
         )
         .ok();
-    match crate::apiserver::process::find_component(component.name()) {
-        // Running, but not to be restarted through the runtime: refused before any write.
-        Some(_)
-            if crate::apiserver::process::running_container(layout, component.name(), true)
-                .is_none() =>
-        {
-            Err(Error::Refused(format!(
-                "{} runs, but crictl cannot find its container, so it could not be restarted onto its new \
-                 kubeconfig: install crictl (or point /etc/crictl.yaml at the runtime), or leave {} out of the names",
-                component.name(),
-                layout.node_path(&kubeconfig)
-            )))
+    let running = crate::apiserver::process::find_component(component.name());
+    let container = crate::apiserver::process::running_container(layout, component.name(), true);
+    // Refused before any write where a restart could not be proved or undone.
+    let refused = |why: String| {
+        Err(Error::Refused(format!(
+            "{}: {why}; or leave {} out of the names",
+            component.name(),
+            layout.node_path(&kubeconfig)
+        )))
+    };
+    if (running.is_some() || container.is_some())
+        && !crate::apiserver::process::kubelet_running(layout)
+    {
+        return refused(
+            "no kubelet runs here, and only the kubelet starts a static pod again after it is stopped: \
+             start the kubelet (renew kubelet-client if its certificate has expired)"
+                .into(),
+        );
+    }
+    let arguments = match (&running, &manifest) {
+        (Some(process), _) => crate::apiserver::process::arguments(process).unwrap_or_default(),
+        (None, Some(text)) => manifest_arguments(text),
+        (None, None) => Vec::new(),
+    };
+    let settings = settings(component, &arguments);
+    match (running, container) {
+        // Running, but not to be restarted through the runtime.
+        (Some(_), None) => refused(
+            "it runs, but crictl cannot find its container, so it could not be restarted onto its new kubeconfig: \
+             install crictl (or point /etc/crictl.yaml at the runtime)"
+                .into(),
+        ),
+        // crictl sees it running, /proc does not: this tool is not in the host's PID
+        // namespace, and could never see the new process it would wait for.
+        (None, Some(_)) => refused(
+            "crictl shows its container running, but no such process is visible here: run this tool in the host's PID namespace"
+                .into(),
+        ),
+        // Running; or not running now, but a static pod: crash-looping (on an expired
+        // certificate, say) or in the kubelet's back-off. The kubelet starts it again by
+        // itself; that new process is what is proved (there is nothing to stop then).
+        (Some(_), Some(_)) | (None, None) if running_or_static(&manifest, &settings) => {
+            Ok(ComponentCheck::Restart {
+                component,
+                kubeconfig,
+                health_host: settings.health_host,
+                health_port: settings.health_port,
+                lease: settings.lease,
+                within,
+            })
         }
-        Some(running) => Ok(ComponentCheck::Restart {
-            lease: leader_election(
-                &crate::apiserver::process::arguments(&running).unwrap_or_default(),
-            ),
-            component,
-            kubeconfig,
-            health_port,
-            within,
-        }),
-        // Not running now, but a static pod: crash-looping (on an expired certificate, say) or
-        // in the kubelet's back-off. The kubelet starts it again by itself; that new process
-        // is what is proved (there is nothing to stop).
-        None if manifest.is_some() => Ok(ComponentCheck::Restart {
-            lease: leader_election(&manifest_arguments(manifest.as_deref().unwrap_or_default())),
-            component,
-            kubeconfig,
-            health_port,
-            within,
-        }),
-        None => Ok(ComponentCheck::NotRunning {
+        _ => Ok(ComponentCheck::NotRunning {
             component,
             why:
                 "no process and no static pod manifest: it reads the new kubeconfig when it starts"
                     .into(),
         }),
+    }
+}
+
+/// A controller-manager or scheduler as its arguments set it up: where it serves `/healthz`
+/// and which lease it elects its leader with.
+struct Settings {
+    health_host: String,
+    health_port: u16,
+    lease: Lease,
+    /// Whether the settings come from somewhere (a process or a manifest) at all.
+    known: bool,
+}
+
+fn running_or_static(manifest: &Option<String>, settings: &Settings) -> bool {
+    manifest.is_some() || settings.known
+}
+
+/// `--secure-port` and `--bind-address` (a wildcard, or none, is asked on loopback),
+/// `--leader-elect` (default true; the last occurrence wins, Go's ParseBool) with
+/// `--leader-elect-resource-namespace`/`-name` (default kube-system/<component>). A `--config`
+/// file may set leader election otherwise: then no lease is asked of it.
+fn settings(component: Component, args: &[String]) -> Settings {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let value = |name: &str| crate::manifest::flags::last_value(&args, name);
+    let default_port = match component {
+        Component::KubeScheduler => 10259,
+        _ => 10257,
+    };
+    let health_port = value("secure-port")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(default_port);
+    let health_host = match value("bind-address") {
+        None | Some("" | "0.0.0.0" | "::") => "127.0.0.1".to_string(),
+        Some(address) => address.to_string(),
+    };
+    let elects = crate::manifest::flags::occurrences(&args, "leader-elect")
+        .last()
+        .and_then(|&i| crate::manifest::flags::split_flag(args[i]))
+        .map(|(_, value)| crate::manifest::flags::bool_value(value));
+    let lease = match elects {
+        Some(crate::manifest::flags::BoolValue::Valid(false)) => Lease::NotElected,
+        _ if value("config").is_some() => Lease::NotElected,
+        _ => Lease::Held {
+            namespace: value("leader-elect-resource-namespace")
+                .unwrap_or("kube-system")
+                .to_string(),
+            name: value("leader-elect-resource-name")
+                .unwrap_or(component.name())
+                .to_string(),
+        },
+    };
+    Settings {
+        health_host,
+        health_port,
+        lease,
+        known: !args.is_empty(),
     }
 }
 
@@ -254,7 +362,11 @@ fn kubelet_check(layout: &NodeLayout, node: String, within: Duration) -> Compone
             why: "a --root sandbox: the host's kubelet is never touched".into(),
         };
     }
-    ComponentCheck::Kubelet { node, within }
+    ComponentCheck::Kubelet {
+        node,
+        within,
+        as_before: false,
+    }
 }
 
 /// The list items of a static pod manifest that look like flags (`- --name=value`): enough
@@ -267,23 +379,8 @@ fn manifest_arguments(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Whether a controller-manager or scheduler with these arguments elects a leader
-/// (`--leader-elect`, default true; the last occurrence wins, Go's ParseBool), so must hold
-/// its lease.
-fn leader_election(args: &[String]) -> Lease {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let last = crate::manifest::flags::occurrences(&args, "leader-elect")
-        .last()
-        .and_then(|&i| crate::manifest::flags::split_flag(args[i]))
-        .map(|(_, value)| crate::manifest::flags::bool_value(value));
-    match last {
-        Some(crate::manifest::flags::BoolValue::Valid(false)) => Lease::NotElected,
-        _ => Lease::Held,
-    }
-}
-
 pub(super) fn proof_line(action: &Action) -> String {
-    let Action::Write { verify, .. } = action else {
+    let (Action::Write { verify, .. } | Action::External { verify, .. }) = action else {
         return String::new();
     };
     match verify {
@@ -301,8 +398,8 @@ pub(super) fn proof_line(action: &Action) -> String {
                     "prove {} presents the new certificate on {host}:{port} (it re-reads it; no restart)",
                     component.name()
                 ),
-                ComponentCheck::Restart { component, health_port, lease: Lease::Held, .. } => format!(
-                    "check that the new kubeconfig reads the lease kube-system/{0}; restart {0} (its container, through the runtime) \
+                ComponentCheck::Restart { component, health_port, lease: Lease::Held { namespace, name }, .. } => format!(
+                    "check that the new kubeconfig reads the lease {namespace}/{name}; restart {} (its container, through the runtime) \
                      and prove a new process healthy on :{health_port} and holding that lease",
                     component.name()
                 ),
@@ -314,6 +411,9 @@ pub(super) fn proof_line(action: &Action) -> String {
                     "restart {} onto the file put back and prove a new process healthy on :{health_port}",
                     component.name()
                 ),
+                ComponentCheck::Kubelet { as_before: true, .. } => {
+                    "restart the kubelet (systemctl restart kubelet) onto the files put back and prove a new kubelet running".into()
+                }
                 ComponentCheck::Kubelet { node, .. } => format!(
                     "restart the kubelet (systemctl restart kubelet) and prove node {} Ready, its Lease renewed since the restart",
                     crate::ui::escape(node)
@@ -333,26 +433,70 @@ mod tests {
     use super::*;
 
     #[test]
-    fn leader_election_is_on_unless_the_last_leader_elect_says_false() {
+    fn leader_election_port_and_address_come_from_the_components_own_arguments() {
         let args = |list: &[&str]| list.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-        assert_eq!(leader_election(&args(&["kube-scheduler"])), Lease::Held);
+        let kubeadms = settings(Component::KubeScheduler, &args(&["kube-scheduler"]));
         assert_eq!(
-            leader_election(&args(&["kube-scheduler", "--leader-elect=false"])),
-            Lease::NotElected
+            kubeadms.lease,
+            Lease::Held {
+                namespace: "kube-system".into(),
+                name: "kube-scheduler".into()
+            }
         );
         assert_eq!(
-            leader_election(&args(&["x", "--leader-elect=F", "--leader-elect"])),
-            Lease::Held,
+            (kubeadms.health_host.as_str(), kubeadms.health_port),
+            ("127.0.0.1", 10259)
+        );
+        let lease = |list: &[&str]| settings(Component::KubeControllerManager, &args(list)).lease;
+        assert_eq!(lease(&["x", "--leader-elect=false"]), Lease::NotElected);
+        assert!(
+            matches!(
+                lease(&["x", "--leader-elect=F", "--leader-elect"]),
+                Lease::Held { .. }
+            ),
             "the last one wins; bare means true"
         );
         assert_eq!(
-            leader_election(&args(&["x", "--leader_elect=0"])),
+            lease(&["x", "--leader_elect=0"]),
             Lease::NotElected,
             "pflag's word separators"
         );
+        assert_eq!(
+            lease(&["x", "--config=/etc/kubernetes/scheduler-config.yaml"]),
+            Lease::NotElected,
+            "a configuration file this tool does not read may set it"
+        );
+        assert_eq!(
+            lease(&[
+                "x",
+                "--leader-elect-resource-name=kcm",
+                "--leader-elect-resource-namespace=ops"
+            ]),
+            Lease::Held {
+                namespace: "ops".into(),
+                name: "kcm".into()
+            }
+        );
+        let bound = settings(
+            Component::KubeControllerManager,
+            &args(&["x", "--bind-address=198.51.100.10", "--secure-port=11257"]),
+        );
+        assert_eq!(
+            (bound.health_host.as_str(), bound.health_port),
+            ("198.51.100.10", 11257)
+        );
+        let wildcard = settings(
+            Component::KubeControllerManager,
+            &args(&["x", "--bind-address=0.0.0.0"]),
+        );
+        assert_eq!(wildcard.health_host, "127.0.0.1");
         let manifest = "spec:\n  containers:\n  - command:\n    - kube-controller-manager\n    - --leader-elect=true\n    - \"--leader-elect=false\"\n    image: x\n";
         assert_eq!(
-            leader_election(&manifest_arguments(manifest)),
+            settings(
+                Component::KubeControllerManager,
+                &manifest_arguments(manifest)
+            )
+            .lease,
             Lease::NotElected
         );
     }
