@@ -1248,17 +1248,21 @@ impl Drop for KubeletFiles {
     }
 }
 
-/// A node off for a year: the kubelet's own client certificate has expired, so the kubelet no
-/// longer starts ("unable to load bootstrap kubeconfig" once kubelet.conf's credential is
-/// expired). `certs renew kubelet-client` re-issues it for the same node, restarts the kubelet
-/// through systemctl and proves the node's Lease renewed since and the node Ready. This machine
+/// A node off for a year: every certificate has expired, the kubelet's own client certificate
+/// too, so the kubelet no longer starts ("unable to load bootstrap kubeconfig" once
+/// kubelet.conf's credential is expired). `certs renew all` brings it back in order: etcd and
+/// the apiserver reload theirs; the kubelet's is re-issued for the same node and the kubelet
+/// restarted through systemctl, proved by its node's Lease renewed since and the node Ready —
+/// before the controller-manager and the scheduler are stopped (only a running kubelet starts
+/// them again); then those two are restarted and proved. This machine
 /// has no systemd: the systemctl on PATH here drives the tier's kubelet supervisor as systemd
 /// would (`show` says the unit is loaded, `restart` stops the kubelet and the supervisor starts
 /// it); everything else is the real kubelet.
 #[test]
 #[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
-fn an_expired_kubelet_client_certificate_is_renewed_the_kubelet_restarted_and_the_node_ready() {
+fn a_node_off_for_a_year_with_the_kubelets_certificate_expired_too_comes_back_with_renew_all() {
     let node = RealKubelet::get();
+    let _pki = KubeadmPki;
     let _files = KubeletFiles::save();
     let bin = tempfile::tempdir().unwrap();
     let systemctl = bin.path().join("systemctl");
@@ -1282,6 +1286,7 @@ fn an_expired_kubelet_client_certificate_is_renewed_the_kubelet_restarted_and_th
         std::env::var("PATH").unwrap()
     );
 
+    expire_all_certificates();
     expire_certs(Path::new("/"), 30, &["kubelet-client"]);
     let log = repo().join("target/realnode/logs/kubelet.log");
     let logged = std::fs::metadata(&log).unwrap().len();
@@ -1318,10 +1323,22 @@ fn an_expired_kubelet_client_certificate_is_renewed_the_kubelet_restarted_and_th
 
     let doc = node
         .run()
-        .args(["certs", "renew", "kubelet-client", "--yes", "-o", "json"])
+        .args(["certs", "renew", "all", "--yes", "-o", "json"])
         .env("PATH", &path)
         .ok()
         .json();
+    assert_eq!(
+        component_proofs(&doc),
+        [
+            ("etcd".to_string(), "reloaded".to_string()),
+            ("etcd".into(), "reloaded".into()),
+            ("kube-apiserver".into(), "reloaded".into()),
+            ("kubelet".into(), "kubelet-restarted".into()),
+            ("kube-controller-manager".into(), "restarted".into()),
+            ("kube-scheduler".into(), "restarted".into()),
+        ],
+        "the kubelet back before any static pod is stopped: {doc}"
+    );
     let proved = &renew_step(&doc, "kubelet")["components"][0];
     assert_eq!(proved["proof"], "kubelet-restarted", "{doc}");
     assert_eq!(proved["node"], "realnode", "{doc}");
@@ -1342,14 +1359,9 @@ fn an_expired_kubelet_client_certificate_is_renewed_the_kubelet_restarted_and_th
         .args(["certs", "check", "-o", "json"])
         .output()
         .json();
-    assert!(
-        !after["problems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["certificate"] == "kubelet-client"),
-        "{after}"
-    );
+    assert_eq!(after["problems"], serde_json::json!([]), "{after}");
+    let nodes = node.kubectl(ADMIN, &["get", "nodes"]);
+    assert_eq!(nodes.code, 0, "{}", nodes.stderr);
 }
 
 /// `certs renew` of `names`, killed with SIGKILL once its stderr shows `phase`. Returns what

@@ -126,7 +126,13 @@ impl Step {
     /// The step as it is to run now: its proofs planned against the node as it is after the
     /// steps before it (the writes and the certificates issued stay those of the plan shown).
     pub fn planned_now(mut self, layout: &NodeLayout) -> Result<(Plan, Vec<Renewal>)> {
-        let verify = proofs(layout, &self.title, &self.proof_basis, self.timeout)?;
+        let verify = proofs(
+            layout,
+            &self.title,
+            &self.proof_basis,
+            self.timeout,
+            When::Starting,
+        )?;
         match &mut self.plan.action {
             Action::Write {
                 verify: planned, ..
@@ -194,7 +200,7 @@ mod kubelet;
 mod proofs;
 
 pub use proofs::of_restored_files;
-use proofs::{proof_line, proofs};
+use proofs::{When, proof_line, proofs};
 
 pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals> {
     let selected = select(&request.names)?;
@@ -375,7 +381,7 @@ pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals>
         if renewals.is_empty() {
             continue;
         }
-        let verify = proofs(layout, title, &proof_basis, request.timeout)?;
+        let verify = proofs(layout, title, &proof_basis, request.timeout, When::Shown)?;
         let action = match &kubeadm {
             None => Action::Write { writes, verify },
             Some(_) => Action::External {

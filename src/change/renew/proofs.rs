@@ -12,12 +12,21 @@ use crate::change::plan::{self, Action, CredentialCheck};
 use crate::error::{Error, Result};
 use crate::node::NodeLayout;
 
+/// When a step's proofs are planned: for the plan shown before anything runs, or as the step
+/// starts (after the steps before it, which may have brought a kubelet back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Shown,
+    Starting,
+}
+
 /// How each step is proved.
 pub(super) fn proofs(
     layout: &NodeLayout,
     title: &str,
     issued: &[ProofInput],
     timeout: Option<Duration>,
+    when: When,
 ) -> Result<plan::Verify> {
     if title == "admin credentials" {
         let checks = issued
@@ -61,6 +70,7 @@ pub(super) fn proofs(
                 layout,
                 component,
                 timeout.unwrap_or(RESTART_WITHIN),
+                when,
             )?),
             Pickup::Reloads(_) | Pickup::People => {}
         }
@@ -124,12 +134,10 @@ pub fn of_restored_files(layout: &NodeLayout, paths: &[PathBuf]) -> Result<plan:
             Pickup::ReadAtStart(component) => {
                 // A revert puts the files back whatever the runtime shows: what cannot be
                 // restarted is said, not a reason to leave the renewed files.
-                let mut check =
-                    restart_check(layout, component, RESTART_WITHIN).unwrap_or_else(|why| {
-                        ComponentCheck::NotRunning {
-                            component,
-                            why: format!("not restarted: {why}"),
-                        }
+                let mut check = restart_check(layout, component, RESTART_WITHIN, When::Starting)
+                    .unwrap_or_else(|why| ComponentCheck::NotRunning {
+                        component,
+                        why: format!("not restarted: {why}"),
                     });
                 if let ComponentCheck::Restart { lease, .. } = &mut check {
                     *lease = Lease::AsBefore;
@@ -218,6 +226,7 @@ fn restart_check(
     layout: &NodeLayout,
     component: Component,
     within: Duration,
+    when: When,
 ) -> Result<ComponentCheck> {
     if !layout.is_host() {
         return Ok(ComponentCheck::NotRunning {
@@ -247,7 +256,10 @@ fn restart_check(
             layout.node_path(&kubeconfig)
         )))
     };
-    if (running.is_some() || container.is_some())
+    // Asked as the step starts: an expired kubelet is down when the plan is shown, and its own
+    // step, before this one, brings it back.
+    if when == When::Starting
+        && (running.is_some() || container.is_some())
         && !crate::apiserver::process::kubelet_running(layout)
     {
         return refused(
