@@ -286,11 +286,12 @@ impl ComponentCheck {
                                     why: format!("its new kubeconfig does not work: {why}"),
                                 }
                             })?;
+                        let ours = our_identity_prefix();
                         match &before.identity {
                             // Another node's leader holds it (an HA cluster where this one
                             // is not the leader): it keeps it, and the new process here only
                             // waits. The read with the new kubeconfig and /healthz prove it.
-                            Some(holder) if !holder.starts_with(&our_identity_prefix()) => {
+                            Some(holder) if !holder.starts_with(&ours) => {
                                 ui.info(format!(
                                     "{namespace}/{name} is held by another node ({}): {} is proved by its new kubeconfig and /healthz",
                                     crate::ui::escape(holder),
@@ -298,7 +299,12 @@ impl ComponentCheck {
                                 ));
                                 None
                             }
-                            _ => Some((before, namespace.as_str(), name.as_str())),
+                            _ => Some(LeaseWanted {
+                                before,
+                                ours,
+                                namespace,
+                                name,
+                            }),
                         }
                     }
                     Lease::NotElected | Lease::AsBefore => None,
@@ -526,17 +532,22 @@ fn restart_kubelet(
 /// kubelet's own kubeconfig: the node authorizer lets a kubelet read its own Node and Lease,
 /// so this needs neither admin.conf nor the admin step before it.
 fn node_state(layout: &NodeLayout, node: &str) -> Result<(Option<i64>, bool), ReadFailure> {
-    let kubelet = layout.kubeconfig("kubelet.conf");
-    let lease = read_object(
-        layout,
-        &kubelet,
-        &format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}"),
-    )?;
+    let kubelet =
+        crate::apiserver::admin::Admin::connect(layout, &layout.kubeconfig("kubelet.conf"))
+            .map_err(ReadFailure::Connect)?;
+    let read = |path: String| {
+        kubelet
+            .get::<serde_json::Value>(&path)
+            .map_err(ReadFailure::Call)
+    };
+    let lease = read(format!(
+        "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}"
+    ))?;
     let renewed = lease
         .pointer("/spec/renewTime")
         .and_then(|t| t.as_str())
         .and_then(crate::runtime::clock::parse_rfc3339_ms);
-    let node = read_object(layout, &kubelet, &format!("/api/v1/nodes/{node}"))?;
+    let node = read(format!("/api/v1/nodes/{node}"))?;
     let ready = node
         .pointer("/status/conditions")
         .and_then(|c| c.as_array())
@@ -657,6 +668,15 @@ fn held_since(now: &LeaseHolder, before: &LeaseHolder, ours: &str, started: i64)
             .is_some_and(|renewed| renewed >= started - 1)
 }
 
+/// The lease a restarted process must come to hold: who held it before, and this host's start
+/// of a holder's identity.
+struct LeaseWanted<'a> {
+    before: LeaseHolder,
+    ours: String,
+    namespace: &'a str,
+    name: &'a str,
+}
+
 struct Restarted {
     stopped: Option<ProcessIdentity>,
     new: ProcessIdentity,
@@ -664,16 +684,17 @@ struct Restarted {
 }
 
 /// Stops the component's container through the runtime (the kubelet starts a new one from the
-/// same manifest), then waits for a process that is not the one stopped, started after its
-/// kubeconfig was last written, that answers `/healthz` with 200 and, given who held its lease
-/// before, holds that lease and has renewed it since its start.
+/// same manifest), then waits for a process that is not the one stopped, started after
+/// `written` (boot-clock ticks taken right after its kubeconfig was written), that answers
+/// `/healthz` with 200 and, where a lease is wanted, holds it and has renewed it since its
+/// start.
 #[allow(clippy::too_many_arguments)]
 fn restart(
     layout: &NodeLayout,
     component: Component,
     kubeconfig: &std::path::Path,
     (health_host, health_port): (&str, u16),
-    lease_before: Option<(LeaseHolder, &str, &str)>,
+    lease: Option<LeaseWanted>,
     written: u64,
     within: Duration,
     interruptible: bool,
@@ -719,7 +740,7 @@ fn restart(
             .filter(|p| Some(p) != before.as_ref() && p.start_ticks >= written);
         if let Some(now) = fresh {
             match served::get_status(health_host, health_port, "/healthz") {
-                Ok(200) => match &lease_before {
+                Ok(200) => match &lease {
                     None => {
                         return Ok(Restarted {
                             stopped: before,
@@ -727,16 +748,11 @@ fn restart(
                             lease_holder: None,
                         });
                     }
-                    Some((lease_before, namespace, lease_name)) => {
+                    Some(wanted) => {
                         let started = process::started_unix(&now).unwrap_or(i64::MAX);
-                        match read_lease(layout, kubeconfig, namespace, lease_name) {
+                        match read_lease(layout, kubeconfig, wanted.namespace, wanted.name) {
                             Ok(lease)
-                                if held_since(
-                                    &lease,
-                                    lease_before,
-                                    &our_identity_prefix(),
-                                    started,
-                                ) =>
+                                if held_since(&lease, &wanted.before, &wanted.ours, started) =>
                             {
                                 return Ok(Restarted {
                                     stopped: before,
@@ -746,7 +762,9 @@ fn restart(
                             }
                             Ok(lease) => {
                                 last = format!(
-                                    "healthy, but the lease {namespace}/{lease_name} is held by {} (renewed {}), not yet by the new process",
+                                    "healthy, but the lease {}/{} is held by {} (renewed {}), not yet by the new process",
+                                    wanted.namespace,
+                                    wanted.name,
                                     crate::ui::escape(
                                         lease.identity.as_deref().unwrap_or("no one")
                                     ),

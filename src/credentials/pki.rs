@@ -109,28 +109,14 @@ impl Key {
         }
         if pem.contains("BEGIN EC PRIVATE KEY") {
             if let Ok(secret) = p384::SecretKey::from_sec1_pem(pem) {
-                let der = secret.to_pkcs8_der()?;
-                let pair = KeyPair::from_pkcs8_der_and_sign_algo(
-                    &der.as_bytes().to_vec().into(),
-                    &rcgen::PKCS_ECDSA_P384_SHA384,
-                )?;
-                return Ok(Key {
-                    pair,
-                    pem: pem.to_string(),
-                    key_type: KeyType::EcdsaP384,
-                });
+                return Self::from_pkcs8(
+                    secret.to_pkcs8_der()?.as_bytes(),
+                    pem,
+                    KeyType::EcdsaP384,
+                );
             }
             let secret = p256::SecretKey::from_sec1_pem(pem)?;
-            let der = secret.to_pkcs8_der()?;
-            let pair = KeyPair::from_pkcs8_der_and_sign_algo(
-                &der.as_bytes().to_vec().into(),
-                &rcgen::PKCS_ECDSA_P256_SHA256,
-            )?;
-            return Ok(Key {
-                pair,
-                pem: pem.to_string(),
-                key_type: KeyType::EcdsaP256,
-            });
+            return Self::from_pkcs8(secret.to_pkcs8_der()?.as_bytes(), pem, KeyType::EcdsaP256);
         }
         if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_pem(pem) {
             return Self::from_rsa(key, pem);
@@ -154,11 +140,18 @@ impl Key {
             4096 => KeyType::Rsa4096,
             _ => KeyType::Rsa2048,
         };
-        let der = key.to_pkcs8_der()?;
-        let pair = KeyPair::from_pkcs8_der_and_sign_algo(
-            &der.as_bytes().to_vec().into(),
-            &rcgen::PKCS_RSA_SHA256,
-        )?;
+        Self::from_pkcs8(key.to_pkcs8_der()?.as_bytes(), pem, key_type)
+    }
+
+    /// The key whose PKCS#8 form is `der`, signing with its type's algorithm, keeping the PEM
+    /// it was read from (or written as).
+    fn from_pkcs8(der: &[u8], pem: &str, key_type: KeyType) -> Result<Key, Error> {
+        let algorithm = match key_type {
+            KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => &rcgen::PKCS_RSA_SHA256,
+            KeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            KeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        };
+        let pair = KeyPair::from_pkcs8_der_and_sign_algo(&der.to_vec().into(), algorithm)?;
         Ok(Key {
             pair,
             pem: pem.to_string(),

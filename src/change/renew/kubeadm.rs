@@ -28,12 +28,12 @@ impl Configuration {
     pub fn choose(
         layout: &NodeLayout,
         given: Option<&PathBuf>,
-        cluster: Option<String>,
+        cluster: &dyn Fn() -> Option<String>,
     ) -> Result<Configuration> {
         if let Some(path) = given {
             return Ok(Configuration::File(layout.given_path(path)?));
         }
-        match cluster {
+        match cluster() {
             Some(text) => Ok(Configuration::Cluster {
                 text,
                 // The pid says whether its run is alive; the random part keeps a name no
@@ -164,14 +164,22 @@ mod tests {
     fn kubeadm_is_always_given_a_configuration_and_refused_without_one() {
         let root = tempfile::tempdir().unwrap();
         let layout = NodeLayout::new(Some(root.path().to_path_buf())).unwrap();
-        let refused = Configuration::choose(&layout, None, None).err().unwrap();
+        let given = std::path::PathBuf::from("/root/kubeadm.yaml");
+        let file = Configuration::choose(&layout, Some(&given), &|| {
+            panic!("the cluster is not asked when --config answers")
+        });
+        assert!(matches!(file, Ok(Configuration::File(_))));
+        let refused = Configuration::choose(&layout, None, &|| None)
+            .err()
+            .unwrap();
         assert!(
             matches!(&refused, Error::Refused(m) if m.contains("--config FILE")),
             "{refused}"
         );
-        let cluster =
-            Configuration::choose(&layout, None, Some("kind: ClusterConfiguration\n".into()))
-                .unwrap();
+        let cluster = Configuration::choose(&layout, None, &|| {
+            Some("kind: ClusterConfiguration\n".into())
+        })
+        .unwrap();
         let program = cluster.program(&layout, "apiserver");
         assert_eq!(&program[..4], ["kubeadm", "certs", "renew", "apiserver"]);
         assert!(

@@ -204,6 +204,10 @@ use proofs::{When, proof_line, proofs};
 
 pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals> {
     let selected = select(&request.names)?;
+    // The kubeadm-config ConfigMap (an API call, bounded): asked at most once, and only where
+    // --config does not answer first.
+    let asked = std::cell::OnceCell::new();
+    let cluster = || asked.get_or_init(|| cluster_configuration(layout)).clone();
     let kubeadm = match request.method {
         Method::Native => None,
         Method::Kubeadm => {
@@ -218,11 +222,11 @@ pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals>
             Some(kubeadm::Configuration::choose(
                 layout,
                 request.config.as_ref(),
-                cluster_configuration(layout),
+                &cluster,
             )?)
         }
     };
-    let (validity, validity_source) = validity(layout, ui, request)?;
+    let (validity, validity_source) = validity(layout, ui, request, &cluster)?;
     let now = pki::now();
     let mut authorities = Vec::new();
     let mut cas: Vec<(Authority, String, Key, i64)> = Vec::new();
@@ -261,8 +265,10 @@ pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals>
         let mut issued = Vec::new();
         let mut proof_basis = Vec::new();
         for entry in selected.iter().filter(|e| names.contains(&e.name)) {
+            // Asked for by name, not by `all`: refused where `all` would skip it.
+            let named = request.names.iter().any(|n| n == entry.name);
             let Some(current) = current(layout, entry)? else {
-                if request.names.iter().any(|n| n == entry.name) {
+                if named {
                     return Err(Error::Refused(format!(
                         "{} is not on this node ({}): nothing to renew",
                         entry.name,
@@ -271,7 +277,6 @@ pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals>
                 }
                 continue;
             };
-            let named = request.names.iter().any(|n| n == entry.name);
             if entry.location == Location::Kubelet(KubeletFile::Client)
                 && let Some(why) = kubelet::left_alone(layout, &current, named, kubeadm.is_some())?
             {
@@ -287,7 +292,7 @@ pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals>
             else {
                 // With `all`, as kubeadm does in external-CA mode: skipped, and said; a name
                 // asked for by itself is refused.
-                if !request.names.iter().any(|n| n == entry.name) {
+                if !named {
                     let why = format!(
                         "signed by {}, whose key is not on this node (an external CA): renew it where that key is kept",
                         entry.authority.name()
@@ -314,65 +319,37 @@ pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals>
                     crate::runtime::clock::rfc3339(*ca_not_after)
                 )));
             }
-            if let Some(configuration) = &kubeadm {
-                writes.extend(current.files_kubeadm_rewrites());
-                programs.push(configuration.program(layout, entry.name));
-                renewals.push(Renewal {
-                    name: entry.name,
-                    path: layout.node_path(&path_of(layout, entry)),
-                    old_serial: current.serial.clone(),
-                    old_not_after: current.not_after.clone(),
-                    new: None,
-                    capped_to_ca: false,
-                    how_picked_up: picked_up(entry.pickup),
-                    entry,
-                });
-                proof_basis.push(ProofInput {
-                    entry,
-                    old_der: current.der,
-                });
-                continue;
-            }
-            let key = Key::generate(current.key_type)
-                .map_err(|e| Error::Failed(format!("a new key for {}: {e}", entry.name)))?;
-            let wanted_end = now + validity;
-            let ca_end = time::OffsetDateTime::from_unix_timestamp(*ca_not_after)
-                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-            let capped = wanted_end > ca_end;
-            let not_after = if capped { ca_end } else { wanted_end };
-            let new = reissue(
-                &current.der,
-                &key,
-                ca_pem,
-                ca_key,
-                now - time::Duration::minutes(5),
-                not_after,
-            )
-            .map_err(|e| Error::Refused(format!("{}: {e}", entry.name)))?;
-            if !issue::signed_by(&new.der, &crate::credentials::pem::certificates(ca_pem)[0]) {
-                return Err(Error::Failed(format!(
-                    "{}: the re-issued certificate does not verify against {}; nothing was written",
-                    entry.name,
-                    entry.authority.name()
-                )));
-            }
-            let facts = issue::facts(&new.der)
-                .map_err(|e| Error::Failed(format!("{}: {e}", entry.name)))?;
-            writes.extend(current.writes(&new.pem, &key)?);
-            if entry.location == Location::Kubelet(KubeletFile::Client) {
-                writes.extend(kubelet::conf_write(layout)?);
-            }
+            let (new, capped_to_ca) = match &kubeadm {
+                // kubeadm writes it: what it wrote is read back after the step.
+                Some(configuration) => {
+                    writes.extend(current.files_kubeadm_rewrites());
+                    programs.push(configuration.program(layout, entry.name));
+                    (None, false)
+                }
+                None => {
+                    let (facts, capped) = reissued(
+                        layout,
+                        entry,
+                        &current,
+                        (ca_pem, ca_key, *ca_not_after),
+                        now,
+                        validity,
+                        &mut writes,
+                    )?;
+                    issued.push(facts.clone());
+                    (Some(facts), capped)
+                }
+            };
             renewals.push(Renewal {
                 name: entry.name,
                 path: layout.node_path(&path_of(layout, entry)),
                 old_serial: current.serial.clone(),
                 old_not_after: current.not_after.clone(),
-                new: Some(facts.clone()),
-                capped_to_ca: capped,
+                new,
+                capped_to_ca,
                 how_picked_up: picked_up(entry.pickup),
                 entry,
             });
-            issued.push(facts);
             proof_basis.push(ProofInput {
                 entry,
                 old_der: current.der,
@@ -446,6 +423,50 @@ pub fn plan(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<Renewals>
         validity_source,
         authorities,
     })
+}
+
+/// The certificate re-issued by this tool: its own subject, SANs, usages and key type, a new
+/// key, signed by its CA and never past it; its writes (and kubelet.conf's, for the kubelet's
+/// pair) added to `writes`. Returns its facts, and whether the CA's end capped it.
+fn reissued(
+    layout: &NodeLayout,
+    entry: &Entry,
+    current: &Current,
+    (ca_pem, ca_key, ca_not_after): (&str, &Key, i64),
+    now: time::OffsetDateTime,
+    validity: Duration,
+    writes: &mut Vec<PlannedWrite>,
+) -> Result<(CertFacts, bool)> {
+    let key = Key::generate(current.key_type)
+        .map_err(|e| Error::Failed(format!("a new key for {}: {e}", entry.name)))?;
+    let wanted_end = now + validity;
+    let ca_end = time::OffsetDateTime::from_unix_timestamp(ca_not_after)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let capped = wanted_end > ca_end;
+    let not_after = if capped { ca_end } else { wanted_end };
+    let new = reissue(
+        &current.der,
+        &key,
+        ca_pem,
+        ca_key,
+        now - time::Duration::minutes(5),
+        not_after,
+    )
+    .map_err(|e| Error::Refused(format!("{}: {e}", entry.name)))?;
+    if !issue::signed_by(&new.der, &crate::credentials::pem::certificates(ca_pem)[0]) {
+        return Err(Error::Failed(format!(
+            "{}: the re-issued certificate does not verify against {}; nothing was written",
+            entry.name,
+            entry.authority.name()
+        )));
+    }
+    let facts =
+        issue::facts(&new.der).map_err(|e| Error::Failed(format!("{}: {e}", entry.name)))?;
+    writes.extend(current.writes(&new.pem, &key)?);
+    if entry.location == Location::Kubelet(KubeletFile::Client) {
+        writes.extend(kubelet::conf_write(layout)?);
+    }
+    Ok((facts, capped))
 }
 
 /// What `certs renew` renews: kubeadm's certificates, by kubeadm's names, and the kubelet's
@@ -733,7 +754,12 @@ fn current(layout: &NodeLayout, entry: &Entry) -> Result<Option<Current>> {
 
 /// `--validity`, else the cluster's `certificateValidityPeriod` (the ConfigMap, asked with
 /// admin.conf when it works; else `--config`), else kubeadm's default.
-fn validity(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<(Duration, ValiditySource)> {
+fn validity(
+    layout: &NodeLayout,
+    ui: &Ui,
+    request: &Request,
+    cluster: &dyn Fn() -> Option<String>,
+) -> Result<(Duration, ValiditySource)> {
     if let Some(validity) = request.validity {
         // A certificate that ends before the operator is done is not a renewal.
         if validity < Duration::from_secs(3600) {
@@ -768,7 +794,7 @@ fn validity(layout: &NodeLayout, ui: &Ui, request: &Request) -> Result<(Duration
             }
         };
     }
-    match cluster_configuration(layout) {
+    match cluster() {
         Some(text) => match period_in(&text) {
             Some(Ok(period)) => Ok((period, ValiditySource::ClusterConfiguration)),
             _ => Ok((DEFAULT_VALIDITY, ValiditySource::ClusterConfiguration)),

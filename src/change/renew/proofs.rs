@@ -57,6 +57,7 @@ pub(super) fn proofs(
                     ))
                 })?,
                 timeout.unwrap_or(RESTART_WITHIN),
+                false,
             )),
             Pickup::Serves(component, endpoint) => checks.push(presents_check(
                 layout,
@@ -75,11 +76,15 @@ pub(super) fn proofs(
             Pickup::Reloads(_) | Pickup::People => {}
         }
     }
-    // One line per component that is not running, however many of its certificates there are.
+    one_line_per_idle_component(&mut checks);
+    Ok(plan::Verify::Components(checks))
+}
+
+/// One line per component that is not running, however many of its certificates there are.
+fn one_line_per_idle_component(checks: &mut Vec<ComponentCheck>) {
     checks.dedup_by(|a, b| {
         matches!((&*a, &*b), (ComponentCheck::NotRunning { component: x, .. }, ComponentCheck::NotRunning { component: y, .. }) if x == y)
     });
-    Ok(plan::Verify::Components(checks))
 }
 
 /// How a revert of a renewal proves the node as before: each component on the files put back
@@ -111,15 +116,13 @@ pub fn of_restored_files(layout: &NodeLayout, paths: &[PathBuf]) -> Result<plan:
                             .next()
                     })
                     .and_then(|der| super::kubelet::node_name(&der));
-                checks.push(match (node, layout.is_host()) {
-                    (Some(node), true) => ComponentCheck::Kubelet {
-                        node,
-                        within: RESTART_WITHIN,
-                        as_before: true,
-                    },
-                    _ => ComponentCheck::NotRunning {
+                checks.push(match node {
+                    Some(node) => kubelet_check(layout, node, RESTART_WITHIN, true),
+                    None => ComponentCheck::NotRunning {
                         component: Component::Kubelet,
-                        why: "a --root sandbox, or no node name in the certificate put back: the kubelet is not restarted".into(),
+                        why:
+                            "no node name in the certificate put back: the kubelet is not restarted"
+                                .into(),
                     },
                 });
             }
@@ -147,9 +150,7 @@ pub fn of_restored_files(layout: &NodeLayout, paths: &[PathBuf]) -> Result<plan:
             Pickup::Reloads(_) | Pickup::People => {}
         }
     }
-    checks.dedup_by(|a, b| {
-        matches!((&*a, &*b), (ComponentCheck::NotRunning { component: x, .. }, ComponentCheck::NotRunning { component: y, .. }) if x == y)
-    });
+    one_line_per_idle_component(&mut checks);
     Ok(if checks.is_empty() {
         plan::Verify::Nothing
     } else {
@@ -273,6 +274,8 @@ fn restart_check(
         (None, Some(text)) => manifest_arguments(text),
         (None, None) => Vec::new(),
     };
+    // A static pod of this node: one that runs, or one whose manifest is here.
+    let static_pod = manifest.is_some() || !arguments.is_empty();
     let settings = settings(component, &arguments);
     match (running, container) {
         // Running, but not to be restarted through the runtime.
@@ -290,7 +293,7 @@ fn restart_check(
         // Running; or not running now, but a static pod: crash-looping (on an expired
         // certificate, say) or in the kubelet's back-off. The kubelet starts it again by
         // itself; that new process is what is proved (there is nothing to stop then).
-        (Some(_), Some(_)) | (None, None) if running_or_static(&manifest, &settings) => {
+        (Some(_), Some(_)) | (None, None) if static_pod => {
             Ok(ComponentCheck::Restart {
                 component,
                 kubeconfig,
@@ -315,12 +318,6 @@ struct Settings {
     health_host: String,
     health_port: u16,
     lease: Lease,
-    /// Whether the settings come from somewhere (a process or a manifest) at all.
-    known: bool,
-}
-
-fn running_or_static(manifest: &Option<String>, settings: &Settings) -> bool {
-    manifest.is_some() || settings.known
 }
 
 /// `--secure-port` and `--bind-address` (a wildcard, or none, is asked on loopback),
@@ -361,13 +358,18 @@ fn settings(component: Component, args: &[String]) -> Settings {
         health_host,
         health_port,
         lease,
-        known: !args.is_empty(),
     }
 }
 
-/// The kubelet restarted through systemd and proved by its node's Lease and Ready condition;
-/// on a `--root` sandbox, never restarted (the host's kubelet is not the sandbox's).
-fn kubelet_check(layout: &NodeLayout, node: String, within: Duration) -> ComponentCheck {
+/// The kubelet restarted through systemd and proved by its node's Lease and Ready condition
+/// (`as_before`: onto files put back, by a new kubelet process alone); on a `--root` sandbox,
+/// never restarted (the host's kubelet is not the sandbox's).
+fn kubelet_check(
+    layout: &NodeLayout,
+    node: String,
+    within: Duration,
+    as_before: bool,
+) -> ComponentCheck {
     if !layout.is_host() {
         return ComponentCheck::NotRunning {
             component: Component::Kubelet,
@@ -377,7 +379,7 @@ fn kubelet_check(layout: &NodeLayout, node: String, within: Duration) -> Compone
     ComponentCheck::Kubelet {
         node,
         within,
-        as_before: false,
+        as_before,
     }
 }
 
