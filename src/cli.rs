@@ -286,8 +286,30 @@ pub enum KubeconfigCommand {
         /// DURATION: a Go duration (90s, 1m30s, 1.5h) or days (7d).
         #[arg(long, value_parser = parse_positive_duration, value_name = "DURATION")]
         duration: Option<Duration>,
+        /// The kubeconfig that asks the apiserver for the token (default: the node's
+        /// /etc/kubernetes/admin.conf; on a workstation, a kubeconfig of yours that may create
+        /// tokens).
+        #[arg(long, value_name = "PATH")]
+        using: Option<PathBuf>,
         #[command(flatten)]
         confirm: ConfirmOptions,
+    },
+    /// Why kubectl cannot talk to this cluster: reads the kubeconfig as kubectl does
+    /// ($KUBECONFIG's files merged, current-context), says what is wrong in kubectl's words
+    /// (invalid configuration, an expired token, OIDC id-token or client certificate, an exec
+    /// plugin not installed, the server's certificate expired or of another CA, connection
+    /// refused or timed out), then asks the server who you are (SelfSubjectReview, bounded in
+    /// time). Needs no root and no node. Changes nothing. Exit 0 when kubectl would work, 1
+    /// otherwise.
+    ///
+    /// Example: kubeadm-recover kubeconfig check --context prod
+    Check {
+        /// The kubeconfig (default: $KUBECONFIG's files merged, else ~/.kube/config).
+        #[arg(long, value_name = "PATH")]
+        kubeconfig: Option<PathBuf>,
+        /// The context to check (default: current-context).
+        #[arg(long, value_name = "NAME")]
+        context: Option<String>,
     },
 }
 
@@ -439,6 +461,7 @@ impl Command {
             | Command::Journal(JournalCommand::List)
             | Command::Rehearse(_)
             | Command::Token(_)
+            | Command::Kubeconfig(KubeconfigCommand::Check { .. })
             | Command::Certs(CertsCommand::Check)
             | Command::Migrate(_)
             | Command::Completions { .. }

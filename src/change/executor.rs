@@ -14,9 +14,9 @@ use crate::change::transaction::{Transaction, Writer};
 use crate::credentials::verify::Verified;
 use crate::error::{Declined, Error, Result};
 use crate::manifest::Manifest;
-use crate::node::NodeLayout;
 use crate::node::store::strays::Stray;
 use crate::node::store::{audit, lock};
+use crate::node::{NodeLayout, StateHome};
 use crate::runtime::interrupt;
 use crate::survey::migration;
 use crate::ui::{Answer, Ui};
@@ -219,7 +219,9 @@ pub fn run<T>(
         }
     } else {
         layout.require_privileges()?;
-        restart::unpark_manifest(layout, ui)?;
+        if *layout.home() == StateHome::Node {
+            restart::unpark_manifest(layout, ui)?;
+        }
         if unfinished == Unfinished::Refuse {
             journal::refuse_if_unfinished(layout)?;
         }
@@ -328,11 +330,14 @@ fn pass_gates(
 
 /// Temp files of a run that was killed: removed (under the lock, so none is in flight), and said.
 fn clean_up_after_killed_runs(layout: &NodeLayout, ui: &Ui, plan: &Plan) {
-    let mut dirs = vec![
-        layout.tmp_dir(),
-        layout.kubernetes_dir(),
-        layout.state_dir(),
-    ];
+    let mut dirs = match layout.home() {
+        StateHome::Node => vec![
+            layout.tmp_dir(),
+            layout.kubernetes_dir(),
+            layout.state_dir(),
+        ],
+        StateHome::User(_) => vec![layout.staging_dir(), layout.state_dir()],
+    };
     // A temp file is staged beside its target where /etc/kubernetes/tmp is another mount
     // (/var/lib/kubelet/pki): a killed run's, with a key in it, is swept there too.
     for write in plan.writes() {
@@ -342,11 +347,13 @@ fn clean_up_after_killed_runs(layout: &NodeLayout, ui: &Ui, plan: &Plan) {
             dirs.push(dir.to_path_buf());
         }
     }
-    dirs.extend(
-        crate::credentials::copies::candidates(layout, &[])
-            .iter()
-            .filter_map(|copy| copy.parent().map(|d| d.to_path_buf())),
-    );
+    if *layout.home() == StateHome::Node {
+        dirs.extend(
+            crate::credentials::copies::candidates(layout, &[])
+                .iter()
+                .filter_map(|copy| copy.parent().map(|d| d.to_path_buf())),
+        );
+    }
     for path in crate::node::store::remove_stale_temps(layout, &dirs) {
         ui.warn(format!(
             "removed {}, a temp file left by a killed run",

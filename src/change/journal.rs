@@ -177,6 +177,31 @@ pub fn path(layout: &NodeLayout) -> std::path::PathBuf {
     layout.state_dir().join("journal.json")
 }
 
+/// The records a command about past changes (`revert`, `resume`, `journal`, `backups`) works
+/// on. In a `--root` sandbox, the node's. As a person without root, their own: the changes of
+/// their kubeconfigs. As root, the node's, unless the session asked for is in root's own state
+/// directory, or this machine has no node journal and root's own has one (a workstation).
+pub fn records_home(layout: &NodeLayout, session: Option<&str>) -> Result<NodeLayout> {
+    if layout.is_sandbox() {
+        return Ok(layout.clone());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return layout.with_user_state();
+    }
+    let Ok(own) = layout.with_user_state() else {
+        return Ok(layout.clone());
+    };
+    let has = |l: &NodeLayout| Journal::load(l).ok().filter(|j| !j.sessions.is_empty());
+    let in_own = match session {
+        Some(id) => {
+            has(layout).is_none_or(|j| j.find(id).is_none())
+                && has(&own).is_some_and(|j| j.find(id).is_some())
+        }
+        None => !layout.fs().exists(&path(layout)) && has(&own).is_some(),
+    };
+    Ok(if in_own { own } else { layout.clone() })
+}
+
 impl Journal {
     pub fn load(layout: &NodeLayout) -> Result<Journal> {
         let path = path(layout);

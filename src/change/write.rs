@@ -174,7 +174,7 @@ pub fn commit(
         ui.detail(format!(
             "wrote {} (rename from {})",
             write.path.display(),
-            layout.tmp_dir().display()
+            layout.staging_dir().display()
         ));
         done.push(write);
     }
@@ -222,15 +222,15 @@ pub fn make_parent(layout: &NodeLayout, write: &PlannedWrite) -> Result<()> {
 
 /// Replaces a file on the node atomically (`NodeFs::replace`): a link is written through
 /// inside the root, so that the file it points at (the one in use) gets the new bytes and the
-/// link stays a link; the temp file is made in `/etc/kubernetes/tmp` when that is on the
-/// target's filesystem (never in the manifest directory), else beside the target.
+/// link stays a link; the temp file is made in the staging directory (the node's
+/// `/etc/kubernetes/tmp`, a person's state directory) when that is on the target's filesystem (never in the manifest directory), else beside the target.
 pub fn write_node_file(
     layout: &NodeLayout,
     path: &std::path::Path,
     contents: &[u8],
     ownership: Option<crate::node::fs::Ownership>,
 ) -> std::io::Result<()> {
-    let tmp = layout.tmp_dir();
+    let tmp = layout.staging_dir();
     layout.fs().private_dir(&tmp)?;
     layout.fs().replace(path, &tmp, contents, ownership)
 }

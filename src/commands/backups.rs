@@ -72,7 +72,7 @@ impl Report for BackupList {
 fn list(ctx: &Context) -> BackupList {
     BackupList {
         backups: backup_entries(&ctx.layout),
-        dir: ctx.layout.node_path(&ctx.layout.tmp_dir()),
+        dir: ctx.layout.node_path(&ctx.layout.backups_dir()),
     }
 }
 
@@ -119,7 +119,7 @@ fn load(ctx: &Context, id: &str) -> Result<Backup> {
     match backup::find(&ctx.layout, id) {
         None => Err(Error::Usage(format!(
             "no backup {id} in {}: see `kubeadm-recover backups list`",
-            ctx.layout.tmp_dir().display()
+            ctx.layout.backups_dir().display()
         ))),
         Some(Err((dir, e))) => Err(Error::Refused(format!(
             "backup {} is unreadable: {e}",

@@ -14,6 +14,7 @@ use crate::credentials::kubeconfig::prune::Finding;
 use crate::credentials::kubeconfig::rewrite::{self, NewToken, Rewrite};
 use crate::credentials::token::relative;
 use crate::error::{ExitStatus, Result};
+use crate::node::NodeLayout;
 use crate::runtime::clock::{now_unix, rfc3339};
 use crate::ui::{Report, escape};
 
@@ -22,33 +23,47 @@ pub fn run(ctx: &Context, action: KubeconfigCommand) -> Result<ExitStatus> {
         KubeconfigCommand::PruneExpired {
             kubeconfig,
             confirm,
-        } => prune_expired(
-            ctx,
-            &rewrite::target(&ctx.layout, kubeconfig)?,
-            &change_settings(&confirm, None, None),
-        ),
+        } => {
+            let path = rewrite::target(&ctx.layout, kubeconfig)?;
+            prune_expired(
+                ctx,
+                &ctx.layout.for_file(&path)?,
+                &path,
+                &change_settings(&confirm, None, None),
+            )
+        }
         KubeconfigCommand::SetToken {
             kubeconfig,
             user,
             service_account,
             namespace,
             duration,
+            using,
             confirm,
-        } => set_token(
-            ctx,
-            &rewrite::target(&ctx.layout, kubeconfig)?,
-            &NewToken {
-                user,
-                request: TokenRequest {
-                    service_account,
-                    namespace,
-                    duration,
-                    audiences: Vec::new(),
-                    bound_pod: None,
+        } => {
+            let path = rewrite::target(&ctx.layout, kubeconfig)?;
+            set_token(
+                ctx,
+                &ctx.layout.for_file(&path)?,
+                &path,
+                &NewToken {
+                    user,
+                    request: TokenRequest {
+                        service_account,
+                        namespace,
+                        duration,
+                        audiences: Vec::new(),
+                        bound_pod: None,
+                    },
+                    using,
                 },
-            },
-            &change_settings(&confirm, None, None),
-        ),
+                &change_settings(&confirm, None, None),
+            )
+        }
+        KubeconfigCommand::Check {
+            kubeconfig,
+            context,
+        } => super::kubeconfig_check::run(ctx, kubeconfig, context.as_deref()),
     }
 }
 
@@ -149,12 +164,13 @@ impl Report for PruneResult {
 
 fn prune_expired(
     ctx: &Context,
+    layout: &NodeLayout,
     path: &Path,
     settings: &plan::ChangeSettings,
 ) -> Result<ExitStatus> {
     let now = now_unix();
-    let ran = executor::run(&ctx.layout, &ctx.ui, settings, Unfinished::Refuse, || {
-        let (pruned, findings) = rewrite::prune_expired(&ctx.layout, path, now)?;
+    let ran = executor::run(layout, &ctx.ui, settings, Unfinished::Refuse, || {
+        let (pruned, findings) = rewrite::prune_expired(layout, path, now)?;
         Ok((write_plan("kubeconfig prune-expired", pruned), findings))
     })?;
     let Done {
@@ -217,12 +233,13 @@ impl Report for SetTokenResult {
 
 fn set_token(
     ctx: &Context,
+    layout: &NodeLayout,
     path: &Path,
     new: &NewToken,
     settings: &plan::ChangeSettings,
 ) -> Result<ExitStatus> {
-    let ran = executor::run(&ctx.layout, &ctx.ui, settings, Unfinished::Refuse, || {
-        let (edited, expires) = rewrite::set_token(&ctx.layout, path, new, settings.dry_run)?;
+    let ran = executor::run(layout, &ctx.ui, settings, Unfinished::Refuse, || {
+        let (edited, expires) = rewrite::set_token(layout, path, new, settings.dry_run)?;
         Ok((write_plan("kubeconfig set-token", Some(edited)), expires))
     })?;
     let Done {

@@ -9,6 +9,7 @@ mod extend_tokens;
 mod guide;
 mod journal;
 mod kubeconfig;
+mod kubeconfig_check;
 mod migrate;
 mod rehearse;
 mod revert;
@@ -32,8 +33,12 @@ pub struct Context {
 
 pub fn run(cli: Cli) -> Result<ExitStatus> {
     let settings = ui_settings(&cli);
+    let node = NodeLayout::new(cli.global.root.clone())?;
     let ctx = Context {
-        layout: NodeLayout::new(cli.global.root.clone())?,
+        layout: match &cli.command {
+            Some(command) => records_layout(&node, command)?,
+            None => node,
+        },
         ui: Ui::new(settings),
     };
     match cli.command {
@@ -41,6 +46,20 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         None => guide::run(&ctx, settings, None),
         Some(command) => dispatch(&ctx, settings, command),
     }
+}
+
+/// A command about past changes works on the records that hold them (the node's, or a
+/// person's own: `change::journal::records_home`); every other command on the node's.
+fn records_layout(node: &NodeLayout, command: &Command) -> Result<NodeLayout> {
+    let session = match command {
+        Command::Revert { session, .. } | Command::Resume { session, .. } => {
+            session.session.as_deref()
+        }
+        Command::Journal(cli::JournalCommand::Abandon { session, .. }) => Some(session.as_str()),
+        Command::Journal(_) | Command::Backups(_) => None,
+        _ => return Ok(node.clone()),
+    };
+    crate::change::journal::records_home(node, session)
 }
 
 /// Runs one command on the node; `guide` runs its steps through here too.

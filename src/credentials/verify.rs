@@ -54,6 +54,78 @@ fn failed(what: &str, e: Failure) -> NotVerified {
     }
 }
 
+/// A client exactly as kubectl would make it with this kubeconfig text, bounded in time.
+async fn client(kubeconfig_text: &str) -> Result<kube::Client, NotVerified> {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig_text)
+        .map_err(|e| NotVerified::Failed(format!("the kubeconfig does not load: {e}")))?;
+    let mut config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|e| NotVerified::Failed(format!("the kubeconfig does not load: {e}")))?;
+    config.connect_timeout = Some(Duration::from_secs(3));
+    config.read_timeout = Some(Duration::from_secs(5));
+    kube::Client::try_from(config).map_err(|e| NotVerified::Failed(e.to_string()))
+}
+
+/// Who the apiserver says the client is (SelfSubjectReview, GA in 1.28, beta in 1.27, alpha
+/// in 1.26: tried in that order, as kubectl does; the status has the same shape in each).
+/// `None`: this apiserver has no SelfSubjectReview.
+async fn review(client: &kube::Client) -> Result<Option<Verified>, Failure> {
+    #[derive(Deserialize)]
+    struct Review {
+        status: Option<SelfSubjectReviewStatus>,
+    }
+    for version in ["v1", "v1beta1", "v1alpha1"] {
+        let mut body = serde_json::to_value(SelfSubjectReview::default()).expect("serializable");
+        body["apiVersion"] = format!("authentication.k8s.io/{version}").into();
+        let request = http::Request::post(format!(
+            "/apis/authentication.k8s.io/{version}/selfsubjectreviews"
+        ))
+        .header("content-type", "application/json")
+        .body(body.to_string().into_bytes())
+        .expect("request");
+        match call::json::<Review>(client, request, Limits::VERIFY).await {
+            Ok(r) => {
+                let info = r.status.and_then(|s| s.user_info).unwrap_or_default();
+                return Ok(Some(Verified {
+                    username: info.username.unwrap_or_default(),
+                    groups: info.groups.unwrap_or_default(),
+                }));
+            }
+            Err(Failure::Status { code: 404, .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+/// Why the apiserver did not say who a kubeconfig is.
+#[derive(Debug)]
+pub enum WhoAmIError {
+    /// The kubeconfig does not make a client.
+    Config(String),
+    /// The request failed: refused, timed out, a status.
+    Call(Failure),
+    /// An apiserver before 1.26.
+    NoReview,
+}
+
+/// `kubectl auth whoami` with this kubeconfig text: who the apiserver takes it for, bounded in
+/// time, a signal ending it at once.
+pub fn whoami(kubeconfig_text: &str) -> Result<Verified, WhoAmIError> {
+    crate::apiserver::runtime().block_on(async {
+        let client = client(kubeconfig_text)
+            .await
+            .map_err(|e| WhoAmIError::Config(e.to_string()))?;
+        review(&client)
+            .await
+            .map_err(WhoAmIError::Call)?
+            .ok_or(WhoAmIError::NoReview)
+    })
+}
+
 /// Connects exactly as kubectl would with this kubeconfig text. Every request is bounded
 /// (`Limits::VERIFY`) and a signal ends the proof at once.
 pub fn verify(
@@ -61,51 +133,33 @@ pub fn verify(
     subject: &super::issue::Subject,
 ) -> Result<Verified, NotVerified> {
     crate::apiserver::runtime().block_on(async {
-        let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig_text).map_err(|e| NotVerified::Failed(format!("the kubeconfig does not load: {e}")))?;
-        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| NotVerified::Failed(format!("the kubeconfig does not load: {e}")))?;
-        config.connect_timeout = Some(Duration::from_secs(3));
-        config.read_timeout = Some(Duration::from_secs(5));
-        let client = kube::Client::try_from(config).map_err(|e| NotVerified::Failed(e.to_string()))?;
-        let livez = call::text(&client, http::Request::get("/livez").body(Vec::new()).expect("request"), Limits::VERIFY)
-            .await
-            .map_err(|e| failed("/livez", e))?;
+        let client = client(kubeconfig_text).await?;
+        let livez = call::text(
+            &client,
+            http::Request::get("/livez").body(Vec::new()).expect("request"),
+            Limits::VERIFY,
+        )
+        .await
+        .map_err(|e| failed("/livez", e))?;
         if livez.trim() != "ok" {
             return Err(format!("/livez said {livez:?}").into());
         }
-        // GA in 1.28, beta in 1.27, alpha in 1.26: try them in that order, as kubectl does.
-        // The review's status has the same shape in every version.
-        #[derive(Deserialize)]
-        struct Review {
-            status: Option<SelfSubjectReviewStatus>,
-        }
-        let mut review: Option<Review> = None;
-        for version in ["v1", "v1beta1", "v1alpha1"] {
-            let mut body = serde_json::to_value(SelfSubjectReview::default()).expect("serializable");
-            body["apiVersion"] = format!("authentication.k8s.io/{version}").into();
-            let request = http::Request::post(format!("/apis/authentication.k8s.io/{version}/selfsubjectreviews"))
-                .header("content-type", "application/json")
-                .body(body.to_string().into_bytes())
-                .expect("request");
-            match call::json::<Review>(&client, request, Limits::VERIFY).await {
-                Ok(r) => {
-                    review = Some(r);
-                    break;
-                }
-                Err(Failure::Status { code: 404, .. }) => continue,
-                Err(e) => return Err(failed("SelfSubjectReview", e)),
-            }
-        }
-        let review = review.ok_or("this apiserver has no SelfSubjectReview API (Kubernetes before 1.26): check the credential by hand, or use --no-verify")?;
-        let info = review.status.and_then(|s| s.user_info).unwrap_or_default();
-        let username = info.username.unwrap_or_default();
-        let groups = info.groups.unwrap_or_default();
+        let Verified { username, groups } = review(&client)
+            .await
+            .map_err(|e| failed("SelfSubjectReview", e))?
+            .ok_or("this apiserver has no SelfSubjectReview API (Kubernetes before 1.26): check the credential by hand, or use --no-verify")?;
         if username != subject.common_name {
-            return Err(format!("the apiserver sees user {username:?}, the certificate says {:?}", subject.common_name).into());
+            return Err(format!(
+                "the apiserver sees user {username:?}, the certificate says {:?}",
+                subject.common_name
+            )
+            .into());
         }
         if let Some(missing) = subject.organizations.iter().find(|o| !groups.contains(o)) {
-            return Err(format!("the apiserver does not report group {missing:?} (it reports {groups:?})").into());
+            return Err(format!(
+                "the apiserver does not report group {missing:?} (it reports {groups:?})"
+            )
+            .into());
         }
         Ok(Verified { username, groups })
     })

@@ -130,8 +130,18 @@ struct Place {
     name: OsString,
     /// The node path of the last component, as looked up (for messages and link targets).
     node_path: PathBuf,
-    /// Inside a user zone: the user who owns it (root never follows a link there).
-    zone: Option<u32>,
+    /// Inside a user zone: who controls it (root never follows a link there).
+    zone: Option<Zone>,
+}
+
+/// A part of the tree a user controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Zone {
+    /// Everything below belongs to this user (or root).
+    User(u32),
+    /// Right inside a sticky, world-writable directory (`/tmp`): each entry is its own
+    /// owner's to rename or remove, so the entry's owner starts the zone.
+    Sticky,
 }
 
 /// What a write is, for the manifest directory's guard.
@@ -237,7 +247,7 @@ impl NodeFs {
             };
             let mut prefix = PathBuf::from("/");
             let mut dir: OwnedFd = self.root.resolve("/").map_err(pathrs_error)?.into();
-            let mut zone: Option<u32> = None;
+            let mut zone: Option<Zone> = None;
             for (i, component) in parents.iter().enumerate() {
                 let name: &OsStr = match component {
                     Component::RootDir | Component::CurDir => continue,
@@ -252,7 +262,7 @@ impl NodeFs {
                     Component::Normal(n) => n,
                 };
                 prefix.push(name);
-                let Some(owner) = zone else {
+                let Some(in_zone) = zone else {
                     // Outside a zone: the prefix holds no link (each was substituted), so
                     // pathrs resolves it as it reads, `..` kept inside the root.
                     let handle = self.root.resolve_nofollow(&prefix).map_err(pathrs_error)?;
@@ -289,7 +299,7 @@ impl NodeFs {
                 let next = nix::fcntl::openat(&dir, name, path_flags(), Mode::empty())
                     .map_err(|e| named(&prefix, e))?;
                 let meta = Self::stat_fd(&next)?;
-                Self::zone_check(&prefix, &meta, owner)?;
+                zone = Some(Zone::User(Self::zone_check(&prefix, &meta, in_zone)?));
                 if meta.kind != Kind::Dir {
                     return Err(refused(
                         &path,
@@ -308,11 +318,11 @@ impl NodeFs {
     }
 
     /// Whether a directory reached outside any zone starts one, and for whom.
-    fn zone_entry(&self, prefix: &Path, meta: &Meta) -> std::io::Result<Option<u32>> {
+    fn zone_entry(&self, prefix: &Path, meta: &Meta) -> std::io::Result<Option<Zone>> {
         if meta.writable_by_others() {
             if meta.sticky() {
                 // /tmp: anyone may create, but only an entry's owner may rename or remove it.
-                return Ok(Some(meta.uid));
+                return Ok(Some(Zone::Sticky));
             }
             return Err(refused(
                 prefix,
@@ -322,11 +332,16 @@ impl NodeFs {
                 ),
             ));
         }
-        Ok((meta.uid != 0).then_some(meta.uid))
+        Ok((meta.uid != 0).then_some(Zone::User(meta.uid)))
     }
 
     /// A component inside a user zone: no link, the user's or root's, not writable by others.
-    fn zone_check(path: &Path, meta: &Meta, owner: u32) -> std::io::Result<()> {
+    /// Returns the user who controls what lies below it.
+    fn zone_check(path: &Path, meta: &Meta, zone: Zone) -> std::io::Result<u32> {
+        let owner = match zone {
+            Zone::User(owner) => owner,
+            Zone::Sticky => meta.uid,
+        };
         if meta.kind == Kind::Symlink {
             return Err(refused(
                 path,
@@ -351,7 +366,7 @@ impl NodeFs {
                 ),
             ));
         }
-        Ok(())
+        Ok(owner)
     }
 
     /// The last component without following it: `Ok(None)` when it does not exist.
@@ -877,7 +892,7 @@ impl NodeFs {
             std::io::Error::new(
                 e.kind(),
                 format!(
-                    "{} must be a directory only root can enter: {e}",
+                    "{} must be a directory only its owner can enter: {e}",
                     path.display()
                 ),
             )

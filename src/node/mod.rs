@@ -17,12 +17,27 @@ pub fn on_path(program: &str) -> Option<PathBuf> {
     })
 }
 
+/// Where the tool keeps its own records of a change: the journal, the backups, the audit log
+/// and the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateHome {
+    /// A node's (the node's files, root's business): the journal and the lock in
+    /// `/var/lib/kubeadm-recover`, the backups in `/etc/kubernetes/tmp` (beside the manifests,
+    /// for rename), the audit log in `/var/log/kubeadm-recover`.
+    Node,
+    /// A person's own (their kubeconfig, on a workstation or a node): all four in one 0700
+    /// directory, `$XDG_STATE_HOME/kubeadm-recover`, else `~/.local/state/kubeadm-recover`.
+    /// Nothing is created under `/etc` or `/var` of a machine that may not be a node.
+    User(PathBuf),
+}
+
 #[derive(Debug, Clone)]
 pub struct NodeLayout {
     /// The root, canonical (made so once, here).
     root: PathBuf,
     /// `--root` was given: a sandbox, where running as non-root is fine.
     sandbox: bool,
+    home: StateHome,
     fs: Arc<fs::NodeFs>,
 }
 
@@ -41,8 +56,60 @@ impl NodeLayout {
         Ok(NodeLayout {
             root: fs.host_root().to_path_buf(),
             sandbox,
+            home: StateHome::Node,
             fs: Arc::new(fs),
         })
+    }
+
+    /// The layout whose records go where a change of `file` belongs: a person's own file
+    /// (not under `/etc/kubernetes` or `/var/lib/kubelet`) in that person's state directory,
+    /// a node file (and anything in a `--root` sandbox) in the node's.
+    pub fn for_file(&self, file: &Path) -> Result<NodeLayout> {
+        if self.sandbox || is_node_file(&self.node_path(file)) {
+            return Ok(self.clone());
+        }
+        self.with_user_state()
+    }
+
+    /// This layout with the records in the invoking user's own state directory. As root, a
+    /// directory another user controls (`sudo` keeping `$HOME`) is refused: root must not
+    /// take back from there a journal and backups that person could have written.
+    pub fn with_user_state(&self) -> Result<NodeLayout> {
+        let dir = user_state_dir(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))?;
+        if nix::unistd::geteuid().is_root() {
+            self.refuse_unless_roots(&dir)?;
+        }
+        Ok(NodeLayout {
+            home: StateHome::User(dir),
+            ..self.clone()
+        })
+    }
+
+    /// As root: every existing directory down to `dir` is root's and writable only by root.
+    fn refuse_unless_roots(&self, dir: &Path) -> Result<()> {
+        for ancestor in dir.ancestors().collect::<Vec<_>>().into_iter().rev() {
+            let Ok(meta) = self.fs.symlink_metadata(ancestor) else {
+                continue;
+            };
+            let foreign = meta.uid != 0 || (meta.mode & 0o022 != 0 && meta.mode & 0o1000 == 0);
+            if foreign || meta.kind == fs::Kind::Symlink {
+                return Err(Error::Refused(format!(
+                    "{}: the state directory {} lies in a directory another user controls (uid {}, mode {:04o}), \
+                     where root must not keep its records; run as the kubeconfig's owner without sudo \
+                     (a kubeconfig needs no root), or with `sudo -H` so that $HOME is root's",
+                    ancestor.display(),
+                    dir.display(),
+                    meta.uid,
+                    meta.mode
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where this layout keeps its records.
+    pub fn home(&self) -> &StateHome {
+        &self.home
     }
 
     /// This tool's command line for a person to run on this node: `--root DIR` added for a
@@ -150,14 +217,36 @@ impl NodeLayout {
     pub fn super_admin_conf(&self) -> PathBuf {
         self.kubeconfig("super-admin.conf")
     }
+    /// The journal's directory (and the lock's).
     pub fn state_dir(&self) -> PathBuf {
-        self.path("/var/lib/kubeadm-recover")
+        match &self.home {
+            StateHome::Node => self.path("/var/lib/kubeadm-recover"),
+            StateHome::User(dir) => dir.clone(),
+        }
     }
     pub fn lock_file(&self) -> PathBuf {
-        self.path("/var/lib/kubeadm-recover/lock")
+        self.state_dir().join("lock")
     }
     pub fn audit_log(&self) -> PathBuf {
-        self.path("/var/log/kubeadm-recover/audit.jsonl")
+        match &self.home {
+            StateHome::Node => self.path("/var/log/kubeadm-recover/audit.jsonl"),
+            StateHome::User(dir) => dir.join("audit.jsonl"),
+        }
+    }
+    /// Where the backup directories are.
+    pub fn backups_dir(&self) -> PathBuf {
+        match &self.home {
+            StateHome::Node => self.tmp_dir(),
+            StateHome::User(dir) => dir.join("backups"),
+        }
+    }
+    /// Where a new file's bytes are staged before the rename (beside the target instead when
+    /// this is another filesystem).
+    pub fn staging_dir(&self) -> PathBuf {
+        match &self.home {
+            StateHome::Node => self.tmp_dir(),
+            StateHome::User(dir) => dir.join("tmp"),
+        }
     }
 
     /// Whether the root is the host's own `/`: only then may the tool touch the host's container
@@ -166,9 +255,12 @@ impl NodeLayout {
         self.root == Path::new("/")
     }
 
-    /// Changing a real node needs root; a sandbox (`--root`) does not.
+    /// Changing a real node needs root; a sandbox (`--root`) and a person's own files do not.
     pub fn require_privileges(&self) -> Result<()> {
-        if self.sandbox || nix::unistd::geteuid().is_root() {
+        if self.sandbox
+            || matches!(self.home, StateHome::User(_))
+            || nix::unistd::geteuid().is_root()
+        {
             Ok(())
         } else {
             Err(Error::Refused(
@@ -177,6 +269,40 @@ impl NodeLayout {
         }
     }
 }
+/// Whether a node path is one of the node's own files (kubeadm's and the kubelet's), as
+/// opposed to a person's.
+pub fn is_node_file(node_path: &str) -> bool {
+    ["/etc/kubernetes/", "/var/lib/kubelet/"]
+        .iter()
+        .any(|dir| node_path.starts_with(dir))
+}
+
+/// `$XDG_STATE_HOME/kubeadm-recover` (an absolute one: the spec ignores a relative one), else
+/// `$HOME/.local/state/kubeadm-recover`.
+fn user_state_dir(
+    xdg_state_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Result<PathBuf> {
+    let xdg = xdg_state_home
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    let base = match xdg {
+        Some(dir) => dir,
+        None => home
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .map(|h| h.join(".local/state"))
+            .ok_or_else(|| {
+                Error::Usage(
+                    "neither $XDG_STATE_HOME nor $HOME names a directory: set HOME, where \
+                     kubeadm-recover keeps the backups of your kubeconfig"
+                        .into(),
+                )
+            })?,
+    };
+    Ok(base.join("kubeadm-recover"))
+}
+
 /// The apiserver manifest's text, or a refusal that says why this node cannot be worked on.
 pub fn read_apiserver_manifest(layout: &NodeLayout) -> Result<String> {
     let path = layout.apiserver_manifest();

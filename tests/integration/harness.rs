@@ -263,6 +263,14 @@ impl Run {
         self
     }
 
+    /// Runs as this user and group (no supplementary groups): a person without root.
+    pub fn user(mut self, uid: u32, gid: u32) -> Self {
+        use std::os::unix::process::CommandExt;
+        // std drops root's supplementary groups when it changes the uid as root.
+        self.command.uid(uid).gid(gid);
+        self
+    }
+
     /// Runs in the network namespace `netns` (an open /proc/PID/ns/net) names.
     pub fn in_network_namespace(mut self, netns: &std::fs::File) -> Self {
         enter_on_exec(&mut self.command, netns);

@@ -28,3 +28,4 @@ mod status;
 mod token;
 mod untrusted;
 mod upstream;
+mod workstation;

@@ -1,6 +1,7 @@
 //! Kubeconfig files: reading them and their embedded client certificates, editing them
 //! (`edit`), taking expired tokens out of them (`prune`), and what the kubeconfig commands
 //! rewrite (`rewrite`: the file kubectl would use, the new text and its redacted diff).
+pub mod check;
 pub mod edit;
 pub mod prune;
 pub mod rewrite;

@@ -121,11 +121,13 @@ pub fn prune_expired(
 pub struct NewToken {
     pub user: String,
     pub request: TokenRequest,
+    /// The kubeconfig that asks for the token (`None`: the node's admin.conf).
+    pub using: Option<PathBuf>,
 }
 
 /// A TokenRequest with the node's admin credential: (token, expirationTimestamp).
 fn request_token(layout: &NodeLayout, new: &NewToken) -> Result<(SecretString, String)> {
-    let issued = token::api::connect(layout, None)?
+    let issued = token::api::connect(layout, new.using.as_deref())?
         .request_token(&new.request)
         .map_err(|e| Error::Failed(format!("{e}; nothing was changed")))?;
     Ok((issued.token, issued.expiration_timestamp))

@@ -50,7 +50,7 @@ pub fn create(
     reason: Option<&str>,
     sources: &[Source],
 ) -> std::io::Result<Backup> {
-    let tmp = layout.tmp_dir();
+    let tmp = layout.backups_dir();
     layout.fs().private_dir(&tmp)?;
     let stamp = crate::runtime::clock::compact_ms(crate::runtime::clock::now_unix_ms());
     let (id, dir) = (1..)
@@ -130,7 +130,7 @@ fn fill(
 
 /// Every backup the tool made, oldest first. Unreadable ones are listed with what is wrong.
 pub fn list(layout: &NodeLayout) -> Vec<Result<Backup, (PathBuf, String)>> {
-    let Ok(entries) = layout.fs().read_dir(&layout.tmp_dir()) else {
+    let Ok(entries) = layout.fs().read_dir(&layout.backups_dir()) else {
         return Vec::new();
     };
     let mut dirs: Vec<PathBuf> = entries
@@ -156,7 +156,7 @@ fn load(layout: &NodeLayout, dir: &Path) -> Result<Backup, (PathBuf, String)> {
 /// Finds a backup by its id (or its directory name).
 pub fn find(layout: &NodeLayout, id: &str) -> Option<Result<Backup, (PathBuf, String)>> {
     let id = id.strip_prefix(PREFIX).unwrap_or(id);
-    let dir = layout.tmp_dir().join(format!("{PREFIX}{id}"));
+    let dir = layout.backups_dir().join(format!("{PREFIX}{id}"));
     layout.fs().is_dir(&dir).then(|| load(layout, &dir))
 }
 
