@@ -14,17 +14,30 @@ pub type Attempts = BTreeMap<PathBuf, (u32, PathBuf)>;
 
 /// The apiserver containers' attempts as the log directories show them now.
 pub fn attempts(layout: &NodeLayout) -> Attempts {
+    attempts_of(layout, "kube-apiserver")
+}
+
+/// The newest log of a control-plane component's newest pod (`etcd`, `kube-apiserver`).
+pub fn newest_of(layout: &NodeLayout, component: &str) -> Option<PathBuf> {
+    attempts_of(layout, component)
+        .into_values()
+        .max_by_key(|(_, log)| layout.fs().metadata(log).map(|m| m.modified).ok())
+        .map(|(_, log)| log)
+}
+
+/// A static pod container's attempts, per pod directory.
+fn attempts_of(layout: &NodeLayout, component: &str) -> Attempts {
     let pods = layout.path("/var/log/pods");
     let Ok(entries) = layout.fs().read_dir(&pods) else {
         return Attempts::new();
     };
+    let prefix = format!("kube-system_{component}-");
     let mut newest = Attempts::new();
-    for pod in entries.into_iter().filter(|e| {
-        e.name
-            .to_string_lossy()
-            .starts_with("kube-system_kube-apiserver-")
-    }) {
-        let dir = pod.path.join("kube-apiserver");
+    for pod in entries
+        .into_iter()
+        .filter(|e| e.name.to_string_lossy().starts_with(&prefix))
+    {
+        let dir = pod.path.join(component);
         let Ok(files) = layout.fs().read_dir(&dir) else {
             continue;
         };

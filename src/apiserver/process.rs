@@ -114,21 +114,35 @@ pub fn find_component(name: &str) -> Option<ProcessIdentity> {
         .min_by_key(|identity| identity.start_ticks)
 }
 
-/// Whether a kubelet runs for this node. On the host's own root any kubelet does. On a sandbox
+/// Whether a kubelet runs for this node. On the host's own root any kubelet does but one whose
+/// `--pod-manifest-path` or `--root-dir` names another root (a sandbox's, the simulator's). On a sandbox
 /// (`--root`), only a kubelet whose `--pod-manifest-path` (or `--root-dir`) IS the sandbox's,
 /// compared as canonical paths, so that parallel sandboxes never vouch for each other (a
 /// kubelet for `/a/n10` does not run `/a/n1`) and `/a//n1` is `/a/n1`.
 pub fn kubelet_running(layout: &crate::node::NodeLayout) -> bool {
     let ours = [layout.manifests_dir(), layout.path("/var/lib/kubelet")];
     processes_named("kubelet").iter().any(|(_, args)| {
-        layout.is_host()
-            || args.iter().skip(1).any(|arg| {
-                ["--pod-manifest-path=", "--root-dir="].iter().any(|flag| {
-                    arg.strip_prefix(flag)
-                        .and_then(|value| Path::new(value).canonicalize().ok())
-                        .is_some_and(|value| ours.contains(&value))
-                })
+        let named: Vec<bool> = args
+            .iter()
+            .skip(1)
+            .filter_map(|arg| {
+                ["--pod-manifest-path=", "--root-dir="]
+                    .iter()
+                    .find_map(|flag| arg.strip_prefix(flag))
             })
+            .map(|value| {
+                Path::new(value)
+                    .canonicalize()
+                    .is_ok_and(|value| ours.contains(&value))
+            })
+            .collect();
+        if layout.is_host() {
+            // kubeadm's kubelet names neither (its config file does): any kubelet counts but
+            // one run for another root (a sandbox's, a simulator's).
+            named.iter().all(|ours| *ours)
+        } else {
+            named.iter().any(|ours| *ours)
+        }
     })
 }
 
@@ -139,6 +153,48 @@ pub fn listening_on(port: u16) -> bool {
     ["/proc/self/net/tcp", "/proc/self/net/tcp6"]
         .iter()
         .any(|table| std::fs::read_to_string(table).is_ok_and(|text| listens(&text, port)))
+}
+
+/// Who listens on TCP `port` in our network namespace: the pid and name of a process holding
+/// the listening socket (its inode, looked up in every process's descriptors).
+pub fn port_holder(port: u16) -> Option<(i32, String)> {
+    let inodes: Vec<String> = ["/proc/self/net/tcp", "/proc/self/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| listening_inodes(&text, port))
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.filter_map(|fd| fd.ok()).any(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|target| wanted.iter().any(|w| target.as_os_str() == w.as_str()))
+                })
+            })
+        })
+        .map(|pid| {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.trim_end().to_string())
+                .unwrap_or_else(|_| "?".into());
+            (pid, name)
+        })
+}
+
+/// The inodes of the table's LISTEN rows with local port `port`.
+fn listening_inodes(table: &str, port: u16) -> Vec<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter(|row| listens(&format!("header\n{row}"), port))
+        .filter_map(|row| row.split_whitespace().nth(9).map(str::to_string))
+        .collect()
 }
 
 /// The table's LISTEN (state 0A) rows with local port `port`.

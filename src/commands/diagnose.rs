@@ -55,7 +55,7 @@ impl Report for Diagnosis {
 }
 
 pub fn run(ctx: &Context) -> Result<ExitStatus> {
-    let findings = survey(&ctx.layout).findings;
+    let findings = survey(&ctx.layout).into_findings();
     ctx.ui.report(&Diagnosis {
         guidance: crate::survey::guide::plan(&findings),
         findings,

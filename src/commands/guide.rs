@@ -41,7 +41,7 @@ pub fn run(ctx: &Context, settings: UiSettings, reason: Option<String>) -> Resul
     crate::runtime::interrupt::install();
     ctx.ui
         .info("looking at the node: manifest, kubelet, apiserver, credentials, journal ...");
-    let findings = crate::survey::facts::survey(&ctx.layout).findings;
+    let findings = crate::survey::facts::survey(&ctx.layout).into_findings();
     let guidance = guide::plan(&findings);
     stdout_write(&overview(&findings, &guidance))?;
     if guidance.steps.is_empty() {

@@ -60,10 +60,8 @@ pub fn run(ctx: &Context, action: KubeconfigCommand) -> Result<ExitStatus> {
                 &change_settings(&confirm, None, None),
             )
         }
-        KubeconfigCommand::Check {
-            kubeconfig,
-            context,
-        } => super::kubeconfig_check::run(ctx, kubeconfig, context.as_deref()),
+        // Read-only, with no records of its own: `commands` dispatches it to its own file.
+        KubeconfigCommand::Check { .. } => unreachable!("`kubeconfig check` is kubeconfig_check"),
     }
 }
 

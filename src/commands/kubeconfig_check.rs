@@ -1,19 +1,16 @@
 //! `kubeconfig check`: why kubectl cannot talk to this cluster. Reads, never writes; needs no
-//! root and no node. The analysis is `credentials::kubeconfig::check`; the server is looked at
-//! here, bounded in time: one TLS handshake (the server's certificate against the kubeconfig's
-//! CA), then a SelfSubjectReview with the kubeconfig's own credential.
+//! root and no node. The analysis is `credentials::kubeconfig::check`, the look at the server
+//! `credentials::kubeconfig::probe`; this file reports.
 use std::path::PathBuf;
 
 use serde::Serialize;
 
 use super::Context;
-use crate::certs::served::{self, LookError};
-use crate::credentials::kubeconfig::check::{
-    self, Analysis, Note, Problem, ServerCert, Target, host_port, probe_kubeconfig,
-};
+use crate::credentials::kubeconfig::check::{self, Note, Problem};
+use crate::credentials::kubeconfig::probe;
 use crate::credentials::token::relative;
-use crate::credentials::verify::{Verified, WhoAmIError, whoami};
-use crate::error::{Error, ExitStatus, Result};
+use crate::credentials::verify::Verified;
+use crate::error::{ExitStatus, Result};
 use crate::runtime::clock::{now_unix, rfc3339};
 use crate::ui::{Report, Untrusted, escape};
 
@@ -25,12 +22,7 @@ pub fn run(
     let now = now_unix();
     let loaded = check::load(&ctx.layout, kubeconfig)?;
     let layout = &ctx.layout;
-    let read = |named: &str| -> std::result::Result<Vec<u8>, String> {
-        layout
-            .fs()
-            .read(&layout.path(named))
-            .map_err(|e| e.to_string())
-    };
+    let read = |named: &str| layout.fs().read(&layout.path(named));
     let mut analysis = check::analyse(&loaded.config, context, now, &read);
     if !loaded.skipped.is_empty() {
         analysis.notes.push(Note::Skipped {
@@ -38,7 +30,7 @@ pub fn run(
         });
     }
     let identity = match analysis.target.clone() {
-        Some(target) => look_at_server(&target, now, &mut analysis)?,
+        Some(target) => probe::look_at_server(&target, now, &mut analysis)?,
         None => None,
     };
     let tool = |args: &[&str]| layout.tool_command(args);
@@ -80,94 +72,6 @@ pub fn run(
             ExitStatus::Negative("kubectl would not work with this kubeconfig".into())
         },
     )
-}
-
-/// The server as kubectl would meet it: the TLS handshake, then who it says we are.
-fn look_at_server(target: &Target, now: i64, analysis: &mut Analysis) -> Result<Option<Verified>> {
-    let server: Untrusted = target.server.as_str().into();
-    let Some((host, port)) = host_port(&target.server) else {
-        analysis.problems.push(Problem::InvalidConfiguration {
-            reason: format!("the server {:?} is not a URL", target.server).into(),
-            said: format!("error: parse {:?}: invalid URL", target.server),
-            fix: "set the cluster's server to https://HOST:PORT".into(),
-        });
-        return Ok(None);
-    };
-    match served::presented(&host, port, None) {
-        Err(LookError::Refused) => {
-            analysis
-                .problems
-                .push(Problem::ConnectionRefused { server });
-            return Ok(None);
-        }
-        Err(LookError::TimedOut) => {
-            analysis.problems.push(Problem::TimedOut { server });
-            return Ok(None);
-        }
-        Err(LookError::Other(error)) => {
-            analysis.problems.push(Problem::Unreachable {
-                server,
-                error: error.into(),
-            });
-            return Ok(None);
-        }
-        Ok(der) if !target.insecure => {
-            match check::server_certificate(&der, target.ca_pem.as_deref(), now) {
-                Some(ServerCert::Expired { not_after }) => {
-                    analysis
-                        .problems
-                        .push(Problem::ServerCertificateExpired { server, not_after });
-                    return Ok(None);
-                }
-                Some(ServerCert::UnknownAuthority) => {
-                    analysis.problems.push(Problem::UnknownAuthority { server });
-                    return Ok(None);
-                }
-                None => {}
-            }
-        }
-        Ok(_) => {}
-    }
-    if !analysis.problems.is_empty() {
-        return Ok(None);
-    }
-    let Some(text) = probe_kubeconfig(target) else {
-        return Ok(None);
-    };
-    match whoami(&text) {
-        Ok(identity) => Ok(Some(identity)),
-        Err(WhoAmIError::Call(crate::apiserver::call::Failure::Interrupted)) => {
-            Err(Error::InterruptedBeforeChange)
-        }
-        Err(WhoAmIError::Call(crate::apiserver::call::Failure::Status { code, message })) => {
-            analysis.problems.push(Problem::Rejected {
-                server,
-                status: code,
-                message: message.into(),
-            });
-            Ok(None)
-        }
-        Err(WhoAmIError::Call(crate::apiserver::call::Failure::TimedOut(_))) => {
-            analysis.problems.push(Problem::TimedOut { server });
-            Ok(None)
-        }
-        Err(WhoAmIError::Call(other)) => {
-            analysis.problems.push(Problem::Unreachable {
-                server,
-                error: other.to_string().into(),
-            });
-            Ok(None)
-        }
-        Err(WhoAmIError::Config(e)) => {
-            analysis.problems.push(Problem::InvalidConfiguration {
-                said: format!("error: {e}"),
-                reason: e.into(),
-                fix: "fix the kubeconfig's cluster and user entries".into(),
-            });
-            Ok(None)
-        }
-        Err(WhoAmIError::NoReview) => Ok(None),
-    }
 }
 
 #[derive(Debug, Serialize)]

@@ -96,6 +96,10 @@ fn dispatch(ctx: &Context, settings: UiSettings, command: Command) -> Result<Exi
             rehearse::run(settings, &options).map(|()| ExitStatus::Success)
         }
         Command::Token(action) => token::run(ctx, action),
+        Command::Kubeconfig(cli::KubeconfigCommand::Check {
+            kubeconfig,
+            context,
+        }) => kubeconfig_check::run(ctx, kubeconfig, context.as_deref()),
         Command::Kubeconfig(action) => kubeconfig::run(ctx, action),
         Command::Migrate(action) => migrate::run(ctx, action),
         Command::Completions { shell } => shell::completions(shell).map(|()| ExitStatus::Success),

@@ -3,8 +3,11 @@ use super::Context;
 use crate::error::{ExitStatus, Result};
 use crate::survey::diagnose::Finding;
 use crate::survey::diagnose::{Health, Severity};
-use crate::survey::facts::{BackupEntry, ManifestRead, Status, survey};
-use crate::ui::Report;
+use crate::survey::facts::{
+    BackupEntry, ControlPlaneNode, ManifestRead, NotANode, Status, Survey, WorkerStatus, survey,
+};
+use crate::survey::machine::Swap;
+use crate::ui::{Report, escape};
 
 impl Report for Status {
     const KIND: &'static str = "Status";
@@ -126,23 +129,32 @@ impl Report for Status {
         if let Some(migration) = &self.migration {
             out.push_str(&format!("migration {migration}\n"));
         }
-        let problems: Vec<&Finding> = self
-            .findings
-            .iter()
-            .filter(|f| f.severity != Severity::Info)
-            .collect();
-        if problems.is_empty() {
-            out.push_str("findings  nothing wrong found\n");
-        } else {
-            out.push_str(
-                "findings  (`kubeadm-recover diagnose`: evidence and fixes; `kubeadm-recover guide`: fix them)\n",
-            );
-            for f in problems {
-                out.push_str(&format!("  [{}] {}\n", f.severity.label(), f.summary));
-            }
+        if let Some(nodes) = self.control_plane_nodes.as_deref() {
+            out.push_str(&ControlPlaneNode::line(nodes));
         }
+        out.push_str(&findings_text(&self.findings));
         out
     }
+}
+
+/// The problems among the findings, one line each (the informational ones are the status itself).
+fn findings_text(findings: &[Finding]) -> String {
+    let problems: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.severity != Severity::Info)
+        .collect();
+    let mut out = String::new();
+    if problems.is_empty() {
+        out.push_str("findings  nothing wrong found\n");
+    } else {
+        out.push_str(
+            "findings  (`kubeadm-recover diagnose`: evidence and fixes; `kubeadm-recover guide`: fix them)\n",
+        );
+        for f in problems {
+            out.push_str(&format!("  [{}] {}\n", f.severity.label(), f.summary));
+        }
+    }
+    out
 }
 
 impl Status {
@@ -233,6 +245,62 @@ impl Status {
 }
 
 pub fn run(ctx: &Context) -> Result<ExitStatus> {
-    ctx.ui.report(&survey(&ctx.layout))?;
+    match survey(&ctx.layout) {
+        Survey::ControlPlane(status) => ctx.ui.report(status.as_ref())?,
+        Survey::Worker(worker) => ctx.ui.report(&worker)?,
+        Survey::NotANode(none) => ctx.ui.report(&none)?,
+    }
     Ok(ExitStatus::Success)
+}
+
+impl Report for WorkerStatus {
+    const KIND: &'static str = "Status";
+
+    fn text(&self) -> String {
+        let now = crate::runtime::clock::now_unix();
+        let mut out = format!(
+            "machine   worker node; its control plane is at {}\n",
+            escape(
+                self.control_plane
+                    .as_deref()
+                    .unwrap_or("? (kubelet.conf names no server)")
+            )
+        );
+        out.push_str(&format!(
+            "kubelet   {}\n",
+            if self.kubelet_running {
+                "running"
+            } else {
+                "NOT RUNNING"
+            }
+        ));
+        if let Some(client) = &self.kubelet_client {
+            out.push_str(&format!(
+                "  client certificate {}: {}\n",
+                client.path,
+                client.describe(now)
+            ));
+        }
+        if let Some(endpoint) = &self.runtime_endpoint {
+            out.push_str(&format!("  runtime   {}\n", escape(endpoint)));
+        }
+        out.push_str(&format!(
+            "swap      {}\n",
+            Swap::describe(self.swap.as_ref())
+        ));
+        out.push_str(&findings_text(&self.findings));
+        out
+    }
+}
+
+impl Report for NotANode {
+    const KIND: &'static str = "Status";
+
+    fn text(&self) -> String {
+        let mut out = String::new();
+        for f in &self.findings {
+            out.push_str(&format!("{}\n  {}\n  {}\n", f.summary, f.evidence, f.fix));
+        }
+        out
+    }
 }

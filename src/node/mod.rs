@@ -65,7 +65,12 @@ impl NodeLayout {
     /// (not under `/etc/kubernetes` or `/var/lib/kubelet`) in that person's state directory,
     /// a node file (and anything in a `--root` sandbox) in the node's.
     pub fn for_file(&self, file: &Path) -> Result<NodeLayout> {
-        if self.sandbox || is_node_file(&self.node_path(file)) {
+        // `~/.kube/config -> /etc/kubernetes/admin.conf` is the node's admin.conf.
+        let file = self
+            .fs
+            .resolved(file)
+            .unwrap_or_else(|_| file.to_path_buf());
+        if self.sandbox || is_node_file(&self.node_path(&file)) {
             return Ok(self.clone());
         }
         self.with_user_state()

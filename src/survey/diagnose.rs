@@ -32,26 +32,34 @@ impl Severity {
 /// and the guide matches on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FindingId {
+    AdminConfInvalid,
     AdminConfUnreadable,
     AdminExpired,
     AdminExpiring,
     ApiserverCrashLooping,
     ApiserverNotRunning,
+    ApiserverPortTaken,
     ApiserverUnhealthy,
     BackupChecksum,
     DependsOnTokenExtension,
+    EtcdClusterIdMismatch,
+    EtcdDown,
     JournalUnreadable,
     KubeconfigCopyStale,
+    KubeletClientExpired,
     KubeletNotRunning,
     ManifestParked,
     ManifestUnreadable,
+    NotANode,
     RestartPending,
     StrayManifest,
     SuperAdminExpired,
     SuperAdminExpiring,
+    SwapOn,
     TokenExtensionOff,
     TokenExtensionOn,
     UnfinishedSession,
+    WorkerNode,
     /// A control-plane certificate expired or expiring: `certificate-<name>`.
     Certificate(String),
     /// Renewed on disk but not in use by its component: `certificate-not-in-use-<name>`.
@@ -61,26 +69,34 @@ pub enum FindingId {
 impl FindingId {
     pub fn name(&self) -> std::borrow::Cow<'static, str> {
         std::borrow::Cow::Borrowed(match self {
+            FindingId::AdminConfInvalid => "admin-conf-invalid",
             FindingId::AdminConfUnreadable => "admin-conf-unreadable",
             FindingId::AdminExpired => "admin-expired",
             FindingId::AdminExpiring => "admin-expiring",
             FindingId::ApiserverCrashLooping => "apiserver-crash-looping",
             FindingId::ApiserverNotRunning => "apiserver-not-running",
+            FindingId::ApiserverPortTaken => "apiserver-port-taken",
             FindingId::ApiserverUnhealthy => "apiserver-unhealthy",
             FindingId::BackupChecksum => "backup-checksum",
             FindingId::DependsOnTokenExtension => "depends-on-token-extension",
+            FindingId::EtcdClusterIdMismatch => "etcd-cluster-id-mismatch",
+            FindingId::EtcdDown => "etcd-down",
             FindingId::JournalUnreadable => "journal-unreadable",
             FindingId::KubeconfigCopyStale => "kubeconfig-copy-stale",
+            FindingId::KubeletClientExpired => "kubelet-client-expired",
             FindingId::KubeletNotRunning => "kubelet-not-running",
             FindingId::ManifestParked => "manifest-parked",
             FindingId::ManifestUnreadable => "manifest-unreadable",
+            FindingId::NotANode => "not-a-node",
             FindingId::RestartPending => "restart-pending",
             FindingId::StrayManifest => "stray-manifest",
             FindingId::SuperAdminExpired => "super-admin-expired",
             FindingId::SuperAdminExpiring => "super-admin-expiring",
+            FindingId::SwapOn => "swap-on",
             FindingId::TokenExtensionOff => "token-extension-off",
             FindingId::TokenExtensionOn => "token-extension-on",
             FindingId::UnfinishedSession => "unfinished-session",
+            FindingId::WorkerNode => "worker-node",
             FindingId::Certificate(name) => {
                 return std::borrow::Cow::Owned(format!("certificate-{name}"));
             }
@@ -91,27 +107,35 @@ impl FindingId {
     }
 
     /// Every finding with a fixed name (the certificates are named after each certificate).
-    pub const FIXED: [FindingId; 20] = [
+    pub const FIXED: [FindingId; 28] = [
+        FindingId::AdminConfInvalid,
         FindingId::AdminConfUnreadable,
         FindingId::AdminExpired,
         FindingId::AdminExpiring,
         FindingId::ApiserverCrashLooping,
         FindingId::ApiserverNotRunning,
+        FindingId::ApiserverPortTaken,
         FindingId::ApiserverUnhealthy,
         FindingId::BackupChecksum,
         FindingId::DependsOnTokenExtension,
+        FindingId::EtcdClusterIdMismatch,
+        FindingId::EtcdDown,
         FindingId::JournalUnreadable,
         FindingId::KubeconfigCopyStale,
+        FindingId::KubeletClientExpired,
         FindingId::KubeletNotRunning,
         FindingId::ManifestParked,
         FindingId::ManifestUnreadable,
+        FindingId::NotANode,
         FindingId::RestartPending,
         FindingId::StrayManifest,
         FindingId::SuperAdminExpired,
         FindingId::SuperAdminExpiring,
+        FindingId::SwapOn,
         FindingId::TokenExtensionOff,
         FindingId::TokenExtensionOn,
         FindingId::UnfinishedSession,
+        FindingId::WorkerNode,
     ];
 
     /// The expiry of an admin credential, by the file it is in.
@@ -242,6 +266,48 @@ pub struct Facts {
     pub strays: Vec<String>,
     pub bad_backups: Vec<String>,
     pub journal_problem: Option<String>,
+    /// The kubelet's facts every node shares (swap).
+    pub kubelet: KubeletFacts,
+    /// Stacked etcd (an etcd manifest on this node), looked at when the apiserver is not healthy.
+    pub etcd: Option<Etcd>,
+    /// A process other than kube-apiserver listening on the apiserver's port: (pid, name).
+    pub port_holder: Option<(i32, String)>,
+    /// admin.conf as kubectl reads it: (what is wrong, what kubectl prints).
+    pub admin_conf_invalid: Option<(String, String)>,
+    /// The manifest's Kubernetes version, for advice that depends on it.
+    pub version: Option<(u32, u32, u32)>,
+}
+
+/// What a node's kubelet meets, on a control-plane node and a worker alike.
+#[derive(Debug, Clone, Default)]
+pub struct KubeletFacts {
+    pub swap: Option<crate::survey::machine::Swap>,
+}
+
+/// A stacked etcd member, from its manifest, its port and its log.
+#[derive(Debug, Clone, Default)]
+pub struct Etcd {
+    /// Where it serves clients (`127.0.0.1:2379`).
+    pub client_endpoint: String,
+    pub listening: bool,
+    /// Its static pod manifest is in the manifest directory.
+    pub manifest: bool,
+    /// The last lines of its newest log.
+    pub last_log: Option<String>,
+    /// The log line that says "cluster ID mismatch".
+    pub cluster_id_mismatch: Option<String>,
+}
+
+/// A worker node's facts.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerFacts {
+    pub now: i64,
+    pub sandbox: bool,
+    /// The apiserver kubelet.conf talks to.
+    pub server: Option<String>,
+    pub kubelet_running: bool,
+    pub kubelet_client: Option<crate::survey::machine::KubeletClient>,
+    pub kubelet: KubeletFacts,
 }
 
 fn finding(
@@ -390,7 +456,7 @@ fn apiserver_findings(facts: &Facts, out: &mut Vec<Finding>) {
         (None, _) if facts.manifest_problem.is_none() => out.push(finding(
             FindingId::ApiserverNotRunning,
             Severity::Critical,
-            "no kube-apiserver process serves the manifest's port".into(),
+            "no kube-apiserver process serves the manifest's port: kubectl gets \"The connection to the server ... was refused\"".into(),
             "/proc".into(),
             "check the kubelet and the apiserver's pod logs under /var/log/pods".into(),
         )),
@@ -508,11 +574,205 @@ fn node_findings(facts: &Facts, out: &mut Vec<Finding>) {
     }
 }
 
+/// Swap on while the kubelet refuses it: "running with swap on is not supported" in its log,
+/// and it exits. Critical while the kubelet is down (that is why), a warning while it runs (its
+/// next restart fails).
+fn swap_findings(
+    kubelet: &KubeletFacts,
+    kubelet_running: bool,
+    version: Option<(u32, u32, u32)>,
+    out: &mut Vec<Finding>,
+) {
+    let Some(swap) = kubelet.swap.as_ref().filter(|s| s.refused()) else {
+        return;
+    };
+    let setting = match swap.fail_swap_on {
+        None => "failSwapOn not set (the default, true)".to_string(),
+        Some(v) => format!("failSwapOn: {v}"),
+    };
+    let fstab = match swap.fstab.as_slice() {
+        [] => "check /etc/fstab and systemd swap units so that it stays off after a reboot"
+            .to_string(),
+        lines => format!(
+            "comment out the swap line in /etc/fstab ({}) so that it stays off after a reboot",
+            lines.join("; ")
+        ),
+    };
+    // NodeSwap: beta (on by default, LimitedSwap) from 1.28, GA in 1.34.
+    let swap_supported = version.is_none_or(|(major, minor, _)| (major, minor) >= (1, 28));
+    let alternative = if swap_supported {
+        "; or keep swap and let the kubelet use it (NodeSwap, Kubernetes 1.28 and later): failSwapOn: false and memorySwap: {swapBehavior: LimitedSwap} in /var/lib/kubelet/config.yaml (and the kubelet-config ConfigMap, for the next kubeadm upgrade)"
+    } else {
+        " (this version's kubelet cannot run with swap: NodeSwap needs 1.28 or later)"
+    };
+    out.push(finding(
+        FindingId::SwapOn,
+        if kubelet_running {
+            Severity::Warning
+        } else {
+            Severity::Critical
+        },
+        if kubelet_running {
+            "swap is on and the kubelet refuses it: its next restart fails with \"running with swap on is not supported\"".into()
+        } else {
+            "swap is on and the kubelet refuses it: \"running with swap on is not supported\" (why it does not start)".into()
+        },
+        format!("/proc/swaps: {}; /var/lib/kubelet/config.yaml: {setting}", swap.areas.join(", ")),
+        format!("swapoff -a, then {fstab}{alternative}; then systemctl restart kubelet"),
+    ));
+}
+
+/// Why the apiserver does not answer, beyond its own process: another process on its port, a
+/// stacked etcd that is down or belongs to another cluster.
+fn connection_refused_findings(facts: &Facts, out: &mut Vec<Finding>) {
+    let a = &facts.apiserver;
+    if let Some((pid, name)) = &facts.port_holder
+        && a.pid.is_none()
+    {
+        out.push(finding(
+            FindingId::ApiserverPortTaken,
+            Severity::Critical,
+            format!(
+                "another process holds the apiserver's port: kube-apiserver cannot bind it (\"bind: address already in use\"), so kubectl's connection is refused or reaches {}",
+                crate::ui::escape(name)
+            ),
+            format!("pid {pid} ({}) listens on the manifest's port", crate::ui::escape(name)),
+            "stop that process or move it to another port; the kubelet's next attempt binds the port".into(),
+        ));
+    }
+    let Some(etcd) = &facts.etcd else {
+        return;
+    };
+    if let Some(line) = &etcd.cluster_id_mismatch {
+        out.push(finding(
+            FindingId::EtcdClusterIdMismatch,
+            Severity::Critical,
+            "etcd: cluster ID mismatch: this member's data directory belongs to another cluster (or a wiped member is rejoining); etcd refuses its peers and the apiserver has no storage".into(),
+            line.clone(),
+            "never automatic, and never by deleting data on a guess. Replace the member, as etcd documents it: from a healthy member, `etcdctl member list` and `etcdctl member remove ID` (this member's ID); here, move /etc/kubernetes/manifests/etcd.yaml out (etcd stops), move /var/lib/etcd aside (keep it), `etcdctl member add NAME --peer-urls=https://IP:2380` from the healthy member, set --initial-cluster-state=existing and that --initial-cluster in etcd.yaml, and move the manifest back (kubeadm: `kubeadm reset` then `kubeadm join --control-plane` does the same). A single-member cluster: restore a snapshot (`etcdutl snapshot restore`)".into(),
+        ));
+    }
+    let apiserver_down =
+        a.pid.is_none() || a.crashed_attempts >= 2 || a.health.as_ref().is_some_and(|h| !h.is_ok());
+    if apiserver_down && !etcd.listening && etcd.cluster_id_mismatch.is_none() {
+        out.push(finding(
+            FindingId::EtcdDown,
+            Severity::Critical,
+            format!(
+                "etcd is not serving ({} does not answer): the apiserver cannot serve without its storage",
+                etcd.client_endpoint
+            ),
+            if etcd.manifest {
+                etcd.last_log
+                    .clone()
+                    .unwrap_or_else(|| "no etcd log under /var/log/pods".into())
+            } else {
+                "the apiserver's --etcd-servers is this node, and /etc/kubernetes/manifests has no etcd.yaml (moved out or deleted: the kubelet stopped etcd)".into()
+            },
+            if etcd.manifest {
+                "read etcd's log (/var/log/pods/kube-system_etcd-*, or crictl logs): a full disk (df /var/lib/etcd), an expired etcd certificate (`kubeadm-recover certs check`), or a data directory that does not load are the usual causes; the kubelet restarts etcd by itself once the cause is gone".into()
+            } else {
+                "put etcd.yaml back into /etc/kubernetes/manifests (a copy in /etc/kubernetes/tmp, a backup, or `kubeadm init phase etcd local` with the cluster's configuration); the kubelet starts etcd within seconds".into()
+            },
+        ));
+    }
+}
+
+/// admin.conf as kubectl reads it: a file that is there but that kubectl cannot use.
+fn admin_conf_findings(facts: &Facts, out: &mut Vec<Finding>) {
+    if let Some((reason, said)) = &facts.admin_conf_invalid {
+        out.push(finding(
+            FindingId::AdminConfInvalid,
+            Severity::Critical,
+            format!("admin.conf is not a kubeconfig kubectl can use: {reason}"),
+            format!("kubectl says: {said}"),
+            "kubeadm-recover admin-conf regenerate (writes it afresh from the cluster CA); `kubeadm-recover kubeconfig check --kubeconfig /etc/kubernetes/admin.conf` explains it".into(),
+        ));
+    }
+}
+
+/// A worker's findings: what can be checked on it (the kubelet, its client certificate, swap),
+/// and where the control plane is for the rest. Never a fix that needs the control plane's files.
+pub fn diagnose_worker(facts: &WorkerFacts) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let server = facts
+        .server
+        .clone()
+        .unwrap_or_else(|| "the server in /etc/kubernetes/kubelet.conf".into());
+    out.push(finding(
+        FindingId::WorkerNode,
+        Severity::Info,
+        format!("this is a worker node; the control plane is at {}", crate::ui::escape(&server)),
+        "a kubelet.conf and no control-plane static pod manifest".into(),
+        "the control plane's checks and fixes (its manifests, admin.conf, its certificates, token extension) run on a control-plane node: ssh there and run `kubeadm-recover diagnose`; from here, `kubeadm-recover kubeconfig check` checks a kubeconfig".into(),
+    ));
+    if !facts.kubelet_running {
+        out.push(finding(
+            FindingId::KubeletNotRunning,
+            Severity::Critical,
+            "the kubelet is not running: this node's pods are not managed and the node goes NotReady".into(),
+            "no kubelet process for this node".into(),
+            if facts.sandbox {
+                "start the kubelet that runs this root (the host's systemctl does not)".into()
+            } else {
+                "systemctl start kubelet (and journalctl -u kubelet for why it stopped)".into()
+            },
+        ));
+    }
+    swap_findings(&facts.kubelet, facts.kubelet_running, None, &mut out);
+    if let Some(client) = &facts.kubelet_client {
+        let expired = client.not_after.is_some_and(|n| n <= facts.now);
+        if expired || client.problem.is_some() {
+            out.push(finding(
+                FindingId::KubeletClientExpired,
+                Severity::Critical,
+                match client.not_after {
+                    Some(n) if expired => format!(
+                        "the kubelet's client certificate expired {} ago: the apiserver refuses the kubelet (\"Unauthorized\"), the node goes NotReady",
+                        days(facts.now - n)
+                    ),
+                    _ => "the kubelet's client certificate cannot be read".into(),
+                },
+                match &client.problem {
+                    Some(problem) => format!("{}: {problem}", client.path),
+                    None => client.path.clone(),
+                },
+                "the CA's key is on a control-plane node, not here. There: `kubeadm kubeconfig user --org system:nodes --client-name system:node:NODE > kubelet.conf`; copy it here as /etc/kubernetes/kubelet.conf (keep the old one), systemctl restart kubelet, and once /var/lib/kubelet/pki/kubelet-client-current.pem is made again, point kubelet.conf's client-certificate and client-key at it (kubeadm's troubleshooting: kubelet client certificate rotation fails)".into(),
+            ));
+        }
+    }
+    out.sort_by_key(|f| f.severity);
+    out
+}
+
+/// The one finding of a machine that is no Kubernetes node.
+pub fn diagnose_not_a_node(sandbox: bool) -> Vec<Finding> {
+    vec![finding(
+        FindingId::NotANode,
+        Severity::Info,
+        "this machine is not a Kubernetes node".into(),
+        "no control-plane static pod manifest under /etc/kubernetes/manifests and no /etc/kubernetes/kubelet.conf".into(),
+        if sandbox {
+            "--root points at no node's filesystem: give the directory where the node's disk is mounted".into()
+        } else {
+            "run kubeadm-recover on a control-plane node (over ssh); to look at a node's disk mounted here: `kubeadm-recover --root /mnt/node diagnose`; for a kubeconfig on this machine: `kubeadm-recover kubeconfig check`".into()
+        },
+    )]
+}
+
 /// The findings, most severe first (within a severity, in the order a person fixes them).
 pub fn diagnose(facts: &Facts) -> Vec<Finding> {
     let mut out = Vec::new();
     node_findings(facts, &mut out);
     apiserver_findings(facts, &mut out);
+    swap_findings(
+        &facts.kubelet,
+        facts.kubelet_running,
+        facts.version,
+        &mut out,
+    );
+    connection_refused_findings(facts, &mut out);
+    admin_conf_findings(facts, &mut out);
     credential_findings(facts, &mut out);
     certificate_findings(facts, &mut out);
     extension_findings(facts, &mut out);

@@ -16,12 +16,59 @@ use crate::manifest::{ExtendTokens, Manifest};
 use crate::node::NodeLayout;
 use crate::node::store::backup::{self, BackupFile};
 use crate::node::store::strays;
-use crate::survey::diagnose::{Apiserver, Expiry, Facts, Finding, Health};
+use crate::survey::diagnose::{
+    Apiserver, Etcd, Expiry, Facts, Finding, Health, KubeletFacts, WorkerFacts,
+};
+use crate::survey::machine::{self, KubeletClient, Role, Swap};
+
+/// What the machine shows: a control-plane node's whole status, or what else it is.
+#[derive(Debug)]
+pub enum Survey {
+    ControlPlane(Box<Status>),
+    Worker(WorkerStatus),
+    NotANode(NotANode),
+}
+
+impl Survey {
+    pub fn into_findings(self) -> Vec<Finding> {
+        match self {
+            Survey::ControlPlane(status) => status.findings,
+            Survey::Worker(worker) => worker.findings,
+            Survey::NotANode(none) => none.findings,
+        }
+    }
+}
+
+/// A worker: what can be checked here, and where its control plane is.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerStatus {
+    pub root: PathBuf,
+    pub machine: Role,
+    /// The apiserver kubelet.conf talks to.
+    pub control_plane: Option<String>,
+    pub kubelet_running: bool,
+    pub kubelet_client: Option<KubeletClient>,
+    /// The container runtime the kubelet is configured for.
+    pub runtime_endpoint: Option<String>,
+    pub swap: Option<Swap>,
+    pub findings: Vec<Finding>,
+}
+
+/// A machine that is no Kubernetes node.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotANode {
+    pub root: PathBuf,
+    pub machine: Role,
+    pub findings: Vec<Finding>,
+}
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     pub root: PathBuf,
+    pub machine: Role,
     pub session: Option<SessionSummary>,
     /// The journal cannot be read: every change is refused until someone looks at it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,6 +85,9 @@ pub struct Status {
     /// `migrate check`'s one line, when the apiserver answers it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub migration: Option<String>,
+    /// Every control-plane node of the cluster (an HA cluster has several), when the API answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_plane_nodes: Option<Vec<ControlPlaneNode>>,
     /// What is wrong, as `diagnose` says it (the same pure module, from the same facts).
     pub findings: Vec<Finding>,
 }
@@ -102,6 +152,63 @@ impl CertificatesSummary {
             problems,
         }
     }
+}
+
+/// A control-plane node as the API lists it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlPlaneNode {
+    pub name: String,
+    pub ready: bool,
+}
+
+impl ControlPlaneNode {
+    /// `control plane  3 nodes: cp1 (Ready), ...` (nothing when the API listed none).
+    pub fn line(nodes: &[ControlPlaneNode]) -> String {
+        if nodes.is_empty() {
+            return String::new();
+        }
+        let names: Vec<String> = nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "{} ({})",
+                    n.name,
+                    if n.ready { "Ready" } else { "NOT Ready" }
+                )
+            })
+            .collect();
+        format!(
+            "control plane  {} node{}: {}\n",
+            nodes.len(),
+            if nodes.len() == 1 { "" } else { "s" },
+            names.join(", ")
+        )
+    }
+}
+
+/// The cluster's control-plane nodes (label `node-role.kubernetes.io/control-plane`), asked with
+/// admin.conf; `None` when the API does not answer that.
+fn control_plane_nodes(layout: &NodeLayout) -> Option<Vec<ControlPlaneNode>> {
+    use k8s_openapi::api::core::v1::Node;
+    let admin = crate::apiserver::admin::Admin::connect(layout, &layout.admin_conf()).ok()?;
+    let list: k8s_openapi::List<Node> = admin
+        .get("/api/v1/nodes?labelSelector=node-role.kubernetes.io%2Fcontrol-plane")
+        .ok()?;
+    Some(
+        list.items
+            .into_iter()
+            .map(|node| ControlPlaneNode {
+                ready: node
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True"),
+                name: crate::ui::escape(&node.metadata.name.unwrap_or_default()).into_owned(),
+            })
+            .collect(),
+    )
 }
 
 #[derive(Debug, Serialize)]
@@ -244,9 +351,45 @@ pub fn backup_entries(layout: &NodeLayout) -> Vec<BackupEntry> {
         .collect()
 }
 
-/// What the node shows: its manifest, apiserver, kubelet, journal, backups and credentials,
-/// and what is wrong with them (the findings).
-pub fn survey(layout: &NodeLayout) -> Status {
+/// What the machine is, and what it shows.
+pub fn survey(layout: &NodeLayout) -> Survey {
+    match machine::role(layout) {
+        Role::ControlPlane => Survey::ControlPlane(Box::new(control_plane(layout))),
+        Role::Worker => Survey::Worker(worker(layout)),
+        Role::NotANode => Survey::NotANode(NotANode {
+            root: layout.root().to_path_buf(),
+            machine: Role::NotANode,
+            findings: crate::survey::diagnose::diagnose_not_a_node(!layout.is_host()),
+        }),
+    }
+}
+
+fn worker(layout: &NodeLayout) -> WorkerStatus {
+    let facts = WorkerFacts {
+        now: crate::runtime::clock::now_unix(),
+        sandbox: !layout.is_host(),
+        server: machine::kubelet_server(layout),
+        kubelet_running: process::kubelet_running(layout),
+        kubelet_client: machine::kubelet_client(layout),
+        kubelet: KubeletFacts {
+            swap: machine::swap(layout),
+        },
+    };
+    WorkerStatus {
+        root: layout.root().to_path_buf(),
+        machine: Role::Worker,
+        findings: crate::survey::diagnose::diagnose_worker(&facts),
+        control_plane: facts.server,
+        kubelet_running: facts.kubelet_running,
+        kubelet_client: facts.kubelet_client,
+        runtime_endpoint: process::kubelet_runtime_endpoint(layout),
+        swap: facts.kubelet.swap,
+    }
+}
+
+/// What a control-plane node shows: its manifest, apiserver, kubelet, journal, backups and
+/// credentials, and what is wrong with them (the findings).
+fn control_plane(layout: &NodeLayout) -> Status {
     let path = layout.apiserver_manifest();
     let now = crate::runtime::clock::now_unix();
     let mut apiserver = None;
@@ -286,16 +429,19 @@ pub fn survey(layout: &NodeLayout) -> Status {
         .or_else(|| journal.revertable().map(|s| (s, false)))
         .map(|(s, unfinished)| summary(layout, s, unfinished, now));
     // Only an apiserver that is there and healthy is asked (no waiting on one that is not).
-    let migration = apiserver
+    let healthy = apiserver
         .as_ref()
-        .filter(|a| a.health.as_ref().is_some_and(Health::is_ok))
-        .and_then(|_| {
-            crate::survey::migration::inspect(layout, std::time::Duration::ZERO, None).ok()
-        })
+        .is_some_and(|a| a.health.as_ref().is_some_and(Health::is_ok));
+    let migration = healthy
+        .then(|| crate::survey::migration::inspect(layout, std::time::Duration::ZERO, None).ok())
+        .flatten()
         .map(|check| check.summary());
+    let control_plane_nodes = healthy.then(|| control_plane_nodes(layout)).flatten();
     let mut status = Status {
         root: layout.root().to_path_buf(),
+        machine: Role::ControlPlane,
         migration,
+        control_plane_nodes,
         findings: Vec::new(),
         session,
         journal_problem,
@@ -514,9 +660,17 @@ fn facts(layout: &NodeLayout, status: &Status) -> Facts {
             .as_ref()
             .and_then(|e| e.state.effective());
     }
-    if !apiserver.health.as_ref().is_some_and(Health::is_ok) {
+    let apiserver_ok = apiserver.health.as_ref().is_some_and(Health::is_ok);
+    if !apiserver_ok {
         (apiserver.crashed_attempts, apiserver.last_log) = crash_attempts(layout);
     }
+    let version = match &status.manifest.read {
+        ManifestRead::Parsed { version, .. } => version.as_deref().and_then(|v| {
+            let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+            Some((parts.next()??, parts.next()??, parts.next()??))
+        }),
+        ManifestRead::Problem { .. } => None,
+    };
     let parked = layout.parked_manifest();
     Facts {
         now,
@@ -568,5 +722,104 @@ fn facts(layout: &NodeLayout, status: &Status) -> Facts {
             })
             .collect(),
         journal_problem: status.journal_problem.clone(),
+        kubelet: KubeletFacts {
+            swap: crate::survey::machine::swap(layout),
+        },
+        etcd: (!apiserver_ok).then(|| etcd(layout)).flatten(),
+        port_holder: status
+            .apiserver
+            .as_ref()
+            .filter(|a| a.pid.is_none())
+            .and_then(|a| process::port_holder(a.port))
+            .filter(|(_, name)| name != "kube-apiserver"),
+        admin_conf_invalid: status
+            .credentials
+            .iter()
+            .find(|c| c.path.ends_with("/admin.conf") && c.not_after.is_some())
+            .and_then(|_| admin_conf_invalid(layout, now)),
+        version,
     }
+}
+
+/// admin.conf as kubectl would read it: the first thing that stops kubectl (what is wrong,
+/// what kubectl prints), before any connection.
+fn admin_conf_invalid(layout: &NodeLayout, now: i64) -> Option<(String, String)> {
+    use crate::credentials::kubeconfig::check::{Problem, analyse};
+    let path = layout.admin_conf();
+    let text = layout.fs().read_to_string(&path).ok()?;
+    let config = match kube::config::Kubeconfig::from_yaml(&text) {
+        Ok(config) => config,
+        Err(e) => {
+            return Some((
+                format!("it does not load: {e}"),
+                format!("error loading config file \"{}\"", layout.node_path(&path)),
+            ));
+        }
+    };
+    let read = |named: &str| layout.fs().read(&layout.path(named));
+    analyse(&config, None, now, &read)
+        .problems
+        .into_iter()
+        .find_map(|p| match &p {
+            Problem::InvalidConfiguration { reason, .. } => {
+                Some((reason.to_string(), p.kubectl_says()))
+            }
+            _ => None,
+        })
+}
+
+/// The etcd this apiserver stores in, when it is this node's: a stacked member (its manifest
+/// here, and where it serves clients), or, on the host, the apiserver's `--etcd-servers` on
+/// loopback with no manifest left (moved out, deleted). Whether its client port answers, and
+/// what its newest log says.
+fn etcd(layout: &NodeLayout) -> Option<Etcd> {
+    let manifest = layout
+        .fs()
+        .read_to_string(&layout.manifests_dir().join("etcd.yaml"))
+        .ok();
+    let flag = |text: &str, name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().trim_start_matches("- ").strip_prefix(name))
+            .and_then(|urls| urls.split(',').next())
+            .and_then(crate::credentials::kubeconfig::check::host_port)
+    };
+    let endpoint = match &manifest {
+        Some(text) => {
+            flag(text, "--listen-client-urls=").unwrap_or_else(|| ("127.0.0.1".into(), 2379))
+        }
+        // A sandbox's etcd is only ever its own manifest's: the host's loopback is not its.
+        None if !layout.is_host() => return None,
+        None => crate::node::read_apiserver_manifest(layout)
+            .ok()
+            .and_then(|text| flag(&text, "--etcd-servers="))
+            .filter(|(host, _)| ["127.0.0.1", "localhost", "::1"].contains(&host.as_str()))?,
+    };
+    let listening = std::net::ToSocketAddrs::to_socket_addrs(&(endpoint.0.as_str(), endpoint.1))
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|address| {
+            std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(1))
+                .is_ok()
+        });
+    let log = crate::survey::machine::newest_log(layout, "etcd");
+    let cluster_id_mismatch = log.as_ref().and_then(|(_, tail)| {
+        tail.lines()
+            .rev()
+            .find(|l| l.contains("cluster ID mismatch"))
+            .map(str::to_string)
+    });
+    Some(Etcd {
+        client_endpoint: format!("{}:{}", endpoint.0, endpoint.1),
+        listening,
+        manifest: manifest.is_some(),
+        last_log: log.map(|(path, tail)| {
+            let last: Vec<&str> = tail.lines().rev().take(5).collect();
+            format!(
+                "{}:\n{}",
+                layout.node_path(&path),
+                last.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        }),
+        cluster_id_mismatch,
+    })
 }

@@ -156,6 +156,7 @@ pub fn plan(findings: &[Finding]) -> Guidance {
                     | Id::AdminExpired
                     | Id::AdminExpiring
                     | Id::AdminConfUnreadable
+                    | Id::AdminConfInvalid
                     | Id::KubeconfigCopyStale
                     | Id::SuperAdminExpired
                     | Id::SuperAdminExpiring
@@ -219,6 +220,7 @@ pub fn plan(findings: &[Finding]) -> Guidance {
             Id::AdminExpired,
             Id::AdminExpiring,
             Id::AdminConfUnreadable,
+            Id::AdminConfInvalid,
             Id::KubeconfigCopyStale,
         ],
     );

@@ -3,4 +3,5 @@
 pub mod diagnose;
 pub mod facts;
 pub mod guide;
+pub mod machine;
 pub mod migration;

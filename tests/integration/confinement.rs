@@ -215,6 +215,12 @@ fn a_kubelet_for_another_root_whose_name_extends_ours_does_not_vouch_for_it() {
     let sim = SimNode::start();
     let sibling = PathBuf::from(format!("{}0", sim.root().display()));
     std::fs::create_dir_all(sibling.join("etc/kubernetes/manifests")).unwrap();
+    // A control-plane node's layout: its own apiserver manifest, its kubelet not running.
+    std::fs::write(
+        sibling.join("etc/kubernetes/manifests/kube-apiserver.yaml"),
+        sim.manifest(),
+    )
+    .unwrap();
     struct Gone(PathBuf);
     impl Drop for Gone {
         fn drop(&mut self) {

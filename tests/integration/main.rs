@@ -15,6 +15,7 @@ mod extend_tokens;
 mod guide;
 mod hostile;
 mod kubeconfig;
+mod machines;
 mod migrate;
 mod playbooks;
 mod realnode;

@@ -1445,3 +1445,192 @@ fn a_renewal_killed_at_each_step_is_reverted_and_proved_on_the_real_node() {
         );
     }
 }
+
+/// The findings `diagnose` makes now.
+fn diagnosed(node: &RealKubelet) -> serde_json::Value {
+    node.run().args(["diagnose", "-o", "json"]).ok().json()
+}
+
+fn has_finding(doc: &serde_json::Value, id: &str) -> bool {
+    doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["id"] == id)
+}
+
+/// Waits (bounded) until `diagnose` says what `wanted` accepts; the last document otherwise.
+fn diagnose_until(
+    node: &RealKubelet,
+    within: Duration,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let doc = diagnosed(node);
+        if wanted(&doc) || Instant::now() > deadline {
+            return doc;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// What the lockout test changes besides kubeadm's files, put back on drop: the kubelet's
+/// hold (the tier's supervisor starts no kubelet while it exists), its configuration, a swap
+/// file, and etcd's manifest.
+struct Lockouts {
+    hold: std::path::PathBuf,
+    config: Vec<u8>,
+    swapfile: std::path::PathBuf,
+    etcd: Vec<u8>,
+}
+
+const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
+const ETCD: &str = "/etc/kubernetes/manifests/etcd.yaml";
+
+impl Lockouts {
+    fn new() -> Self {
+        Lockouts {
+            hold: repo().join("target/realnode/kubelet.hold"),
+            config: std::fs::read(KUBELET_CONFIG).unwrap(),
+            swapfile: repo().join("target/realnode/swapfile"),
+            etcd: std::fs::read(ETCD).unwrap(),
+        }
+    }
+
+    fn kill_kubelet(node: &RealKubelet) {
+        let _ = Command::new("kill")
+            .arg(node.kubelet_pid().to_string())
+            .status();
+    }
+}
+
+impl Drop for Lockouts {
+    fn drop(&mut self) {
+        let _ = Command::new("swapoff").arg(&self.swapfile).status();
+        let _ = std::fs::remove_file(&self.swapfile);
+        if std::fs::read(KUBELET_CONFIG).ok().as_deref() != Some(&self.config[..]) {
+            let tmp = Path::new(KUBELET_CONFIG).with_file_name(".realnode-put-back");
+            std::fs::write(&tmp, &self.config).unwrap();
+            std::fs::rename(&tmp, KUBELET_CONFIG).unwrap();
+            if let Ok(pid) = std::fs::read_to_string(repo().join("target/realnode/kubelet.pid")) {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+        let _ = std::fs::remove_file(&self.hold);
+        put_back(ETCD, &self.etcd);
+    }
+}
+
+/// The lockouts of the troubleshooting notes, each staged on the real node and named by
+/// `diagnose` with its evidence: an admin.conf kubectl cannot use (kubectl itself fails the
+/// same way), the kubelet stopped, swap turned on under a kubelet that refuses it (the real
+/// kubelet's own "running with swap on is not supported"), and etcd stopped (the apiserver
+/// loses its storage). And the control-plane nodes, as the API lists them.
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn the_lockouts_the_troubleshooting_notes_list_are_named_on_the_real_node() {
+    let node = RealKubelet::get();
+    let lockouts = Lockouts::new();
+
+    let status = node.status();
+    let nodes = status["controlPlaneNodes"]
+        .as_array()
+        .expect("the API lists them");
+    assert_eq!(nodes.len(), 1, "{status:#}");
+    assert_eq!(nodes[0]["ready"], true, "{status:#}");
+    let whoami = node
+        .run()
+        .args(["kubeconfig", "check", "-o", "json", "--kubeconfig", ADMIN])
+        .ok()
+        .json();
+    assert_eq!(
+        whoami["identity"]["username"], "kubernetes-admin",
+        "{whoami:#}"
+    );
+
+    // admin.conf naming a user it does not have: kubectl fails, and so does the check.
+    let admin = std::fs::read_to_string(ADMIN).unwrap();
+    node.put_back(
+        ADMIN,
+        admin
+            .replace("    user: kubernetes-admin", "    user: ghost")
+            .as_bytes(),
+    );
+    assert_ne!(node.kubectl(ADMIN, &["get", "--raw", "/livez"]).code, 0);
+    let doc = diagnosed(&node);
+    assert!(has_finding(&doc, "admin-conf-invalid"), "{doc:#}");
+    node.run()
+        .args(["kubeconfig", "check", "--kubeconfig", ADMIN])
+        .code(1);
+    node.put_back(ADMIN, admin.as_bytes());
+
+    // The kubelet stopped (held by the supervisor): the static pods keep running without it.
+    std::fs::write(&lockouts.hold, "").unwrap();
+    Lockouts::kill_kubelet(&node);
+    let doc = diagnose_until(&node, Duration::from_secs(30), |d| {
+        has_finding(d, "kubelet-not-running")
+    });
+    assert!(has_finding(&doc, "kubelet-not-running"), "{doc:#}");
+
+    // Swap on, and the kubelet's failSwapOn back to its default: the real kubelet refuses.
+    let swapfile = lockouts.swapfile.to_str().unwrap();
+    bash_ok([
+        "-c",
+        &format!(
+            "fallocate -l 64M {swapfile} && chmod 600 {swapfile} && mkswap {swapfile} >/dev/null && swapon {swapfile}"
+        ),
+    ]);
+    let config = String::from_utf8(lockouts.config.clone()).unwrap();
+    let strict: String = config
+        .lines()
+        .filter(|l| !l.starts_with("failSwapOn:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let tmp = Path::new(KUBELET_CONFIG).with_file_name(".realnode-strict");
+    std::fs::write(&tmp, strict).unwrap();
+    std::fs::rename(&tmp, KUBELET_CONFIG).unwrap();
+    let log = repo().join("target/realnode/logs/kubelet.log");
+    let logged = std::fs::metadata(&log).unwrap().len() as usize;
+    std::fs::remove_file(&lockouts.hold).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !String::from_utf8_lossy(&std::fs::read(&log).unwrap()[logged..])
+        .contains("running with swap on is not supported")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the real kubelet did not refuse swap"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let doc = diagnose_until(&node, Duration::from_secs(30), |d| {
+        has_finding(d, "swap-on") && has_finding(d, "kubelet-not-running")
+    });
+    assert!(has_finding(&doc, "swap-on"), "{doc:#}");
+    let swap = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "swap-on")
+        .unwrap();
+    assert!(
+        swap["evidence"].as_str().unwrap().contains(swapfile),
+        "{swap:#}"
+    );
+    drop(lockouts);
+
+    // etcd stopped (its manifest moved out): the apiserver loses its storage.
+    let lockouts = Lockouts::new();
+    let etcd_before = std::fs::read(ETCD).unwrap();
+    let parked = "/etc/kubernetes/tmp/realnode-etcd.yaml";
+    std::fs::create_dir_all("/etc/kubernetes/tmp").unwrap();
+    std::fs::rename(ETCD, parked).unwrap();
+    let doc = diagnose_until(&node, Duration::from_secs(90), |d| {
+        has_finding(d, "etcd-down")
+    });
+    // Put back before asserting: the node must come back whatever the outcome.
+    std::fs::rename(parked, ETCD).unwrap();
+    assert_eq!(std::fs::read(ETCD).unwrap(), etcd_before);
+    assert!(has_finding(&doc, "etcd-down"), "{doc:#}");
+    drop(lockouts);
+}

@@ -371,3 +371,70 @@ fn kubeconfig_check_says_what_kubectl_says_and_agrees_on_whether_it_works() {
         }
     }
 }
+
+#[test]
+fn set_token_on_a_workstation_asks_with_the_persons_own_kubeconfig() {
+    use base64::Engine;
+    let sim = SimNode::start();
+    let home = Home::new(NOBODY);
+    // The person's own admin kubeconfig (a copy of the node's), and a CI kubeconfig.
+    let admin = home.path().join("admin.conf");
+    std::fs::copy(sim.path("/etc/kubernetes/admin.conf"), &admin).unwrap();
+    std::os::unix::fs::chown(&admin, Some(NOBODY.0), Some(NOBODY.1)).unwrap();
+    let ca = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(sim.path("/etc/kubernetes/pki/ca.crt")).unwrap());
+    let ci = home.kubeconfig(&format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: https://127.0.0.1:{}\n  name: k\n\
+         contexts:\n- context:\n    cluster: k\n    user: ci\n  name: ci\ncurrent-context: ci\n\
+         users:\n- name: ci\n  user:\n    token: a-long-lived-secret-token\n",
+        sim.port
+    ));
+    let before = node_state();
+    // Without --using, on a machine with no admin.conf: the error says what to give.
+    let out = home
+        .run(NOBODY)
+        .args([
+            "kubeconfig",
+            "set-token",
+            "--user",
+            "ci",
+            "--from",
+            "deployer",
+            "-n",
+            "ci",
+            "--yes",
+        ])
+        .output();
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("admin.conf"), "{}", out.stderr);
+    home.run(NOBODY)
+        .args([
+            "kubeconfig",
+            "set-token",
+            "--user",
+            "ci",
+            "--from",
+            "deployer",
+            "-n",
+            "ci",
+            "--yes",
+        ])
+        .arg("--using")
+        .arg(&admin)
+        .ok();
+    assert!(
+        !std::fs::read_to_string(&ci)
+            .unwrap()
+            .contains("a-long-lived-secret-token")
+    );
+    let check = home
+        .run(NOBODY)
+        .args(["kubeconfig", "check", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        check["identity"]["username"], "system:serviceaccount:ci:deployer",
+        "{check:#}"
+    );
+    assert_eq!(node_state(), before, "nothing under /etc or /var");
+}

@@ -385,6 +385,11 @@ down() {
       sysctl -qw "$name=$value"
     done <"$state/sysctls"
   fi
+  # A swap file a test turned on (the lockout test), should it have been killed.
+  if [ -f "$state/swapfile" ]; then
+    swapoff "$state/swapfile" 2>/dev/null || true
+    rm -f "$state/swapfile"
+  fi
   rm -rf "${node_paths[@]}"
   rm -f "$state/supervisor.pid" "$state/kubelet.pid" "$state/containerd.pid" "$state/kubelet.hold"
   local left

@@ -305,7 +305,11 @@ pub struct Analysis {
 }
 
 /// Reads a file a kubeconfig names (confined to the node's root).
-pub type ReadFile<'a> = &'a dyn Fn(&str) -> std::result::Result<Vec<u8>, String>;
+pub type ReadFile<'a> = &'a dyn Fn(&str) -> std::io::Result<Vec<u8>>;
+
+/// A configuration kubectl refuses, as the line kubectl prints for it.
+#[derive(Debug)]
+struct KubectlSays(String);
 
 /// The context kubectl would use (`--context`, else `current-context`), and what stops kubectl
 /// before and apart from the server.
@@ -382,7 +386,7 @@ pub fn analyse(config: &Kubeconfig, context: Option<&str>, now: i64, read: ReadF
     }
     let ca_pem = match ca(&cluster, &ctx.cluster, read) {
         Ok(ca) => ca,
-        Err(said) => {
+        Err(KubectlSays(said)) => {
             analysis.problems.push(Problem::invalid(
                 said.trim_start_matches("error: "),
                 &said,
@@ -399,7 +403,7 @@ pub fn analyse(config: &Kubeconfig, context: Option<&str>, now: i64, read: ReadF
         &mut analysis,
     ) {
         Ok(c) => c,
-        Err(said) => {
+        Err(KubectlSays(said)) => {
             analysis.problems.push(Problem::invalid(
                 said.trim_start_matches("error: "),
                 &said,
@@ -430,32 +434,42 @@ pub fn analyse(config: &Kubeconfig, context: Option<&str>, now: i64, read: ReadF
     analysis
 }
 
+/// An I/O error as Go words it (`no such file or directory`), which is what kubectl prints.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
 fn cluster_present(config: &Kubeconfig, name: &str) -> bool {
     config.clusters.iter().any(|c| c.name == name)
 }
 
-fn b64(data: &str) -> std::result::Result<Vec<u8>, String> {
+fn b64(data: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD
         .decode(data.split_whitespace().collect::<String>())
-        .map_err(|e| format!("not base64: {e}"))
+        .ok()
 }
 
 /// The CA's PEM; an error is the line kubectl prints for it.
-fn ca(
-    cluster: &Cluster,
-    name: &str,
-    read: ReadFile,
-) -> std::result::Result<Option<Vec<u8>>, String> {
+fn ca(cluster: &Cluster, name: &str, read: ReadFile) -> Result<Option<Vec<u8>>, KubectlSays> {
     let not_pem = || {
-        "error: unable to load root certificates: unable to parse bytes as PEM block".to_string()
+        KubectlSays(
+            "error: unable to load root certificates: unable to parse bytes as PEM block".into(),
+        )
     };
     let pem = match (
         &cluster.certificate_authority_data,
         &cluster.certificate_authority,
     ) {
-        (Some(data), _) => b64(data).map_err(|_| not_pem())?,
+        (Some(data), _) => b64(data).ok_or_else(not_pem)?,
         (None, Some(file)) => read(file).map_err(|e| {
-            format!("error: unable to read certificate-authority {file} for {name} due to {e}")
+            KubectlSays(format!(
+                "error: unable to read certificate-authority {file} for {name} due to open {file}: {}",
+                io_reason(&e)
+            ))
         })?,
         (None, None) => return Ok(None),
     };
@@ -471,7 +485,7 @@ fn credential(
     now: i64,
     read: ReadFile,
     analysis: &mut Analysis,
-) -> std::result::Result<Credential, String> {
+) -> Result<Credential, KubectlSays> {
     let user_name = Untrusted::from(user);
     if let Some(exec) = &auth.exec {
         let command = exec.command.clone().unwrap_or_default();
@@ -523,30 +537,41 @@ fn credential(
         return Ok(token_check("token", value.expose_secret()).unwrap_or(Credential::None));
     }
     if let Some(file) = &auth.token_file {
-        let bytes = read(file).map_err(|e| format!("tokenFile {file}: {e}"))?;
+        let bytes = read(file)
+            .map_err(|e| KubectlSays(format!("error: open {file}: {}", io_reason(&e))))?;
         let value = String::from_utf8_lossy(&bytes).trim().to_string();
         return Ok(token_check("tokenFile", &value).unwrap_or(Credential::None));
     }
     let certificate = match (&auth.client_certificate_data, &auth.client_certificate) {
-        (Some(data), _) => Some(b64(data).map_err(|e| format!("client-certificate-data: {e}"))?),
-        (None, Some(file)) => Some(
-            read(file).map_err(|e| format!("unable to read client-cert {file} for {user}: {e}"))?,
-        ),
+        (Some(data), _) => Some(b64(data).ok_or_else(|| {
+            KubectlSays(format!(
+                "error: client-certificate-data for {user} is not base64"
+            ))
+        })?),
+        (None, Some(file)) => Some(read(file).map_err(|e| {
+            KubectlSays(format!(
+                "error: unable to read client-cert {file} for {user} due to open {file}: {}",
+                io_reason(&e)
+            ))
+        })?),
         (None, None) => None,
     };
     let key = match (&auth.client_key_data, &auth.client_key) {
-        (Some(data), _) => {
-            Some(b64(data.expose_secret()).map_err(|e| format!("client-key-data: {e}"))?)
-        }
-        (None, Some(file)) => Some(
-            read(file).map_err(|e| format!("unable to read client-key {file} for {user}: {e}"))?,
-        ),
+        (Some(data), _) => Some(b64(data.expose_secret()).ok_or_else(|| {
+            KubectlSays(format!("error: client-key-data for {user} is not base64"))
+        })?),
+        (None, Some(file)) => Some(read(file).map_err(|e| {
+            KubectlSays(format!(
+                "error: unable to read client-key {file} for {user} due to open {file}: {}",
+                io_reason(&e)
+            ))
+        })?),
         (None, None) => None,
     };
     match (certificate, key) {
         (Some(certificate_pem), Some(key_pem)) => {
-            let not_after = crate::credentials::pem::not_after(&certificate_pem).map_err(|e| {
-                format!("client-certificate for {user}: tls: failed to find any PEM data in certificate input ({e})")
+            let not_after = crate::credentials::pem::not_after(&certificate_pem).map_err(|_| {
+                KubectlSays("error: tls: failed to find any PEM data in certificate input".into())
             })?;
             if not_after <= now {
                 analysis.problems.push(Problem::ExpiredClientCertificate {
@@ -560,12 +585,12 @@ fn credential(
                 key_pem: String::from_utf8_lossy(&key_pem).into_owned().into(),
             })
         }
-        (Some(_), None) => Err(format!(
+        (Some(_), None) => Err(KubectlSays(format!(
             "error: client-key-data or client-key must be specified for {user} to use the clientCert authentication method."
-        )),
-        (None, Some(_)) => Err(format!(
+        ))),
+        (None, Some(_)) => Err(KubectlSays(format!(
             "error: client-cert-data or client-cert must be specified for {user} to use the clientCert authentication method."
-        )),
+        ))),
         (None, None) if auth.username.is_some() => Ok(Credential::Basic),
         (None, None) => {
             analysis.notes.push(Note::Anonymous);
@@ -669,8 +694,8 @@ mod tests {
         Kubeconfig::from_yaml(text).unwrap()
     }
 
-    fn no_files(named: &str) -> std::result::Result<Vec<u8>, String> {
-        Err(format!("open {named}: no such file or directory"))
+    fn no_files(_: &str) -> std::io::Result<Vec<u8>> {
+        Err(std::io::ErrorKind::NotFound.into())
     }
 
     fn jwt(exp: i64) -> String {

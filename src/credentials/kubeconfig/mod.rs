@@ -3,6 +3,7 @@
 //! rewrite (`rewrite`: the file kubectl would use, the new text and its redacted diff).
 pub mod check;
 pub mod edit;
+pub mod probe;
 pub mod prune;
 pub mod rewrite;
 
