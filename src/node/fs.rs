@@ -5,8 +5,8 @@
 //!   emulation on older kernels), so an absolute link in a `--root` sandbox
 //!   (`root/.kube/config -> /etc/kubernetes/admin.conf`) means the sandbox's admin.conf, never
 //!   the host's, and `..` never climbs out;
-//! - a directory that a non-root user owns, or that others may write (a home, `~/.kube`, a
-//!   kubeconfig under /tmp), starts a *user zone*: from there on every component is opened with
+//! - run as root, a directory that a non-root user owns, or that others may write (a home,
+//!   `~/.kube`, a kubeconfig under /tmp), starts a *user zone*: from there on every component is opened with
 //!   `O_NOFOLLOW`, must not be a symlink, must belong to that user or root and must not be
 //!   group- or world-writable. A link there is the user's to change at any instant, so root
 //!   never follows one;
@@ -157,6 +157,10 @@ pub struct NodeFs {
     root: pathrs::Root,
     host: PathBuf,
     manifests: OnceLock<Option<(u64, u64)>>,
+    /// Run as root: user zones are enforced. A person without root follows their own links
+    /// (`~/.kube/config` from a dotfiles directory) as kubectl does: they reach nothing they
+    /// could not reach anyway.
+    as_root: bool,
 }
 
 impl std::fmt::Debug for NodeFs {
@@ -203,6 +207,7 @@ impl NodeFs {
             root,
             host,
             manifests: OnceLock::new(),
+            as_root: nix::unistd::geteuid().is_root(),
         })
     }
 
@@ -319,6 +324,9 @@ impl NodeFs {
 
     /// Whether a directory reached outside any zone starts one, and for whom.
     fn zone_entry(&self, prefix: &Path, meta: &Meta) -> std::io::Result<Option<Zone>> {
+        if !self.as_root {
+            return Ok(None);
+        }
         if meta.writable_by_others() {
             if meta.sticky() {
                 // /tmp: anyone may create, but only an entry's owner may rename or remove it.

@@ -143,6 +143,19 @@ fn a_person_without_root_checks_prunes_and_reverts_their_own_kubeconfig() {
         .run(NOBODY)
         .args(["kubeconfig", "check", "--context", "ci"])
         .code(1);
+    // The same file through a link of the person's own (a dotfiles directory), as kubectl
+    // follows it: a person without root follows their own links.
+    let dotfiles = home.path().join("dotfiles");
+    std::fs::create_dir(&dotfiles).unwrap();
+    std::os::unix::fs::chown(&dotfiles, Some(NOBODY.0), Some(NOBODY.1)).unwrap();
+    std::os::unix::fs::symlink(&file, dotfiles.join("kubeconfig")).unwrap();
+    let linked = home
+        .run(NOBODY)
+        .args(["kubeconfig", "check", "-o", "json", "--kubeconfig"])
+        .arg(dotfiles.join("kubeconfig"))
+        .code(1)
+        .json();
+    assert_eq!(kinds(&linked), kinds(&oidc));
     assert!(
         ci.stdout.contains("user ci: the token EXPIRED"),
         "{}",
