@@ -1,6 +1,6 @@
 //! The running apiserver and kubelet, as /proc shows them. Nothing here knows about the
 //! simulation: a real kube-apiserver in a container is a host process like any other.
-use std::path::Path;
+use std::path::PathBuf;
 
 /// Who is serving: changes when, and only when, the apiserver process is replaced.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -114,36 +114,59 @@ pub fn find_component(name: &str) -> Option<ProcessIdentity> {
         .min_by_key(|identity| identity.start_ticks)
 }
 
-/// Whether a kubelet runs for this node. On the host's own root any kubelet does but one whose
-/// `--pod-manifest-path` or `--root-dir` names another root (a sandbox's, the simulator's). On a sandbox
-/// (`--root`), only a kubelet whose `--pod-manifest-path` (or `--root-dir`) IS the sandbox's,
-/// compared as canonical paths, so that parallel sandboxes never vouch for each other (a
-/// kubelet for `/a/n10` does not run `/a/n1`) and `/a//n1` is `/a/n1`.
+/// Whether a kubelet runs for this node. On the host's own root any kubelet does but one run
+/// for another root: one whose `--pod-manifest-path` or `--root-dir` is another tree's
+/// `…/etc/kubernetes/manifests` or `…/var/lib/kubelet` (a sandbox's, the simulator's); a
+/// kubelet moved to a bigger disk (`--root-dir=/data/kubelet`) is still the node's. On a
+/// sandbox (`--root`), only a kubelet whose `--pod-manifest-path` (or `--root-dir`) IS the
+/// sandbox's, compared as canonical paths, so that parallel sandboxes never vouch for each other
+/// (a kubelet for `/a/n10` does not run `/a/n1`) and `/a//n1` is `/a/n1`.
 pub fn kubelet_running(layout: &crate::node::NodeLayout) -> bool {
-    let ours = [layout.manifests_dir(), layout.path("/var/lib/kubelet")];
-    processes_named("kubelet").iter().any(|(_, args)| {
-        let named: Vec<bool> = args
-            .iter()
-            .skip(1)
-            .filter_map(|arg| {
-                ["--pod-manifest-path=", "--root-dir="]
-                    .iter()
-                    .find_map(|flag| arg.strip_prefix(flag))
-            })
-            .map(|value| {
-                Path::new(value)
-                    .canonicalize()
-                    .is_ok_and(|value| ours.contains(&value))
-            })
-            .collect();
-        if layout.is_host() {
-            // kubeadm's kubelet names neither (its config file does): any kubelet counts but
-            // one run for another root (a sandbox's, a simulator's).
-            named.iter().all(|ours| *ours)
-        } else {
-            named.iter().any(|ours| *ours)
+    let canonical = |p: PathBuf| p.canonicalize().unwrap_or(p);
+    let ours = [
+        canonical(layout.manifests_dir()),
+        canonical(layout.path("/var/lib/kubelet")),
+    ];
+    processes_named("kubelet")
+        .iter()
+        .any(|(_, args)| runs_for(&root_flags(args), &ours, layout.is_host()))
+}
+
+/// The values of a kubelet's `--pod-manifest-path` and `--root-dir` (`=VALUE` or ` VALUE`),
+/// canonical where they exist.
+fn root_flags(args: &[String]) -> Vec<PathBuf> {
+    let mut values = Vec::new();
+    let mut words = args.iter().skip(1);
+    while let Some(arg) = words.next() {
+        for flag in ["--pod-manifest-path", "--root-dir"] {
+            if let Some(value) = arg.strip_prefix(flag).and_then(|v| v.strip_prefix('=')) {
+                values.push(PathBuf::from(value));
+            } else if arg == flag
+                && let Some(value) = words.next()
+            {
+                values.push(PathBuf::from(value));
+            }
         }
-    })
+    }
+    values
+        .into_iter()
+        .map(|v| v.canonicalize().unwrap_or(v))
+        .collect()
+}
+
+/// Whether a kubelet with these root flags runs the node whose directories are `ours`.
+fn runs_for(named: &[PathBuf], ours: &[PathBuf], host: bool) -> bool {
+    if host {
+        let another_root = |value: &PathBuf| {
+            !ours.contains(value)
+                && ["etc/kubernetes/manifests", "var/lib/kubelet"]
+                    .iter()
+                    .any(|tail| value.ends_with(tail))
+        };
+        !named.iter().any(another_root)
+    } else {
+        named.iter().any(|value| ours.contains(value))
+    }
 }
 
 /// Whether a socket in our network namespace listens on TCP `port` (/proc/net/tcp and tcp6).
@@ -155,13 +178,15 @@ pub fn listening_on(port: u16) -> bool {
         .any(|table| std::fs::read_to_string(table).is_ok_and(|text| listens(&text, port)))
 }
 
-/// Who listens on TCP `port` in our network namespace: the pid and name of a process holding
-/// the listening socket (its inode, looked up in every process's descriptors).
-pub fn port_holder(port: u16) -> Option<(i32, String)> {
+/// Who listens on TCP `port` in our network namespace where `bind` (the apiserver's
+/// `--bind-address`; `None`: every address) would have to listen: the pid and name of a
+/// process holding that socket (its inode, looked up in every process's descriptors). A
+/// listener on another address (a load balancer on the VIP) is not in the way.
+pub fn port_holder(port: u16, bind: Option<std::net::IpAddr>) -> Option<(i32, String)> {
     let inodes: Vec<String> = ["/proc/self/net/tcp", "/proc/self/net/tcp6"]
         .iter()
         .filter_map(|table| std::fs::read_to_string(table).ok())
-        .flat_map(|text| listening_inodes(&text, port))
+        .flat_map(|text| listening_inodes(&text, port, bind))
         .collect();
     if inodes.is_empty() {
         return None;
@@ -187,14 +212,48 @@ pub fn port_holder(port: u16) -> Option<(i32, String)> {
         })
 }
 
-/// The inodes of the table's LISTEN rows with local port `port`.
-fn listening_inodes(table: &str, port: u16) -> Vec<String> {
+/// The inodes of the table's LISTEN rows with local port `port` whose address clashes with
+/// `bind`: the same address, or either one every address.
+fn listening_inodes(table: &str, port: u16, bind: Option<std::net::IpAddr>) -> Vec<String> {
     table
         .lines()
         .skip(1)
         .filter(|row| listens(&format!("header\n{row}"), port))
+        .filter(|row| {
+            let local = row
+                .split_whitespace()
+                .nth(1)
+                .and_then(|l| l.split(':').next());
+            match (local.and_then(table_address), bind) {
+                (Some(listener), Some(bind)) => {
+                    listener.is_unspecified() || bind.is_unspecified() || listener == bind
+                }
+                _ => true,
+            }
+        })
         .filter_map(|row| row.split_whitespace().nth(9).map(str::to_string))
         .collect()
+}
+
+/// An address as /proc/net/tcp{,6} writes it: the bytes of each 32-bit word in host (little
+/// endian) order, in hex.
+fn table_address(hex: &str) -> Option<std::net::IpAddr> {
+    let words: Vec<u32> = (0..hex.len() / 8)
+        .map(|i| u32::from_str_radix(&hex[i * 8..i * 8 + 8], 16).map(u32::swap_bytes))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    match words.as_slice() {
+        [v4] => Some(std::net::Ipv4Addr::from(*v4).into()),
+        [a, b, c, d] => {
+            let mut bytes = [0u8; 16];
+            for (i, w) in [a, b, c, d].iter().enumerate() {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
+            }
+            let v6 = std::net::Ipv6Addr::from(bytes);
+            Some(v6.to_ipv4_mapped().map_or(v6.into(), Into::into))
+        }
+        _ => None,
+    }
 }
 
 /// The table's LISTEN (state 0A) rows with local port `port`.
@@ -351,4 +410,80 @@ pub fn running_container(
         .next()
         .map(str::to_string)
         .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<String> {
+        std::iter::once("kubelet")
+            .chain(words.iter().copied())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn on_the_host_a_kubelet_counts_unless_it_runs_another_roots_tree() {
+        let ours = [
+            PathBuf::from("/etc/kubernetes/manifests"),
+            PathBuf::from("/var/lib/kubelet"),
+        ];
+        let host = |words: &[&str]| runs_for(&root_flags(&args(words)), &ours, true);
+        assert!(
+            host(&["--config=/var/lib/kubelet/config.yaml"]),
+            "kubeadm's"
+        );
+        assert!(
+            host(&["--root-dir=/data/kubelet"]),
+            "moved to a bigger disk"
+        );
+        assert!(host(&["--root-dir", "/var/lib/kubelet"]));
+        assert!(
+            !host(&["--root-dir=/tmp/.tmpA/var/lib/kubelet"]),
+            "a simulator's"
+        );
+        assert!(!host(&[
+            "--pod-manifest-path",
+            "/srv/n1/etc/kubernetes/manifests"
+        ]));
+    }
+
+    #[test]
+    fn proc_net_addresses_read_back() {
+        assert_eq!(
+            table_address("0100007F"),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(table_address("00000000"), Some("0.0.0.0".parse().unwrap()));
+        assert_eq!(
+            table_address("00000000000000000000000001000000"),
+            Some("::1".parse().unwrap())
+        );
+        assert_eq!(
+            table_address("0000000000000000FFFF00000A64C6C6"),
+            Some("198.198.100.10".parse().unwrap())
+        );
+        let row = "   0: 0A64C6C6:192B 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0 100 0 0 10 0";
+        let table = format!("header\n{row}\n");
+        let at = |bind: &str| listening_inodes(&table, 6443, Some(bind.parse().unwrap()));
+        assert_eq!(at("198.198.100.10"), ["4242"], "the same address");
+        assert_eq!(at("0.0.0.0"), ["4242"], "the apiserver wants every address");
+        assert!(at("10.0.0.1").is_empty(), "a listener on another address");
+    }
+
+    #[test]
+    fn in_a_sandbox_only_its_own_kubelet_counts() {
+        let ours = [
+            PathBuf::from("/a/n1/etc/kubernetes/manifests"),
+            PathBuf::from("/a/n1/var/lib/kubelet"),
+        ];
+        let sandbox = |words: &[&str]| runs_for(&root_flags(&args(words)), &ours, false);
+        assert!(sandbox(&["--root-dir=/a/n1/var/lib/kubelet"]));
+        assert!(!sandbox(&["--root-dir=/a/n10/var/lib/kubelet"]));
+        assert!(
+            !sandbox(&["--config=/var/lib/kubelet/config.yaml"]),
+            "the host's"
+        );
+    }
 }

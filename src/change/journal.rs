@@ -192,12 +192,18 @@ pub fn records_home(layout: &NodeLayout, session: Option<&str>) -> Result<NodeLa
         return Ok(layout.clone());
     };
     let has = |l: &NodeLayout| Journal::load(l).ok().filter(|j| !j.sessions.is_empty());
+    let unfinished = |l: &NodeLayout| has(l).is_some_and(|j| j.unfinished().is_some());
     let in_own = match session {
         Some(id) => {
             has(layout).is_none_or(|j| j.find(id).is_none())
                 && has(&own).is_some_and(|j| j.find(id).is_some())
         }
-        None => !layout.fs().exists(&path(layout)) && has(&own).is_some(),
+        // Root's own unfinished change (someone's kubeconfig, killed) is the one to finish
+        // while the node has none: never the node's last change in its place.
+        None => {
+            (!layout.fs().exists(&path(layout)) && has(&own).is_some())
+                || (unfinished(&own) && !unfinished(layout))
+        }
     };
     Ok(if in_own { own } else { layout.clone() })
 }
@@ -461,10 +467,16 @@ pub fn unfinished_message(layout: &NodeLayout, session: &Session) -> String {
         states.join(", ")
     };
     let what_to_do = if session.is_manifest() {
-        "`kubeadm-recover resume` finishes it and proves the restart, or \
-         `kubeadm-recover revert` goes back to the original and proves that"
+        format!(
+            "`{}` finishes it and proves the restart, or `{}` goes back to the original and proves that",
+            crate::ui::command_line(["kubeadm-recover", "resume", "--session", &session.id]),
+            crate::ui::command_line(["kubeadm-recover", "revert", "--session", &session.id])
+        )
     } else {
-        "`kubeadm-recover revert` puts the previous files back (then run the command again)"
+        format!(
+            "`{}` puts the previous files back (then run the command again)",
+            crate::ui::command_line(["kubeadm-recover", "revert", "--session", &session.id])
+        )
     };
     format!(
         "an earlier change did not finish: session {} ({}), stopped at step {:?}; {where_}.\n  \

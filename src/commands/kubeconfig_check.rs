@@ -22,12 +22,19 @@ pub fn run(
     let now = now_unix();
     let loaded = check::load(&ctx.layout, kubeconfig)?;
     let layout = &ctx.layout;
-    let read = |named: &str| layout.fs().read(&layout.path(named));
-    let mut analysis = check::analyse(&loaded.config, context, now, &read);
+    let read = |named: &str| check::read_for(layout, loaded.owner, named);
+    let mut analysis = match &loaded.unloadable {
+        Some((file, why)) => check::unloadable(file, why),
+        None => check::analyse(&loaded.config, context, now, &read),
+    };
     if !loaded.skipped.is_empty() {
         analysis.notes.push(Note::Skipped {
             files: loaded.skipped.iter().map(|p| layout.node_path(p)).collect(),
         });
+    }
+    if let Some(chosen) = analysis.context.clone() {
+        let others = check::other_contexts(&loaded.config, &chosen, now, &read);
+        analysis.notes.extend(others);
     }
     let identity = match analysis.target.clone() {
         Some(target) => probe::look_at_server(&target, now, &mut analysis)?,
@@ -227,6 +234,16 @@ fn describe_note(note: &Note) -> String {
         Note::Skipped { files } => format!(
             "$KUBECONFIG names files that do not exist, skipped as kubectl skips them: {}",
             escape(&files.join(", "))
+        ),
+        Note::OtherContext {
+            context,
+            user,
+            what,
+            expired,
+        } => format!(
+            "context {context} (user {user}): the {what} EXPIRED {}; kubectl fails there too (`kubeadm-recover kubeconfig check --context {}`)",
+            relative(*expired, crate::runtime::clock::now_unix()),
+            crate::ui::command_line([context.to_string()])
         ),
     }
 }

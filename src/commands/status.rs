@@ -247,7 +247,7 @@ impl Status {
 pub fn run(ctx: &Context) -> Result<ExitStatus> {
     match survey(&ctx.layout) {
         Survey::ControlPlane(status) => ctx.ui.report(status.as_ref())?,
-        Survey::Worker(worker) => ctx.ui.report(&worker)?,
+        Survey::Worker(worker) => ctx.ui.report(worker.as_ref())?,
         Survey::NotANode(none) => ctx.ui.report(&none)?,
     }
     Ok(ExitStatus::Success)

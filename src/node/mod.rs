@@ -96,7 +96,9 @@ impl NodeLayout {
             let Ok(meta) = self.fs.symlink_metadata(ancestor) else {
                 continue;
             };
-            let foreign = meta.uid != 0 || (meta.mode & 0o022 != 0 && meta.mode & 0o1000 == 0);
+            // Sticky or not: a directory others may write can gain the missing part of the
+            // path under root's feet, owned by them.
+            let foreign = meta.uid != 0 || meta.mode & 0o022 != 0;
             if foreign || meta.kind == fs::Kind::Symlink {
                 return Err(Error::Refused(format!(
                     "{}: the state directory {} lies in a directory another user controls (uid {}, mode {:04o}), \

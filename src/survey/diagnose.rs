@@ -575,20 +575,24 @@ fn node_findings(facts: &Facts, out: &mut Vec<Finding>) {
 }
 
 /// Swap on while the kubelet refuses it: "running with swap on is not supported" in its log,
-/// and it exits. Critical while the kubelet is down (that is why), a warning while it runs (its
-/// next restart fails).
+/// and it exits. Only while the kubelet is down: a kubelet that runs with swap on accepted it
+/// (a flag, a setting this tool does not see), and is not told otherwise.
 fn swap_findings(
     kubelet: &KubeletFacts,
     kubelet_running: bool,
     version: Option<(u32, u32, u32)>,
     out: &mut Vec<Finding>,
 ) {
-    let Some(swap) = kubelet.swap.as_ref().filter(|s| s.refused()) else {
+    let Some(swap) = kubelet
+        .swap
+        .as_ref()
+        .filter(|s| s.refused() && !kubelet_running)
+    else {
         return;
     };
     let setting = match swap.fail_swap_on {
-        None => "failSwapOn not set (the default, true)".to_string(),
-        Some(v) => format!("failSwapOn: {v}"),
+        None => "/var/lib/kubelet/config.yaml: failSwapOn not set (the default, true)".to_string(),
+        Some(v) => format!("{}: fail-swap-on {v}", swap.fail_swap_on_from),
     };
     let fstab = match swap.fstab.as_slice() {
         [] => "check /etc/fstab and systemd swap units so that it stays off after a reboot"
@@ -607,17 +611,9 @@ fn swap_findings(
     };
     out.push(finding(
         FindingId::SwapOn,
-        if kubelet_running {
-            Severity::Warning
-        } else {
-            Severity::Critical
-        },
-        if kubelet_running {
-            "swap is on and the kubelet refuses it: its next restart fails with \"running with swap on is not supported\"".into()
-        } else {
-            "swap is on and the kubelet refuses it: \"running with swap on is not supported\" (why it does not start)".into()
-        },
-        format!("/proc/swaps: {}; /var/lib/kubelet/config.yaml: {setting}", swap.areas.join(", ")),
+        Severity::Critical,
+        "swap is on and the kubelet refuses it: \"running with swap on is not supported\" (why it does not start)".into(),
+        format!("/proc/swaps: {}; {setting}", swap.areas.join(", ")),
         format!("swapoff -a, then {fstab}{alternative}; then systemctl restart kubelet"),
     ));
 }
@@ -672,7 +668,7 @@ fn connection_refused_findings(facts: &Facts, out: &mut Vec<Finding>) {
             if etcd.manifest {
                 "read etcd's log (/var/log/pods/kube-system_etcd-*, or crictl logs): a full disk (df /var/lib/etcd), an expired etcd certificate (`kubeadm-recover certs check`), or a data directory that does not load are the usual causes; the kubelet restarts etcd by itself once the cause is gone".into()
             } else {
-                "put etcd.yaml back into /etc/kubernetes/manifests (a copy in /etc/kubernetes/tmp, a backup, or `kubeadm init phase etcd local` with the cluster's configuration); the kubelet starts etcd within seconds".into()
+                "if kubeadm's etcd static pod was moved out, put etcd.yaml back into /etc/kubernetes/manifests (the kubelet starts etcd within seconds); if etcd runs as a service here instead, `systemctl status etcd` and its journal".into()
             },
         ));
     }
@@ -684,8 +680,11 @@ fn admin_conf_findings(facts: &Facts, out: &mut Vec<Finding>) {
         out.push(finding(
             FindingId::AdminConfInvalid,
             Severity::Critical,
-            format!("admin.conf is not a kubeconfig kubectl can use: {reason}"),
-            format!("kubectl says: {said}"),
+            format!(
+                "admin.conf is not a kubeconfig kubectl can use: {}",
+                crate::ui::escape(reason)
+            ),
+            format!("kubectl says: {}", crate::ui::escape(said)),
             "kubeadm-recover admin-conf regenerate (writes it afresh from the cluster CA); `kubeadm-recover kubeconfig check --kubeconfig /etc/kubernetes/admin.conf` explains it".into(),
         ));
     }

@@ -25,7 +25,7 @@ use crate::survey::machine::{self, KubeletClient, Role, Swap};
 #[derive(Debug)]
 pub enum Survey {
     ControlPlane(Box<Status>),
-    Worker(WorkerStatus),
+    Worker(Box<WorkerStatus>),
     NotANode(NotANode),
 }
 
@@ -173,7 +173,7 @@ impl ControlPlaneNode {
             .map(|n| {
                 format!(
                     "{} ({})",
-                    n.name,
+                    crate::ui::escape(&n.name),
                     if n.ready { "Ready" } else { "NOT Ready" }
                 )
             })
@@ -205,7 +205,7 @@ fn control_plane_nodes(layout: &NodeLayout) -> Option<Vec<ControlPlaneNode>> {
                     .unwrap_or_default()
                     .iter()
                     .any(|c| c.type_ == "Ready" && c.status == "True"),
-                name: crate::ui::escape(&node.metadata.name.unwrap_or_default()).into_owned(),
+                name: node.metadata.name.unwrap_or_default(),
             })
             .collect(),
     )
@@ -355,7 +355,7 @@ pub fn backup_entries(layout: &NodeLayout) -> Vec<BackupEntry> {
 pub fn survey(layout: &NodeLayout) -> Survey {
     match machine::role(layout) {
         Role::ControlPlane => Survey::ControlPlane(Box::new(control_plane(layout))),
-        Role::Worker => Survey::Worker(worker(layout)),
+        Role::Worker => Survey::Worker(Box::new(worker(layout))),
         Role::NotANode => Survey::NotANode(NotANode {
             root: layout.root().to_path_buf(),
             machine: Role::NotANode,
@@ -726,11 +726,13 @@ fn facts(layout: &NodeLayout, status: &Status) -> Facts {
             swap: crate::survey::machine::swap(layout),
         },
         etcd: (!apiserver_ok).then(|| etcd(layout)).flatten(),
+        // The host's sockets are the node's only where its kubelet runs here (a disk mounted
+        // under --root has none).
         port_holder: status
             .apiserver
             .as_ref()
-            .filter(|a| a.pid.is_none())
-            .and_then(|a| process::port_holder(a.port))
+            .filter(|a| a.pid.is_none() && status.kubelet_running)
+            .and_then(|a| process::port_holder(a.port, bind_address(layout)))
             .filter(|(_, name)| name != "kube-apiserver"),
         admin_conf_invalid: status
             .credentials
@@ -741,6 +743,16 @@ fn facts(layout: &NodeLayout, status: &Status) -> Facts {
     }
 }
 
+/// The apiserver's `--bind-address` (`None`: unset, every address).
+fn bind_address(layout: &NodeLayout) -> Option<std::net::IpAddr> {
+    let text = crate::node::read_apiserver_manifest(layout).ok()?;
+    Manifest::parse(&text)
+        .ok()?
+        .flag("bind-address")?
+        .parse()
+        .ok()
+}
+
 /// admin.conf as kubectl would read it: the first thing that stops kubectl (what is wrong,
 /// what kubectl prints), before any connection.
 fn admin_conf_invalid(layout: &NodeLayout, now: i64) -> Option<(String, String)> {
@@ -749,9 +761,9 @@ fn admin_conf_invalid(layout: &NodeLayout, now: i64) -> Option<(String, String)>
     let text = layout.fs().read_to_string(&path).ok()?;
     let config = match kube::config::Kubeconfig::from_yaml(&text) {
         Ok(config) => config,
-        Err(e) => {
+        Err(_) => {
             return Some((
-                format!("it does not load: {e}"),
+                crate::credentials::kubeconfig::unloadable(&text),
                 format!("error loading config file \"{}\"", layout.node_path(&path)),
             ));
         }
@@ -794,13 +806,14 @@ fn etcd(layout: &NodeLayout) -> Option<Etcd> {
             .and_then(|text| flag(&text, "--etcd-servers="))
             .filter(|(host, _)| ["127.0.0.1", "localhost", "::1"].contains(&host.as_str()))?,
     };
-    let listening = std::net::ToSocketAddrs::to_socket_addrs(&(endpoint.0.as_str(), endpoint.1))
-        .ok()
-        .and_then(|mut a| a.next())
-        .is_some_and(|address| {
-            std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(1))
-                .is_ok()
-        });
+    // An address, never a name to resolve (that would be a wait with no deadline).
+    let ip: std::net::IpAddr = match endpoint.0.as_str() {
+        "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
+        other => other.parse().ok()?,
+    };
+    let address = std::net::SocketAddr::new(ip, endpoint.1);
+    let listening =
+        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(1)).is_ok();
     let log = crate::survey::machine::newest_log(layout, "etcd");
     let cluster_id_mismatch = log.as_ref().and_then(|(_, tail)| {
         tail.lines()

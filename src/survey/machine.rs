@@ -18,13 +18,29 @@ pub enum Role {
 }
 
 /// A control-plane node has a control-plane static pod manifest (or an apiserver manifest an
-/// interrupted nudge parked); a worker has the kubelet's kubeconfig and none of them.
+/// interrupted nudge parked), or kubeadm's control-plane files: admin.conf, super-admin.conf,
+/// the CA's key (its manifests moved out, as kubeadm's own procedures do); a worker has the
+/// kubelet's kubeconfig and none of them. What cannot be looked at (a person without root on
+/// a node: the manifest directory is root's) is taken for a control plane, whose status then
+/// says what it could not read, rather than for a worker or no node.
 pub fn role(layout: &NodeLayout) -> Role {
+    // `None`: there, but not to be looked at.
+    let present = |path: PathBuf| match layout.fs().metadata(&path) {
+        Ok(_) => Some(true),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => None,
+        Err(_) => Some(false),
+    };
     let manifests = layout.manifests_dir();
     let control_plane = STATIC_POD_MANIFESTS
         .iter()
-        .any(|name| layout.fs().exists(&manifests.join(name)))
-        || layout.fs().exists(&layout.parked_manifest());
+        .map(|name| manifests.join(name))
+        .chain([
+            layout.parked_manifest(),
+            layout.admin_conf(),
+            layout.super_admin_conf(),
+            layout.cluster_ca_key(),
+        ])
+        .any(|path| present(path) != Some(false));
     if control_plane {
         Role::ControlPlane
     } else if layout.fs().exists(&layout.kubeconfig("kubelet.conf"))
@@ -126,8 +142,12 @@ pub fn kubelet_client(layout: &NodeLayout) -> Option<KubeletClient> {
 pub struct Swap {
     /// Active swap areas (`/swapfile (file)`).
     pub areas: Vec<String>,
-    /// `failSwapOn` in /var/lib/kubelet/config.yaml (`None`: not set, the default true).
+    /// `--fail-swap-on` in the kubelet's flag files, else `failSwapOn` in
+    /// /var/lib/kubelet/config.yaml (`None`: neither, the default true).
     pub fail_swap_on: Option<bool>,
+    /// Where `fail_swap_on` was read.
+    #[serde(skip)]
+    pub fail_swap_on_from: String,
     /// `memorySwap.swapBehavior` (NoSwap, LimitedSwap).
     pub swap_behavior: Option<String>,
     /// `/etc/fstab` lines that turn swap on at boot.
@@ -164,6 +184,30 @@ pub fn swap(layout: &NodeLayout) -> Option<Swap> {
         .read_to_string(&layout.path("/var/lib/kubelet/config.yaml"))
         .ok()
         .and_then(|t| serde_saphyr::from_str::<serde_json::Value>(&t).ok());
+    // The flag wins over the file; kubeadm's and the distributions' flag files carry it.
+    let flag = [
+        "/var/lib/kubelet/kubeadm-flags.env",
+        "/etc/default/kubelet",
+        "/etc/sysconfig/kubelet",
+    ]
+    .iter()
+    .find_map(|file| {
+        let text = layout.fs().read_to_string(&layout.path(file)).ok()?;
+        let value = text
+            .split(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            .find_map(|word| word.strip_prefix("--fail-swap-on="))?;
+        Some((value.parse::<bool>().ok()?, file.to_string()))
+    });
+    let (fail_swap_on, fail_swap_on_from) = match flag {
+        Some((value, file)) => (Some(value), file),
+        None => (
+            config
+                .as_ref()
+                .and_then(|c| c.get("failSwapOn"))
+                .and_then(serde_json::Value::as_bool),
+            "/var/lib/kubelet/config.yaml".to_string(),
+        ),
+    };
     let fstab = layout
         .fs()
         .read_to_string(&layout.path("/etc/fstab"))
@@ -171,10 +215,8 @@ pub fn swap(layout: &NodeLayout) -> Option<Swap> {
         .unwrap_or_default();
     Some(Swap {
         areas,
-        fail_swap_on: config
-            .as_ref()
-            .and_then(|c| c.get("failSwapOn"))
-            .and_then(serde_json::Value::as_bool),
+        fail_swap_on,
+        fail_swap_on_from,
         swap_behavior: config
             .as_ref()
             .and_then(|c| c.pointer("/memorySwap/swapBehavior"))
@@ -237,6 +279,7 @@ mod tests {
         let swap = |fail_swap_on| Swap {
             areas: vec!["/swapfile (file)".into()],
             fail_swap_on,
+            fail_swap_on_from: "/var/lib/kubelet/config.yaml".into(),
             swap_behavior: None,
             fstab: Vec::new(),
         };

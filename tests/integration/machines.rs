@@ -187,6 +187,38 @@ fn swap_on_a_control_plane_node_is_why_the_kubelet_does_not_start() {
 
 #[test]
 fn another_process_on_the_apiservers_port_is_named() {
+    // A live node (its kubelet runs here, so the host's sockets are its own), whose kubelet
+    // is frozen: the manifest now names a port this test holds, and no apiserver serves it.
+    let sim = SimNode::start();
+    sim.configure(|c| c.frozen = true);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let manifest = sim.manifest();
+    let old = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("- --secure-port="))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        sim.path("/etc/kubernetes/manifests/kube-apiserver.yaml"),
+        manifest.replace(
+            &format!("--secure-port={old}"),
+            &format!("--secure-port={port}"),
+        ),
+    )
+    .unwrap();
+    let doc = sim.run().args(["diagnose", "-o", "json"]).ok().json();
+    let taken = finding(&doc, "apiserver-port-taken");
+    let ours = std::fs::read_to_string("/proc/self/comm").unwrap();
+    let evidence = taken["evidence"].as_str().unwrap();
+    assert!(
+        evidence.contains(&format!("pid {}", std::process::id()))
+            && evidence.contains(ours.trim_end()),
+        "{taken:#}"
+    );
+    drop(listener);
+    assert!(!finding_ids(&sim).contains(&"apiserver-port-taken".to_string()));
+    // A disk mounted under --root (no kubelet runs it): the host's sockets are not its.
     let node = Node::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -195,21 +227,6 @@ fn another_process_on_the_apiservers_port_is_named() {
             .manifest()
             .replace("--secure-port=6443", &format!("--secure-port={port}")),
     );
-    let doc = node.run().args(["diagnose", "-o", "json"]).ok().json();
-    let taken = finding(&doc, "apiserver-port-taken");
-    let ours = std::fs::read_to_string("/proc/self/comm").unwrap();
-    assert!(
-        taken["evidence"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("pid {}", std::process::id()))
-            && taken["evidence"]
-                .as_str()
-                .unwrap()
-                .contains(ours.trim_end()),
-        "{taken:#}"
-    );
-    drop(listener);
     assert!(!finding_ids(&node).contains(&"apiserver-port-taken".to_string()));
 }
 

@@ -139,6 +139,17 @@ fn a_person_without_root_checks_prunes_and_reverts_their_own_kubeconfig() {
     );
     assert_eq!(oidc["findings"][0]["field"], "auth-provider id-token");
     assert_eq!(oidc["works"], false);
+    // The other context's expired token is named too: kubectl fails there next.
+    let other = &oidc["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "otherContext")
+        .unwrap_or_else(|| panic!("{oidc:#}"));
+    assert_eq!(
+        (other["context"].as_str(), other["what"].as_str()),
+        (Some("ci"), Some("token"))
+    );
     let ci = home
         .run(NOBODY)
         .args(["kubeconfig", "check", "--context", "ci"])
@@ -450,4 +461,109 @@ fn set_token_on_a_workstation_asks_with_the_persons_own_kubeconfig() {
         "{check:#}"
     );
     assert_eq!(node_state(), before, "nothing under /etc or /var");
+}
+
+#[test]
+fn kubeconfig_files_merge_as_kubectl_merges_them() {
+    let sim = SimNode::start();
+    let admin = std::fs::read_to_string(sim.path("/etc/kubernetes/admin.conf")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // kubectl writes `current-context: ""` into files it creates; the next file's counts.
+    let extra = dir.path().join("extra");
+    std::fs::write(
+        &extra,
+        "apiVersion: v1\nkind: Config\ncurrent-context: \"\"\nclusters:\n- name: other\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: other\n  context:\n    cluster: other\n    user: other\nusers:\n- name: other\n  user:\n    token: abc\n",
+    )
+    .unwrap();
+    let admin_copy = dir.path().join("admin");
+    std::fs::write(&admin_copy, &admin).unwrap();
+    let list = format!(
+        "{}:{}:{}",
+        extra.display(),
+        dir.path().join("missing").display(),
+        admin_copy.display()
+    );
+    let kubectl = std::process::Command::new("kubectl")
+        .args(["auth", "whoami", "-o", "json"])
+        .env("KUBECONFIG", &list)
+        .output()
+        .unwrap();
+    assert!(
+        kubectl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kubectl.stderr)
+    );
+    let ours = Run::new()
+        .env("KUBECONFIG", &list)
+        .args(["kubeconfig", "check", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(ours["identity"]["username"], "kubernetes-admin", "{ours:#}");
+    assert_eq!(ours["files"].as_array().unwrap().len(), 2, "{ours:#}");
+    assert!(
+        ours["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "skipped"),
+        "{ours:#}"
+    );
+}
+
+#[test]
+fn a_kubeconfig_that_does_not_parse_is_exit_1_and_never_quoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3cr3t-static-token-value-that-must-not-leak";
+    let broken = dir.path().join("broken");
+    std::fs::write(
+        &broken,
+        format!(
+            "apiVersion: v1\nkind: Config\nusers:\n- name: ci\n  user:\n    token: \"{secret}\n"
+        ),
+    )
+    .unwrap();
+    for format in ["text", "json"] {
+        let out = Run::new()
+            .args(["kubeconfig", "check", "-o", format, "--kubeconfig"])
+            .arg(&broken)
+            .code(1);
+        assert!(
+            !out.stdout.contains(secret) && !out.stderr.contains(secret),
+            "{}{}",
+            out.stdout,
+            out.stderr
+        );
+        assert!(out.stdout.contains("line"), "{}", out.stdout);
+    }
+}
+
+#[test]
+fn as_root_a_persons_kubeconfig_cannot_make_root_read_what_they_could_not() {
+    let home = Home::new(NOBODY);
+    // A secret only root may read, named by a kubeconfig the person wrote.
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret = secret_dir.path().join("token");
+    std::fs::write(&secret, "root-only-secret-token").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let file = home.kubeconfig(&format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{}\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    tokenFile: {}\n",
+        closed_port(),
+        secret.display()
+    ));
+    let doc = Run::new()
+        .args(["kubeconfig", "check", "-o", "json", "--kubeconfig"])
+        .arg(&file)
+        .code(1)
+        .json();
+    assert_eq!(
+        doc["findings"][0]["kind"], "invalidConfiguration",
+        "{doc:#}"
+    );
+    assert!(
+        doc["findings"][0]["kubectlSays"]
+            .as_str()
+            .unwrap()
+            .contains("permission denied"),
+        "{doc:#}"
+    );
 }

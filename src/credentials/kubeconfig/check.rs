@@ -25,6 +25,11 @@ pub struct Loaded {
     pub config: Kubeconfig,
     /// Files of `$KUBECONFIG` that do not exist: kubectl skips them, and so does this.
     pub skipped: Vec<PathBuf>,
+    /// A file kubectl cannot load (then kubectl loads none): its node path and why.
+    pub unloadable: Option<(String, String)>,
+    /// The first file's owner that is not root: root reads for that person only what they
+    /// could read themselves.
+    pub owner: Option<u32>,
 }
 
 /// The files kubectl would read: the flag's one file, else `$KUBECONFIG`'s, else `~/.kube/config`.
@@ -62,6 +67,8 @@ pub fn load(layout: &NodeLayout, given: Option<PathBuf>) -> Result<Loaded> {
         files: Vec::new(),
         config: Kubeconfig::default(),
         skipped: Vec::new(),
+        unloadable: None,
+        owner: None,
     };
     for given in chosen {
         let path = layout.given_path(&given)?;
@@ -79,20 +86,66 @@ pub fn load(layout: &NodeLayout, given: Option<PathBuf>) -> Result<Loaded> {
                 )));
             }
         };
-        let mut config = Kubeconfig::from_yaml(&text).map_err(|e| {
-            Error::Usage(format!(
-                "{}: not a kubeconfig: {e}\n  kubectl says: error loading config file {:?}\n  what to do: fix the file at that line, or put back its backup",
-                path.display(),
-                given.display().to_string()
-            ))
-        })?;
-        resolve_relative(&mut config, path.parent().unwrap_or(Path::new("/")));
-        loaded.config = std::mem::take(&mut loaded.config)
-            .merge(config)
-            .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+        if loaded.owner.is_none() {
+            loaded.owner = layout
+                .fs()
+                .metadata(&path)
+                .ok()
+                .map(|m| m.uid)
+                .filter(|uid| *uid != 0);
+        }
+        let node_path = layout.node_path(&path);
+        let Ok(mut config) = Kubeconfig::from_yaml(&text) else {
+            // Never the parser's own words: its snippet of the text could hold a token.
+            loaded.unloadable = Some((node_path, super::unloadable(&text)));
+            return Ok(loaded);
+        };
+        let dir = Path::new(&node_path).parent().unwrap_or(Path::new("/"));
+        resolve_relative(&mut config, dir);
+        // kubectl takes current-context from the first file that sets a non-empty one, and
+        // does not compare kind or apiVersion across files.
+        config.current_context = config.current_context.filter(|c| !c.is_empty());
+        config.kind = None;
+        config.api_version = None;
+        let merged = std::mem::take(&mut loaded.config).merge(config);
+        loaded.config = merged.map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
         loaded.files.push(path);
     }
     Ok(loaded)
+}
+
+/// Reads a file a kubeconfig names. As root, for a kubeconfig a person owns, only what that
+/// person could read themselves (their own file, or one anyone may read): a kubeconfig's
+/// `tokenFile: /root/secret` must not have root read a secret and send it to the server the
+/// kubeconfig names.
+pub fn read_for(layout: &NodeLayout, owner: Option<u32>, named: &str) -> std::io::Result<Vec<u8>> {
+    let path = layout.path(named);
+    if let Some(owner) = owner.filter(|_| nix::unistd::geteuid().is_root()) {
+        let meta = layout.fs().metadata(&path)?;
+        if meta.uid != owner && meta.mode & 0o004 == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "permission denied (the kubeconfig's owner, uid {owner}, could not read it: root does not read it for them)"
+                ),
+            ));
+        }
+    }
+    layout.fs().read(&path)
+}
+
+/// The analysis of kubeconfig files kubectl cannot load at all.
+pub fn unloadable(file: &str, why: &str) -> Analysis {
+    Analysis {
+        target: None,
+        context: None,
+        problems: vec![Problem::invalid(
+            &format!("{file}: {why}"),
+            &format!("error: error loading config file \"{file}\": {why}"),
+            "fix the file at that line (kubectl loads none of the files while one is broken), or put back its backup",
+        )],
+        notes: Vec::new(),
+    }
 }
 
 /// A file a kubeconfig names relative to itself is relative to ITS directory (kubectl's rule);
@@ -263,6 +316,14 @@ pub enum Note {
     Skipped {
         files: Vec<String>,
     },
+    /// Another context of the file whose credential has expired: kubectl fails there too.
+    OtherContext {
+        context: Untrusted,
+        user: Untrusted,
+        /// `token`, `auth-provider id-token`, `client certificate`.
+        what: String,
+        expired: i64,
+    },
 }
 
 /// The context chosen, and what kubectl would use to connect.
@@ -313,6 +374,39 @@ struct KubectlSays(String);
 
 /// The context kubectl would use (`--context`, else `current-context`), and what stops kubectl
 /// before and apart from the server.
+/// The expired credentials of every context but `chosen`, as notes: the check is about the
+/// context kubectl uses, and a person switching to another one meets these next.
+pub fn other_contexts(config: &Kubeconfig, chosen: &str, now: i64, read: ReadFile) -> Vec<Note> {
+    config
+        .contexts
+        .iter()
+        .filter(|c| c.name != chosen)
+        .flat_map(|c| {
+            analyse(config, Some(&c.name), now, read)
+                .problems
+                .into_iter()
+                .filter_map(|p| match p {
+                    Problem::ExpiredToken {
+                        user,
+                        field,
+                        expired,
+                    } => Some((user, field, expired)),
+                    Problem::ExpiredClientCertificate { user, not_after } => {
+                        Some((user, "client certificate".to_string(), not_after))
+                    }
+                    _ => None,
+                })
+                .map(|(user, what, expired)| Note::OtherContext {
+                    context: c.name.as_str().into(),
+                    user,
+                    what,
+                    expired,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 pub fn analyse(config: &Kubeconfig, context: Option<&str>, now: i64, read: ReadFile) -> Analysis {
     let mut analysis = Analysis {
         target: None,

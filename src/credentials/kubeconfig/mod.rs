@@ -14,6 +14,22 @@ use std::path::Path;
 use base64::Engine;
 use serde::Serialize;
 
+/// Why a kubeconfig's text is not one kubectl can load, never quoting it: a parser's snippet
+/// of the text around the error could hold a token or a key.
+pub fn unloadable(text: &str) -> String {
+    match serde_saphyr::from_str::<serde_json::Value>(text) {
+        Err(e) => match e.location() {
+            Some(at) => format!(
+                "it is not YAML kubectl can read (line {}, column {})",
+                at.line(),
+                at.column()
+            ),
+            None => "it is not YAML kubectl can read".into(),
+        },
+        Ok(_) => "its fields are not a kubeconfig's (a value of the wrong type or shape)".into(),
+    }
+}
+
 /// What `status` tells about one admin credential. Never holds key material.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -76,7 +92,12 @@ pub fn credential_info(layout: &NodeLayout, path: &Path, now: i64) -> Credential
     };
     let config: serde_json::Value = match serde_saphyr::from_str(&text) {
         Ok(v) => v,
-        Err(e) => return CredentialInfo::problem(node_path, format!("not a kubeconfig: {e}")),
+        Err(_) => {
+            return CredentialInfo::problem(
+                node_path,
+                format!("not a kubeconfig: {}", unloadable(&text)),
+            );
+        }
     };
     let Some(user) = current_user_entry(&config) else {
         return CredentialInfo::problem(node_path, "no user in the kubeconfig".into());
