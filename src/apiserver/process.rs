@@ -132,6 +132,41 @@ pub fn kubelet_running(layout: &crate::node::NodeLayout) -> bool {
         .any(|(_, args)| runs_for(&root_flags(args), &ours, layout.is_host()))
 }
 
+/// The running process of a node component by name: the node's own kubelet for `kubelet`,
+/// else the oldest process of that name in our network namespace.
+pub fn find_node_component(
+    layout: &crate::node::NodeLayout,
+    name: &str,
+) -> Option<ProcessIdentity> {
+    if name == "kubelet" {
+        find_kubelet(layout)
+    } else {
+        find_component(name)
+    }
+}
+
+/// The oldest kubelet that runs this node (`kubelet_running`'s rule: never a sandbox's or a
+/// simulator's kubelet on the same host, which could be older and never restart).
+pub fn find_kubelet(layout: &crate::node::NodeLayout) -> Option<ProcessIdentity> {
+    let canonical = |p: PathBuf| p.canonicalize().unwrap_or(p);
+    let ours = [
+        canonical(layout.manifests_dir()),
+        canonical(layout.path("/var/lib/kubelet")),
+    ];
+    processes_named("kubelet")
+        .into_iter()
+        .filter(|(pid, args)| {
+            in_our_network_namespace(pid) && runs_for(&root_flags(args), &ours, layout.is_host())
+        })
+        .filter_map(|(pid, _)| {
+            Some(ProcessIdentity {
+                pid: pid.parse().ok()?,
+                start_ticks: start_ticks(&pid)?,
+            })
+        })
+        .min_by_key(|identity| identity.start_ticks)
+}
+
 /// The values of a kubelet's `--pod-manifest-path` and `--root-dir` (`=VALUE` or ` VALUE`),
 /// canonical where they exist.
 fn root_flags(args: &[String]) -> Vec<PathBuf> {

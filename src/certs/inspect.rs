@@ -587,7 +587,8 @@ fn started_against_file(
     component: Component,
     path: &std::path::Path,
 ) -> InUse {
-    let Some(process) = crate::apiserver::process::find_component(component.name()) else {
+    let Some(process) = crate::apiserver::process::find_node_component(layout, component.name())
+    else {
         return InUse::NotRunning { component };
     };
     let Some(started_unix) = crate::apiserver::process::started_unix(&process) else {

@@ -474,7 +474,7 @@ fn restart_kubelet(
     ready: bool,
     interruptible: bool,
 ) -> Result<KubeletRestarted, ComponentFailure> {
-    let before = process::find_component("kubelet");
+    let before = process::find_kubelet(layout);
     let asked = now_ticks("kubelet")?;
     systemctl_restart_kubelet()?;
     // systemctl returns once the old kubelet has stopped and the new one is started: a Lease
@@ -483,7 +483,7 @@ fn restart_kubelet(
     let deadline = Instant::now() + within;
     let mut last = "no new kubelet process yet".to_string();
     loop {
-        let fresh = process::find_component("kubelet")
+        let fresh = process::find_kubelet(layout)
             .filter(|p| Some(p) != before.as_ref() && p.start_ticks >= asked);
         if let Some(now) = fresh {
             if !ready {

@@ -1507,8 +1507,10 @@ impl Lockouts {
 
 impl Drop for Lockouts {
     fn drop(&mut self) {
-        let _ = Command::new("swapoff").arg(&self.swapfile).status();
-        let _ = std::fs::remove_file(&self.swapfile);
+        if self.swapfile.exists() {
+            let _ = Command::new("swapoff").arg(&self.swapfile).status();
+            let _ = std::fs::remove_file(&self.swapfile);
+        }
         if std::fs::read(KUBELET_CONFIG).ok().as_deref() != Some(&self.config[..]) {
             let tmp = Path::new(KUBELET_CONFIG).with_file_name(".realnode-put-back");
             std::fs::write(&tmp, &self.config).unwrap();

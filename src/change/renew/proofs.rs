@@ -247,7 +247,7 @@ fn restart_check(
                 .join(format!("{}.yaml", component.name())),
         )
         .ok();
-    let running = crate::apiserver::process::find_component(component.name());
+    let running = crate::apiserver::process::find_node_component(layout, component.name());
     let container = crate::apiserver::process::running_container(layout, component.name(), true);
     // Refused before any write where a restart could not be proved or undone.
     let refused = |why: String| {
