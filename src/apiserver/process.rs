@@ -102,12 +102,7 @@ pub fn find_apiserver(port: u16) -> Option<ApiserverProcess> {
 /// The oldest process named `name` in our network namespace (a control-plane component is a
 /// hostNetwork pod; the kubelet a host service): who it is and when it started.
 pub fn find_component(name: &str) -> Option<ProcessIdentity> {
-    oldest_here(processes_named(name))
-}
-
-/// The oldest of these processes in our network namespace: who it is and when it started.
-fn oldest_here(processes: Vec<(String, Vec<String>)>) -> Option<ProcessIdentity> {
-    processes
+    processes_named(name)
         .into_iter()
         .filter(|(pid, _)| in_our_network_namespace(pid))
         .filter_map(|(pid, _)| {
@@ -127,20 +122,14 @@ fn oldest_here(processes: Vec<(String, Vec<String>)>) -> Option<ProcessIdentity>
 /// sandbox's, compared as canonical paths, so that parallel sandboxes never vouch for each other
 /// (a kubelet for `/a/n10` does not run `/a/n1`) and `/a//n1` is `/a/n1`.
 pub fn kubelet_running(layout: &crate::node::NodeLayout) -> bool {
-    !node_kubelets(layout).is_empty()
-}
-
-/// The processes named kubelet that run this node (`kubelet_running`'s rule): pid and arguments.
-fn node_kubelets(layout: &crate::node::NodeLayout) -> Vec<(String, Vec<String>)> {
     let canonical = |p: PathBuf| p.canonicalize().unwrap_or(p);
     let ours = [
         canonical(layout.manifests_dir()),
         canonical(layout.path("/var/lib/kubelet")),
     ];
     processes_named("kubelet")
-        .into_iter()
-        .filter(|(_, args)| runs_for(&root_flags(args), &ours, layout.is_host()))
-        .collect()
+        .iter()
+        .any(|(_, args)| runs_for(&root_flags(args), &ours, layout.is_host()))
 }
 
 /// The running process of a node component by name: the node's own kubelet for `kubelet`,
@@ -159,7 +148,23 @@ pub fn find_node_component(
 /// The oldest kubelet that runs this node (`kubelet_running`'s rule: never a sandbox's or a
 /// simulator's kubelet on the same host, which could be older and never restart).
 pub fn find_kubelet(layout: &crate::node::NodeLayout) -> Option<ProcessIdentity> {
-    oldest_here(node_kubelets(layout))
+    let canonical = |p: PathBuf| p.canonicalize().unwrap_or(p);
+    let ours = [
+        canonical(layout.manifests_dir()),
+        canonical(layout.path("/var/lib/kubelet")),
+    ];
+    processes_named("kubelet")
+        .into_iter()
+        .filter(|(pid, args)| {
+            in_our_network_namespace(pid) && runs_for(&root_flags(args), &ours, layout.is_host())
+        })
+        .filter_map(|(pid, _)| {
+            Some(ProcessIdentity {
+                pid: pid.parse().ok()?,
+                start_ticks: start_ticks(&pid)?,
+            })
+        })
+        .min_by_key(|identity| identity.start_ticks)
 }
 
 /// The values of a kubelet's `--pod-manifest-path` and `--root-dir` (`=VALUE` or ` VALUE`),

@@ -191,20 +191,18 @@ pub fn records_home(layout: &NodeLayout, session: Option<&str>) -> Result<NodeLa
     let Ok(own) = layout.with_user_state() else {
         return Ok(layout.clone());
     };
-    // Each journal read once; an unreadable or empty one holds nothing to choose.
-    let records = |l: &NodeLayout| Journal::load(l).ok().filter(|j| !j.sessions.is_empty());
-    let (node, own_records) = (records(layout), records(&own));
-    let unfinished = |j: &Option<Journal>| j.as_ref().is_some_and(|j| j.unfinished().is_some());
+    let has = |l: &NodeLayout| Journal::load(l).ok().filter(|j| !j.sessions.is_empty());
+    let unfinished = |l: &NodeLayout| has(l).is_some_and(|j| j.unfinished().is_some());
     let in_own = match session {
         Some(id) => {
-            node.as_ref().is_none_or(|j| j.find(id).is_none())
-                && own_records.as_ref().is_some_and(|j| j.find(id).is_some())
+            has(layout).is_none_or(|j| j.find(id).is_none())
+                && has(&own).is_some_and(|j| j.find(id).is_some())
         }
         // Root's own unfinished change (someone's kubeconfig, killed) is the one to finish
         // while the node has none: never the node's last change in its place.
         None => {
-            (!layout.fs().exists(&path(layout)) && own_records.is_some())
-                || (unfinished(&own_records) && !unfinished(&node))
+            (!layout.fs().exists(&path(layout)) && has(&own).is_some())
+                || (unfinished(&own) && !unfinished(layout))
         }
     };
     Ok(if in_own { own } else { layout.clone() })

@@ -651,19 +651,6 @@ fn connection_refused_findings(facts: &Facts, out: &mut Vec<Finding>) {
     let apiserver_down =
         a.pid.is_none() || a.crashed_attempts >= 2 || a.health.as_ref().is_some_and(|h| !h.is_ok());
     if apiserver_down && !etcd.listening && etcd.cluster_id_mismatch.is_none() {
-        let (evidence, fix) = if etcd.manifest {
-            (
-                etcd.last_log
-                    .clone()
-                    .unwrap_or_else(|| "no etcd log under /var/log/pods".into()),
-                "read etcd's log (/var/log/pods/kube-system_etcd-*, or crictl logs): a full disk (df /var/lib/etcd), an expired etcd certificate (`kubeadm-recover certs check`), or a data directory that does not load are the usual causes; the kubelet restarts etcd by itself once the cause is gone",
-            )
-        } else {
-            (
-                "the apiserver's --etcd-servers is this node, and /etc/kubernetes/manifests has no etcd.yaml (moved out or deleted: the kubelet stopped etcd)".into(),
-                "if kubeadm's etcd static pod was moved out, put etcd.yaml back into /etc/kubernetes/manifests (the kubelet starts etcd within seconds); if etcd runs as a service here instead, `systemctl status etcd` and its journal",
-            )
-        };
         out.push(finding(
             FindingId::EtcdDown,
             Severity::Critical,
@@ -671,8 +658,18 @@ fn connection_refused_findings(facts: &Facts, out: &mut Vec<Finding>) {
                 "etcd is not serving ({} does not answer): the apiserver cannot serve without its storage",
                 etcd.client_endpoint
             ),
-            evidence,
-            fix.into(),
+            if etcd.manifest {
+                etcd.last_log
+                    .clone()
+                    .unwrap_or_else(|| "no etcd log under /var/log/pods".into())
+            } else {
+                "the apiserver's --etcd-servers is this node, and /etc/kubernetes/manifests has no etcd.yaml (moved out or deleted: the kubelet stopped etcd)".into()
+            },
+            if etcd.manifest {
+                "read etcd's log (/var/log/pods/kube-system_etcd-*, or crictl logs): a full disk (df /var/lib/etcd), an expired etcd certificate (`kubeadm-recover certs check`), or a data directory that does not load are the usual causes; the kubelet restarts etcd by itself once the cause is gone".into()
+            } else {
+                "if kubeadm's etcd static pod was moved out, put etcd.yaml back into /etc/kubernetes/manifests (the kubelet starts etcd within seconds); if etcd runs as a service here instead, `systemctl status etcd` and its journal".into()
+            },
         ));
     }
 }
