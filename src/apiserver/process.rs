@@ -305,7 +305,6 @@ fn listens(table: &str, port: u16) -> bool {
     })
 }
 
-/// Seconds since the epoch when a process started, from its start ticks.
 /// A running process's command line, program name first.
 pub fn arguments(identity: &ProcessIdentity) -> Option<Vec<String>> {
     let pid = identity.pid.to_string();
@@ -324,6 +323,23 @@ pub fn boot_ticks_now() -> Option<u64> {
     Some((seconds * ticks as f64) as u64)
 }
 
+/// Whether a process started at or after `moment` (a file's change time, say), compared in the
+/// clock the start is counted in (ticks since boot, 10 ms) rather than in whole wall-clock
+/// seconds: `started_unix` can be up to two seconds early (the boot time and the ticks are both
+/// rounded down), and a component restarted a second after its file was written would then
+/// look as if it had started before it.
+pub fn started_since(identity: &ProcessIdentity, moment: std::time::SystemTime) -> Option<bool> {
+    let now_ticks = boot_ticks_now()?;
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    let ago = std::time::SystemTime::now()
+        .duration_since(moment)
+        .unwrap_or_default();
+    let moment_ticks = now_ticks.saturating_sub((ago.as_secs_f64() * ticks as f64) as u64);
+    Some(identity.start_ticks >= moment_ticks)
+}
+
+/// Seconds since the epoch when a process started, from its start ticks (for showing; to
+/// compare with a moment, `started_since`).
 pub fn started_unix(identity: &ProcessIdentity) -> Option<i64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let boot: i64 = stat
@@ -450,6 +466,26 @@ pub fn running_container(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_is_compared_with_a_moment_to_the_tick_not_to_the_second() {
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .unwrap()
+            .unwrap() as u64;
+        let now = std::time::SystemTime::now();
+        // Started 0.3 s ago: after a file changed 1 s ago, before one changed 0.1 s ago.
+        let started = ProcessIdentity {
+            pid: 1,
+            start_ticks: boot_ticks_now().unwrap() - 3 * ticks / 10,
+        };
+        let ago = |ms| now - std::time::Duration::from_millis(ms);
+        assert_eq!(started_since(&started, ago(1000)), Some(true));
+        assert_eq!(started_since(&started, ago(100)), Some(false));
+        assert_eq!(
+            started_since(&started, now + std::time::Duration::from_secs(5)),
+            Some(false)
+        );
+    }
 
     fn args(words: &[&str]) -> Vec<String> {
         std::iter::once("kubelet")

@@ -591,19 +591,20 @@ fn started_against_file(
     else {
         return InUse::NotRunning { component };
     };
-    let Some(started_unix) = crate::apiserver::process::started_unix(&process) else {
+    let changed = match layout.fs().metadata(path) {
+        Ok(meta) => meta.changed,
+        Err(e) => return InUse::NotChecked { why: e.to_string() },
+    };
+    let (Some(since), Some(started_unix)) = (
+        crate::apiserver::process::started_since(&process, changed),
+        crate::apiserver::process::started_unix(&process),
+    ) else {
         return InUse::NotChecked {
             why: format!("the start time of pid {} cannot be read", process.pid),
         };
     };
-    let changed = match layout.fs().metadata(path) {
-        Ok(meta) => meta.changed_unix,
-        Err(e) => return InUse::NotChecked { why: e.to_string() },
-    };
     let started = crate::runtime::clock::rfc3339(started_unix);
-    // Start times are whole seconds (clock ticks since boot): a file changed in the same second
-    // as the start is not counted as after it.
-    if changed <= started_unix {
+    if since {
         InUse::StartedAfterTheFile {
             component,
             pid: process.pid,
@@ -614,7 +615,11 @@ fn started_against_file(
             component,
             pid: process.pid,
             started,
-            file_changed: crate::runtime::clock::rfc3339(changed),
+            file_changed: crate::runtime::clock::rfc3339(
+                changed
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64),
+            ),
         }
     }
 }

@@ -63,7 +63,7 @@ pub struct Meta {
     pub size: u64,
     pub modified: std::time::SystemTime,
     /// The inode's change time (ctime): unlike `modified`, no `touch` can set it back.
-    pub changed_unix: i64,
+    pub changed: std::time::SystemTime,
     dev: u64,
     ino: u64,
 }
@@ -88,7 +88,8 @@ impl Meta {
             size: stat.st_size as u64,
             modified: std::time::UNIX_EPOCH
                 + std::time::Duration::new(stat.st_mtime.max(0) as u64, stat.st_mtime_nsec as u32),
-            changed_unix: stat.st_ctime,
+            changed: std::time::UNIX_EPOCH
+                + std::time::Duration::new(stat.st_ctime.max(0) as u64, stat.st_ctime_nsec as u32),
             dev: stat.st_dev,
             ino: stat.st_ino,
         }
