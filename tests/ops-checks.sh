@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The operations material CI cannot run (it has no hypervisor and no Docker engine), checked as
-# far as this machine allows: shellcheck on every script, `ruby -c` on the Vagrantfile, every YAML
-# file parsed, the playbooks through `ansible-playbook --syntax-check` and `ansible-lint`, and the
-# kind rehearsal's preflight refusal (in the integration tests, `rehearsal_scripts`).
+# The operations material, checked before anything runs: shellcheck on every script, the Go
+# helpers of the real-node tier and the kind rehearsal, `ruby -c` on the Vagrantfile, every YAML
+# file parsed, the playbooks through `ansible-playbook --syntax-check` and `ansible-lint`. (The kind rehearsal
+# itself runs at the end of tests/run.sh; its refusals are integration tests, `rehearsal_scripts`.)
 # tests/run.sh installs the tools (shellcheck, ruby, ansible-core, ansible-lint) and runs this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,15 @@ echo "ops checks: shellcheck"
 mapfile -t scripts < <(git ls-files '*.sh' .ci/run)
 shellcheck "${scripts[@]}"
 
+echo "ops checks: gofmt and go vet on the test tiers' Go helpers"
+if command -v go >/dev/null || [ -x /usr/local/go/bin/go ]; then
+  export PATH="$PATH:/usr/local/go/bin"
+  unformatted=$(gofmt -l tests/realnode tests/rehearsal)
+  [ -z "$unformatted" ] || { echo "gofmt: not formatted: $unformatted" >&2; exit 1; }
+  (cd tests/realnode && go vet ./...)
+  (cd tests/rehearsal && go vet ./...)
+fi
+
 echo "ops checks: ruby -c vagrant/Vagrantfile, and the machines it defines"
 ruby -c vagrant/Vagrantfile
 expect_plan() { # CONTROL_PLANES EXPECTED
@@ -22,13 +31,13 @@ expect_plan() { # CONTROL_PLANES EXPECTED
   plan=$(CONTROL_PLANES=$1 ruby tests/vagrant-plan.rb vagrant/Vagrantfile)
   [ "$plan" = "$2" ] || { printf 'vagrant/Vagrantfile with CONTROL_PLANES=%s defines:\n%s\nnot:\n%s\n' "$1" "$plan" "$2" >&2; exit 1; }
 }
-expect_plan 1 "cp1 192.168.56.11: provision/common.sh 1.34.4 192.168.56.11; provision/control-plane.sh init 192.168.56.11 192.168.56.11:6443 1.34.4
-worker1 192.168.56.21: provision/common.sh 1.34.4 192.168.56.21; provision/worker.sh"
+expect_plan 1 "cp1 192.168.56.11: provision/common.sh 1.37.2 192.168.56.11; provision/control-plane.sh init 192.168.56.11 192.168.56.11:6443 1.37.2
+worker1 192.168.56.21: provision/common.sh 1.37.2 192.168.56.21; provision/worker.sh"
 expect_plan 3 "lb 192.168.56.10: provision/lb.sh 192.168.56.11 192.168.56.12 192.168.56.13
-cp1 192.168.56.11: provision/common.sh 1.34.4 192.168.56.11; provision/control-plane.sh init 192.168.56.11 192.168.56.10:6443 1.34.4
-cp2 192.168.56.12: provision/common.sh 1.34.4 192.168.56.12; provision/control-plane.sh join 192.168.56.12 192.168.56.10:6443 1.34.4
-cp3 192.168.56.13: provision/common.sh 1.34.4 192.168.56.13; provision/control-plane.sh join 192.168.56.13 192.168.56.10:6443 1.34.4
-worker1 192.168.56.21: provision/common.sh 1.34.4 192.168.56.21; provision/worker.sh"
+cp1 192.168.56.11: provision/common.sh 1.37.2 192.168.56.11; provision/control-plane.sh init 192.168.56.11 192.168.56.10:6443 1.37.2
+cp2 192.168.56.12: provision/common.sh 1.37.2 192.168.56.12; provision/control-plane.sh join 192.168.56.12 192.168.56.10:6443 1.37.2
+cp3 192.168.56.13: provision/common.sh 1.37.2 192.168.56.13; provision/control-plane.sh join 192.168.56.13 192.168.56.10:6443 1.37.2
+worker1 192.168.56.21: provision/common.sh 1.37.2 192.168.56.21; provision/worker.sh"
 if CONTROL_PLANES=2 ruby tests/vagrant-plan.rb vagrant/Vagrantfile >/dev/null 2>&1; then
   echo "vagrant/Vagrantfile accepts CONTROL_PLANES=2 (etcd needs an odd number)" >&2
   exit 1

@@ -35,6 +35,11 @@ command -v runc >/dev/null || runtime+=(runc)
 [ -x /usr/lib/cni/host-local ] || runtime+=(containernetworking-plugins)
 command -v iptables >/dev/null || runtime+=(iptables)
 command -v sysctl >/dev/null || runtime+=(procps)
+# The kind rehearsal (tests/rehearsal/kind.sh): Debian's dockerd (started by the rehearsal itself,
+# isolated, only when no engine runs) and mmdebstrap for its node image's rootfs.
+command -v dockerd >/dev/null || runtime+=(docker.io)
+command -v mmdebstrap >/dev/null || runtime+=(mmdebstrap)
+command -v ssh >/dev/null || runtime+=(openssh-client)
 if ((${#runtime[@]})); then
   no_services=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -118,3 +123,15 @@ else
 fi
 # The static release binary: built, checked (static, stripped, size, --version), rehearsed.
 bash tests/static-binary.sh
+# The kind rehearsal: the static binary run as root inside real kind nodes (one control-plane
+# node, then two behind kind's load balancer for the playbooks), on a node image built here from
+# the real-node tier's binaries and images; it leaves no cluster, engine, mount or bridge.
+# Where it cannot run (no root and no Docker engine, no overlayfs) it refuses with exit 3: SKIPPED
+# here, and CI (KUBEADM_RECOVER_REQUIRE_KIND=1) fails instead.
+kind_status=0
+bash tests/rehearsal/kind.sh || kind_status=$?
+if [ "$kind_status" = 3 ] && [ -z "${KUBEADM_RECOVER_REQUIRE_KIND:-}" ]; then
+  echo "tests/run.sh: NOTE: the kind rehearsal is SKIPPED (it refused, above)" >&2
+elif [ "$kind_status" != 0 ]; then
+  exit "$kind_status"
+fi

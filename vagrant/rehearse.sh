@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The break-glass rehearsal on the Vagrant cluster, driven from this machine the way an operator
-# drives a real one: with the playbooks over SSH. It expires admin.conf on every control-plane
-# node, then runs status.yml, regenerate-admin.yml, extend-tokens.yml (enabled) and revert.yml,
-# and verifies each step with kubectl, from cp1 and from here.
+# shellcheck disable=SC2317 # functions called by flow.sh and by traps
+# The break-glass rehearsal on the Vagrant cluster: the same steps as the kind rehearsal
+# (tests/rehearsal/flow.sh), here over SSH into the VMs, the way an operator reaches real nodes:
+# on cp1 one command at a time (status, admin.conf expired and regenerated, extend-tokens enable
+# with proof, revert, guide at a terminal, certs check, the journal), then the playbooks on every
+# control-plane node, one at a time.
 #
 #   cargo build --release --target x86_64-unknown-linux-musl
 #   (cd vagrant && vagrant up && bash rehearse.sh)
-# Needs vagrant, ansible-playbook (pip install ansible-core) and python3 here; kubectl here is
-# optional (the checks from here are skipped without it).
+# Needs vagrant, ssh and python3 here; ansible-playbook (pip install ansible-core) for the
+# playbooks. The two steps that need a kube-apiserver image that refuses a flag (built on the
+# machine, loaded into the node's containerd) are skipped: the VMs run the official images.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -15,7 +18,7 @@ cd "$here"
 binary=${KUBEADM_RECOVER_BINARY:-$repo/target/x86_64-unknown-linux-musl/release/kubeadm-recover}
 reason="vagrant rehearsal $(date -u +%Y%m%dT%H%M%SZ)"
 
-for tool in vagrant ansible-playbook python3; do
+for tool in vagrant ssh python3; do
   command -v "$tool" >/dev/null || { echo "rehearse.sh: refused: $tool is not installed" >&2; exit 3; }
 done
 [ -x "$binary" ] || {
@@ -28,7 +31,32 @@ mapfile -t control_planes < <(vagrant status --machine-readable | awk -F, '$3 ==
 work=$here/.rehearsal
 rm -rf "$work"
 mkdir -m 700 "$work"
+logs=$work/logs
+mkdir -p "$logs"
 vagrant ssh-config "${control_planes[@]}" >"$work/ssh_config"
+
+# --- How flow.sh reaches the nodes: ssh with Vagrant's config, sudo; Ansible the same way. ----
+node_names() { printf '%s\n' "${control_planes[@]}"; }
+on_node() {
+  local node=$1
+  shift
+  ssh -F "$work/ssh_config" -q "$node" -- sudo "$(printf '%q ' "$@")"
+}
+copy_to_node() {
+  scp -F "$work/ssh_config" -q "$1" "$2:/tmp/kubeadm-recover.upload"
+  on_node "$2" install -o root -g root -m 0755 /tmp/kubeadm-recover.upload "$3"
+  on_node "$2" rm -f /tmp/kubeadm-recover.upload
+}
+terminal_on_node() {
+  local node=$1
+  shift
+  printf '%s\n' ssh -F "$work/ssh_config" -q -t "$node" -- sudo "$@"
+}
+stage_rejection() {
+  echo "the VMs run the official kube-apiserver image; no rejecting image is staged on them"
+  return 2
+}
+inventory() { echo "$work/inventory.ini"; }
 {
   echo "[control_plane]"
   printf '%s\n' "${control_planes[@]}"
@@ -36,51 +64,20 @@ vagrant ssh-config "${control_planes[@]}" >"$work/ssh_config"
   echo "[control_plane:vars]"
   echo "ansible_ssh_common_args='-F $work/ssh_config'"
   echo "ansible_python_interpreter=/usr/bin/python3"
-  echo "kubeadm_recover_binary=$binary"
-  echo "kubeadm_recover_fetch_dest=$work/fetched"
 } >"$work/inventory.ini"
-play() { ansible-playbook -i "$work/inventory.ini" "$repo/playbooks/$1" -e "kubeadm_recover_reason='$reason'" "${@:2}"; }
-on_cp1() { vagrant ssh "${control_planes[0]}" -c "$1" -- -q; }
-step() { printf '\n== %s\n' "$*"; }
-flag_on_every_apiserver() {
-  on_cp1 "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system get pods -l component=kube-apiserver -o jsonpath='{range .items[*]}{.spec.containers[0].command}{\"\\n\"}{end}'" |
-    grep -c -- "--service-account-extend-token-expiration=$1" || true
-}
+# shellcheck source=tests/rehearsal/flow.sh
+. "$repo/tests/rehearsal/flow.sh"
 
-step "expire admin.conf on ${control_planes[*]}"
-for cp in "${control_planes[@]}"; do
-  vagrant ssh "$cp" -c "sudo bash /kubeadm-recover/tests/rehearsal/expire-admin-conf.sh /" -- -q
-  # ...and the copy the vagrant user keeps, as people do (sudo cp admin.conf ~/.kube/config).
-  vagrant ssh "$cp" -c "sudo install -o vagrant -g vagrant -m 600 /etc/kubernetes/admin.conf ~/.kube/config" -- -q
-done
-if on_cp1 "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes" >/dev/null 2>&1; then
-  echo "rehearse.sh: admin.conf still works after it was expired" >&2
-  exit 1
-fi
-echo "locked out: kubectl with admin.conf is refused"
-
-step "status.yml"
-play status.yml
-
-step "regenerate-admin.yml"
-# (--update-copies: the vagrant user's ~/.kube/config is a copy of the expired admin.conf)
-play regenerate-admin.yml -e kubeadm_recover_update_copies=true
-on_cp1 "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf auth whoami"
-on_cp1 "kubectl get nodes"   # the vagrant user's copy, rewritten
-if command -v kubectl >/dev/null; then
-  kubectl --kubeconfig "$work/fetched/${control_planes[0]}/admin.conf" get nodes -o wide
-fi
-
-step "extend-tokens.yml state=enabled"
-play extend-tokens.yml -e state=enabled
-on=$(flag_on_every_apiserver true)
-[ "$on" -eq ${#control_planes[@]} ] || { echo "rehearse.sh: $on of ${#control_planes[@]} apiservers run with the flag on" >&2; exit 1; }
-echo "every apiserver runs with --service-account-extend-token-expiration=true"
-
-step "revert.yml"
-play revert.yml -e kubeadm_recover_accept_stale_tokens=true
-on=$(flag_on_every_apiserver true)
-[ "$on" -eq 0 ] || { echo "rehearse.sh: $on apiservers still run with the flag after revert" >&2; exit 1; }
-on_cp1 "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz"
+started=$SECONDS
+echo "vagrant rehearsal on ${control_planes[*]}; logs in $logs"
+status=0
+step "copy the static binary in, as root" install_binary &&
+  rehearse_on_one_node &&
+  rehearse_the_playbooks || status=1
 echo
-echo "vagrant rehearsal passed."
+if [ $status = 0 ]; then
+  echo "vagrant rehearsal passed in $((SECONDS - started)) s."
+else
+  echo "vagrant rehearsal FAILED; logs in $logs"
+fi
+exit $status

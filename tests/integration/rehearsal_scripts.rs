@@ -1,6 +1,6 @@
-//! The kind and Vagrant rehearsal scripts, as far as a machine without Docker or a hypervisor
-//! can run them: the kind script's preflight refusals, and the admin.conf expiry both rehearsals
-//! start from, on a simulated node.
+//! The kind and Vagrant rehearsal scripts' own logic: the kind script's preflight refusals
+//! (with fakes: it runs for real at the end of tests/run.sh), and the admin.conf expiry both
+//! rehearsals start from, on a simulated node.
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -67,55 +67,30 @@ impl FakePath {
 /// What kind.sh uses before it decides.
 const SHELL_TOOLS: &[&str] = &["dirname", "date", "tail", "grep"];
 
+/// A PATH with the tools kind.sh asks for first (never run before it refuses).
+fn basics() -> FakePath {
+    FakePath::new(SHELL_TOOLS)
+        .fake("python3", 0, "")
+        .fake("ssh", 0, "")
+        .fake("ssh-keygen", 0, "")
+}
+
 #[test]
 fn the_kind_rehearsal_refuses_clearly_and_touches_nothing_without_what_it_needs() {
     // No docker at all.
-    let path = FakePath::new(SHELL_TOOLS).fake("kind", 0, "");
+    let path = basics().fake("kind", 0, "");
     let (code, err) = path.run_kind_script(&[]);
     assert_eq!(code, 3, "{err}");
     assert!(
-        err.contains(
-            "refused: docker is not installed; this rehearsal needs a machine with Docker"
-        ) && err.contains("what to do: install Docker, or rehearse on the simulator"),
+        err.contains("refused: docker (the client) is not installed")
+            && err.contains(
+                "what to do: install Docker (or Debian's docker.io), or rehearse on the simulator"
+            ),
         "{err}"
     );
 
-    // Docker, but no kind.
-    let path = FakePath::new(SHELL_TOOLS).fake("docker", 0, "");
-    let (code, err) = path.run_kind_script(&[]);
-    assert_eq!(code, 3, "{err}");
-    assert!(
-        err.contains("refused: kind is not installed") && err.contains("sigs.k8s.io/kind@v0.33.0"),
-        "{err}"
-    );
-
-    // A docker client whose engine does not answer (this machine's case): refused before
-    // anything is created.
-    let path = FakePath::new(SHELL_TOOLS)
-        .fake(
-            "docker",
-            1,
-            "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
-        )
-        .fake("kind", 0, "")
-        .fake("kubectl", 0, "");
-    let (code, err) = path.run_kind_script(&[]);
-    assert_eq!(code, 3, "{err}");
-    assert!(
-        err.contains(
-            "refused: docker cannot reach a Docker engine: Cannot connect to the Docker daemon"
-        ),
-        "{err}"
-    );
-    assert_eq!(path.calls(), "docker info\n", "only asked, created nothing");
-
-    // Everything there, but no static binary: refused, with the command that builds it.
-    let everything = || {
-        FakePath::new(SHELL_TOOLS)
-            .fake("docker", 0, "")
-            .fake("kubectl", 0, "")
-    };
-    let path = everything().fake("kind", 0, "");
+    // Docker, but no static binary: refused, with the command that builds it.
+    let path = basics().fake("docker", 0, "").fake("kind", 0, "");
     let (code, err) =
         path.run_kind_script(&[("KUBEADM_RECOVER_BINARY", "/nonexistent/kubeadm-recover")]);
     assert_eq!(code, 3, "{err}");
@@ -124,19 +99,63 @@ fn the_kind_rehearsal_refuses_clearly_and_touches_nothing_without_what_it_needs(
             && err.contains("cargo build --release --target x86_64-unknown-linux-musl"),
         "{err}"
     );
+    assert_eq!(path.calls(), "", "nothing asked, nothing created");
 
-    // A cluster of that name exists: it is someone's, and the script deletes the cluster it
-    // uses at the end, so it refuses rather than use (and delete) it.
-    let path = everything().fake("kind", 0, "kubeadm-recover-rehearsal");
+    // No engine answers, and not root: starting one needs root.
+    let no_engine = || {
+        basics()
+            .fake(
+                "docker",
+                1,
+                "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
+            )
+            .fake("kind", 0, "")
+            .fake("dockerd", 0, "")
+    };
+    let path = no_engine().fake("id", 0, "1000");
     let (code, err) = path.run_kind_script(&[("KUBEADM_RECOVER_BINARY", "/bin/sh")]);
     assert_eq!(code, 3, "{err}");
     assert!(
-        err.contains("a kind cluster named kubeadm-recover-rehearsal exists already"),
+        err.contains("refused: no Docker engine answers, and starting one of its own needs root")
+            && err.contains("systemctl start docker"),
         "{err}"
     );
     assert_eq!(
         path.calls(),
-        "docker info\nkind get clusters\n",
+        "docker info\nid -u\n",
+        "only asked, created nothing"
+    );
+
+    // Root, but a kernel without overlayfs: the engine's overlay2 cannot work.
+    let filesystems = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(filesystems.path(), "nodev\ttmpfs\n\text4\n").unwrap();
+    let path = no_engine().fake("id", 0, "0").fake("modprobe", 1, "");
+    let (code, err) = path.run_kind_script(&[
+        ("KUBEADM_RECOVER_BINARY", "/bin/sh"),
+        ("PROC_FILESYSTEMS", filesystems.path().to_str().unwrap()),
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("refused: this kernel has no overlayfs"),
+        "{err}"
+    );
+    assert_eq!(path.calls(), "docker info\nid -u\nmodprobe overlay\n");
+
+    // A cluster of one of its names exists on the user's engine: it is someone's, and the
+    // script deletes the clusters it uses at the end, so it refuses rather than use (and
+    // delete) it.
+    let path = basics()
+        .fake("docker", 0, "")
+        .fake("kind", 0, "kubeadm-recover-single");
+    let (code, err) = path.run_kind_script(&[("KUBEADM_RECOVER_BINARY", "/bin/sh")]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("a kind cluster named kubeadm-recover-single exists already"),
+        "{err}"
+    );
+    assert_eq!(
+        path.calls(),
+        "docker info\nkind version\nkind get clusters\n",
         "nothing created, nothing deleted"
     );
 }

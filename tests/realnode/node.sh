@@ -3,11 +3,13 @@
 # the real kubelet, containerd and runc; static pods for etcd, kube-apiserver,
 # kube-controller-manager and kube-scheduler), with nothing pulled and nothing left behind.
 #
-# usage: tests/realnode/node.sh up|down|check|can-run|reject-image on|off
+# usage: tests/realnode/node.sh up|down|check|can-run|images|reject-image on|off
 #   up       refuses where a node (or a trace of one) exists, then brings one up (~30 s)
 #   down     tears it down, then checks that nothing is left (exit 1 if something is)
 #   check    says whether the machine is clean (exit 1 and what is left if not)
 #   can-run  whether this machine has the means (root, overlayfs, cgroups)
+#   images   builds the control-plane image archives (cached) and prints their paths (the kind
+#            rehearsal's node image preloads the same ones)
 #   reject-image on|off   the kube-apiserver image under the same tag becomes one that refuses
 #            --service-account-extend-token-expiration=false (and is the real apiserver
 #            otherwise), or the real one again
@@ -118,8 +120,12 @@ stale() {
 images() {
   local dir=$state/images/$version tools=$state/tools
   mkdir -p "$dir" "$tools"
-  (cd tests/realnode && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$tools/pause" ./pause &&
-    CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$tools/reject" ./reject)
+  # Replaced only when the build differs, so that the archives made from them stay cached.
+  local tool
+  for tool in pause reject; do
+    (cd tests/realnode && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$tools/$tool.new" "./$tool")
+    if cmp -s "$tools/$tool.new" "$tools/$tool"; then rm "$tools/$tool.new"; else mv "$tools/$tool.new" "$tools/$tool"; fi
+  done
   local image name tag
   while read -r image; do
     name=${image#registry.k8s.io/}
@@ -421,5 +427,6 @@ $left"
     say "clean"
     ;;
   reject-image) reject_image "${2:-}" ;;
-  *) die "usage: node.sh up|down|check|reject-image on|off" ;;
+  images) images ;;
+  *) die "usage: node.sh up|down|check|can-run|images|reject-image on|off" ;;
 esac

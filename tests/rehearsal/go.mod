@@ -1,0 +1,3 @@
+module kubeadm-recover/rehearsal
+
+go 1.26
