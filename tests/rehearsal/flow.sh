@@ -153,7 +153,7 @@ rejected_change() {
   [ "$(manifest_sum "$node")" = "$before" ] || fail "the manifest is not the one before the change"
   status=$(kr "$node" status -o json)
   [ "$(json 'd["apiserver"]["health"]' <<<"$status")" = ok ] || fail "the apiserver is not healthy after the rollback"
-  detail "exit 1, rolled back: $(grep -m1 -o 'keeps exiting[^.;]*\|did not [^.;]*' <<<"$out" || echo rejected); manifest byte-identical, apiserver healthy"
+  detail "exit 1, rolled back: $(grep -m1 -o 'keeps exiting ([^)]*)\|did not [^.;]*' <<<"$out" || echo rejected); manifest byte-identical, apiserver healthy"
 }
 
 guide_at_a_terminal() {

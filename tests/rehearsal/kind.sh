@@ -105,6 +105,12 @@ current=""
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
+  # A step still running (interrupted): stopped before its cluster goes.
+  local job
+  for job in $(jobs -p); do
+    kill "$job" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
   if [ -n "${KEEP_CLUSTER:-}" ]; then
     echo "kept: kind cluster ${current:-none} (kind delete cluster --name NAME)${own_engine:+, and the engine: DOCKER_HOST=$DOCKER_HOST; stop it with tests/rehearsal/engine.sh down}"
   else
@@ -120,6 +126,7 @@ cleanup() {
     fi
   fi
   rm -rf "$work"
+  [ "$status" != 130 ] || echo "kind rehearsal interrupted: its clusters deleted${own_engine:+, its engine stopped}; logs in $logs" >&2
   exit "$status"
 }
 trap cleanup EXIT
@@ -202,6 +209,11 @@ control_planes_of() {
 }
 create_cluster() {
   local name=$1 config=$2 node
+  if [ -n "${KIND_NODE_IMAGE:-}" ]; then
+    # The official image has no CNI config of its own: kind's CNI (pulled) makes the nodes Ready.
+    sed '/disableDefaultCNI: true/d' "$config" >"$work/$name.yaml"
+    config=$work/$name.yaml
+  fi
   kind create cluster --name "$name" --config "$config" --image "$node_image" \
     --kubeconfig "$work/$name.kubeconfig" --wait 180s
   for node in $(control_planes_of "$name"); do
