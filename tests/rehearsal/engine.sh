@@ -2,7 +2,7 @@
 # A Docker engine of the rehearsal's own, for a machine where none runs (CI): Debian's dockerd,
 # started by hand and kept off the machine's network and files:
 #   - no host iptables rules, no forwarding, no masquerade; no default bridge (--bridge=none); the
-#     rehearsal's network gets a TEST-NET-3-adjacent benchmark range (198.18.0.0/15, RFC 2544),
+#     rehearsal's networks get addresses of the benchmarking range (198.18.0.0/15, RFC 2544),
 #     never eth0's subnet (checked);
 #   - its own data root (target/kind/engine: the built images stay, as a cache), exec root,
 #     pid file, socket and cgroup parent;
@@ -52,6 +52,12 @@ engine_pids() {
   cat "/sys/fs/cgroup/pids/$cgroup_parent/cgroup.procs" "/sys/fs/cgroup/pids/$cgroup_parent"/*/cgroup.procs 2>/dev/null || true
 }
 
+# The bridges of the engine's networks: the links with an address in its pool (never another
+# engine's bridges, nor any other link of the machine).
+our_bridges() {
+  ip -o -4 addr show 2>/dev/null | awk '$4 ~ /^198\.18\./ {print $2}' | sort -u
+}
+
 # One line per trace of the engine on this machine; nothing when it is clean.
 traces() {
   local pid mount dir link
@@ -64,7 +70,7 @@ traces() {
   for dir in /sys/fs/cgroup/*/"$cgroup_parent"; do
     [ -d "$dir" ] && echo "cgroup $dir"
   done
-  for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -E '^(br-|veth|docker0$)' || true); do
+  for link in $(our_bridges); do
     echo "link $link"
   done
   [ -e "$run" ] && echo "directory $run"
@@ -109,14 +115,18 @@ $left"
     --cgroup-parent "/$cgroup_parent" --oom-score-adjust 0 \
     --add-runtime "nocapres=$state/bin/nocapres" --default-runtime nocapres \
     --storage-driver overlay2 >"$state/logs/dockerd.log" 2>&1 &
-  local _
+  local _ dockerd=$!
   for _ in $(seq 150); do
     DOCKER_HOST=unix://$socket docker version >/dev/null 2>&1 && break
-    kill -0 $! 2>/dev/null || die "dockerd exited; its log: $state/logs/dockerd.log
-$(tail -n 5 "$state/logs/dockerd.log")"
+    kill -0 "$dockerd" 2>/dev/null || break
     sleep 0.2
   done
-  DOCKER_HOST=unix://$socket docker version >/dev/null 2>&1 || die "dockerd did not answer in 30 s; its log: $state/logs/dockerd.log"
+  if ! DOCKER_HOST=unix://$socket docker version >/dev/null 2>&1; then
+    # What this call started is stopped again: nothing is left of a failed start.
+    down >/dev/null 2>&1 || true
+    die "dockerd did not start or answer in 30 s; its log: $state/logs/dockerd.log
+$(tail -n 5 "$state/logs/dockerd.log")"
+  fi
   # An earlier run killed half-way may have left containers in the data root: they are ours.
   local stale
   stale=$(DOCKER_HOST=unix://$socket docker ps -aq)
@@ -150,7 +160,7 @@ down() {
     [ -d "$dir" ] && { find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true; }
   done
   local link
-  for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -E '^br-' || true); do
+  for link in $(our_bridges); do
     ip link del "$link" 2>/dev/null || true
   done
   if [ -f "$state/sysctls" ]; then

@@ -109,8 +109,7 @@ regenerate() {
   out=$(kr "$node" admin-conf regenerate --yes --reason "$reason" -o json)
   echo "$out"
   [ "$(json 'd["verified"]' <<<"$out")" = True ] || fail "regenerate did not prove the new admin.conf"
-  [ "$(on_node "$node" kubectl --kubeconfig /etc/kubernetes/admin.conf auth whoami -o jsonpath='{.status.userInfo.username}')" = kubernetes-admin ] ||
-    fail "kubectl with the new admin.conf is not kubernetes-admin"
+  admin_works "$node" || fail "kubectl with the new admin.conf is not kubernetes-admin"
   detail "proved; kubectl auth whoami: kubernetes-admin"
 }
 
@@ -134,6 +133,11 @@ revert_change() {
   detail "proved; the flag is gone from the running kube-apiserver"
 }
 
+# Whether kubectl on the node, with admin.conf, is kubernetes-admin (a SelfSubjectReview).
+admin_works() {
+  [ "$(on_node "$1" kubectl --kubeconfig /etc/kubernetes/admin.conf auth whoami -o jsonpath='{.status.userInfo.username}')" = kubernetes-admin ]
+}
+
 manifest_sum() { on_node "$1" sha256sum /etc/kubernetes/manifests/kube-apiserver.yaml | cut -c1-16; }
 
 rejected_change() {
@@ -153,7 +157,7 @@ rejected_change() {
   [ "$(manifest_sum "$node")" = "$before" ] || fail "the manifest is not the one before the change"
   status=$(kr "$node" status -o json)
   [ "$(json 'd["apiserver"]["health"]' <<<"$status")" = ok ] || fail "the apiserver is not healthy after the rollback"
-  detail "exit 1, rolled back: $(grep -m1 -o 'keeps exiting ([^)]*)\|did not [^.;]*' <<<"$out" || echo rejected); manifest byte-identical, apiserver healthy"
+  detail "exit 1, rolled back: $(grep -m1 -o 'keeps exiting ([0-9]* attempts exited\|did not [^.;]*' <<<"$out" | sed 's/exited$/exited)/' || echo rejected); manifest byte-identical, apiserver healthy"
 }
 
 guide_at_a_terminal() {
@@ -162,8 +166,7 @@ guide_at_a_terminal() {
   on_node "$node" bash -s -- / <"$rehearsal_dir/expire-admin-conf.sh"
   mapfile -t argv < <(terminal_on_node "$node" /usr/local/sbin/kubeadm-recover guide)
   python3 "$rehearsal_dir/guide.py" "$reason" "${argv[@]}" || fail "guide did not finish with exit 0"
-  [ "$(on_node "$node" kubectl --kubeconfig /etc/kubernetes/admin.conf auth whoami -o jsonpath='{.status.userInfo.username}')" = kubernetes-admin ] ||
-    fail "after the guide, kubectl with admin.conf is not kubernetes-admin"
+  admin_works "$node" || fail "after the guide, kubectl with admin.conf is not kubernetes-admin"
   detail "every proposed step done at the prompt; admin.conf works again"
 }
 
@@ -209,8 +212,7 @@ play_regenerate() {
   play regenerate-admin.yml -e kubeadm_recover_fetch_dest="$logs/fetched"
   local node
   for node in $(node_names); do
-    [ "$(on_node "$node" kubectl --kubeconfig /etc/kubernetes/admin.conf auth whoami -o jsonpath='{.status.userInfo.username}')" = kubernetes-admin ] ||
-      fail "admin.conf on $node does not work after regenerate-admin.yml"
+    admin_works "$node" || fail "admin.conf on $node does not work after regenerate-admin.yml"
   done
   detail "admin.conf re-issued and proved on every node"
 }

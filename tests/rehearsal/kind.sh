@@ -136,6 +136,8 @@ started=$SECONDS
 echo "kind rehearsal ($kind_version, Kubernetes $version); logs in $logs"
 if [ -n "$own_engine" ]; then
   DOCKER_HOST=$(bash "$here/engine.sh" up 2>"$logs/engine-up.log") ||
+    # (engine.sh up stops what it started when it fails; a refusal leaves an engine running
+    # there, another run's perhaps, alone.)
     { own_engine=""; echo "kind.sh: the engine did not start; see $logs/engine-up.log" >&2; tail -n 5 "$logs/engine-up.log" >&2; exit 1; }
   export DOCKER_HOST
   echo "  a Docker engine of its own (tests/rehearsal/engine.sh), at $DOCKER_HOST"
