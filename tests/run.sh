@@ -14,6 +14,8 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v sha256sum >/dev/null || missing+=(coreutils)
 command -v setpriv >/dev/null || missing+=(util-linux)
+# The real-node tier reaches etcd's gRPC gateway with curl (a member of another cluster added).
+command -v curl >/dev/null || missing+=(curl)
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 # The static release binary (musl-gcc for ring's C; the aarch64 cross compiler) and its checks
 # (readelf, strip; qemu-user runs the aarch64 one); the operations material's checks (shellcheck, ruby -c).

@@ -294,8 +294,8 @@ pub struct Etcd {
     pub manifest: bool,
     /// The last lines of its newest log.
     pub last_log: Option<String>,
-    /// The log line that says "cluster ID mismatch".
-    pub cluster_id_mismatch: Option<String>,
+    /// The newest log line that says "cluster ID mismatch", read.
+    pub cluster_id_mismatch: Option<crate::survey::etcd_log::ClusterIdMismatch>,
 }
 
 /// A worker node's facts.
@@ -639,13 +639,14 @@ fn connection_refused_findings(facts: &Facts, out: &mut Vec<Finding>) {
     let Some(etcd) = &facts.etcd else {
         return;
     };
-    if let Some(line) = &etcd.cluster_id_mismatch {
+    if let Some(mismatch) = &etcd.cluster_id_mismatch {
+        let (summary, fix) = cluster_id_mismatch_said(mismatch);
         out.push(finding(
             FindingId::EtcdClusterIdMismatch,
             Severity::Critical,
-            "etcd: cluster ID mismatch: this member's data directory belongs to another cluster (or a wiped member is rejoining); etcd refuses its peers and the apiserver has no storage".into(),
-            line.clone(),
-            "never automatic, and never by deleting data on a guess. Replace the member, as etcd documents it: from a healthy member, `etcdctl member list` and `etcdctl member remove ID` (this member's ID); here, move /etc/kubernetes/manifests/etcd.yaml out (etcd stops), move /var/lib/etcd aside (keep it), `etcdctl member add NAME --peer-urls=https://IP:2380` from the healthy member, set --initial-cluster-state=existing and that --initial-cluster in etcd.yaml, and move the manifest back (kubeadm: `kubeadm reset` then `kubeadm join --control-plane` does the same). A single-member cluster: restore a snapshot (`etcdutl snapshot restore`)".into(),
+            summary,
+            mismatch.line().to_string(),
+            fix,
         ));
     }
     let apiserver_down =
@@ -671,6 +672,59 @@ fn connection_refused_findings(facts: &Facts, out: &mut Vec<Finding>) {
                 "if kubeadm's etcd static pod was moved out, put etcd.yaml back into /etc/kubernetes/manifests (the kubelet starts etcd within seconds); if etcd runs as a service here instead, `systemctl status etcd` and its journal".into()
             },
         ));
+    }
+}
+
+/// What a cluster-ID mismatch means and what to do, by which end of it this member's log is.
+/// Never automatic, and never a member removed on a guess: the member to take out is the one
+/// holding another cluster's data, which only the refused end can name.
+fn cluster_id_mismatch_said(
+    mismatch: &crate::survey::etcd_log::ClusterIdMismatch,
+) -> (String, String) {
+    use crate::survey::etcd_log::ClusterIdMismatch;
+    const REPLACE: &str = "Replace the member, as etcd documents it: from a healthy member, `etcdctl member list` and `etcdctl member remove ID`; on the member's machine, move /etc/kubernetes/manifests/etcd.yaml out (etcd stops), move /var/lib/etcd aside (keep it), `etcdctl member add NAME --peer-urls=https://IP:2380` from the healthy member, set --initial-cluster-state=existing and that --initial-cluster in etcd.yaml, and move the manifest back (kubeadm: `kubeadm reset` then `kubeadm join --control-plane` does the same). A single-member cluster: restore a snapshot (`etcdutl snapshot restore`)";
+    match mismatch {
+        ClusterIdMismatch::PeerIsAnotherCluster {
+            peer_id,
+            peer_url,
+            peer_cluster,
+            own_cluster,
+            ..
+        } => {
+            let peer_id = crate::ui::escape(peer_id);
+            let at = peer_url
+                .as_deref()
+                .map(|url| format!(" at {}", crate::ui::escape(url)))
+                .unwrap_or_default();
+            (
+                format!(
+                    "etcd: cluster ID mismatch: member {peer_id}{at} answers as another cluster ({}) than this member's ({}): its data directory belongs to another cluster (a machine reused without `kubeadm reset`, or a wiped member rejoining); while this cluster counts it as a voter it may have lost quorum, and then the apiserver has no storage",
+                    crate::ui::escape(peer_cluster),
+                    crate::ui::escape(own_cluster)
+                ),
+                format!(
+                    "never automatic, and never by deleting data on a guess; this member's data is not the stranger. On the machine of member {peer_id}{at} (`etcdctl member list` names its URL): move its etcd.yaml out of /etc/kubernetes/manifests (its etcd stops) and its /var/lib/etcd aside (keep it). Then take it out of this cluster: from a member with quorum, `etcdctl member remove {peer_id}`; where it left this cluster without quorum (two members, one of them the stranger), add --force-new-cluster to this member's etcd command in /etc/kubernetes/manifests/etcd.yaml once (the kubelet restarts etcd; it keeps this cluster's data and forgets the other members) and remove the flag again once etcd answers. Then rejoin that machine: `kubeadm reset` there, and `kubeadm join --control-plane`"
+                ),
+            )
+        }
+        ClusterIdMismatch::PeerSendsAnotherCluster {
+            peer_cluster,
+            own_cluster,
+            ..
+        } => (
+            format!(
+                "etcd: cluster ID mismatch: a peer sends as another cluster ({}) than this member's ({}): one of the two has a data directory of another cluster (a machine reused without `kubeadm reset`, or a wiped member rejoining); etcd refuses it",
+                crate::ui::escape(peer_cluster),
+                crate::ui::escape(own_cluster)
+            ),
+            format!(
+                "never automatic, and never by deleting data on a guess. The stranger is the member the healthy majority's `etcdctl member list` does not hold in its cluster, or whose log says its requests are ignored. {REPLACE}"
+            ),
+        ),
+        ClusterIdMismatch::Unread { .. } => (
+            "etcd: cluster ID mismatch: this member and a peer belong to different clusters (a data directory of another cluster, or a wiped member rejoining); etcd refuses its peer and the apiserver may have no storage".into(),
+            format!("never automatic, and never by deleting data on a guess. {REPLACE}"),
+        ),
     }
 }
 

@@ -815,12 +815,9 @@ fn etcd(layout: &NodeLayout) -> Option<Etcd> {
     let listening =
         std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(1)).is_ok();
     let log = crate::survey::machine::newest_log(layout, "etcd");
-    let cluster_id_mismatch = log.as_ref().and_then(|(_, tail)| {
-        tail.lines()
-            .rev()
-            .find(|l| l.contains("cluster ID mismatch"))
-            .map(str::to_string)
-    });
+    let cluster_id_mismatch = log
+        .as_ref()
+        .and_then(|(_, tail)| crate::survey::etcd_log::cluster_id_mismatch(tail));
     Some(Etcd {
         client_endpoint: format!("{}:{}", endpoint.0, endpoint.1),
         listening,

@@ -1642,3 +1642,242 @@ fn the_lockouts_the_troubleshooting_notes_list_are_named_on_the_real_node() {
     assert!(has_finding(&doc, "etcd-down"), "{doc:#}");
     drop(lockouts);
 }
+
+/// The node's etcd, over its gRPC gateway with the health-check client kubeadm made for it:
+/// `method` (`member/list`, `member/add`) with `body`; the JSON answer.
+fn etcd_cluster(method: &str, body: &str) -> serde_json::Value {
+    let pki = "/etc/kubernetes/pki/etcd";
+    let out: Output = Command::new("curl")
+        .args(["-sS", "--max-time", "5", "-X", "POST", "-d", body])
+        .args(["--cacert", &format!("{pki}/ca.crt")])
+        .args(["--cert", &format!("{pki}/healthcheck-client.crt")])
+        .args(["--key", &format!("{pki}/healthcheck-client.key")])
+        .arg(format!("https://127.0.0.1:2379/v3/cluster/{method}"))
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code, 0, "etcd {method}: {}", out.stderr);
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("etcd {method}: {e}: {}", out.stdout))
+}
+
+/// How many members the node's etcd counts (read locally: it answers without quorum).
+fn etcd_members() -> Option<usize> {
+    std::panic::catch_unwind(|| etcd_cluster("member/list", "{}"))
+        .ok()
+        .and_then(|doc| doc["members"].as_array().map(Vec::len))
+}
+
+/// The running etcd of the node (its `--name=realnode`), by its arguments.
+fn node_etcd_args() -> Option<Vec<String>> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let raw = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<String> = raw
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            (args.first().is_some_and(|a| a.ends_with("etcd"))
+                && args.iter().any(|a| a == "--name=realnode"))
+            .then_some(args)
+        })
+}
+
+/// A second etcd, of ANOTHER cluster (its own data directory, `--initial-cluster-state=new`),
+/// on loopback ports of its own: the machine reused without `kubeadm reset` that a
+/// `kubeadm join --control-plane` adds to the node's cluster. On drop it is stopped and, if the
+/// node's etcd still counts it, the node's etcd is brought back to one member by the fix the
+/// finding gives (--force-new-cluster once), its manifest put back byte for byte.
+struct Stranger {
+    etcd: std::process::Child,
+    peer_url: String,
+    _data: tempfile::TempDir,
+    manifest: Vec<u8>,
+}
+
+impl Stranger {
+    fn start() -> Self {
+        let port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (peer, client) = (port(), port());
+        let data = tempfile::tempdir().unwrap();
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let client_url = format!("http://127.0.0.1:{client}");
+        let log =
+            std::fs::File::create(repo().join("target/realnode/logs/stranger-etcd.log")).unwrap();
+        let etcd = Command::new("etcd")
+            .args(["--name", "stranger", "--data-dir"])
+            .arg(data.path().join("data"))
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("stranger={peer_url}")])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", "another-cluster"])
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("the upstream tier's etcd on PATH (tests/realnode/run.sh puts it there)");
+        Stranger {
+            etcd,
+            peer_url,
+            _data: data,
+            manifest: std::fs::read(ETCD).unwrap(),
+        }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.etcd.kill();
+        let _ = self.etcd.wait();
+    }
+
+    /// The node's etcd once with `--force-new-cluster` (it keeps its data and forgets every other
+    /// member), then its own manifest again; bounded waits for each restart the kubelet does.
+    fn forget_the_stranger(&self) {
+        let text = String::from_utf8(self.manifest.clone()).unwrap();
+        let forced = text.replacen(
+            "    - --data-dir=/var/lib/etcd\n",
+            "    - --data-dir=/var/lib/etcd\n    - --force-new-cluster\n",
+            1,
+        );
+        assert_ne!(
+            forced, text,
+            "kubeadm's etcd.yaml has --data-dir=/var/lib/etcd"
+        );
+        put_back(ETCD, forced.as_bytes());
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while !(node_etcd_args().is_some_and(|a| a.iter().any(|a| a == "--force-new-cluster"))
+            && etcd_members() == Some(1))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not restart with --force-new-cluster in 180 s"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        put_back(ETCD, &self.manifest);
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while !(node_etcd_args().is_some_and(|a| !a.iter().any(|a| a == "--force-new-cluster"))
+            && etcd_members() == Some(1))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not restart with its own manifest in 180 s"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        self.stop();
+        if etcd_members() != Some(1)
+            || std::fs::read(ETCD).ok().as_deref() != Some(&self.manifest[..])
+        {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.forget_the_stranger()
+            }));
+        }
+        put_back(ETCD, &self.manifest);
+    }
+}
+
+/// "etcdserver: cluster ID mismatch" as operators meet it: a second member added to the node's
+/// one-member cluster (what `kubeadm join --control-plane` does first), whose etcd starts on a
+/// data directory of another cluster. The node's etcd loses quorum (two voters, one a
+/// stranger), the apiserver its storage, and the real etcd's log says the peer ignores it.
+/// diagnose names the stranger (not this member) from that log, and the fix it gives for a
+/// cluster left without quorum brings the node back.
+#[test]
+#[ignore = "the real-node tier (tests/realnode/run.sh, root)"]
+fn a_member_of_another_cluster_is_named_from_the_real_etcds_log_and_its_fix_works() {
+    let node = RealKubelet::get();
+    let mut stranger = Stranger::start();
+    let added = etcd_cluster(
+        "member/add",
+        &format!("{{\"peerURLs\":[\"{}\"]}}", stranger.peer_url),
+    );
+    let id: u64 = added["member"]["ID"].as_str().unwrap().parse().unwrap();
+    let id = format!("{id:x}");
+
+    let doc = diagnose_until(&node, Duration::from_secs(60), |d| {
+        has_finding(d, "etcd-cluster-id-mismatch")
+    });
+    let mismatch = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "etcd-cluster-id-mismatch")
+        .unwrap_or_else(|| panic!("{doc:#}"));
+    let summary = mismatch["summary"].as_str().unwrap();
+    let fix = mismatch["fix"].as_str().unwrap();
+    assert!(summary.contains(&format!("member {id}")), "{mismatch:#}");
+    assert!(
+        summary.contains("answers as another cluster"),
+        "{mismatch:#}"
+    );
+    assert!(
+        mismatch["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("cluster ID mismatch"),
+        "{mismatch:#}"
+    );
+    assert!(
+        fix.contains(&format!("etcdctl member remove {id}")),
+        "{mismatch:#}"
+    );
+    assert!(fix.contains("--force-new-cluster"), "{mismatch:#}");
+    assert!(fix.contains("never automatic"), "{mismatch:#}");
+    assert!(
+        !has_finding(&doc, "etcd-down"),
+        "the mismatch is the reason: {doc:#}"
+    );
+    assert_eq!(
+        doc["steps"].as_array().map_or(0, Vec::len),
+        0,
+        "never acted on: {doc:#}"
+    );
+    // The lockout itself: without quorum the apiserver has no storage.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while node
+        .kubectl(ADMIN, &["get", "--raw", "/readyz", "--request-timeout=5s"])
+        .code
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the apiserver kept its storage without quorum"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+
+    // The fix as the finding gives it for a cluster left without quorum: the stranger stopped,
+    // this member once with --force-new-cluster. Its data is kept: the node comes back.
+    stranger.stop();
+    stranger.forget_the_stranger();
+    assert_eq!(std::fs::read(ETCD).unwrap(), stranger.manifest);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while node.kubectl(ADMIN, &["get", "node", "realnode"]).code != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the apiserver did not come back on the node's own data"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let doc = diagnose_until(&node, Duration::from_secs(60), |d| {
+        !has_finding(d, "etcd-cluster-id-mismatch")
+    });
+    assert!(!has_finding(&doc, "etcd-cluster-id-mismatch"), "{doc:#}");
+    drop(stranger);
+}
