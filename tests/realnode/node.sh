@@ -30,8 +30,11 @@ link=krn0
 peer=krn1
 socket=/run/containerd/containerd.sock
 # What a node leaves on a machine; `up` refuses where any exists, `down` removes them all.
+# The tool's own records are among them: the tests run it as root on this node, so its journal
+# and its audit log (/var/log/kubeadm-recover) are the node's too.
 node_paths=(/etc/kubernetes /var/lib/kubelet /var/lib/etcd /var/log/pods /var/log/containers
-  /run/containerd /var/lib/containerd /var/lib/kubeadm-recover /etc/crictl.yaml)
+  /run/containerd /var/lib/containerd /var/lib/kubeadm-recover /var/log/kubeadm-recover
+  /etc/crictl.yaml)
 # The host settings the kubelet rewrites (REALNODE.md): saved at `up`, restored at `down`.
 sysctls=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
