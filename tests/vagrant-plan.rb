@@ -23,10 +23,11 @@ class Recorder
     @machine[:ip] = ip
   end
 
-  def provision(_type, path:, args: [])
+  def provision(_type, path:, args: [], env: {})
     raise "#{path} does not exist" unless File.exist?(File.join(File.dirname(VAGRANTFILE), path))
 
-    @machine[:scripts] << "#{path} #{args.join(' ')}".strip
+    settings = env.reject { |_k, v| v.to_s.empty? }.map { |k, v| "#{k}=#{v}" }
+    @machine[:scripts] << (settings + ["#{path} #{args.join(' ')}".strip]).join(' ')
   end
 
   def hostname=(value)

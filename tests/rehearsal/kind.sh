@@ -204,6 +204,63 @@ write_inventory() {
 # shellcheck source=tests/rehearsal/flow.sh
 . "$here/flow.sh"
 
+# --- The Vagrant provisioning scripts, on the multi cluster's nodes -------------------------
+# The steps inside a Vagrant VM, proved where no VM boots (vagrant/README.md): the nodes are
+# reset (`kubeadm reset`) and provisioned again by vagrant/provision/control-plane.sh (init on
+# the first, join on the second, behind the same load balancer) and worker.sh, the join files
+# carried from node to node as the synced folder carries them. common.sh is not run: it installs
+# from pkgs.k8s.io and loads kernel modules, neither possible here; what it leaves (the vagrant
+# user, forwarding on, the kubelet's --node-ip) is set as it would. The cgroup v1 patch and the
+# ignored preflight checks (the CNI and kube-proxy images are not in the node image, the
+# kernel's config is not readable) go through the scripts' own KUBEADM_EXTRA_ARGS.
+address_of() { docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$1"; }
+# kubeadm prints the bootstrap token and the certificate key: never into a log.
+redact() { sed -E 's/[a-z0-9]{6}\.[a-z0-9]{16}/<redacted token>/g; s/(--certificate-key) [^ ]+/\1 <redacted>/g; s/^[0-9a-f]{64}$/<redacted certificate key>/'; }
+provision_as_vagrant() {
+  local cluster=$1 node first second worker lb extra
+  first=${cluster_nodes[0]}
+  second=${cluster_nodes[1]}
+  worker=$cluster-worker
+  lb=$(address_of "$cluster-external-load-balancer"):6443
+  extra="--ignore-preflight-errors=ImagePull,SystemVerification"
+  for node in "$first" "$second" "$worker"; do
+    docker exec "$node" kubeadm reset -f >/dev/null 2>&1
+    docker exec "$node" sh -c 'id vagrant >/dev/null 2>&1 || useradd -m vagrant
+      mkdir -p /kubeadm-recover/vagrant/provision
+      sysctl -qw net.ipv4.ip_forward=1
+      if [ ! -f /sys/fs/cgroup/cgroup.controllers ]; then
+        mkdir -p /kubeadm-recover/patches
+        echo "failCgroupV1: false" >/kubeadm-recover/patches/kubeletconfiguration+merge.yaml
+      fi'
+    docker exec "$node" sh -c "echo KUBELET_EXTRA_ARGS=--node-ip=$(address_of "$node") >/etc/default/kubelet"
+    docker cp "$repo/vagrant/provision/." "$node:/kubeadm-recover/vagrant/provision/"
+  done
+  docker exec "$first" test -f /sys/fs/cgroup/cgroup.controllers ||
+    extra="$extra --patches /kubeadm-recover/patches"
+  docker exec -e KUBEADM_EXTRA_ARGS="$extra" -e CNI_MANIFEST=none "$first" \
+    bash /kubeadm-recover/vagrant/provision/control-plane.sh init "$(address_of "$first")" "$lb" "${version#v}" 2>&1 | redact
+  # The synced folder: cp1's join files on every other node.
+  docker exec "$first" tar -C /kubeadm-recover/vagrant -cf - .cluster >"$work/cluster.tar"
+  for node in "$second" "$worker"; do
+    docker exec -i "$node" tar -C /kubeadm-recover/vagrant -xf - <"$work/cluster.tar"
+  done
+  rm -f "$work/cluster.tar"
+  docker exec -e KUBEADM_EXTRA_ARGS="$extra" "$second" \
+    bash /kubeadm-recover/vagrant/provision/control-plane.sh join "$(address_of "$second")" "$lb" "${version#v}" 2>&1 | redact
+  docker exec -e KUBEADM_EXTRA_ARGS="$extra" "$worker" bash /kubeadm-recover/vagrant/provision/worker.sh 2>&1 | redact
+  # What the VMs would show: every node Ready, the joined control plane on its own address, the
+  # vagrant user's kubectl, and kubeadm-recover seeing both control-plane nodes.
+  docker exec "$first" kubectl --kubeconfig /etc/kubernetes/admin.conf wait --for=condition=Ready nodes --all --timeout=180s
+  docker exec "$first" kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o wide
+  docker exec "$second" grep -q -- "--advertise-address=$(address_of "$second")\$" /etc/kubernetes/manifests/kube-apiserver.yaml ||
+    fail "$second's apiserver does not advertise its own address"
+  docker exec "$first" su - vagrant -c 'kubectl get nodes' >/dev/null || fail "the vagrant user's kubectl does not work"
+  local planes
+  planes=$(kr "$first" status -o json | json 'len(d["controlPlaneNodes"])')
+  [ "$planes" = 2 ] || fail "kubeadm-recover status lists $planes control-plane nodes, not 2"
+  detail "init on $first, $second joined on its own address, $worker joined: 3 nodes Ready; status lists 2 control planes"
+}
+
 # --- The clusters --------------------------------------------------------------------------
 control_planes_of() {
   docker ps --filter "label=io.x-k8s.kind.cluster=$1" --filter label=io.x-k8s.kind.role=control-plane \
@@ -243,7 +300,10 @@ for cluster in "${clusters[@]}"; do
   step "copy the static binary in, as root" install_binary || { status=1; break; }
   case $cluster in
     single) rehearse_on_one_node || status=1 ;;
-    multi) rehearse_the_playbooks || status=1 ;;
+    multi)
+      rehearse_the_playbooks &&
+        step "the Vagrant provisioning scripts (nodes reset)" provision_as_vagrant "$name" || status=1
+      ;;
   esac
   [ $status = 0 ] || break
   if [ -z "${KEEP_CLUSTER:-}" ]; then
