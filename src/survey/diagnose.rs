@@ -803,7 +803,11 @@ pub fn diagnose_not_a_node(sandbox: bool) -> Vec<Finding> {
     vec![finding(
         FindingId::NotANode,
         Severity::Info,
-        "this machine is not a Kubernetes node".into(),
+        if sandbox {
+            "the filesystem --root names is not a Kubernetes node's".into()
+        } else {
+            "this machine is not a Kubernetes node".into()
+        },
         "no control-plane static pod manifest under /etc/kubernetes/manifests and no /etc/kubernetes/kubelet.conf".into(),
         if sandbox {
             "--root points at no node's filesystem: give the directory where the node's disk is mounted".into()
