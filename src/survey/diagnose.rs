@@ -675,57 +675,59 @@ fn connection_refused_findings(facts: &Facts, out: &mut Vec<Finding>) {
     }
 }
 
-/// What a cluster-ID mismatch means and what to do, by which end of it this member's log is.
-/// Never automatic, and never a member removed on a guess: the member to take out is the one
-/// holding another cluster's data, which only the refused end can name.
+/// What a cluster-ID mismatch means and what to do. Never automatic, and never a member named
+/// as the stranger: which end logs what does not tell which member holds another cluster's data
+/// (see `etcd_log`), so the fix starts with the check that decides it, then backups, then the
+/// removal, with `--force-new-cluster` only on the one member whose data is kept.
 fn cluster_id_mismatch_said(
     mismatch: &crate::survey::etcd_log::ClusterIdMismatch,
 ) -> (String, String) {
     use crate::survey::etcd_log::ClusterIdMismatch;
-    const REPLACE: &str = "Replace the member, as etcd documents it: from a healthy member, `etcdctl member list` and `etcdctl member remove ID`; on the member's machine, move /etc/kubernetes/manifests/etcd.yaml out (etcd stops), move /var/lib/etcd aside (keep it), `etcdctl member add NAME --peer-urls=https://IP:2380` from the healthy member, set --initial-cluster-state=existing and that --initial-cluster in etcd.yaml, and move the manifest back (kubeadm: `kubeadm reset` then `kubeadm join --control-plane` does the same). A single-member cluster: restore a snapshot (`etcdutl snapshot restore`)";
-    match mismatch {
-        ClusterIdMismatch::PeerIsAnotherCluster {
+    let (who, ids) = match mismatch {
+        ClusterIdMismatch::PeerAnswersAsAnotherCluster {
             peer_id,
             peer_url,
             peer_cluster,
             own_cluster,
             ..
-        } => {
-            let peer_id = crate::ui::escape(peer_id);
-            let at = peer_url
-                .as_deref()
-                .map(|url| format!(" at {}", crate::ui::escape(url)))
-                .unwrap_or_default();
-            (
-                format!(
-                    "etcd: cluster ID mismatch: member {peer_id}{at} answers as another cluster ({}) than this member's ({}): its data directory belongs to another cluster (a machine reused without `kubeadm reset`, or a wiped member rejoining); while this cluster counts it as a voter it may have lost quorum, and then the apiserver has no storage",
-                    crate::ui::escape(peer_cluster),
-                    crate::ui::escape(own_cluster)
-                ),
-                format!(
-                    "never automatic, and never by deleting data on a guess; this member's data is not the stranger. On the machine of member {peer_id}{at} (`etcdctl member list` names its URL): move its etcd.yaml out of /etc/kubernetes/manifests (its etcd stops) and its /var/lib/etcd aside (keep it). Then take it out of this cluster: from a member with quorum, `etcdctl member remove {peer_id}`; where it left this cluster without quorum (two members, one of them the stranger), add --force-new-cluster to this member's etcd command in /etc/kubernetes/manifests/etcd.yaml once (the kubelet restarts etcd; it keeps this cluster's data and forgets the other members) and remove the flag again once etcd answers. Then rejoin that machine: `kubeadm reset` there, and `kubeadm join --control-plane`"
-                ),
-            )
-        }
-        ClusterIdMismatch::PeerSendsAnotherCluster {
+        } => (
+            format!(
+                "this member lists member {}{} as a peer, and it answers as another cluster",
+                crate::ui::escape(peer_id),
+                peer_url
+                    .as_deref()
+                    .map(|url| format!(" at {}", crate::ui::escape(url)))
+                    .unwrap_or_default()
+            ),
+            format!(
+                " ({} there, {} here)",
+                crate::ui::escape(peer_cluster),
+                crate::ui::escape(own_cluster)
+            ),
+        ),
+        ClusterIdMismatch::PeerSentAsAnotherCluster {
             peer_cluster,
             own_cluster,
             ..
         } => (
+            "a peer sends to this member as another cluster".to_string(),
             format!(
-                "etcd: cluster ID mismatch: a peer sends as another cluster ({}) than this member's ({}): one of the two has a data directory of another cluster (a machine reused without `kubeadm reset`, or a wiped member rejoining); etcd refuses it",
+                " ({} there, {} here)",
                 crate::ui::escape(peer_cluster),
                 crate::ui::escape(own_cluster)
             ),
-            format!(
-                "never automatic, and never by deleting data on a guess. The stranger is the member the healthy majority's `etcdctl member list` does not hold in its cluster, or whose log says its requests are ignored. {REPLACE}"
-            ),
         ),
         ClusterIdMismatch::Unread { .. } => (
-            "etcd: cluster ID mismatch: this member and a peer belong to different clusters (a data directory of another cluster, or a wiped member rejoining); etcd refuses its peer and the apiserver may have no storage".into(),
-            format!("never automatic, and never by deleting data on a guess. {REPLACE}"),
+            "this member and a peer belong to different clusters".to_string(),
+            String::new(),
         ),
-    }
+    };
+    (
+        format!(
+            "etcd: cluster ID mismatch: {who}{ids}: one of the two holds another cluster's data (a machine reused without `kubeadm reset`, a wiped member rejoining, a member added by mistake); where the stranger counts as a voter the cluster may have lost quorum, and then the apiserver has no storage"
+        ),
+        "never automatic, and never by deleting data on a guess: the member that logs this is not necessarily the healthy one. First decide which member holds this cluster's data: on each, with etcdctl (in the etcd container, with the certificates under /etc/kubernetes/pki/etcd), `etcdctl endpoint status -w table` (cluster ID, revision, size) and `etcdctl get /registry/namespaces/kube-system --keys-only --consistency=s` (this Kubernetes cluster's data answers). Copy /var/lib/etcd and /etc/kubernetes/pki of every member aside before changing anything. Then take the stranger out: on its machine move its etcd.yaml out of /etc/kubernetes/manifests (its etcd stops) and its /var/lib/etcd aside; from a member with quorum, `etcdctl member list --consistency=s` and `etcdctl member remove ID`. Where the cluster lost quorum to it (the stranger was the second of two voters): on the one member whose data you keep, add --force-new-cluster to etcd's command in etcd.yaml once (the kubelet restarts etcd; it keeps that member's data and forgets every other member), remove the flag once etcd answers, and reset and rejoin every other member. Rejoin the stranger's machine with `kubeadm reset` and `kubeadm join --control-plane`; a single-member cluster with no good data left: restore a snapshot (`etcdutl snapshot restore`)".into(),
+    )
 }
 
 /// admin.conf as kubectl reads it: a file that is there but that kubectl cannot use.

@@ -117,6 +117,7 @@ cleanup() {
     if [ -n "$current" ]; then
       [ "$status" = 0 ] || kind export logs --name "$current" "$logs/kind-$current" >/dev/null 2>&1 || true
       kind delete cluster --name "$current" >/dev/null 2>&1 || echo "kind.sh: could not delete cluster $current" >&2
+      remove_networks "$current" 2>/dev/null || echo "kind.sh: could not remove the network of $current" >&2
     fi
     if [ -n "$own_engine" ]; then
       bash "$here/engine.sh" down >"$logs/engine-down.log" 2>&1 || {
@@ -213,17 +214,28 @@ write_inventory() {
 # user, forwarding on, the kubelet's --node-ip) is set as it would. The cgroup v1 patch and the
 # ignored preflight checks (the CNI and kube-proxy images are not in the node image, the
 # kernel's config is not readable) go through the scripts' own KUBEADM_EXTRA_ARGS.
-address_of() { docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$1"; }
+# A container's address on a network (kind's own: "kind").
+address_of() { docker inspect -f "{{(index .NetworkSettings.Networks \"$2\").IPAddress}}" "$1"; }
+# The networks this run made (the private one), removed with their cluster.
+remove_networks() {
+  docker network ls -q --filter "label=io.kubeadm-recover.rehearsal=$1" | xargs -r docker network rm >/dev/null
+}
 # kubeadm prints the bootstrap token and the certificate key: never into a log.
 redact() { sed -E 's/[a-z0-9]{6}\.[a-z0-9]{16}/<redacted token>/g; s/(--certificate-key) [^ ]+/\1 <redacted>/g; s/^[0-9a-f]{64}$/<redacted certificate key>/'; }
 provision_as_vagrant() {
-  local cluster=$1 node first second worker lb extra
+  local cluster=$1 node first second worker lb extra private
   first=${cluster_nodes[0]}
   second=${cluster_nodes[1]}
   worker=$cluster-worker
-  lb=$(address_of "$cluster-external-load-balancer"):6443
+  lb=$(address_of "$cluster-external-load-balancer" kind):6443
   extra="--ignore-preflight-errors=ImagePull,SystemVerification"
+  # Vagrant's private network: a second interface with no default route, the one the scripts are
+  # given. kubeadm's own choice is the default route's (kind's network here, the NAT one in a
+  # VM), so the joined control plane is on the private address only if the script passes it.
+  private=$cluster-private
+  docker network create --label "io.kubeadm-recover.rehearsal=$cluster" "$private" >/dev/null
   for node in "$first" "$second" "$worker"; do
+    docker network connect "$private" "$node"
     docker exec "$node" kubeadm reset -f >/dev/null 2>&1
     docker exec "$node" sh -c 'id vagrant >/dev/null 2>&1 || useradd -m vagrant
       mkdir -p /kubeadm-recover/vagrant/provision
@@ -232,13 +244,13 @@ provision_as_vagrant() {
         mkdir -p /kubeadm-recover/patches
         echo "failCgroupV1: false" >/kubeadm-recover/patches/kubeletconfiguration+merge.yaml
       fi'
-    docker exec "$node" sh -c "echo KUBELET_EXTRA_ARGS=--node-ip=$(address_of "$node") >/etc/default/kubelet"
+    docker exec "$node" sh -c "echo KUBELET_EXTRA_ARGS=--node-ip=$(address_of "$node" "$private") >/etc/default/kubelet"
     docker cp "$repo/vagrant/provision/." "$node:/kubeadm-recover/vagrant/provision/"
   done
   docker exec "$first" test -f /sys/fs/cgroup/cgroup.controllers ||
     extra="$extra --patches /kubeadm-recover/patches"
   docker exec -e KUBEADM_EXTRA_ARGS="$extra" -e CNI_MANIFEST=none "$first" \
-    bash /kubeadm-recover/vagrant/provision/control-plane.sh init "$(address_of "$first")" "$lb" "${version#v}" 2>&1 | redact
+    bash /kubeadm-recover/vagrant/provision/control-plane.sh init "$(address_of "$first" "$private")" "$lb" "${version#v}" 2>&1 | redact
   # The synced folder: cp1's join files on every other node.
   docker exec "$first" tar -C /kubeadm-recover/vagrant -cf - .cluster >"$work/cluster.tar"
   for node in "$second" "$worker"; do
@@ -246,19 +258,23 @@ provision_as_vagrant() {
   done
   rm -f "$work/cluster.tar"
   docker exec -e KUBEADM_EXTRA_ARGS="$extra" "$second" \
-    bash /kubeadm-recover/vagrant/provision/control-plane.sh join "$(address_of "$second")" "$lb" "${version#v}" 2>&1 | redact
+    bash /kubeadm-recover/vagrant/provision/control-plane.sh join "$(address_of "$second" "$private")" "$lb" "${version#v}" 2>&1 | redact
   docker exec -e KUBEADM_EXTRA_ARGS="$extra" "$worker" bash /kubeadm-recover/vagrant/provision/worker.sh 2>&1 | redact
-  # What the VMs would show: every node Ready, the joined control plane on its own address, the
-  # vagrant user's kubectl, and kubeadm-recover seeing both control-plane nodes.
-  docker exec "$first" kubectl --kubeconfig /etc/kubernetes/admin.conf wait --for=condition=Ready nodes --all --timeout=180s
-  docker exec "$first" kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o wide
-  docker exec "$second" grep -q -- "--advertise-address=$(address_of "$second")\$" /etc/kubernetes/manifests/kube-apiserver.yaml ||
-    fail "$second's apiserver does not advertise its own address"
+  # What the VMs would show: every node Ready, the joined control plane on its private address,
+  # the vagrant user's kubectl, and kubeadm-recover seeing both control-plane nodes.
+  local admin=(kubectl --kubeconfig /etc/kubernetes/admin.conf) nodes planes
+  docker exec "$first" "${admin[@]}" wait --for=condition=Ready nodes --all --timeout=180s
+  docker exec "$first" "${admin[@]}" get nodes -o wide
+  nodes=$(docker exec "$first" "${admin[@]}" get nodes --no-headers | wc -l)
+  [ "$nodes" = 3 ] || fail "$nodes nodes joined, not 3"
+  docker exec "$second" grep -q -- "--advertise-address=$(address_of "$second" "$private")\$" /etc/kubernetes/manifests/kube-apiserver.yaml ||
+    fail "$second's apiserver does not advertise its private address"
+  docker exec "$second" grep -q -- "--initial-advertise-peer-urls=https://$(address_of "$second" "$private"):2380\$" /etc/kubernetes/manifests/etcd.yaml ||
+    fail "$second's etcd does not advertise its private address"
   docker exec "$first" su - vagrant -c 'kubectl get nodes' >/dev/null || fail "the vagrant user's kubectl does not work"
-  local planes
   planes=$(kr "$first" status -o json | json 'len(d["controlPlaneNodes"])')
   [ "$planes" = 2 ] || fail "kubeadm-recover status lists $planes control-plane nodes, not 2"
-  detail "init on $first, $second joined on its own address, $worker joined: 3 nodes Ready; status lists 2 control planes"
+  detail "init on $first, $second joined on its private address, $worker joined: 3 nodes Ready; status lists 2 control planes"
 }
 
 # --- The clusters --------------------------------------------------------------------------
@@ -284,6 +300,7 @@ create_cluster() {
 }
 delete_cluster() {
   kind delete cluster --name "$1"
+  remove_networks "$1"
   detail "deleted"
 }
 

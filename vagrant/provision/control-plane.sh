@@ -43,6 +43,9 @@ if [ "$role" = init ]; then
   printf '%s "$@"\n' "$join" | private tee "$shared/join-worker.sh" >/dev/null
   printf '%s --control-plane --certificate-key %s "$@"\n' "$join" "$cert_key" |
     private tee "$shared/join-control-plane.sh" >/dev/null
+  # tee keeps the mode of a file left by an earlier run; a shared folder may keep none at all.
+  chmod 600 "$shared/init.log" "$shared/join-worker.sh" "$shared/join-control-plane.sh" ||
+    echo "control-plane.sh: warning: $shared keeps no file modes: on the host, vagrant/.cluster is as private as the checkout" >&2
 else
   [ -f "$shared/join-control-plane.sh" ] || { echo "control-plane.sh: cp1 has not run kubeadm init yet ($shared)" >&2; exit 1; }
   # Its own address, not the NAT one: etcd's peer URL and the apiserver's advertised address.
