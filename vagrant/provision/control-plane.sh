@@ -23,11 +23,15 @@ cni=${CNI_MANIFEST:-https://github.com/flannel-io/flannel/releases/download/v0.2
 private() { (umask 077 && "$@"); }
 if [ "$role" = init ]; then
   private mkdir -p "$shared"
+  # The key that encrypts the uploaded certificates, made here: asking for it after init
+  # (`kubeadm init phase upload-certs`) connects to the default route's address, which is not in
+  # the apiserver's certificate when the node is on a private network.
+  cert_key=$(kubeadm certs certificate-key)
   kubeadm init --kubernetes-version "v$version" \
     --control-plane-endpoint "$endpoint" \
     --apiserver-advertise-address "$node_ip" \
     --pod-network-cidr 10.244.0.0/16 \
-    --upload-certs "${extra[@]}" | private tee "$shared/init.log"
+    --upload-certs --certificate-key "$cert_key" "${extra[@]}" | private tee "$shared/init.log"
   if [ "$cni" != none ]; then
     # Every VM has the same NAT address on its first interface: flannel must use the private one.
     iface=$(ip -o -4 addr show | awk -v ip="$node_ip" '$4 ~ "^" ip "/" {print $2}')
@@ -39,7 +43,6 @@ if [ "$role" = init ]; then
   fi
   # The join commands pass on their own arguments ("$@"): each node adds its address.
   join=$(kubeadm token create --print-join-command)
-  cert_key=$(kubeadm init phase upload-certs --upload-certs | tail -n1)
   printf '%s "$@"\n' "$join" | private tee "$shared/join-worker.sh" >/dev/null
   printf '%s --control-plane --certificate-key %s "$@"\n' "$join" "$cert_key" |
     private tee "$shared/join-control-plane.sh" >/dev/null
