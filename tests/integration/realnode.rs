@@ -190,8 +190,12 @@ fn running_args(pid: &serde_json::Value) -> Vec<String> {
     let Some(pid) = pid.as_i64() else {
         return Vec::new();
     };
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .unwrap_or_default()
+    args_of(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+}
+
+/// A /proc cmdline's arguments (NUL-separated).
+fn args_of(cmdline: &[u8]) -> Vec<String> {
+    cmdline
         .split(|b| *b == 0)
         .filter(|s| !s.is_empty())
         .map(|s| String::from_utf8_lossy(s).into_owned())
@@ -1674,12 +1678,7 @@ fn node_etcd_args() -> Option<Vec<String>> {
         .ok()?
         .flatten()
         .find_map(|entry| {
-            let raw = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let args: Vec<String> = raw
-                .split(|b| *b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
+            let args = args_of(&std::fs::read(entry.path().join("cmdline")).ok()?);
             (args.first().is_some_and(|a| a.ends_with("etcd"))
                 && args.iter().any(|a| a == "--name=realnode"))
             .then_some(args)
